@@ -1,0 +1,88 @@
+"""abpilot: experiments on live traffic, steered toward what works.
+
+``abpilot.open(url)`` gives the service for in-process use on any store::
+
+    import abpilot
+    service = abpilot.open("sqlite:///abpilot.db")   # or postgresql://, redis://, memory://
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from abpilot.domain.errors import (
+    AbpilotError,
+    ConcurrentModification,
+    Conflict,
+    DuplicateKey,
+    ExperimentNotFound,
+    InvalidTransition,
+    NotFound,
+    StoreUnavailable,
+    UnitNotAssigned,
+    ValidationError,
+    WrongStatus,
+)
+from abpilot.domain.experiment import (
+    Experiment,
+    ExperimentStatus,
+    ExperimentType,
+    Metric,
+    MetricKind,
+    Variant,
+)
+from abpilot.service import (
+    Assignment,
+    EventInput,
+    ExperimentChanges,
+    ExperimentMetrics,
+    ExperimentService,
+    VariantMetrics,
+)
+from abpilot.store.base import ApplyResult, EventKind
+
+__version__ = "0.1.0"
+
+
+def open(url: str = "sqlite:///./abpilot.db", **options: Any) -> ExperimentService:
+    """The service on the store at ``url``: ``sqlite:///path``, ``postgresql://...``,
+    ``redis://...`` or ``memory://``. ``cache_seconds`` and ``bandit_defaults`` (a
+    ``BanditOptions``) go to the service, other options to the store (``prefix=`` for Redis)."""
+    from abpilot.store.factory import open_store
+
+    cache_seconds = options.pop("cache_seconds", 1.0)
+    bandit_defaults = options.pop("bandit_defaults", None)
+    return ExperimentService(
+        open_store(url, **options), cache_seconds=cache_seconds, bandit_defaults=bandit_defaults
+    )
+
+
+__all__ = [
+    "AbpilotError",
+    "ApplyResult",
+    "Assignment",
+    "ConcurrentModification",
+    "Conflict",
+    "DuplicateKey",
+    "EventInput",
+    "EventKind",
+    "Experiment",
+    "ExperimentChanges",
+    "ExperimentMetrics",
+    "ExperimentNotFound",
+    "ExperimentService",
+    "ExperimentStatus",
+    "ExperimentType",
+    "InvalidTransition",
+    "Metric",
+    "MetricKind",
+    "NotFound",
+    "StoreUnavailable",
+    "UnitNotAssigned",
+    "ValidationError",
+    "Variant",
+    "VariantMetrics",
+    "WrongStatus",
+    "__version__",
+    "open",
+]

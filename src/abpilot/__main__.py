@@ -1,0 +1,3 @@
+from abpilot.cli import app
+
+app()

@@ -1,0 +1,75 @@
+"""The FastAPI app factory: ``create_app(settings)``; nothing is created at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from abpilot import __version__
+from abpilot.api import errors
+from abpilot.api.limits import BodySizeLimit
+from abpilot.api.routes import analysis, bandits, events, experiments, health
+from abpilot.scheduler import Scheduler
+from abpilot.service import ExperimentService
+from abpilot.settings import Settings, get_settings
+from abpilot.store.base import Store
+from abpilot.store.factory import open_store
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+    """Build the app. The store is opened at start-up (or ``store`` is used as given)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = store is None
+        active = store if store is not None else _open(settings)
+        service = ExperimentService(
+            active,
+            cache_seconds=settings.experiment_cache_seconds,
+            max_batch_events=settings.max_batch_events,
+            bandit_defaults=settings.bandit_defaults(),
+        )
+        app.state.service = service
+        scheduler = Scheduler(
+            active,
+            service.recalculate_all,
+            name="recalculate",
+            interval_seconds=settings.update_interval_minutes * 60,
+        )
+        app.state.scheduler = scheduler
+        if settings.scheduler_enabled:
+            scheduler.start()
+        try:
+            yield
+        finally:
+            scheduler.stop()
+            if owned:
+                active.close()
+
+    app = FastAPI(
+        title="abpilot",
+        version=__version__,
+        description="Experiments on live traffic, steered toward what works.",
+        lifespan=lifespan,
+        debug=settings.debug,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(experiments.router, prefix=API_PREFIX)
+    app.include_router(events.router, prefix=API_PREFIX)
+    app.include_router(analysis.router, prefix=API_PREFIX)
+    app.include_router(bandits.router, prefix=API_PREFIX)
+    app.include_router(health.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def _open(settings: Settings) -> Store:
+    if settings.store == "redis":
+        return open_store(settings.store_url(), prefix=settings.redis_prefix)
+    return open_store(settings.store_url())

@@ -1,0 +1,286 @@
+"""Request and response bodies of the REST API (snake_case JSON)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from abpilot.domain.experiment import Experiment
+from abpilot.service import Assignment, ExperimentMetrics
+from abpilot.store.base import ApplyResult
+
+Key = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+Id = Field(min_length=1, max_length=256)
+ExperimentType = Literal["ab_test", "bandit", "contextual_bandit", "interleaving"]
+Status = Literal["draft", "running", "paused", "completed"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=10_000)
+
+
+class Lenient(BaseModel):
+    """Event bodies ignore fields they do not know, as SDKs often send extra properties."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, str_max_length=10_000)
+
+
+class VariantIn(Strict):
+    key: str = Key
+    name: str | None = Field(default=None, max_length=200)
+    description: str = ""
+    weight: float
+    is_control: bool = False
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class MetricIn(Strict):
+    key: str = Key
+    kind: Literal["binary", "value"] = "binary"
+    description: str = ""
+
+
+class ExperimentCreate(Strict):
+    key: str = Key
+    name: str | None = Field(default=None, max_length=200)
+    description: str = ""
+    type: ExperimentType = "ab_test"
+    traffic_allocation: float = 1.0
+    variants: list[VariantIn] = Field(min_length=2, max_length=100)
+    metrics: list[MetricIn] = Field(default_factory=list, max_length=50)
+    salt: str | None = Field(default=None, min_length=1, max_length=200)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExperimentUpdate(Strict):
+    name: str | None = Field(default=None, max_length=200)
+    description: str | None = None
+    traffic_allocation: float | None = None
+    variants: list[VariantIn] | None = Field(default=None, min_length=2, max_length=100)
+    metrics: list[MetricIn] | None = Field(default=None, max_length=50)
+    salt: str | None = Field(default=None, min_length=1, max_length=200)
+    settings: dict[str, Any] | None = None
+
+
+class StatusUpdate(Strict):
+    status: Status
+    winner: str | None = Field(default=None, max_length=100)
+
+
+class VariantRead(BaseModel):
+    key: str
+    name: str
+    description: str
+    weight: float
+    is_control: bool
+    config: dict[str, Any]
+
+
+class MetricRead(BaseModel):
+    key: str
+    kind: str
+    description: str
+
+
+class ExperimentRead(BaseModel):
+    id: str
+    key: str
+    name: str
+    description: str
+    type: str
+    status: str
+    traffic_allocation: float
+    salt: str
+    variants: list[VariantRead]
+    metrics: list[MetricRead]
+    settings: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    winner: str | None
+    version: int
+
+    @classmethod
+    def of(cls, experiment: Experiment) -> ExperimentRead:
+        return cls(
+            id=experiment.id,
+            key=experiment.key,
+            name=experiment.name,
+            description=experiment.description,
+            type=experiment.type.value,
+            status=experiment.status.value,
+            traffic_allocation=experiment.traffic_allocation,
+            salt=experiment.salt,
+            variants=[
+                VariantRead(
+                    key=v.key,
+                    name=v.name,
+                    description=v.description,
+                    weight=v.weight,
+                    is_control=v.is_control,
+                    config=dict(v.config),
+                )
+                for v in experiment.variants
+            ],
+            metrics=[
+                MetricRead(key=m.key, kind=m.kind.value, description=m.description)
+                for m in experiment.metrics
+            ],
+            settings=dict(experiment.settings),
+            created_at=experiment.created_at,
+            updated_at=experiment.updated_at,
+            started_at=experiment.started_at,
+            ended_at=experiment.ended_at,
+            winner=experiment.winner,
+            version=experiment.version,
+        )
+
+
+class AssignRequest(Lenient):
+    unit_id: str = Id
+
+
+class AssignedVariant(BaseModel):
+    key: str
+    name: str
+    config: dict[str, Any]
+
+
+class AssignmentRead(BaseModel):
+    experiment_id: str
+    unit_id: str
+    in_experiment: bool
+    variant: AssignedVariant | None
+
+    @classmethod
+    def of(cls, assignment: Assignment) -> AssignmentRead:
+        v = assignment.variant
+        return cls(
+            experiment_id=assignment.experiment_id,
+            unit_id=assignment.unit_id,
+            in_experiment=assignment.in_experiment,
+            variant=None
+            if v is None
+            else AssignedVariant(key=v.key, name=v.name, config=dict(v.config)),
+        )
+
+
+class ExposureIn(Lenient):
+    unit_id: str | None = Field(default=None, min_length=1, max_length=256)
+    variant: str | None = Field(default=None, max_length=100)
+    event_id: str | None = Field(default=None, min_length=1, max_length=256)
+    timestamp: datetime | None = None
+
+
+class ConversionIn(ExposureIn):
+    metric: str | None = Field(default=None, max_length=100)
+    value: float | None = None
+
+
+class SonaConversionIn(Lenient):
+    """The shape SONA clients send to ``POST /experiments/conversions``."""
+
+    experiment_id: str = Id
+    user_id: str = Id
+    metric_name: str | None = Field(default=None, max_length=100)
+    value: float | None = None
+    event_id: str | None = Field(default=None, min_length=1, max_length=256)
+    timestamp: datetime | None = None
+
+
+class EventIn(ConversionIn):
+    type: Literal["exposure", "conversion"]
+    experiment_id: str = Id
+
+
+class EventBatch(Lenient):
+    events: list[EventIn]
+
+
+class EventResult(BaseModel):
+    received: int
+    applied: int
+    duplicates: int
+
+    @classmethod
+    def of(cls, result: ApplyResult, received: int) -> EventResult:
+        return cls(received=received, applied=result.applied, duplicates=result.duplicates)
+
+
+class MetricSummaryRead(BaseModel):
+    count: int
+    units: int
+    sum: float
+    sum_squares: float
+    n: int
+    basis: str
+    mean: float | None
+    variance: float | None
+    conversion_rate: float | None
+    conversions_exceed_population: bool
+
+
+class VariantMetricsRead(BaseModel):
+    key: str
+    name: str
+    is_control: bool
+    weight: float
+    assigned_units: int
+    exposures: int
+    unique_units: int
+    metrics: dict[str, MetricSummaryRead]
+
+
+class MetricsRead(BaseModel):
+    experiment_id: str
+    experiment_key: str
+    status: str
+    variants: list[VariantMetricsRead]
+
+    @classmethod
+    def of(cls, metrics: ExperimentMetrics) -> MetricsRead:
+        return cls(
+            experiment_id=metrics.experiment_id,
+            experiment_key=metrics.experiment_key,
+            status=metrics.status.value,
+            variants=[
+                VariantMetricsRead(
+                    key=v.key,
+                    name=v.name,
+                    is_control=v.is_control,
+                    weight=v.weight,
+                    assigned_units=v.assigned_units,
+                    exposures=v.exposures,
+                    unique_units=v.unique_units,
+                    metrics={
+                        name: MetricSummaryRead(
+                            count=s.count,
+                            units=s.units,
+                            sum=s.sum,
+                            sum_squares=s.sum_squares,
+                            n=s.n,
+                            basis=s.basis.value,
+                            mean=s.mean,
+                            variance=s.variance,
+                            conversion_rate=s.conversion_rate,
+                            conversions_exceed_population=s.conversions_exceed_population,
+                        )
+                        for name, s in v.metrics.items()
+                    },
+                )
+                for v in metrics.variants
+            ],
+        )
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,1 @@
+"""Pure bandit logic: Thompson-sampling allocation, windows for daily data."""

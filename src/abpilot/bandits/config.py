@@ -1,0 +1,109 @@
+"""Bandit settings of an experiment (``settings.bandit``) over the service-wide defaults
+(``PRIOR_ALPHA``, ``MIN_EXPOSURES_FOR_UPDATE``, ...), checked when the experiment is created."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from abpilot.bandits.thompson import Method, ThompsonConfig
+from abpilot.domain.errors import ValidationError
+
+
+@dataclass(frozen=True, slots=True)
+class BanditOptions:
+    prior_alpha: float = 1.0
+    prior_beta: float = 1.0
+    min_weight: float = 0.01
+    min_exposures: int = 100
+    method: Method = Method.EXACT
+    samples: int = 10_000
+    window_days: int = 14
+    max_window_days: int = 30
+    min_impressions: int = 200
+    metric: str | None = None
+    sticky: bool = True
+
+    def thompson(self) -> ThompsonConfig:
+        return ThompsonConfig(
+            prior_alpha=self.prior_alpha,
+            prior_beta=self.prior_beta,
+            min_weight=self.min_weight,
+            min_trials=self.min_exposures,
+            samples=self.samples,
+            method=self.method,
+        )
+
+
+def _number(value: Any, field: str, *, low: float, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(f"{field} must be a number (got {value!r})", field=field)
+    if value < low or (high is not None and value > high) or value != value:
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ValidationError(f"{field} must be {bound} (got {value!r})", field=field)
+    return float(value)
+
+
+def _integer(value: Any, field: str, *, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValidationError(f"{field} must be an integer >= {low} (got {value!r})", field=field)
+    return value
+
+
+def bandit_options(
+    settings: Mapping[str, Any], defaults: BanditOptions = BanditOptions(), *, arms: int = 2
+) -> BanditOptions:
+    """Parse ``settings["bandit"]`` over ``defaults``; a bad key or value is a ValidationError."""
+    raw = settings.get("bandit", {})
+    where = "settings.bandit"
+    if not isinstance(raw, Mapping):
+        raise ValidationError(f"{where} must be an object", field=where)
+    known = {f.name for f in fields(BanditOptions)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValidationError(
+            f"unknown {where} keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})",
+            field=f"{where}.{unknown[0]}",
+        )
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        field = f"{where}.{name}"
+        if name in {"prior_alpha", "prior_beta"}:
+            values[name] = _number(value, field, low=1e-6, high=1e9)
+        elif name == "min_weight":
+            values[name] = _number(value, field, low=0.0, high=1.0 / arms)
+        elif name in {"min_exposures", "min_impressions"}:
+            values[name] = _integer(value, field, low=0)
+        elif name == "samples":
+            values[name] = min(_integer(value, field, low=100), 1_000_000)
+        elif name in {"window_days", "max_window_days"}:
+            values[name] = _integer(value, field, low=1)
+        elif name == "method":
+            try:
+                values[name] = Method(value)
+            except ValueError:
+                raise ValidationError(
+                    f"{field} must be 'exact' or 'monte_carlo' (got {value!r})", field=field
+                ) from None
+        elif name == "metric":
+            if not isinstance(value, str):
+                raise ValidationError(f"{field} must be a metric key", field=field)
+            values[name] = value
+        elif name == "sticky":
+            if not isinstance(value, bool):
+                raise ValidationError(f"{field} must be true or false", field=field)
+            values[name] = value
+    options = replace(defaults, **values)
+    if options.max_window_days < options.window_days:
+        raise ValidationError(
+            f"{where}.max_window_days ({options.max_window_days}) must be at least window_days "
+            f"({options.window_days})",
+            field=f"{where}.max_window_days",
+        )
+    if options.min_weight * arms > 1:
+        raise ValidationError(
+            f"{where}.min_weight {options.min_weight} is too large for {arms} arms",
+            field=f"{where}.min_weight",
+        )
+    return options

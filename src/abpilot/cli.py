@@ -1,0 +1,259 @@
+"""The ``abpilot`` command: serve the API, manage the database schema."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from abpilot.domain.errors import AbpilotError
+from abpilot.service import ExperimentService
+from abpilot.settings import get_settings
+
+app = typer.Typer(
+    help="abpilot: experiments on live traffic, steered toward what works.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema (SQL stores).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", help="SQL database URL (default: DATABASE_URL or SQLite)."),
+]
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default: HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: PORT, 8000).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: 1).")] = None,
+    database_url: DatabaseUrl = None,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+) -> None:
+    """Run the REST API (Swagger UI at /docs)."""
+    import uvicorn
+
+    # Workers are separate processes that build their own app from the environment.
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+    settings = get_settings()
+    host = host or settings.host
+    port = port or settings.port
+    workers = workers or settings.workers
+    if settings.store == "sql":
+        # Migrate once here, so that several workers do not all start by migrating.
+        from abpilot.store.sql import SqlStore
+
+        SqlStore.from_url(settings.database_url).close()
+    console.print(
+        f"abpilot on http://{host}:{port} (store: {settings.store}, workers: {workers}); "
+        f"API docs at http://{host}:{port}/docs"
+    )
+    uvicorn.run(
+        "abpilot.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        reload=reload,
+        log_level="debug" if settings.debug else "info",
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    database_url: DatabaseUrl = None,
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Bring the SQL schema to the latest revision (Alembic)."""
+    from abpilot.store.sql import engine as sql_engine
+
+    url = database_url or get_settings().database_url
+    engine = sql_engine.create_engine(url)
+    try:
+        sql_engine.upgrade(engine, revision)
+        console.print(f"schema at revision {sql_engine.current_revision(engine)} ({_safe(url)})")
+    finally:
+        engine.dispose()
+
+
+@db_app.command("current")
+def db_current(database_url: DatabaseUrl = None) -> None:
+    """Print the schema revision of the database."""
+    from abpilot.store.sql import engine as sql_engine
+
+    url = database_url or get_settings().database_url
+    engine = sql_engine.create_engine(url)
+    try:
+        console.print(sql_engine.current_revision(engine) or "empty (run: abpilot db upgrade)")
+    finally:
+        engine.dispose()
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for printing."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+StoreUrl = Annotated[
+    str | None,
+    typer.Option("--store-url", help="Store URL (default: from STORE / DATABASE_URL / REDIS_URL)."),
+]
+
+
+def _service(store_url: str | None) -> ExperimentService:
+    import abpilot
+
+    settings = get_settings()
+    defaults = settings.bandit_defaults()
+    if store_url:
+        return abpilot.open(store_url, bandit_defaults=defaults)
+    if settings.store == "redis":
+        return abpilot.open(
+            settings.store_url(), prefix=settings.redis_prefix, bandit_defaults=defaults
+        )
+    return abpilot.open(settings.store_url(), bandit_defaults=defaults)
+
+
+def _fmt(value: float | None, spec: str = ".4g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+@app.command()
+def analyze(
+    experiment: Annotated[str, typer.Argument(help="Experiment id or key.")],
+    metric: Annotated[str | None, typer.Option(help="Metric (default: primary).")] = None,
+    correction: Annotated[str | None, typer.Option(help="holm, bh or none.")] = None,
+    sequential: Annotated[
+        bool | None, typer.Option("--sequential/--fixed-horizon", help="Always-valid test.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    store_url: StoreUrl = None,
+) -> None:
+    """Analyse an experiment: each variant against the control, and the verdict."""
+    from abpilot.api.schemas_analysis import AnalysisRead
+
+    service = _service(store_url)
+    try:
+        result = service.analyze_experiment(
+            experiment, metric=metric, correction=correction, sequential=sequential
+        )
+        experiment_id = service.get_experiment(experiment).id
+    except AbpilotError as error:
+        console.print(f"[red]{error.message}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        service.store.close()
+    if as_json:
+        typer.echo(AnalysisRead.of(experiment_id, result).model_dump_json(indent=2))
+        return
+    table = Table(title=f"{experiment}: {result.metric} ({result.method}, {result.correction})")
+    for column in (
+        "variant",
+        "units",
+        "conv.",
+        "rate [CI]",
+        "lift [CI]",
+        "p adj.",
+        "P(beat)",
+        "P(best)",
+        "loss",
+    ):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for v in result.variants:
+        ci = f" [{_fmt(v.ci[0], '.2%')}, {_fmt(v.ci[1], '.2%')}]" if v.ci else ""
+        lift = "" if v.lift is None else f"{v.lift:+.1%}"
+        if v.lift_ci:
+            lift += f" [{v.lift_ci[0]:+.1%}, {v.lift_ci[1]:+.1%}]"
+        table.add_row(
+            v.key + (" (control)" if v.is_control else ""),
+            str(v.units),
+            str(v.conversions),
+            _fmt(v.conversion_rate, ".2%") + ci,
+            lift or "-",
+            _fmt(v.p_value_adjusted),
+            _fmt(v.chance_to_beat_control, ".1%"),
+            _fmt(v.probability_best, ".1%"),
+            _fmt(v.expected_loss),
+        )
+    console.print(table)
+    srm = "flagged" if result.srm.flagged else "ok"
+    console.print(f"SRM: {srm} (p = {_fmt(result.srm.p_value)})")
+    required = result.sample_size.required_per_variant
+    console.print(
+        f"Sample size: {required or '-'} per variant, progress "
+        f"{_fmt(result.sample_size.progress, '.0%')}"
+    )
+    colour = "green" if result.winner else "yellow"
+    console.print(f"[{colour}]{result.reason}: {result.message}[/{colour}]")
+
+
+@app.command("sample-size")
+def sample_size(
+    mde: Annotated[float, typer.Option(help="Minimum detectable effect.")],
+    baseline_rate: Annotated[float | None, typer.Option(help="Baseline conversion rate.")] = None,
+    baseline_mean: Annotated[
+        float | None, typer.Option(help="Baseline mean (value metric).")
+    ] = None,
+    standard_deviation: Annotated[
+        float | None, typer.Option("--sd", help="Standard deviation (value metric).")
+    ] = None,
+    relative: Annotated[bool, typer.Option(help="The MDE is relative to the baseline.")] = False,
+    alpha: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
+    power: Annotated[float, typer.Option(help="Power.")] = 0.8,
+    variants: Annotated[int, typer.Option(help="Number of variants, control included.")] = 2,
+) -> None:
+    """Units per variant needed to detect the MDE."""
+    from abpilot.stats.power import plan_sample_size
+
+    try:
+        plan = plan_sample_size(
+            mde=mde,
+            baseline_rate=baseline_rate,
+            baseline_mean=baseline_mean,
+            standard_deviation=standard_deviation,
+            relative=relative,
+            alpha=alpha,
+            power=power,
+            variants=variants,
+        )
+    except AbpilotError as error:
+        console.print(f"[red]{error.message}[/red]")
+        raise typer.Exit(2) from None
+    console.print(
+        f"{plan.required_per_variant} units per variant, {plan.total} in all "
+        f"({plan.baseline:.4g} -> {plan.target:.4g}, alpha {plan.alpha} "
+        f"({plan.comparison_alpha:.4g} per comparison), power {plan.power})"
+    )
+
+
+@app.command()
+def recalculate(
+    experiment: Annotated[
+        str | None, typer.Argument(help="Experiment id or key (default: every running bandit).")
+    ] = None,
+    store_url: StoreUrl = None,
+) -> None:
+    """Recalculate bandit weights now, as the scheduler does every UPDATE_INTERVAL_MINUTES."""
+    service = _service(store_url)
+    try:
+        outcomes = [service.recalculate(experiment)] if experiment else service.recalculate_all()
+    except AbpilotError as error:
+        console.print(f"[red]{error.message}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        service.store.close()
+    table = Table(title="Recalculation")
+    for column in ("experiment", "status", "period", "error"):
+        table.add_column(column)
+    for outcome in outcomes:
+        table.add_row(outcome.key, outcome.status, str(outcome.period or "-"), outcome.error or "")
+    console.print(table)
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)

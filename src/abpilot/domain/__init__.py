@@ -1,0 +1,1 @@
+"""Pure domain: experiments, their lifecycle and validation, assignment. No I/O here."""

@@ -1,0 +1,67 @@
+"""Typed domain errors. The API maps each one to an HTTP status in a single handler."""
+
+from __future__ import annotations
+
+
+class AbpilotError(Exception):
+    """Base class: carries a stable machine-readable code and the offending field, if any."""
+
+    code = "error"
+    status_code = 400
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class ValidationError(AbpilotError):
+    """The input is malformed or violates a rule (HTTP 422)."""
+
+    code = "validation_error"
+    status_code = 422
+
+
+class NotFound(AbpilotError):
+    """Something named in the request does not exist (HTTP 404)."""
+
+    code = "not_found"
+    status_code = 404
+
+
+class ExperimentNotFound(NotFound):
+    code = "experiment_not_found"
+
+
+class UnitNotAssigned(NotFound):
+    code = "unit_not_assigned"
+
+
+class Conflict(AbpilotError):
+    """The request is valid but conflicts with the current state (HTTP 409)."""
+
+    code = "conflict"
+    status_code = 409
+
+
+class DuplicateKey(Conflict):
+    code = "duplicate_key"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+
+
+class WrongStatus(Conflict):
+    code = "wrong_status"
+
+
+class ConcurrentModification(Conflict):
+    code = "concurrent_modification"
+
+
+class StoreUnavailable(AbpilotError):
+    """The backing store cannot be reached (HTTP 503)."""
+
+    code = "store_unavailable"
+    status_code = 503

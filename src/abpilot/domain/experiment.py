@@ -1,0 +1,204 @@
+"""Experiments, variants and metrics as immutable values, with the status lifecycle."""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from abpilot.domain.errors import InvalidTransition, ValidationError
+
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+WEIGHT_TOLERANCE = 1e-6
+MAX_VARIANTS = 100
+MAX_METRICS = 50
+DEFAULT_METRIC = "conversion"
+
+
+class ExperimentType(enum.StrEnum):
+    AB_TEST = "ab_test"
+    BANDIT = "bandit"
+    CONTEXTUAL_BANDIT = "contextual_bandit"
+    INTERLEAVING = "interleaving"
+
+
+class ExperimentStatus(enum.StrEnum):
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+
+
+class MetricKind(enum.StrEnum):
+    BINARY = "binary"
+    VALUE = "value"
+
+
+_TRANSITIONS: dict[ExperimentStatus, frozenset[ExperimentStatus]] = {
+    ExperimentStatus.DRAFT: frozenset({ExperimentStatus.RUNNING}),
+    ExperimentStatus.RUNNING: frozenset({ExperimentStatus.PAUSED, ExperimentStatus.COMPLETED}),
+    ExperimentStatus.PAUSED: frozenset({ExperimentStatus.RUNNING, ExperimentStatus.COMPLETED}),
+    ExperimentStatus.COMPLETED: frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    key: str
+    name: str
+    weight: float
+    is_control: bool = False
+    description: str = ""
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    key: str
+    kind: MetricKind = MetricKind.BINARY
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    id: str
+    key: str
+    name: str
+    type: ExperimentType
+    status: ExperimentStatus
+    traffic_allocation: float
+    salt: str
+    variants: tuple[Variant, ...]
+    metrics: tuple[Metric, ...]
+    created_at: datetime
+    updated_at: datetime
+    description: str = ""
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    winner: str | None = None
+    version: int = 1
+
+    @property
+    def control(self) -> Variant:
+        return next(v for v in self.variants if v.is_control)
+
+    @property
+    def primary_metric(self) -> Metric:
+        return self.metrics[0]
+
+    def variant(self, key: str) -> Variant | None:
+        return next((v for v in self.variants if v.key == key), None)
+
+    def metric(self, key: str) -> Metric | None:
+        return next((m for m in self.metrics if m.key == key), None)
+
+    def with_status(self, target: ExperimentStatus, *, now: datetime) -> Experiment:
+        """Return the experiment moved to ``target``, or raise ``InvalidTransition``."""
+        if target not in _TRANSITIONS[self.status]:
+            allowed = sorted(_TRANSITIONS[self.status])
+            hint = f"allowed: {', '.join(allowed)}" if allowed else f"{self.status} is final"
+            raise InvalidTransition(
+                f"cannot move experiment '{self.key}' from {self.status} to {target} ({hint})",
+                field="status",
+            )
+        started_at = self.started_at or (now if target is ExperimentStatus.RUNNING else None)
+        ended_at = now if target is ExperimentStatus.COMPLETED else None
+        return replace(
+            self, status=target, started_at=started_at, ended_at=ended_at, updated_at=now
+        )
+
+
+def validate_key(value: str, *, field_name: str) -> str:
+    if not KEY_PATTERN.match(value):
+        raise ValidationError(
+            f"{field_name} must be 1 to 100 characters of letters, digits, '_', '-' or '.', "
+            f"starting with a letter or digit (got {value[:120]!r})",
+            field=field_name,
+        )
+    return value
+
+
+def normalise_variants(variants: Sequence[Variant]) -> tuple[Variant, ...]:
+    """Check variant rules and mark the first variant as control when none is marked."""
+    if len(variants) < 2:
+        raise ValidationError(
+            f"an experiment needs at least 2 variants (got {len(variants)})", field="variants"
+        )
+    if len(variants) > MAX_VARIANTS:
+        raise ValidationError(
+            f"an experiment may have at most {MAX_VARIANTS} variants (got {len(variants)})",
+            field="variants",
+        )
+    seen: set[str] = set()
+    for i, variant in enumerate(variants):
+        validate_key(variant.key, field_name=f"variants[{i}].key")
+        if variant.key in seen:
+            raise ValidationError(
+                f"variant keys must be unique ('{variant.key}' appears twice)",
+                field=f"variants[{i}].key",
+            )
+        seen.add(variant.key)
+        if not math.isfinite(variant.weight) or variant.weight <= 0:
+            raise ValidationError(
+                f"variant weights must be > 0 (variant '{variant.key}' has {variant.weight})",
+                field=f"variants[{i}].weight",
+            )
+    total = math.fsum(v.weight for v in variants)
+    if abs(total - 1.0) > WEIGHT_TOLERANCE:
+        raise ValidationError(
+            f"variant weights must sum to 1.0 (got {total:.6g})", field="variants"
+        )
+    controls = [v for v in variants if v.is_control]
+    if len(controls) > 1:
+        keys = ", ".join(v.key for v in controls)
+        raise ValidationError(
+            f"exactly one variant may be the control (marked: {keys})", field="variants"
+        )
+    if not controls:
+        variants = [replace(variants[0], is_control=True), *variants[1:]]
+    return tuple(variants)
+
+
+def validate_traffic_allocation(value: float) -> float:
+    if not math.isfinite(value) or not 0.0 < value <= 1.0:
+        raise ValidationError(
+            f"traffic_allocation must be in (0, 1] (got {value})", field="traffic_allocation"
+        )
+    return value
+
+
+def normalise_metrics(metrics: Sequence[Metric]) -> tuple[Metric, ...]:
+    """Default to one binary metric named 'conversion'; the first metric is the primary one."""
+    if not metrics:
+        return (Metric(key=DEFAULT_METRIC, kind=MetricKind.BINARY),)
+    if len(metrics) > MAX_METRICS:
+        raise ValidationError(
+            f"an experiment may have at most {MAX_METRICS} metrics (got {len(metrics)})",
+            field="metrics",
+        )
+    seen: set[str] = set()
+    for i, metric in enumerate(metrics):
+        validate_key(metric.key, field_name=f"metrics[{i}].key")
+        if metric.key in seen:
+            raise ValidationError(
+                f"metric keys must be unique ('{metric.key}' appears twice)",
+                field=f"metrics[{i}].key",
+            )
+        seen.add(metric.key)
+    return tuple(metrics)
+
+
+def validate_experiment_key(key: str) -> str:
+    validate_key(key, field_name="key")
+    if UUID_PATTERN.match(key):
+        raise ValidationError(
+            "key must not look like an experiment id (a UUID); choose a readable key",
+            field="key",
+        )
+    return key

@@ -1,0 +1,83 @@
+"""Periodic recalculation on one leader across every worker and host.
+
+Each service process runs a ``Scheduler`` thread. Leadership is a lease from the store (a
+PostgreSQL advisory lock, a Redis key with a TTL, a lock file beside SQLite): only the holder
+recalculates. The thread wakes every ``tick`` seconds, renews its lease, and runs the job once
+``interval`` seconds have passed since it last ran; a lease lost (a dead leader's Redis key
+expiring, its database session closing) is taken by another process within a tick or two.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from abpilot.domain.errors import AbpilotError
+from abpilot.store.base import Lease, Store
+
+log = logging.getLogger("abpilot.scheduler")
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        job: Callable[[], object],
+        *,
+        name: str,
+        interval_seconds: float,
+        tick_seconds: float | None = None,
+    ) -> None:
+        self.store, self.job, self.name = store, job, name
+        self.interval = interval_seconds
+        self.tick = tick_seconds if tick_seconds is not None else min(interval_seconds / 3, 10.0)
+        self.runs = 0
+        self._lease: Lease | None = None
+        self._last_run: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self._lease is not None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=f"abpilot-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
+
+    def step(self) -> bool:
+        """One tick: hold or take the lease, and run the job when it is due. True if it ran."""
+        try:
+            if self._lease is not None and not self._lease.renew():
+                log.warning("lost the %s lease", self.name)
+                self._lease = None
+            if self._lease is None:
+                self._lease = self.store.try_lead(self.name, ttl_seconds=3 * self.tick)
+                if self._lease is not None:
+                    log.info("leading %s", self.name)
+                    # A new leader waits one interval, as the previous one may have just run.
+                    self._last_run = time.monotonic()
+            due = self._last_run is None or time.monotonic() - self._last_run >= self.interval
+            if self._lease is None or not due:
+                return False
+            self._last_run = time.monotonic()
+            self.job()
+            self.runs += 1
+            return True
+        except AbpilotError as error:
+            log.error("%s did not run: %s", self.name, error.message)
+            return False
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.tick):
+            self.step()

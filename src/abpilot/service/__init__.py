@@ -1,0 +1,19 @@
+"""The service layer: every operation a user performs, on a Store."""
+
+from abpilot.service.core import (
+    Assignment,
+    ExperimentMetrics,
+    ExperimentService,
+    VariantMetrics,
+)
+from abpilot.service.events import EventInput
+from abpilot.service.specs import ExperimentChanges
+
+__all__ = [
+    "Assignment",
+    "EventInput",
+    "ExperimentChanges",
+    "ExperimentMetrics",
+    "ExperimentService",
+    "VariantMetrics",
+]

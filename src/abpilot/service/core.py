@@ -1,0 +1,519 @@
+"""The operations users perform, once, on a Store. REST, CLI and Python API call these."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from typing import Any, NamedTuple
+
+from abpilot.bandits.config import BanditOptions
+from abpilot.domain.assignment import NOT_IN_EXPERIMENT, Bucketing
+from abpilot.domain.errors import (
+    ExperimentNotFound,
+    ValidationError,
+    WrongStatus,
+)
+from abpilot.domain.experiment import (
+    UUID_PATTERN,
+    Experiment,
+    ExperimentStatus,
+    ExperimentType,
+    Metric,
+    MetricKind,
+    Variant,
+)
+from abpilot.service.allocation import (
+    AllocationResult,
+    Allocator,
+    DailyInput,
+    RecalculationOutcome,
+)
+from abpilot.service.events import EventInput, check_running, resolve_events
+from abpilot.service.specs import (
+    ExperimentChanges,
+    build_experiment,
+    check_unit_id,
+    updated_experiment,
+)
+from abpilot.stats.analysis import Analysis, Arm, MetricInput, analyse
+from abpilot.stats.corrections import Correction
+from abpilot.stats.options import analysis_options
+from abpilot.stats.stratified import Stratum, StratumArm
+from abpilot.stats.summary import Basis, MetricSummary, summarise
+from abpilot.store.base import (
+    AllocationRecord,
+    ApplyResult,
+    DailyRow,
+    EventKind,
+    MetricTotals,
+    Store,
+    VariantCounters,
+)
+
+Clock = Callable[[], datetime]
+_ZERO = MetricTotals()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Assignment(NamedTuple):
+    """A unit's variant (None outside the traffic allocation). A NamedTuple rather than a frozen
+    dataclass: it is as immutable and four times cheaper to build on the hot path."""
+
+    experiment_id: str
+    unit_id: str
+    in_experiment: bool
+    variant: Variant | None
+
+
+@dataclass(frozen=True, slots=True)
+class VariantMetrics:
+    key: str
+    name: str
+    is_control: bool
+    weight: float
+    assigned_units: int
+    exposures: int
+    unique_units: int
+    metrics: Mapping[str, MetricSummary]
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentMetrics:
+    experiment_id: str
+    experiment_key: str
+    status: ExperimentStatus
+    variants: tuple[VariantMetrics, ...]
+
+
+@dataclass(slots=True)
+class _Cached:
+    experiment: Experiment
+    bucketing: Bucketing
+    loaded_at: float
+    period: int = 0
+    sticky: bool = False
+
+
+class ExperimentService:
+    """Experiments, assignment and event intake on one store.
+
+    Experiment definitions are cached for ``cache_seconds`` so the assignment path does not read
+    the store on every call; this process sees its own changes at once, other workers' changes
+    within ``cache_seconds``.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock = utc_now,
+        cache_seconds: float = 1.0,
+        max_batch_events: int = 10_000,
+        bandit_defaults: BanditOptions | None = None,
+    ) -> None:
+        self.store = store
+        self.max_batch_events = max_batch_events
+        self.bandit_defaults = bandit_defaults or BanditOptions()
+        self.allocator = Allocator(store, clock=clock, defaults=self.bandit_defaults)
+        self.clock = clock
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, _Cached] = {}
+
+    # experiments -----------------------------------------------------------------------------
+
+    def create_experiment(
+        self,
+        *,
+        key: str,
+        variants: Sequence[Variant | Mapping[str, Any]],
+        name: str | None = None,
+        type: ExperimentType | str = ExperimentType.AB_TEST,
+        description: str = "",
+        traffic_allocation: float = 1.0,
+        metrics: Sequence[Metric | Mapping[str, Any]] = (),
+        salt: str | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> Experiment:
+        experiment = build_experiment(
+            bandit_defaults=self.bandit_defaults,
+            id=str(uuid.uuid4()),
+            key=key,
+            name=name,
+            type=type,
+            description=description,
+            traffic_allocation=traffic_allocation,
+            variants=variants,
+            metrics=metrics,
+            salt=salt,
+            settings=settings or {},
+            now=self.clock(),
+        )
+        self.store.create_experiment(experiment)
+        return experiment
+
+    def get_experiment(self, experiment: str) -> Experiment:
+        """The experiment with this id or key, read from the store."""
+        found = None
+        if UUID_PATTERN.match(experiment):
+            found = self.store.get_experiment(experiment)
+        if found is None:
+            experiment_id = self.store.get_experiment_id(experiment)
+            found = self.store.get_experiment(experiment_id) if experiment_id else None
+        if found is None:
+            raise ExperimentNotFound(
+                f"no experiment with id or key '{experiment[:100]}'", field="experiment_id"
+            )
+        self._remember(experiment, found)
+        return found
+
+    def list_experiments(self, status: ExperimentStatus | str | None = None) -> list[Experiment]:
+        return self.store.list_experiments(ExperimentStatus(status) if status else None)
+
+    def update_experiment(self, experiment: str, changes: ExperimentChanges) -> Experiment:
+        current = self.get_experiment(experiment)
+        updated = updated_experiment(
+            current, changes, now=self.clock(), bandit_defaults=self.bandit_defaults
+        )
+        return self._save(current, updated)
+
+    def delete_experiment(self, experiment: str) -> None:
+        current = self.get_experiment(experiment)
+        if current.status is ExperimentStatus.RUNNING:
+            raise WrongStatus(
+                f"experiment '{current.key}' is running; pause or complete it before deleting it",
+                field="status",
+            )
+        self.store.delete_experiment(current.id)
+        self._forget(current)
+
+    def set_status(
+        self, experiment: str, status: ExperimentStatus | str, *, winner: str | None = None
+    ) -> Experiment:
+        current = self.get_experiment(experiment)
+        try:
+            target = ExperimentStatus(status)
+        except ValueError:
+            allowed = ", ".join(s.value for s in ExperimentStatus)
+            raise ValidationError(
+                f"unknown status '{status}' (allowed: {allowed})", field="status"
+            ) from None
+        if winner is not None and target is not ExperimentStatus.COMPLETED:
+            raise ValidationError("a winner can be named only when completing", field="winner")
+        if winner is not None and current.variant(winner) is None:
+            raise ValidationError(
+                f"experiment '{current.key}' has no variant '{winner[:100]}'", field="winner"
+            )
+        moved = current.with_status(target, now=self.clock())
+        return self._save(current, replace(moved, winner=winner or moved.winner))
+
+    def start_experiment(self, experiment: str) -> Experiment:
+        return self.set_status(experiment, ExperimentStatus.RUNNING)
+
+    def pause_experiment(self, experiment: str) -> Experiment:
+        return self.set_status(experiment, ExperimentStatus.PAUSED)
+
+    def resume_experiment(self, experiment: str) -> Experiment:
+        return self.set_status(experiment, ExperimentStatus.RUNNING)
+
+    def end_experiment(self, experiment: str, *, winner: str | None = None) -> Experiment:
+        """Complete the experiment, storing ``winner`` or else the final analysis's winner."""
+        if winner is None:
+            final = self.analyze_experiment(experiment)
+            winner = final.winner.key if final.winner else None
+        return self.set_status(experiment, ExperimentStatus.COMPLETED, winner=winner)
+
+    def _save(self, current: Experiment, updated: Experiment) -> Experiment:
+        updated = replace(updated, version=current.version + 1)
+        self.store.update_experiment(updated, expected_version=current.version)
+        self._forget(current)
+        self._remember(updated.id, updated)
+        return updated
+
+    # assignment ------------------------------------------------------------------------------
+
+    def get_variant_for_user(
+        self, experiment: str, unit_id: str, *, record: bool = True
+    ) -> Assignment:
+        """The unit's variant. With ``record`` the assignment is stored (first one wins) and
+        counted; without it nothing is written. A/B tests answer from the hash alone; a bandit
+        answers with the unit's stored (sticky) variant, else by the hash on the weights in force,
+        so a weight change moves new units only."""
+        cached = self._cached(experiment)
+        exp = cached.experiment
+        check_running(exp, "units are assigned")
+        check_unit_id(unit_id)
+        if cached.sticky and not record:
+            stored = self.store.get_assignments(exp.id, [unit_id]).get(unit_id)
+            if stored is not None:
+                return Assignment(exp.id, unit_id, True, exp.variant(stored.variant))
+        index = cached.bucketing.variant_index(unit_id)
+        if index == NOT_IN_EXPERIMENT:
+            return Assignment(exp.id, unit_id, in_experiment=False, variant=None)
+        variant = exp.variants[index]
+        if record and (cached.sticky or exp.type is not ExperimentType.BANDIT):
+            result = self.store.assign(exp.id, unit_id, variant.key, cached.period)
+            if result.variant != variant.key:
+                variant = exp.variant(result.variant) or variant
+        return Assignment(exp.id, unit_id, in_experiment=True, variant=variant)
+
+    def get_variants_for_users(self, experiment: str, unit_ids: Sequence[str]) -> list[str | None]:
+        """Variant keys of many units by the hash alone (None outside the traffic); no writes."""
+        cached = self._cached(experiment)
+        check_running(cached.experiment, "units are assigned")
+        keys = [v.key for v in cached.experiment.variants]
+        return [
+            None if i == NOT_IN_EXPERIMENT else keys[i]
+            for i in cached.bucketing.variant_indices(unit_ids).tolist()
+        ]
+
+    # events ----------------------------------------------------------------------------------
+
+    def record_exposure(
+        self,
+        *,
+        experiment: str,
+        unit_id: str | None = None,
+        variant: str | None = None,
+        event_id: str | None = None,
+        timestamp: datetime | None = None,
+    ) -> ApplyResult:
+        event = EventInput(
+            EventKind.EXPOSURE,
+            experiment,
+            unit_id,
+            variant,
+            event_id=event_id,
+            timestamp=timestamp,
+        )
+        return self.record_events([event])
+
+    def record_conversion(
+        self,
+        *,
+        experiment: str,
+        unit_id: str | None = None,
+        variant: str | None = None,
+        metric: str | None = None,
+        value: float | None = None,
+        event_id: str | None = None,
+        timestamp: datetime | None = None,
+    ) -> ApplyResult:
+        event = EventInput(
+            EventKind.CONVERSION, experiment, unit_id, variant, metric, value, event_id, timestamp
+        )
+        return self.record_events([event])
+
+    def record_events(self, events: Sequence[EventInput], *, field_prefix: str = "") -> ApplyResult:
+        """Validate all events, then count all of them or none."""
+        if len(events) > self.max_batch_events:
+            raise ValidationError(
+                f"a batch holds at most {self.max_batch_events} events (got {len(events)})",
+                field=field_prefix or "events",
+            )
+        records = resolve_events(
+            events,
+            load=self.get_experiment,
+            stored_assignments=self.store.get_assignments,
+            bucketing=lambda exp: self._cached(exp.id).bucketing,
+            current_period=lambda exp: self._cached(exp.id).period,
+            now=self.clock(),
+            field_prefix=(lambda i: f"{field_prefix}[{i}]") if field_prefix else (lambda i: ""),
+        )
+        return self.store.apply_events(records)
+
+    # reading ---------------------------------------------------------------------------------
+
+    def get_metrics(self, experiment: str) -> ExperimentMetrics:
+        exp = self.get_experiment(experiment)
+        counters = self.store.get_counters(exp.id)
+        variants = []
+        for variant in exp.variants:
+            counts = counters.get(variant.key, VariantCounters())
+            summaries = {
+                metric.key: summarise(counts.metrics.get(metric.key, _ZERO), counts)
+                for metric in exp.metrics
+            }
+            variants.append(
+                VariantMetrics(
+                    key=variant.key,
+                    name=variant.name,
+                    is_control=variant.is_control,
+                    weight=variant.weight,
+                    assigned_units=counts.assigned_units,
+                    exposures=counts.exposures,
+                    unique_units=counts.unique_units,
+                    metrics=summaries,
+                )
+            )
+        return ExperimentMetrics(exp.id, exp.key, exp.status, tuple(variants))
+
+    def analyze_experiment(
+        self,
+        experiment: str,
+        *,
+        metric: str | None = None,
+        correction: Correction | str | None = None,
+        sequential: bool | None = None,
+        alpha: float | None = None,
+    ) -> Analysis:
+        """Every variant against the control; the request's options override the experiment's
+        ``settings.analysis``. The multiple-comparison family is every variant on every metric."""
+        metrics = self.get_metrics(experiment)
+        exp = self.get_experiment(metrics.experiment_id)
+        metric_key = metric or exp.primary_metric.key
+        if exp.metric(metric_key) is None:
+            allowed = ", ".join(m.key for m in exp.metrics)
+            raise ValidationError(
+                f"experiment '{exp.key}' has no metric '{metric_key[:100]}' (metrics: {allowed})",
+                field="metric",
+            )
+        options = analysis_options(exp.settings).overridden(
+            alpha=alpha, correction=correction, sequential=sequential
+        )
+        periods = self._periods(exp)
+        inputs = [
+            MetricInput(
+                key=m.key,
+                binary=m.kind is MetricKind.BINARY,
+                arms=tuple(_arm(v, m.key) for v in metrics.variants),
+                strata=tuple(
+                    Stratum(
+                        period=period,
+                        weights=weights,
+                        arms=tuple(_stratum_arm(counters.get(v.key), m.key) for v in exp.variants),
+                    )
+                    for period, weights, counters in periods
+                ),
+            )
+            for m in exp.metrics
+        ]
+        return analyse(inputs, metric=metric_key, options=options)
+
+    def _periods(
+        self, exp: Experiment
+    ) -> list[tuple[int, tuple[float, ...], Mapping[str, VariantCounters]]]:
+        """(period, weights in force, counters) for every period with data, when the weights
+        ever changed; empty for an experiment whose weights never changed."""
+        changes = self.store.list_allocations(exp.id)
+        if not changes:
+            return []
+        weights = {0: tuple(v.weight for v in exp.variants)}
+        for change in changes:
+            weights[change.period] = tuple(change.weights.get(v.key, 0.0) for v in exp.variants)
+        by_period = self.store.get_period_counters(exp.id)
+        return [(p, weights.get(p, weights[0]), by_period[p]) for p in sorted(by_period)]
+
+    # adaptive allocation ---------------------------------------------------------------------
+
+    def get_allocation(self, experiment: str) -> AllocationResult:
+        """Thompson weights from the data now (daily windows, else events); nothing stored."""
+        exp = self.get_experiment(experiment)
+        return self.allocator.compute(exp, self.store.get_counters(exp.id))
+
+    def recalculate(self, experiment: str) -> RecalculationOutcome:
+        """Recompute the weights and, when they changed, put them in force as a new period."""
+        exp = self.get_experiment(experiment)
+        if exp.status is not ExperimentStatus.RUNNING:
+            raise WrongStatus(
+                f"experiment '{exp.key}' is {exp.status}; weights are recalculated only while it"
+                " is running",
+                field="status",
+            )
+        outcome = self.allocator.recalculate(exp, self.store.get_counters(exp.id))
+        self._forget(exp)
+        return outcome
+
+    def recalculate_all(self) -> list[RecalculationOutcome]:
+        """Every running bandit; one failing experiment does not stop the others."""
+        outcomes = self.allocator.recalculate_all(self.store.get_counters)
+        self._cache.clear()
+        return outcomes
+
+    def record_daily_metrics(
+        self,
+        experiment: str,
+        *,
+        day: date,
+        metrics: Sequence[DailyInput],
+        payload: Any = None,
+    ) -> list[DailyRow]:
+        """A day's impressions and clicks per variant: the payload is kept as sent, and one
+        clean row per (variant, day) replaces any earlier post for that day."""
+        exp = self.get_experiment(experiment)
+        raw = (
+            payload
+            if payload is not None
+            else {
+                "date": day.isoformat(),
+                "metrics": [
+                    {"variant_name": m.variant, "impressions": m.impressions, "clicks": m.clicks}
+                    for m in metrics
+                ],
+            }
+        )
+        return self.allocator.record_daily(exp, day, metrics, raw)
+
+    def get_history(self, experiment: str) -> tuple[list[AllocationRecord], list[DailyRow]]:
+        """Every weight change (oldest first) and the daily metrics over time."""
+        exp = self.get_experiment(experiment)
+        return self.store.list_allocations(exp.id), self.store.get_daily_metrics(exp.id)
+
+    def ready(self) -> None:
+        self.store.ping()
+
+    # cache -----------------------------------------------------------------------------------
+
+    def _cached(self, experiment: str) -> _Cached:
+        hit = self._cache.get(experiment)
+        if hit is not None and time.monotonic() - hit.loaded_at < self.cache_seconds:
+            return hit
+        self.get_experiment(experiment)
+        return self._cache[experiment]
+
+    def _remember(self, ref: str, experiment: Experiment) -> None:
+        period, weights = self.allocator.weights_in_force(experiment)
+        sticky = False
+        if experiment.type is ExperimentType.BANDIT:
+            sticky = self.allocator.options(experiment).sticky
+        entry = _Cached(
+            experiment,
+            Bucketing.for_experiment(experiment, weights),
+            time.monotonic(),
+            period,
+            sticky,
+        )
+        for name in {ref, experiment.id, experiment.key}:
+            self._cache[name] = entry
+
+    def _forget(self, experiment: Experiment) -> None:
+        for name in [n for n, c in self._cache.items() if c.experiment.id == experiment.id]:
+            del self._cache[name]
+
+
+def _arm(variant: VariantMetrics, metric: str) -> Arm:
+    summary = variant.metrics[metric]
+    successes = summary.count if summary.basis is Basis.EXPOSURES else summary.units
+    return Arm(
+        key=variant.key,
+        is_control=variant.is_control,
+        weight=variant.weight,
+        n=summary.n,
+        successes=successes,
+        mean=summary.mean,
+        variance=summary.variance,
+    )
+
+
+def _stratum_arm(counters: VariantCounters | None, metric: str) -> StratumArm:
+    summary = summarise(
+        (counters or VariantCounters()).metrics.get(metric, MetricTotals()),
+        counters or VariantCounters(),
+    )
+    successes = summary.count if summary.basis is Basis.EXPOSURES else summary.units
+    return StratumArm(summary.n, successes, summary.mean, summary.variance)

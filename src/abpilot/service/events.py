@@ -1,0 +1,188 @@
+"""Resolve incoming events to variants and validate them, before anything is counted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from abpilot.domain.assignment import NOT_IN_EXPERIMENT, Bucketing
+from abpilot.domain.errors import (
+    AbpilotError,
+    Conflict,
+    UnitNotAssigned,
+    ValidationError,
+    WrongStatus,
+)
+from abpilot.domain.experiment import Experiment, ExperimentStatus, MetricKind
+from abpilot.domain.text import check_number, check_text
+from abpilot.store.base import EventKind, EventRecord, StoredAssignment
+
+MAX_ID_LENGTH = 256
+MAX_CLOCK_SKEW = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class EventInput:
+    """An exposure or conversion as a client sends it; ``experiment`` is an id or a key."""
+
+    kind: EventKind
+    experiment: str
+    unit_id: str | None = None
+    variant: str | None = None
+    metric: str | None = None
+    value: float | None = None
+    event_id: str | None = None
+    timestamp: datetime | None = None
+
+
+def _prefixed(error: AbpilotError, prefix: str) -> AbpilotError:
+    if prefix:
+        error.field = f"{prefix}.{error.field}" if error.field else prefix.rstrip(".")
+    return error
+
+
+def check_running(experiment: Experiment, action: str) -> None:
+    if experiment.status is not ExperimentStatus.RUNNING:
+        raise WrongStatus(
+            f"experiment '{experiment.key}' is {experiment.status}; {action} only while it is "
+            "running",
+            field="status",
+        )
+
+
+def resolve_events(
+    events: Sequence[EventInput],
+    *,
+    load: Callable[[str], Experiment],
+    stored_assignments: Callable[[str, Iterable[str]], dict[str, StoredAssignment]],
+    bucketing: Callable[[Experiment], Bucketing],
+    current_period: Callable[[Experiment], int],
+    now: datetime,
+    field_prefix: Callable[[int], str] = lambda i: "",
+) -> list[EventRecord]:
+    """Validate every event and resolve its variant; raise on the first bad one.
+
+    A unit's variant comes from its stored assignment, or from an exposure earlier in the same
+    batch, or (for an exposure) from the deterministic hash. Conversions need an assignment.
+    An event counts in its unit's allocation period, or in the current one when it has no unit.
+    """
+    experiments: dict[str, Experiment] = {}
+    for i, event in enumerate(events):
+        try:
+            if event.experiment not in experiments:
+                experiments[event.experiment] = load(event.experiment)
+            check_running(experiments[event.experiment], "events are accepted")
+        except AbpilotError as error:
+            raise _prefixed(error, field_prefix(i)) from None
+    known: dict[str, dict[str, StoredAssignment]] = {}
+    periods: dict[str, int] = {}
+    for ref, experiment in experiments.items():
+        units = {e.unit_id for e in events if e.experiment == ref and e.unit_id is not None}
+        known[experiment.id] = stored_assignments(experiment.id, units) if units else {}
+        periods[experiment.id] = current_period(experiment)
+    records = []
+    for i, event in enumerate(events):
+        experiment = experiments[event.experiment]
+        try:
+            assigned, period = known[experiment.id], periods[experiment.id]
+            records.append(_resolve(event, experiment, assigned, bucketing, period, now))
+        except AbpilotError as error:
+            raise _prefixed(error, field_prefix(i)) from None
+    return records
+
+
+def _resolve(
+    event: EventInput,
+    experiment: Experiment,
+    assigned: dict[str, StoredAssignment],
+    bucketing: Callable[[Experiment], Bucketing],
+    period: int,
+    now: datetime,
+) -> EventRecord:
+    unit, variant = event.unit_id, event.variant
+    if unit is not None:
+        check_text(unit, field="unit_id", max_length=MAX_ID_LENGTH)
+    if event.event_id is not None:
+        check_text(event.event_id, field="event_id", max_length=MAX_ID_LENGTH)
+    if event.timestamp is not None:
+        moment = event.timestamp if event.timestamp.tzinfo else event.timestamp.replace(tzinfo=UTC)
+        if moment > now + MAX_CLOCK_SKEW:
+            raise ValidationError(
+                f"timestamp {moment.isoformat()} is more than a day in the future",
+                field="timestamp",
+            )
+    if variant is not None and experiment.variant(variant) is None:
+        allowed = ", ".join(v.key for v in experiment.variants)
+        raise ValidationError(
+            f"experiment '{experiment.key}' has no variant '{variant[:100]}' (variants: {allowed})",
+            field="variant",
+        )
+    found = assigned.get(unit) if unit is not None else None
+    stored = found.variant if found is not None else None
+    if found is not None:
+        period = found.period
+    if unit is not None and stored is not None and variant is not None and variant != stored:
+        raise Conflict(
+            f"unit '{unit}' is assigned to variant '{stored}', not '{variant}'", field="variant"
+        )
+    if event.kind is EventKind.EXPOSURE:
+        if unit is None and variant is None:
+            raise ValidationError(
+                "an exposure needs a unit_id or a variant (or both)", field="variant"
+            )
+        resolved = stored or variant or _hashed_variant(experiment, unit or "", bucketing)
+        if unit is not None:
+            assigned[unit] = StoredAssignment(resolved, period)
+        return EventRecord(
+            EventKind.EXPOSURE,
+            experiment.id,
+            resolved,
+            unit_id=unit,
+            event_id=event.event_id,
+            period=period,
+        )
+    metric_key = event.metric or experiment.primary_metric.key
+    metric = experiment.metric(metric_key)
+    if metric is None:
+        allowed = ", ".join(m.key for m in experiment.metrics)
+        raise ValidationError(
+            f"experiment '{experiment.key}' has no metric '{metric_key[:100]}' "
+            f"(metrics: {allowed})",
+            field="metric",
+        )
+    if event.value is None and metric.kind is MetricKind.VALUE:
+        raise ValidationError(
+            f"metric '{metric.key}' is a value metric; the conversion needs a value", field="value"
+        )
+    value = 1.0 if event.value is None else check_number(event.value, field="value")
+    if unit is not None and stored is None:
+        raise UnitNotAssigned(
+            f"unit '{unit}' was never assigned in experiment '{experiment.key}'; assign it or "
+            "record its exposure first",
+            field="unit_id",
+        )
+    if unit is None and variant is None:
+        raise ValidationError("a conversion needs a unit_id or a variant", field="variant")
+    return EventRecord(
+        EventKind.CONVERSION,
+        experiment.id,
+        stored or variant or "",
+        unit_id=unit,
+        metric=metric.key,
+        value=value,
+        event_id=event.event_id,
+        period=period,
+    )
+
+
+def _hashed_variant(
+    experiment: Experiment, unit: str, bucketing: Callable[[Experiment], Bucketing]
+) -> str:
+    index = bucketing(experiment).variant_index(unit)
+    if index == NOT_IN_EXPERIMENT:
+        raise ValidationError(
+            f"unit '{unit}' is outside the traffic allocation of experiment '{experiment.key}'",
+            field="unit_id",
+        )
+    return experiment.variants[index].key

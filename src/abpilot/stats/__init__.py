@@ -1,0 +1,1 @@
+"""Pure statistics: summaries of counters, tests, intervals, posteriors."""

@@ -1,0 +1,395 @@
+"""The analysis of an experiment: every variant against the control on every metric, corrected for
+multiple comparisons, checked for sample ratio mismatch, and a winner rule that says why there is
+no winner yet. Pure: it takes counts and returns frozen results."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from abpilot.domain.errors import ValidationError
+from abpilot.stats import stratified
+from abpilot.stats.bayes import BestArm, Posterior, best_arm, beta_posterior, normal_posterior
+from abpilot.stats.corrections import adjust
+from abpilot.stats.frequentist import (
+    Comparison,
+    Interval,
+    compare_means,
+    compare_proportions,
+    wilson_interval,
+)
+from abpilot.stats.options import AnalysisOptions
+from abpilot.stats.power import mean_sample_size, proportion_sample_size
+from abpilot.stats.sequential import msprt
+from abpilot.stats.srm import MIN_UNITS_PER_VARIANT, SrmCheck, sample_ratio_check
+from abpilot.stats.stratified import Stratum
+
+
+class Reason(enum.StrEnum):
+    WINNER = "winner_found"
+    INSUFFICIENT_DATA = "insufficient_data"
+    SRM = "srm_detected"
+    NOT_SIGNIFICANT = "not_significant"
+    SAMPLE_SIZE = "sample_size_not_reached"
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """One variant's data on one metric. ``successes`` are converting units (or conversion events
+    in event-level mode); ``mean``/``variance`` are per unit of the population ``n``."""
+
+    key: str
+    is_control: bool
+    weight: float
+    n: int
+    successes: int
+    mean: float | None
+    variance: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricInput:
+    """A metric's data per arm; ``strata`` (periods of constant weights) when weights changed."""
+
+    key: str
+    binary: bool
+    arms: tuple[Arm, ...]
+    strata: tuple[Stratum, ...] = ()
+
+    @property
+    def stratified(self) -> bool:
+        return len(self.strata) > 1
+
+
+@dataclass(frozen=True, slots=True)
+class VariantResult:
+    key: str
+    is_control: bool
+    units: int
+    conversions: int
+    conversion_rate: float | None
+    ci: Interval | None
+    mean: float | None
+    variance: float | None
+    difference: float | None
+    difference_ci: Interval | None
+    lift: float | None
+    lift_ci: Interval | None
+    p_value: float | None
+    p_value_z: float | None
+    p_value_adjusted: float | None
+    chance_to_beat_control: float | None
+    probability_best: float | None
+    expected_loss: float | None
+    credible_interval: Interval | None
+    significant: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Winner:
+    key: str
+    conversion_rate: float | None
+    mean: float | None
+    p_value: float
+    relative_improvement: float
+
+
+@dataclass(frozen=True, slots=True)
+class SampleSizeProgress:
+    required_per_variant: int | None
+    progress: float | None
+    basis: str
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    metric: str
+    kind: str
+    method: str
+    control: str
+    variants: tuple[VariantResult, ...]
+    srm: SrmCheck
+    winner: Winner | None
+    reason: Reason
+    message: str
+    sample_size: SampleSizeProgress
+    alpha: float
+    correction: str
+    sequential: bool
+    family_size: int
+    bayesian_method: str | None
+    stratified: bool = False
+    periods: int = 1
+
+
+def _rate(arm: Arm) -> float | None:
+    return arm.successes / arm.n if arm.n > 0 else None
+
+
+def _compare(metric: MetricInput, i: int, c: int, options: AnalysisOptions) -> Comparison:
+    arm, control = metric.arms[i], metric.arms[c]
+    if metric.stratified:
+        compare = stratified.compare_binary if metric.binary else stratified.compare_means
+        comparison = compare(metric.strata, i, c, options.alpha)
+    elif metric.binary:
+        if arm.successes > arm.n or control.successes > control.n:
+            return Comparison(None, None, None, None, None, "fisher_exact")
+        comparison = compare_proportions(
+            arm.successes, arm.n, control.successes, control.n, options.alpha
+        )
+    else:
+        comparison = compare_means(
+            arm.mean or 0.0,
+            arm.variance or 0.0,
+            arm.n,
+            control.mean or 0.0,
+            control.variance or 0.0,
+            control.n,
+            options.alpha,
+        )
+    if not options.sequential or comparison.difference is None:
+        return comparison
+    return _sequential(comparison, metric, arm, control, options)
+
+
+def _difference_variance(metric: MetricInput, arm: Arm, control: Arm) -> float:
+    if metric.binary:
+        p_t, p_c = arm.successes / arm.n, control.successes / control.n
+        return p_t * (1 - p_t) / arm.n + p_c * (1 - p_c) / control.n
+    return (arm.variance or 0.0) / arm.n + (control.variance or 0.0) / control.n
+
+
+def _tau(metric: MetricInput, control: Arm, options: AnalysisOptions) -> float | None:
+    """The mixing scale: the planned absolute effect, else the relative MDE of the control."""
+    if options.tau is not None:
+        return options.tau
+    base = control.mean if control.mean is not None else 0.0
+    if metric.binary:
+        base = control.successes / control.n
+    effect = options.mde * abs(base) if options.mde_relative else options.mde
+    return effect if effect > 0 else None
+
+
+def _sequential(
+    comparison: Comparison, metric: MetricInput, arm: Arm, control: Arm, options: AnalysisOptions
+) -> Comparison:
+    tau = _tau(metric, control, options)
+    variance = _difference_variance(metric, arm, control)
+    result = (
+        None if tau is None else msprt(comparison.difference or 0.0, variance, tau, options.alpha)
+    )
+    return Comparison(
+        difference=comparison.difference,
+        difference_ci=None if result is None else result.ci,
+        lift=comparison.lift,
+        lift_ci=comparison.lift_ci,
+        p_value=None if result is None else result.p_value,
+        method="msprt",
+        p_value_z=comparison.p_value_z,
+    )
+
+
+def _posteriors(metric: MetricInput, options: AnalysisOptions) -> list[Posterior] | None:
+    if metric.stratified:
+        return stratified.standardised_posteriors(metric.strata, metric.binary, options.prior)
+    if metric.binary:
+        if any(a.successes > a.n for a in metric.arms):
+            return None
+        return [beta_posterior(a.successes, a.n, options.prior) for a in metric.arms]
+    found = [normal_posterior(a.mean or 0.0, a.variance or 0.0, a.n) for a in metric.arms]
+    return None if any(p is None for p in found) else [p for p in found if p is not None]
+
+
+def _plan(metric: MetricInput, control: Arm, options: AnalysisOptions) -> SampleSizeProgress:
+    smallest = min(a.n for a in metric.arms)
+    k = len(metric.arms)
+    if options.sample_size_per_variant is not None:
+        required = options.sample_size_per_variant
+        return SampleSizeProgress(required, smallest / required, "planned")
+    try:
+        if metric.binary:
+            baseline = options.baseline if options.baseline is not None else _rate(control)
+            plan = proportion_sample_size(
+                baseline_rate=baseline or 0.0,
+                mde=options.mde,
+                relative=options.mde_relative,
+                alpha=options.alpha,
+                power=options.power,
+                variants=k,
+            )
+        else:
+            baseline = options.baseline if options.baseline is not None else control.mean
+            plan = mean_sample_size(
+                baseline_mean=baseline or 0.0,
+                standard_deviation=math.sqrt(control.variance or 0),
+                mde=options.mde,
+                relative=options.mde_relative,
+                alpha=options.alpha,
+                power=options.power,
+                variants=k,
+            )
+    except ValidationError:
+        return SampleSizeProgress(None, None, "unplannable")
+    basis = "settings" if options.baseline is not None else "observed_control"
+    return SampleSizeProgress(
+        plan.required_per_variant, smallest / plan.required_per_variant, basis
+    )
+
+
+def compare_metric(
+    metric: MetricInput, options: AnalysisOptions
+) -> tuple[list[Comparison | None], BestArm | None, list[Posterior] | None]:
+    c = next(i for i, a in enumerate(metric.arms) if a.is_control)
+    comparisons: list[Comparison | None] = [
+        None if arm.is_control else _compare(metric, i, c, options)
+        for i, arm in enumerate(metric.arms)
+    ]
+    posteriors = _posteriors(metric, options)
+    best = best_arm(posteriors) if posteriors else None
+    return comparisons, best, posteriors
+
+
+def analyse(metrics: Sequence[MetricInput], *, metric: str, options: AnalysisOptions) -> Analysis:
+    """Analyse ``metric``; the correction covers every variant on every metric in ``metrics``."""
+    compared = {m.key: compare_metric(m, options) for m in metrics}
+    family = [(m.key, i) for m in metrics for i, c in enumerate(compared[m.key][0]) if c]
+    raw = [compared[k][0][i].p_value for k, i in family]  # type: ignore[union-attr]
+    adjusted = dict(zip(family, adjust(raw, options.correction), strict=True))
+    target = next(m for m in metrics if m.key == metric)
+    comparisons, best, posteriors = compared[metric]
+    control_index = next(i for i, a in enumerate(target.arms) if a.is_control)
+    results = []
+    for i, arm in enumerate(target.arms):
+        comparison = comparisons[i]
+        p_adjusted = adjusted.get((metric, i))
+        chance = None
+        if posteriors is not None and not arm.is_control:
+            chance = best_arm([posteriors[i], posteriors[control_index]]).probability_best[0]
+        results.append(
+            VariantResult(
+                key=arm.key,
+                is_control=arm.is_control,
+                units=arm.n,
+                conversions=arm.successes,
+                conversion_rate=_rate(arm),
+                ci=wilson_interval(arm.successes, arm.n, options.alpha),
+                mean=arm.mean,
+                variance=arm.variance,
+                difference=comparison.difference if comparison else None,
+                difference_ci=comparison.difference_ci if comparison else None,
+                lift=comparison.lift if comparison else None,
+                lift_ci=comparison.lift_ci if comparison else None,
+                p_value=comparison.p_value if comparison else None,
+                p_value_z=comparison.p_value_z if comparison else None,
+                p_value_adjusted=p_adjusted,
+                chance_to_beat_control=chance,
+                probability_best=best.probability_best[i] if best else None,
+                expected_loss=best.expected_loss[i] if best else None,
+                credible_interval=posteriors[i].credible_interval() if posteriors else None,
+                significant=p_adjusted is not None and p_adjusted < options.alpha,
+            )
+        )
+    control = target.arms[control_index]
+    if target.stratified:
+        srm = stratified.stratified_srm(target.strata)
+    else:
+        srm = sample_ratio_check([a.n for a in target.arms], [a.weight for a in target.arms])
+    plan = _plan(target, control, options)
+    method = next(
+        (c.method for c in comparisons if c is not None),
+        "fisher_exact" if target.binary else "welch_t",
+    )
+    winner, reason, message = _verdict(target, results, srm, plan, options)
+    return Analysis(
+        metric=metric,
+        kind="binary" if target.binary else "value",
+        method=method,
+        control=control.key,
+        variants=tuple(results),
+        srm=srm,
+        winner=winner,
+        reason=reason,
+        message=message,
+        sample_size=plan,
+        alpha=options.alpha,
+        correction=options.correction.value,
+        sequential=options.sequential,
+        family_size=len(family),
+        bayesian_method=best.method if best else None,
+        stratified=target.stratified,
+        periods=max(1, len(target.strata)),
+    )
+
+
+def _verdict(
+    metric: MetricInput,
+    results: list[VariantResult],
+    srm: SrmCheck,
+    plan: SampleSizeProgress,
+    options: AnalysisOptions,
+) -> tuple[Winner | None, Reason, str]:
+    small = [r.key for r in results if r.units < MIN_UNITS_PER_VARIANT]
+    if small:
+        return (
+            None,
+            Reason.INSUFFICIENT_DATA,
+            (f"too few units to compare ({', '.join(small)} under {MIN_UNITS_PER_VARIANT})"),
+        )
+    if metric.binary and sum(r.conversions for r in results) == 0:
+        return None, Reason.INSUFFICIENT_DATA, "no conversions yet in any variant"
+    if srm.flagged:
+        return (
+            None,
+            Reason.SRM,
+            (
+                f"sample ratio mismatch (p = {srm.p_value:.2g} < 0.001): units "
+                f"{list(srm.observed)} do not match the weights; the assignment or the tracking "
+                "is broken, so no result can be trusted"
+            ),
+        )
+    candidates = [
+        r for r in results if r.significant and r.difference is not None and r.difference > 0
+    ]
+    if not candidates:
+        worse = [r.key for r in results if r.significant and (r.difference or 0) < 0]
+        detail = f"; significantly worse than control: {', '.join(worse)}" if worse else ""
+        return (
+            None,
+            Reason.NOT_SIGNIFICANT,
+            (
+                f"no variant beats the control at alpha = {options.alpha} after the "
+                f"{options.correction.value} correction{detail}"
+            ),
+        )
+    if not options.sequential and (plan.progress is None or plan.progress < 1):
+        needed = plan.required_per_variant
+        return (
+            None,
+            Reason.SAMPLE_SIZE,
+            (
+                f"significant, but the planned sample size ({needed} units per variant) is not "
+                f"reached ({min(r.units for r in results)} in the smallest variant); looking early"
+                " inflates false positives: wait, or use the sequential test"
+                if needed
+                else "significant, but no sample size could be planned; set "
+                "settings.analysis.sample_size_per_variant or use the sequential test"
+            ),
+        )
+    best = max(candidates, key=lambda r: r.difference or 0.0)
+    winner = Winner(
+        key=best.key,
+        conversion_rate=best.conversion_rate,
+        mean=best.mean,
+        p_value=best.p_value_adjusted or 0.0,
+        relative_improvement=best.lift or 0.0,
+    )
+    return (
+        winner,
+        Reason.WINNER,
+        (
+            f"{best.key} beats the control (adjusted p = {winner.p_value:.3g}, "
+            f"lift {winner.relative_improvement:+.1%})"
+        ),
+    )

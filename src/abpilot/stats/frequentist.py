@@ -1,0 +1,126 @@
+"""Frequentist comparison of a variant with the control, from counts or per-unit moments.
+
+Binary metrics: Wilson interval per rate, Fisher's exact test (two-sided), a two-proportion
+z-test as a second opinion, Newcombe's interval for the difference, and the relative lift with a
+delta-method interval. Value metrics: Welch's t-test from n, mean and variance, with intervals for
+the difference and the lift. Everything comes from SciPy and statsmodels; degenerate inputs give
+None, never NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scipy import stats
+from statsmodels.stats.proportion import (
+    confint_proportions_2indep,
+    proportion_confint,
+    proportions_ztest,
+)
+
+Interval = tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Variant minus control. ``p_value`` is None where the test is undefined."""
+
+    difference: float | None
+    difference_ci: Interval | None
+    lift: float | None
+    lift_ci: Interval | None
+    p_value: float | None
+    method: str
+    p_value_z: float | None = None
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _interval(lo: float, hi: float) -> Interval | None:
+    return (float(lo), float(hi)) if math.isfinite(lo) and math.isfinite(hi) else None
+
+
+def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> Interval | None:
+    if n <= 0 or not 0 <= successes <= n:
+        return None
+    lo, hi = proportion_confint(successes, n, alpha=alpha, method="wilson")
+    return _interval(lo, hi)
+
+
+def relative_lift(
+    mean_t: float, var_mean_t: float, mean_c: float, var_mean_c: float, alpha: float
+) -> tuple[float | None, Interval | None]:
+    """Lift mean_t / mean_c - 1 with the delta-method interval:
+    Var(T/C) ~ Var(T)/C^2 + T^2 Var(C)/C^4 (means independent)."""
+    if mean_c == 0:
+        return None, None
+    lift = mean_t / mean_c - 1
+    variance = var_mean_t / mean_c**2 + mean_t**2 * var_mean_c / mean_c**4
+    z = stats.norm.ppf(1 - alpha / 2)
+    half = z * math.sqrt(variance)
+    return _finite(lift), _interval(lift - half, lift + half)
+
+
+def compare_proportions(
+    successes_t: int, n_t: int, successes_c: int, n_c: int, alpha: float = 0.05
+) -> Comparison:
+    if n_t <= 0 or n_c <= 0 or not (0 <= successes_t <= n_t and 0 <= successes_c <= n_c):
+        return Comparison(None, None, None, None, None, "fisher_exact")
+    p_t, p_c = successes_t / n_t, successes_c / n_c
+    table = [[successes_t, n_t - successes_t], [successes_c, n_c - successes_c]]
+    p_value = float(stats.fisher_exact(table, alternative="two-sided").pvalue)
+    p_value_z = None
+    if 0 < successes_t + successes_c < n_t + n_c:
+        _, pz = proportions_ztest([successes_t, successes_c], [n_t, n_c])
+        p_value_z = _finite(pz)
+    lo, hi = confint_proportions_2indep(
+        successes_t, n_t, successes_c, n_c, method="newcomb", compare="diff", alpha=alpha
+    )
+    lift, lift_ci = relative_lift(p_t, p_t * (1 - p_t) / n_t, p_c, p_c * (1 - p_c) / n_c, alpha)
+    return Comparison(
+        difference=p_t - p_c,
+        difference_ci=_interval(lo, hi),
+        lift=lift,
+        lift_ci=lift_ci,
+        p_value=min(1.0, p_value),
+        method="fisher_exact",
+        p_value_z=p_value_z,
+    )
+
+
+def compare_means(
+    mean_t: float,
+    var_t: float,
+    n_t: int,
+    mean_c: float,
+    var_c: float,
+    n_c: int,
+    alpha: float = 0.05,
+) -> Comparison:
+    """Welch's t-test and the Welch-Satterthwaite interval of the difference of means."""
+    if n_t < 2 or n_c < 2:
+        return Comparison(None, None, None, None, None, "welch_t")
+    se2_t, se2_c = var_t / n_t, var_c / n_c
+    se2 = se2_t + se2_c
+    difference = mean_t - mean_c
+    lift, lift_ci = relative_lift(mean_t, se2_t, mean_c, se2_c, alpha)
+    if se2 == 0:
+        # No spread at all: the difference is known exactly.
+        p_value = 1.0 if difference == 0 else 0.0
+        return Comparison(difference, (difference, difference), lift, lift_ci, p_value, "welch_t")
+    result = stats.ttest_ind_from_stats(
+        mean_t, math.sqrt(var_t), n_t, mean_c, math.sqrt(var_c), n_c, equal_var=False
+    )
+    df = se2**2 / (se2_t**2 / (n_t - 1) + se2_c**2 / (n_c - 1))
+    half = stats.t.ppf(1 - alpha / 2, df) * math.sqrt(se2)
+    return Comparison(
+        difference=difference,
+        difference_ci=_interval(difference - half, difference + half),
+        lift=lift,
+        lift_ci=lift_ci,
+        p_value=_finite(result.pvalue),
+        method="welch_t",
+    )

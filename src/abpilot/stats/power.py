@@ -1,0 +1,153 @@
+"""Sample size and power for comparing each variant with the control (statsmodels' power module).
+
+With k variants there are k - 1 comparisons with the control; the significance level of each is
+alpha / (k - 1) (Bonferroni), which is what Holm's procedure guarantees at the worst.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from statsmodels.stats.power import NormalIndPower
+from statsmodels.stats.proportion import proportion_effectsize
+
+from abpilot.domain.errors import ValidationError
+
+
+@dataclass(frozen=True, slots=True)
+class SampleSize:
+    required_per_variant: int
+    total: int
+    baseline: float
+    target: float
+    effect_size: float
+    alpha: float
+    power: float
+    variants: int
+    comparison_alpha: float
+
+
+def _check(alpha: float, power: float, variants: int) -> float:
+    if not 0 < alpha < 1:
+        raise ValidationError(f"alpha must be in (0, 1) (got {alpha})", field="alpha")
+    if not 0 < power < 1:
+        raise ValidationError(f"power must be in (0, 1) (got {power})", field="power")
+    if variants < 2:
+        raise ValidationError(f"variants must be at least 2 (got {variants})", field="variants")
+    return alpha / (variants - 1)
+
+
+def _solve(effect_size: float, alpha: float, power: float) -> int:
+    n = NormalIndPower().solve_power(
+        effect_size=abs(effect_size),
+        alpha=alpha,
+        power=power,
+        ratio=1.0,
+        alternative="two-sided",
+    )
+    return math.ceil(float(n))
+
+
+def proportion_sample_size(
+    *,
+    baseline_rate: float,
+    mde: float,
+    relative: bool = False,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    variants: int = 2,
+) -> SampleSize:
+    """Units per variant to detect ``mde`` (absolute, or relative to the baseline) on a rate,
+    with Cohen's arcsine effect size h = 2 asin(sqrt(p2)) - 2 asin(sqrt(p1))."""
+    comparison_alpha = _check(alpha, power, variants)
+    if not 0 < baseline_rate < 1:
+        raise ValidationError(
+            f"baseline_rate must be in (0, 1) (got {baseline_rate})", field="baseline_rate"
+        )
+    target = baseline_rate * (1 + mde) if relative else baseline_rate + mde
+    if mde == 0 or not 0 < target < 1:
+        raise ValidationError(
+            f"mde must be non-zero and keep the rate in (0, 1) (target rate {target:.6g})",
+            field="mde",
+        )
+    h = float(proportion_effectsize(target, baseline_rate))
+    n = _solve(h, comparison_alpha, power)
+    return SampleSize(
+        n, n * variants, baseline_rate, target, h, alpha, power, variants, comparison_alpha
+    )
+
+
+def mean_sample_size(
+    *,
+    baseline_mean: float,
+    standard_deviation: float,
+    mde: float,
+    relative: bool = False,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    variants: int = 2,
+) -> SampleSize:
+    """Units per variant to detect a shift ``mde`` of a mean with the given standard deviation
+    (normal approximation, effect size d = mde / sd)."""
+    comparison_alpha = _check(alpha, power, variants)
+    if not standard_deviation > 0 or not math.isfinite(standard_deviation):
+        raise ValidationError(
+            f"standard_deviation must be > 0 (got {standard_deviation})", field="standard_deviation"
+        )
+    shift = baseline_mean * mde if relative else mde
+    if shift == 0:
+        raise ValidationError(
+            "mde must be non-zero (and the baseline too when relative)", field="mde"
+        )
+    d = shift / standard_deviation
+    n = _solve(d, comparison_alpha, power)
+    return SampleSize(
+        n,
+        n * variants,
+        baseline_mean,
+        baseline_mean + shift,
+        d,
+        alpha,
+        power,
+        variants,
+        comparison_alpha,
+    )
+
+
+def plan_sample_size(
+    *,
+    mde: float,
+    baseline_rate: float | None = None,
+    baseline_mean: float | None = None,
+    standard_deviation: float | None = None,
+    relative: bool = False,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    variants: int = 2,
+) -> SampleSize:
+    """A rate plan from ``baseline_rate``, or a mean plan from ``baseline_mean`` (default 0)
+    and ``standard_deviation``."""
+    if standard_deviation is not None:
+        return mean_sample_size(
+            baseline_mean=baseline_mean or 0.0,
+            standard_deviation=standard_deviation,
+            mde=mde,
+            relative=relative,
+            alpha=alpha,
+            power=power,
+            variants=variants,
+        )
+    if baseline_rate is None:
+        raise ValidationError(
+            "give baseline_rate for a rate, or standard_deviation (and baseline_mean) for a mean",
+            field="baseline_rate",
+        )
+    return proportion_sample_size(
+        baseline_rate=baseline_rate,
+        mde=mde,
+        relative=relative,
+        alpha=alpha,
+        power=power,
+        variants=variants,
+    )

@@ -1,0 +1,108 @@
+"""Experiment <-> plain JSON-able dict, shared by the stores that keep documents."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from abpilot.domain.experiment import (
+    Experiment,
+    ExperimentStatus,
+    ExperimentType,
+    Metric,
+    MetricKind,
+    Variant,
+)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Stores without time zones give back naive datetimes: they were written in UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else _required_time(value)
+
+
+def _required_time(value: str) -> datetime:
+    return as_utc(datetime.fromisoformat(value))
+
+
+def variant_to_dict(variant: Variant) -> dict[str, Any]:
+    return {
+        "key": variant.key,
+        "name": variant.name,
+        "description": variant.description,
+        "weight": variant.weight,
+        "is_control": variant.is_control,
+        "config": dict(variant.config),
+    }
+
+
+def variant_from_dict(raw: dict[str, Any]) -> Variant:
+    return Variant(
+        key=raw["key"],
+        name=raw["name"],
+        description=raw.get("description", ""),
+        weight=float(raw["weight"]),
+        is_control=bool(raw["is_control"]),
+        config=raw.get("config") or {},
+    )
+
+
+def metrics_to_list(metrics: tuple[Metric, ...]) -> list[dict[str, str]]:
+    return [{"key": m.key, "kind": m.kind.value, "description": m.description} for m in metrics]
+
+
+def metrics_from_list(raw: list[dict[str, str]]) -> tuple[Metric, ...]:
+    return tuple(
+        Metric(key=m["key"], kind=MetricKind(m["kind"]), description=m.get("description", ""))
+        for m in raw
+    )
+
+
+def experiment_to_dict(experiment: Experiment) -> dict[str, Any]:
+    def iso(moment: datetime | None) -> str | None:
+        return None if moment is None else as_utc(moment).isoformat()
+
+    return {
+        "id": experiment.id,
+        "key": experiment.key,
+        "name": experiment.name,
+        "description": experiment.description,
+        "type": experiment.type.value,
+        "status": experiment.status.value,
+        "traffic_allocation": experiment.traffic_allocation,
+        "salt": experiment.salt,
+        "variants": [variant_to_dict(v) for v in experiment.variants],
+        "metrics": metrics_to_list(experiment.metrics),
+        "settings": dict(experiment.settings),
+        "created_at": iso(experiment.created_at),
+        "updated_at": iso(experiment.updated_at),
+        "started_at": iso(experiment.started_at),
+        "ended_at": iso(experiment.ended_at),
+        "winner": experiment.winner,
+        "version": experiment.version,
+    }
+
+
+def experiment_from_dict(raw: dict[str, Any]) -> Experiment:
+    return Experiment(
+        id=raw["id"],
+        key=raw["key"],
+        name=raw["name"],
+        description=raw.get("description", ""),
+        type=ExperimentType(raw["type"]),
+        status=ExperimentStatus(raw["status"]),
+        traffic_allocation=float(raw["traffic_allocation"]),
+        salt=raw["salt"],
+        variants=tuple(variant_from_dict(v) for v in raw["variants"]),
+        metrics=metrics_from_list(raw["metrics"]),
+        settings=raw.get("settings") or {},
+        created_at=_required_time(raw["created_at"]),
+        updated_at=_required_time(raw["updated_at"]),
+        started_at=_time(raw.get("started_at")),
+        ended_at=_time(raw.get("ended_at")),
+        winner=raw.get("winner"),
+        version=int(raw["version"]),
+    )

@@ -1,0 +1,250 @@
+"""In-process store: for tests and the embedded Python API (``abpilot.open("memory://")``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import date, datetime
+
+from abpilot.domain.errors import ConcurrentModification, DuplicateKey, ExperimentNotFound
+from abpilot.domain.experiment import Experiment, ExperimentStatus
+from abpilot.store.base import (
+    AllocationRecord,
+    ApplyResult,
+    AssignResult,
+    DailyRow,
+    EventRecord,
+    MetricTotals,
+    RawMetrics,
+    StoredAssignment,
+    VariantCounters,
+)
+from abpilot.store.plan import (
+    UnitMetricKey,
+    VariantKey,
+    VariantMetricKey,
+    add_totals,
+    group_counters,
+    metric_increments,
+    plan_events,
+    split_duplicates,
+    sum_periods,
+)
+
+
+class MemoryLease:
+    def __init__(self, store: MemoryStore, name: str, ttl_seconds: float) -> None:
+        self.store, self.name, self.ttl = store, name, ttl_seconds
+
+    def renew(self) -> bool:
+        with self.store._lock:
+            holder = self.store._leases.get(self.name)
+            if holder is None or holder[0] is not self:
+                return False
+            self.store._leases[self.name] = (self, time.monotonic() + self.ttl)
+            return True
+
+    def release(self) -> None:
+        with self.store._lock:
+            holder = self.store._leases.get(self.name)
+            if holder is not None and holder[0] is self:
+                del self.store._leases[self.name]
+
+
+class MemoryStore:
+    """Everything in dictionaries behind one lock: each operation is atomic in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._experiments: dict[str, Experiment] = {}
+        self._assignments: dict[str, dict[str, StoredAssignment]] = {}
+        self._exposed: dict[str, set[str]] = {}
+        self._unit_totals: dict[UnitMetricKey, tuple[int, float]] = {}
+        self._variant_counts: dict[VariantKey, list[int]] = {}
+        self._metric_totals: dict[VariantMetricKey, MetricTotals] = {}
+        self._event_ids: dict[str, set[str]] = {}
+        self._daily: dict[str, dict[tuple[date, str], DailyRow]] = {}
+        self._raw: dict[str, list[RawMetrics]] = {}
+        self._allocations: dict[str, list[AllocationRecord]] = {}
+        self._leases: dict[str, tuple[MemoryLease, float]] = {}
+
+    def create_experiment(self, experiment: Experiment) -> None:
+        with self._lock:
+            if experiment.id in self._experiments:
+                raise DuplicateKey(f"an experiment with id {experiment.id} exists", field="id")
+            self._check_key_free(experiment.key, experiment.id)
+            self._experiments[experiment.id] = experiment
+
+    def get_experiment(self, experiment_id: str) -> Experiment | None:
+        return self._experiments.get(experiment_id)
+
+    def get_experiment_id(self, key: str) -> str | None:
+        return next((e.id for e in self._experiments.values() if e.key == key), None)
+
+    def list_experiments(self, status: ExperimentStatus | None = None) -> list[Experiment]:
+        experiments = sorted(self._experiments.values(), key=lambda e: (e.created_at, e.id))
+        return [e for e in experiments if status is None or e.status is status]
+
+    def update_experiment(self, experiment: Experiment, *, expected_version: int) -> None:
+        with self._lock:
+            current = self._experiments.get(experiment.id)
+            if current is None:
+                raise ExperimentNotFound(f"experiment {experiment.id} does not exist")
+            if current.version != expected_version:
+                raise ConcurrentModification(
+                    f"experiment '{current.key}' was changed by someone else; reload and retry"
+                )
+            self._check_key_free(experiment.key, experiment.id)
+            self._experiments[experiment.id] = experiment
+
+    def delete_experiment(self, experiment_id: str) -> bool:
+        with self._lock:
+            if self._experiments.pop(experiment_id, None) is None:
+                return False
+            for per_experiment in (
+                self._assignments,
+                self._exposed,
+                self._event_ids,
+                self._daily,
+                self._raw,
+                self._allocations,
+            ):
+                per_experiment.pop(experiment_id, None)
+            for unit_key in [k for k in self._unit_totals if k[0] == experiment_id]:
+                del self._unit_totals[unit_key]
+            for variant_key in [k for k in self._variant_counts if k[0] == experiment_id]:
+                del self._variant_counts[variant_key]
+            for metric_key in [k for k in self._metric_totals if k[0] == experiment_id]:
+                del self._metric_totals[metric_key]
+            return True
+
+    def assign(
+        self, experiment_id: str, unit_id: str, variant: str, period: int = 0
+    ) -> AssignResult:
+        with self._lock:
+            units = self._assignments.setdefault(experiment_id, {})
+            stored = units.get(unit_id)
+            if stored is not None:
+                return AssignResult(stored.variant, False, stored.period)
+            units[unit_id] = StoredAssignment(variant, period)
+            self._bump((experiment_id, variant, period), 0)
+            return AssignResult(variant, True, period)
+
+    def get_assignments(
+        self, experiment_id: str, unit_ids: Iterable[str]
+    ) -> dict[str, StoredAssignment]:
+        units = self._assignments.get(experiment_id, {})
+        return {u: units[u] for u in unit_ids if u in units}
+
+    def apply_events(self, events: Sequence[EventRecord]) -> ApplyResult:
+        with self._lock:
+            kept, duplicates = split_duplicates(events)
+            fresh = []
+            for event in kept:
+                if event.event_id is not None:
+                    ids = self._event_ids.setdefault(event.experiment_id, set())
+                    if event.event_id in ids:
+                        duplicates += 1
+                        continue
+                    ids.add(event.event_id)
+                fresh.append(event)
+            plan = plan_events(fresh)
+            for key, n in plan.exposures.items():
+                self._bump(key, 1, n)
+            for (exp, unit), (variant, period) in plan.exposed_units.items():
+                units = self._assignments.setdefault(exp, {})
+                if unit not in units:
+                    units[unit] = StoredAssignment(variant, period)
+                    self._bump((exp, variant, period), 0)
+                exposed = self._exposed.setdefault(exp, set())
+                if unit not in exposed:
+                    exposed.add(unit)
+                    self._bump((exp, variant, period), 2)
+            after: dict[UnitMetricKey, tuple[int, float]] = {}
+            for unit_key, delta in plan.unit_conversions.items():
+                count, total = self._unit_totals.get(unit_key, (0, 0.0))
+                after[unit_key] = (count + delta.count, total + delta.total)
+                self._unit_totals[unit_key] = after[unit_key]
+            for vkey, inc in metric_increments(plan, after).items():
+                self._metric_totals[vkey] = add_totals(
+                    self._metric_totals.get(vkey, MetricTotals()), inc
+                )
+            return ApplyResult(applied=len(fresh), duplicates=duplicates)
+
+    def get_counters(self, experiment_id: str) -> dict[str, VariantCounters]:
+        return sum_periods(self.get_period_counters(experiment_id))
+
+    def get_period_counters(self, experiment_id: str) -> dict[int, dict[str, VariantCounters]]:
+        with self._lock:
+            counts = [
+                (p, v, c[0], c[1], c[2])
+                for (e, v, p), c in self._variant_counts.items()
+                if e == experiment_id
+            ]
+            totals = [
+                (p, v, m, t)
+                for (e, v, p, m), t in self._metric_totals.items()
+                if e == experiment_id
+            ]
+        return group_counters(counts, totals)
+
+    def record_daily_metrics(
+        self,
+        experiment_id: str,
+        day: date,
+        rows: Sequence[DailyRow],
+        payload: str,
+        received_at: datetime,
+    ) -> None:
+        with self._lock:
+            self._raw.setdefault(experiment_id, []).append(RawMetrics(received_at, day, payload))
+            daily = self._daily.setdefault(experiment_id, {})
+            for row in rows:
+                daily[(row.day, row.variant)] = row
+
+    def get_daily_metrics(self, experiment_id: str) -> list[DailyRow]:
+        return [row for _, row in sorted(self._daily.get(experiment_id, {}).items())]
+
+    def get_raw_metrics(self, experiment_id: str) -> list[RawMetrics]:
+        return list(self._raw.get(experiment_id, []))
+
+    def add_allocation(self, record: AllocationRecord) -> AllocationRecord:
+        with self._lock:
+            history = self._allocations.setdefault(record.experiment_id, [])
+            stored = replace(record, period=len(history) + 1)
+            history.append(stored)
+            return stored
+
+    def list_allocations(self, experiment_id: str) -> list[AllocationRecord]:
+        return list(self._allocations.get(experiment_id, []))
+
+    def latest_allocation(self, experiment_id: str) -> AllocationRecord | None:
+        history = self._allocations.get(experiment_id)
+        return history[-1] if history else None
+
+    def try_lead(self, name: str, ttl_seconds: float) -> MemoryLease | None:
+        with self._lock:
+            holder = self._leases.get(name)
+            if holder is not None and holder[1] > time.monotonic():
+                return None
+            lease = MemoryLease(self, name, ttl_seconds)
+            self._leases[name] = (lease, time.monotonic() + ttl_seconds)
+            return lease
+
+    def ping(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def _bump(self, key: VariantKey, index: int, n: int = 1) -> None:
+        """Add ``n`` to counter ``index`` (0 assigned units, 1 exposures, 2 unique units)."""
+        counts = self._variant_counts.setdefault(key, [0, 0, 0])
+        counts[index] += n
+
+    def _check_key_free(self, key: str, own_id: str) -> None:
+        for other in self._experiments.values():
+            if other.key == key and other.id != own_id:
+                raise DuplicateKey(f"an experiment with key '{key}' already exists", field="key")

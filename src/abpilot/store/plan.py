@@ -1,0 +1,156 @@
+"""Turn a batch of events into aggregated increments, the same way for every backend.
+
+Backends dedupe event ids, then apply a plan atomically with a handful of bulk upserts instead
+of one statement per event. Aggregating per key first also keeps PostgreSQL's
+``ON CONFLICT DO UPDATE`` legal (a statement may touch each row only once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from abpilot.store.base import EventKind, EventRecord, MetricTotals, VariantCounters
+
+UnitKey = tuple[str, str]  # (experiment_id, unit_id)
+UnitMetricKey = tuple[str, str, str]  # (experiment_id, unit_id, metric)
+VariantKey = tuple[str, str, int]  # (experiment_id, variant, period)
+VariantMetricKey = tuple[str, str, int, str]  # (experiment_id, variant, period, metric)
+
+
+@dataclass(slots=True)
+class UnitDelta:
+    variant: str
+    period: int
+    count: int = 0
+    total: float = 0.0
+
+
+@dataclass(slots=True)
+class EventPlan:
+    exposures: dict[VariantKey, int] = field(default_factory=dict)
+    exposed_units: dict[UnitKey, tuple[str, int]] = field(default_factory=dict)
+    unit_conversions: dict[UnitMetricKey, UnitDelta] = field(default_factory=dict)
+    anonymous_conversions: dict[VariantMetricKey, MetricTotals] = field(default_factory=dict)
+
+
+def split_duplicates(events: Sequence[EventRecord]) -> tuple[list[EventRecord], int]:
+    """Drop repeats of an (experiment, event id) within the batch; the first one stays."""
+    seen: set[tuple[str, str]] = set()
+    kept: list[EventRecord] = []
+    for event in events:
+        if event.event_id is not None:
+            key = (event.experiment_id, event.event_id)
+            if key in seen:
+                continue
+            seen.add(key)
+        kept.append(event)
+    return kept, len(events) - len(kept)
+
+
+def add_totals(old: MetricTotals, inc: MetricTotals) -> MetricTotals:
+    return MetricTotals(
+        count=old.count + inc.count,
+        units=old.units + inc.units,
+        sum=old.sum + inc.sum,
+        sum_squares=old.sum_squares + inc.sum_squares,
+    )
+
+
+def plan_events(events: Sequence[EventRecord]) -> EventPlan:
+    plan = EventPlan()
+    for event in events:
+        exp, variant, unit, period = event.experiment_id, event.variant, event.unit_id, event.period
+        if event.kind is EventKind.EXPOSURE:
+            key = (exp, variant, period)
+            plan.exposures[key] = plan.exposures.get(key, 0) + 1
+            if unit is not None:
+                plan.exposed_units.setdefault((exp, unit), (variant, period))
+            continue
+        metric = event.metric or ""
+        if unit is not None:
+            delta = plan.unit_conversions.setdefault(
+                (exp, unit, metric), UnitDelta(variant, period)
+            )
+            delta.count += 1
+            delta.total += event.value
+        else:
+            vkey = (exp, variant, period, metric)
+            plan.anonymous_conversions[vkey] = add_totals(
+                plan.anonymous_conversions.get(vkey, MetricTotals()),
+                MetricTotals(1, 0, event.value, event.value * event.value),
+            )
+    return plan
+
+
+def metric_increments(
+    plan: EventPlan, unit_state_after: Mapping[UnitMetricKey, tuple[int, float]]
+) -> dict[VariantMetricKey, MetricTotals]:
+    """Variant-level increments, given each touched unit's (count, total) after the update.
+
+    A unit whose count after the update equals this batch's count converted for the first time.
+    Its total went from t = T - V to T, so the sum of squares grows by
+    T^2 - t^2 = V(2t + V), computed in that form to avoid cancellation.
+    """
+    increments = dict(plan.anonymous_conversions)
+    for key, delta in plan.unit_conversions.items():
+        count_after, total_after = unit_state_after[key]
+        total_before = total_after - delta.total
+        vkey = (key[0], delta.variant, delta.period, key[2])
+        increments[vkey] = add_totals(
+            increments.get(vkey, MetricTotals()),
+            MetricTotals(
+                count=delta.count,
+                units=1 if count_after == delta.count else 0,
+                sum=delta.total,
+                sum_squares=delta.total * (2.0 * total_before + delta.total),
+            ),
+        )
+    return increments
+
+
+def sum_periods(
+    by_period: Mapping[int, Mapping[str, VariantCounters]],
+) -> dict[str, VariantCounters]:
+    """Counters per variant, summed over periods."""
+    result: dict[str, VariantCounters] = {}
+    for counters in by_period.values():
+        for variant, c in counters.items():
+            old = result.get(variant, VariantCounters())
+            metrics = dict(old.metrics)
+            for metric, totals in c.metrics.items():
+                metrics[metric] = add_totals(metrics.get(metric, MetricTotals()), totals)
+            result[variant] = VariantCounters(
+                assigned_units=old.assigned_units + c.assigned_units,
+                exposures=old.exposures + c.exposures,
+                unique_units=old.unique_units + c.unique_units,
+                metrics=metrics,
+            )
+    return dict(sorted(result.items()))
+
+
+@dataclass(slots=True)
+class _CounterRow:
+    assigned_units: int = 0
+    exposures: int = 0
+    unique_units: int = 0
+    metrics: dict[str, MetricTotals] = field(default_factory=dict)
+
+
+def group_counters(
+    counts: Iterable[tuple[int, str, int, int, int]],
+    totals: Iterable[tuple[int, str, str, MetricTotals]],
+) -> dict[int, dict[str, VariantCounters]]:
+    """Per-period counters from rows (period, variant, assigned, exposures, unique) and
+    (period, variant, metric, totals)."""
+    rows: dict[tuple[int, str], _CounterRow] = {}
+    for period, variant, assigned, exposures, unique in counts:
+        rows[(period, variant)] = _CounterRow(int(assigned), int(exposures), int(unique))
+    for period, variant, metric, metric_totals in totals:
+        rows.setdefault((period, variant), _CounterRow()).metrics[metric] = metric_totals
+    result: dict[int, dict[str, VariantCounters]] = {}
+    for (period, variant), row in sorted(rows.items()):
+        result.setdefault(period, {})[variant] = VariantCounters(
+            row.assigned_units, row.exposures, row.unique_units, row.metrics
+        )
+    return result

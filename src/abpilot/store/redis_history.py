@@ -1,0 +1,236 @@
+"""Daily intake, allocation history and scheduler leadership for the Redis store.
+
+Keys, beside the experiment's others under its hash tag (``p`` is the store's prefix):
+
+- ``p:{id}:daily``        hash ``<day>|<variant>`` (ISO day) -> JSON ``[impressions, clicks]``:
+                          one clean row per (variant, day), a later post replaces it
+- ``p:{id}:raw``          list of JSON ``{"received_at", "day", "payload"}``, oldest first
+- ``p:{id}:allocations``  list of JSON allocation documents; element ``n - 1`` is period ``n``.
+                          RPUSH is atomic and answers with the new length, so concurrent
+                          additions get distinct consecutive periods without a read in Python.
+
+Leases live outside any experiment: ``p:lease:<name>`` holds a random token, set with
+``SET NX PX`` and renewed or released only by the holder of that token (a Lua check-and-act).
+
+Allocation documents are encoded in Python (never decoded by Lua's cjson), so seeds up to
+2**64 - 1 and the exact floats of the weights survive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import math
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+import redis
+from redis.commands.core import Script
+from redis.typing import EncodableT
+
+from abpilot.domain.errors import StoreUnavailable
+from abpilot.store.base import AllocationRecord, DailyRow, RawMetrics
+from abpilot.store.codec import as_utc
+
+HISTORY_KEYS = ("daily", "raw", "allocations")
+
+# KEYS: the lease. ARGV: token, ttl in ms. Returns 1 if still held (and extended), else 0.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# KEYS: the lease. ARGV: token. Deletes it only while this token holds it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+class _Located(Protocol):
+    location: str
+
+
+S = TypeVar("S", bound=_Located)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def reachable(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+    """Turn "cannot talk to Redis" into ``StoreUnavailable``; other errors pass through."""
+
+    @functools.wraps(method)
+    def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except CONNECTION_ERRORS as error:
+            raise StoreUnavailable(
+                f"Redis at {self.location} cannot be reached: {error}"
+            ) from error
+
+    return wrapper
+
+
+def text(value: bytes | str) -> str:
+    """A reply as ``str``, whether or not the client decodes responses."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _milliseconds(ttl_seconds: float) -> int:
+    return max(1, math.ceil(ttl_seconds * 1000))
+
+
+class RedisLease:
+    """Leadership while ``key`` holds ``token``; it lapses by itself ``ttl`` after the last
+    renewal, so a dead leader is replaced."""
+
+    def __init__(self, scripts: tuple[Script, Script], key: str, token: str, ttl_ms: int) -> None:
+        self._renew, self._release = scripts
+        self.key, self.token, self.ttl_ms = key, token, ttl_ms
+
+    def renew(self) -> bool:
+        """Extend the lease by its TTL; False when it expired or another process took it (or
+        Redis cannot be reached, as then it may expire unseen)."""
+        try:
+            return bool(self._renew(keys=[self.key], args=[self.token, self.ttl_ms]))
+        except CONNECTION_ERRORS:
+            return False
+
+    def release(self) -> None:
+        """Give the lease up if still held; unreachable Redis lets it expire instead."""
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            self._release(keys=[self.key], args=[self.token])
+
+
+class RedisHistory:
+    """Mixed into ``RedisStore``: needs ``_client``, ``_prefix`` and ``location``."""
+
+    _client: redis.Redis
+    _prefix: str
+    location: str
+    _renew_lease: Script
+    _release_lease: Script
+
+    def _register_history_scripts(self) -> None:
+        self._renew_lease = self._client.register_script(_RENEW)
+        self._release_lease = self._client.register_script(_RELEASE)
+
+    def _key(self, experiment_id: str, name: str) -> str:
+        return f"{self._prefix}:{{{experiment_id}}}:{name}"
+
+    # daily intake ----------------------------------------------------------------------------
+
+    @reachable
+    def record_daily_metrics(
+        self,
+        experiment_id: str,
+        day: date,
+        rows: Sequence[DailyRow],
+        payload: str,
+        received_at: datetime,
+    ) -> None:
+        raw = {
+            "received_at": as_utc(received_at).isoformat(),
+            "day": day.isoformat(),
+            "payload": payload,
+        }
+        # MULTI/EXEC: the log entry and the rows are written together, no client in between.
+        pipe = self._client.pipeline(transaction=True)
+        pipe.rpush(self._key(experiment_id, "raw"), _json(raw))
+        if rows:
+            cells: dict[EncodableT, EncodableT] = {
+                f"{r.day.isoformat()}|{r.variant}": _json([r.impressions, r.clicks]) for r in rows
+            }
+            pipe.hset(self._key(experiment_id, "daily"), mapping=cells)
+        pipe.execute()
+
+    @reachable
+    def get_daily_metrics(self, experiment_id: str) -> list[DailyRow]:
+        cells = self._client.hgetall(self._key(experiment_id, "daily"))
+        found = []
+        for field, value in cells.items():
+            day, variant = text(field).split("|")
+            impressions, clicks = json.loads(text(value))
+            found.append(DailyRow(date.fromisoformat(day), variant, int(impressions), int(clicks)))
+        return sorted(found, key=lambda r: (r.day, r.variant))
+
+    @reachable
+    def get_raw_metrics(self, experiment_id: str) -> list[RawMetrics]:
+        entries = self._client.lrange(self._key(experiment_id, "raw"), 0, -1)
+        found = []
+        for entry in entries:
+            raw = json.loads(text(entry))
+            received_at = as_utc(datetime.fromisoformat(raw["received_at"]))
+            found.append(RawMetrics(received_at, date.fromisoformat(raw["day"]), raw["payload"]))
+        return found
+
+    # allocations -----------------------------------------------------------------------------
+
+    @reachable
+    def add_allocation(self, record: AllocationRecord) -> AllocationRecord:
+        document = {
+            "computed_at": as_utc(record.computed_at).isoformat(),
+            "weights": dict(record.weights),
+            "method": record.method,
+            "seed": record.seed,
+            "source": record.source,
+            "details": dict(record.details),
+        }
+        key = self._key(record.experiment_id, "allocations")
+        period = self._client.rpush(key, _json(document))
+        return _allocation(record.experiment_id, period, document)
+
+    @reachable
+    def list_allocations(self, experiment_id: str) -> list[AllocationRecord]:
+        key = self._key(experiment_id, "allocations")
+        documents = self._client.lrange(key, 0, -1)
+        return [
+            _allocation(experiment_id, period, json.loads(text(doc)))
+            for period, doc in enumerate(documents, start=1)
+        ]
+
+    @reachable
+    def latest_allocation(self, experiment_id: str) -> AllocationRecord | None:
+        key = self._key(experiment_id, "allocations")
+        pipe = self._client.pipeline(transaction=True)
+        pipe.llen(key)
+        pipe.lindex(key, -1)
+        length, last = pipe.execute()
+        if last is None:
+            return None
+        return _allocation(experiment_id, int(length), json.loads(text(last)))
+
+    # leadership ------------------------------------------------------------------------------
+
+    @reachable
+    def try_lead(self, name: str, ttl_seconds: float) -> RedisLease | None:
+        key, token = f"{self._prefix}:lease:{name}", secrets.token_hex(16)
+        ttl_ms = _milliseconds(ttl_seconds)
+        if not self._client.set(key, token, nx=True, px=ttl_ms):
+            return None
+        return RedisLease((self._renew_lease, self._release_lease), key, token, ttl_ms)
+
+
+def _allocation(experiment_id: str, period: int, document: dict[str, Any]) -> AllocationRecord:
+    seed = document["seed"]
+    return AllocationRecord(
+        experiment_id=experiment_id,
+        period=period,
+        computed_at=as_utc(datetime.fromisoformat(document["computed_at"])),
+        weights=document["weights"],
+        method=document["method"],
+        seed=None if seed is None else int(seed),
+        source=document["source"],
+        details=document["details"],
+    )

@@ -1,0 +1,237 @@
+"""Daily intake, allocation history and scheduler leadership for the SQL store."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from filelock import FileLock, Timeout
+
+from abpilot.store.base import AllocationRecord, DailyRow, RawMetrics
+from abpilot.store.codec import as_utc
+from abpilot.store.sql.common import guarded
+from abpilot.store.sql.engine import WRITE
+from abpilot.store.sql.schema import allocations, daily_metrics, experiments, raw_metrics
+
+
+class PostgresLease:
+    """A session-level advisory lock, held on its own connection until released."""
+
+    def __init__(self, connection: sa.Connection, key: int) -> None:
+        self.connection, self.key = connection, key
+
+    def renew(self) -> bool:
+        try:
+            self.connection.execute(sa.text("SELECT 1"))
+            return True
+        except sa.exc.DBAPIError:
+            return False
+
+    def release(self) -> None:
+        try:
+            self.connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+        except sa.exc.DBAPIError:
+            pass
+        finally:
+            self.connection.close()
+
+
+class FileLease:
+    """An exclusive lock on a file beside the SQLite database (one host)."""
+
+    def __init__(self, lock: FileLock | None, fallback: threading.Lock | None = None) -> None:
+        self.lock, self.fallback = lock, fallback
+
+    def renew(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+        if self.fallback is not None:
+            self.fallback.release()
+
+
+_IN_MEMORY_LOCKS: dict[str, threading.Lock] = {}
+
+
+class SqlHistory:
+    """Mixed into ``SqlStore``: needs ``engine``, ``_insert`` and ``_write``."""
+
+    engine: sa.Engine
+    _insert: Any
+
+    def _write(self) -> sa.Connection:
+        return self.engine.connect().execution_options(**{WRITE: True})
+
+    @guarded
+    def record_daily_metrics(
+        self,
+        experiment_id: str,
+        day: date,
+        rows: Sequence[DailyRow],
+        payload: str,
+        received_at: datetime,
+    ) -> None:
+        with self._write() as conn, conn.begin():
+            conn.execute(
+                raw_metrics.insert().values(
+                    experiment_id=experiment_id, day=day, payload=payload, received_at=received_at
+                )
+            )
+            if not rows:
+                return
+            values = [
+                {
+                    "experiment_id": experiment_id,
+                    "variant": r.variant,
+                    "day": r.day,
+                    "impressions": r.impressions,
+                    "clicks": r.clicks,
+                    "updated_at": received_at,
+                }
+                for r in sorted(rows, key=lambda r: (r.variant, r.day))
+            ]
+            stmt = self._insert(daily_metrics).values(values)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[
+                        daily_metrics.c.experiment_id,
+                        daily_metrics.c.variant,
+                        daily_metrics.c.day,
+                    ],
+                    set_={n: stmt.excluded[n] for n in ("impressions", "clicks", "updated_at")},
+                )
+            )
+
+    @guarded
+    def get_daily_metrics(self, experiment_id: str) -> list[DailyRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(daily_metrics)
+                .where(daily_metrics.c.experiment_id == experiment_id)
+                .order_by(daily_metrics.c.day, daily_metrics.c.variant)
+            ).mappings()
+            return [
+                DailyRow(r["day"], r["variant"], int(r["impressions"]), int(r["clicks"]))
+                for r in rows
+            ]
+
+    @guarded
+    def get_raw_metrics(self, experiment_id: str) -> list[RawMetrics]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(raw_metrics)
+                .where(raw_metrics.c.experiment_id == experiment_id)
+                .order_by(raw_metrics.c.id)
+            ).mappings()
+            return [RawMetrics(as_utc(r["received_at"]), r["day"], r["payload"]) for r in rows]
+
+    @guarded
+    def add_allocation(self, record: AllocationRecord) -> AllocationRecord:
+        with self._write() as conn, conn.begin():
+            # Lock the experiment's row so that concurrent changes take the next periods in turn.
+            conn.execute(
+                sa.select(experiments.c.id)
+                .where(experiments.c.id == record.experiment_id)
+                .with_for_update()
+            )
+            last = conn.execute(
+                sa.select(sa.func.max(allocations.c.period)).where(
+                    allocations.c.experiment_id == record.experiment_id
+                )
+            ).scalar_one_or_none()
+            stored = AllocationRecord(
+                experiment_id=record.experiment_id,
+                period=(last or 0) + 1,
+                computed_at=record.computed_at,
+                weights=dict(record.weights),
+                method=record.method,
+                seed=record.seed,
+                source=record.source,
+                details=dict(record.details),
+            )
+            conn.execute(
+                allocations.insert().values(
+                    experiment_id=stored.experiment_id,
+                    period=stored.period,
+                    computed_at=stored.computed_at,
+                    weights=stored.weights,
+                    method=stored.method,
+                    seed=stored.seed,
+                    source=stored.source,
+                    details=stored.details,
+                )
+            )
+            return stored
+
+    @guarded
+    def list_allocations(self, experiment_id: str) -> list[AllocationRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(allocations)
+                .where(allocations.c.experiment_id == experiment_id)
+                .order_by(allocations.c.period)
+            ).mappings()
+            return [_allocation(r) for r in rows]
+
+    @guarded
+    def latest_allocation(self, experiment_id: str) -> AllocationRecord | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    sa.select(allocations)
+                    .where(allocations.c.experiment_id == experiment_id)
+                    .order_by(allocations.c.period.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+            return None if row is None else _allocation(row)
+
+    @guarded
+    def try_lead(self, name: str, ttl_seconds: float) -> PostgresLease | FileLease | None:
+        if self.engine.dialect.name == "postgresql":
+            conn = self.engine.connect()
+            scope = conn.execute(sa.text("SELECT current_database() || '.' || current_schema()"))
+            key = _lock_key(f"{scope.scalar_one()}.{name}")
+            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            conn.commit()
+            if got:
+                return PostgresLease(conn, key)
+            conn.close()
+            return None
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            lock = _IN_MEMORY_LOCKS.setdefault(f"{id(self.engine)}.{name}", threading.Lock())
+            return FileLease(None, lock) if lock.acquire(blocking=False) else None
+        file_lock = FileLock(str(Path(database).with_name(f"{Path(database).name}.{name}.lock")))
+        try:
+            file_lock.acquire(timeout=0)
+        except Timeout:
+            return None
+        return FileLease(file_lock)
+
+
+def _lock_key(text: str) -> int:
+    """A signed 64-bit key for pg_advisory_lock, stable across processes."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
+
+
+def _allocation(row: Any) -> AllocationRecord:
+    return AllocationRecord(
+        experiment_id=row["experiment_id"],
+        period=int(row["period"]),
+        computed_at=as_utc(row["computed_at"]),
+        weights=row["weights"],
+        method=row["method"],
+        seed=None if row["seed"] is None else int(row["seed"]),
+        source=row["source"],
+        details=row["details"],
+    )

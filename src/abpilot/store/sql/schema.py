@@ -1,0 +1,155 @@
+"""Table definitions used by the queries. The schema itself is made by the Alembic revisions
+in ``migrations/``; a test checks that the two agree."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+
+JSONDoc = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+Counter = sa.BigInteger
+Id = sa.String(36)
+Key = sa.String(100)
+UnitId = sa.String(256)
+
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("key", Key, nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("traffic_allocation", sa.Double, nullable=False),
+    sa.Column("salt", sa.String(200), nullable=False),
+    sa.Column("metrics", JSONDoc, nullable=False),
+    sa.Column("settings", JSONDoc, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("ended_at", sa.DateTime(timezone=True)),
+    sa.Column("winner", Key),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+variants = sa.Table(
+    "variants",
+    metadata,
+    sa.Column("experiment_id", Id, primary_key=True),
+    sa.Column("key", Key, primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("weight", sa.Double, nullable=False),
+    sa.Column("is_control", sa.Boolean, nullable=False),
+    sa.Column("config", JSONDoc, nullable=False),
+)
+
+assignments = sa.Table(
+    "assignments",
+    metadata,
+    sa.Column("experiment_id", Id, primary_key=True),
+    sa.Column("unit_id", UnitId, primary_key=True),
+    sa.Column("variant", Key, nullable=False),
+    sa.Column("period", sa.Integer, nullable=False),
+    sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+exposed_units = sa.Table(
+    "exposed_units",
+    metadata,
+    sa.Column("experiment_id", Id, primary_key=True),
+    sa.Column("unit_id", UnitId, primary_key=True),
+)
+
+unit_metrics = sa.Table(
+    "unit_metrics",
+    metadata,
+    sa.Column("experiment_id", Id, primary_key=True),
+    sa.Column("unit_id", UnitId, primary_key=True),
+    sa.Column("metric", Key, primary_key=True),
+    sa.Column("count", Counter, nullable=False),
+    sa.Column("total", sa.Double, nullable=False),
+)
+
+variant_counters = sa.Table(
+    "variant_counters",
+    metadata,
+    sa.Column("experiment_id", Id, primary_key=True),
+    sa.Column("variant", Key, primary_key=True),
+    sa.Column("period", sa.Integer, primary_key=True),
+    sa.Column("assigned_units", Counter, nullable=False),
+    sa.Column("exposures", Counter, nullable=False),
+    sa.Column("unique_units", Counter, nullable=False),
+)
+
+metric_counters = sa.Table(
+    "metric_counters",
+    metadata,
+    sa.Column("experiment_id", Id, primary_key=True),
+    sa.Column("variant", Key, primary_key=True),
+    sa.Column("period", sa.Integer, primary_key=True),
+    sa.Column("metric", Key, primary_key=True),
+    sa.Column("count", Counter, nullable=False),
+    sa.Column("units", Counter, nullable=False),
+    sa.Column("sum", sa.Double, nullable=False),
+    sa.Column("sum_squares", sa.Double, nullable=False),
+)
+
+processed_events = sa.Table(
+    "processed_events",
+    metadata,
+    sa.Column("experiment_id", Id, primary_key=True),
+    sa.Column("event_id", UnitId, primary_key=True),
+    sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+daily_metrics = sa.Table(
+    "daily_metrics",
+    metadata,
+    sa.Column("experiment_id", Id, primary_key=True),
+    sa.Column("variant", Key, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("impressions", Counter, nullable=False),
+    sa.Column("clicks", Counter, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+raw_metrics = sa.Table(
+    "raw_metrics",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("experiment_id", Id, nullable=False, index=True),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+allocations = sa.Table(
+    "allocations",
+    metadata,
+    sa.Column("experiment_id", Id, primary_key=True),
+    sa.Column("period", sa.Integer, primary_key=True),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("weights", JSONDoc, nullable=False),
+    sa.Column("method", sa.String(32), nullable=False),
+    sa.Column("seed", sa.BigInteger),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("details", JSONDoc, nullable=False),
+)
+
+PER_EXPERIMENT_TABLES = (
+    variants,
+    assignments,
+    exposed_units,
+    unit_metrics,
+    variant_counters,
+    metric_counters,
+    processed_events,
+    daily_metrics,
+    raw_metrics,
+    allocations,
+)

@@ -1,0 +1,461 @@
+"""The SQL store: one transaction per operation, counters by ``INSERT .. ON CONFLICT DO UPDATE``.
+
+A batch of events is applied with a few bulk statements, in a fixed table order and with rows
+sorted by key, so concurrent transactions on PostgreSQL take row locks in the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from abpilot.domain.errors import (
+    ConcurrentModification,
+    DuplicateKey,
+    ExperimentNotFound,
+    StoreUnavailable,
+)
+from abpilot.domain.experiment import Experiment, ExperimentStatus, ExperimentType
+from abpilot.store.base import (
+    ApplyResult,
+    AssignResult,
+    EventRecord,
+    MetricTotals,
+    StoredAssignment,
+    VariantCounters,
+)
+from abpilot.store.codec import (
+    as_utc,
+    metrics_from_list,
+    metrics_to_list,
+    variant_from_dict,
+    variant_to_dict,
+)
+from abpilot.store.plan import (
+    UnitMetricKey,
+    group_counters,
+    metric_increments,
+    plan_events,
+    split_duplicates,
+    sum_periods,
+)
+from abpilot.store.sql import engine as sql_engine
+from abpilot.store.sql.common import CHUNK, chunks, guarded
+from abpilot.store.sql.history import SqlHistory
+from abpilot.store.sql.schema import (
+    PER_EXPERIMENT_TABLES,
+    assignments,
+    experiments,
+    exposed_units,
+    metric_counters,
+    processed_events,
+    unit_metrics,
+    variant_counters,
+    variants,
+)
+
+
+class SqlStore(SqlHistory):
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self._insert = dialect.insert
+
+    @classmethod
+    def from_url(cls, url: str, *, migrate: bool = True, **options: Any) -> SqlStore:
+        engine = sql_engine.create_engine(url, **options)
+        if migrate:
+            try:
+                sql_engine.upgrade(engine)
+            except sa.exc.OperationalError as error:
+                engine.dispose()
+                raise StoreUnavailable(f"the database is unavailable: {error.orig}") from error
+        return cls(engine)
+
+    # experiments -----------------------------------------------------------------------------
+
+    @guarded
+    def create_experiment(self, experiment: Experiment) -> None:
+        with self._write() as conn, conn.begin():
+            self._check_key_free(conn, experiment.key, experiment.id)
+            conn.execute(experiments.insert().values(**_experiment_row(experiment)))
+            conn.execute(variants.insert(), _variant_rows(experiment))
+
+    @guarded
+    def get_experiment(self, experiment_id: str) -> Experiment | None:
+        found = self._load(experiments.c.id == experiment_id)
+        return found[0] if found else None
+
+    @guarded
+    def get_experiment_id(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            query = sa.select(experiments.c.id).where(experiments.c.key == key)
+            return conn.execute(query).scalar_one_or_none()
+
+    @guarded
+    def list_experiments(self, status: ExperimentStatus | None = None) -> list[Experiment]:
+        where = sa.true() if status is None else experiments.c.status == status.value
+        return self._load(where)
+
+    @guarded
+    def update_experiment(self, experiment: Experiment, *, expected_version: int) -> None:
+        with self._write() as conn, conn.begin():
+            self._check_key_free(conn, experiment.key, experiment.id)
+            updated = conn.execute(
+                experiments.update()
+                .where(experiments.c.id == experiment.id)
+                .where(experiments.c.version == expected_version)
+                .values(**_experiment_row(experiment))
+            )
+            if updated.rowcount == 0:
+                exists = conn.execute(
+                    sa.select(experiments.c.id).where(experiments.c.id == experiment.id)
+                ).first()
+                if exists is None:
+                    raise ExperimentNotFound(f"experiment {experiment.id} does not exist")
+                raise ConcurrentModification(
+                    f"experiment '{experiment.key}' was changed by someone else; reload and retry"
+                )
+            conn.execute(variants.delete().where(variants.c.experiment_id == experiment.id))
+            conn.execute(variants.insert(), _variant_rows(experiment))
+
+    @guarded
+    def delete_experiment(self, experiment_id: str) -> bool:
+        with self._write() as conn, conn.begin():
+            for table in PER_EXPERIMENT_TABLES:
+                conn.execute(table.delete().where(table.c.experiment_id == experiment_id))
+            deleted = conn.execute(experiments.delete().where(experiments.c.id == experiment_id))
+            return deleted.rowcount > 0
+
+    def _load(self, where: sa.ColumnElement[bool]) -> list[Experiment]:
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    sa.select(experiments)
+                    .where(where)
+                    .order_by(experiments.c.created_at, experiments.c.id)
+                )
+                .mappings()
+                .all()
+            )
+            if not rows:
+                return []
+            ids = [row["id"] for row in rows]
+            by_experiment: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+            variant_rows = conn.execute(
+                sa.select(variants)
+                .where(variants.c.experiment_id.in_(ids))
+                .order_by(variants.c.experiment_id, variants.c.position)
+            ).mappings()
+            for variant in variant_rows:
+                by_experiment[variant["experiment_id"]].append(dict(variant))
+        return [_experiment_from_row(row, by_experiment[row["id"]]) for row in rows]
+
+    def _check_key_free(self, conn: sa.Connection, key: str, own_id: str) -> None:
+        query = sa.select(experiments.c.id).where(experiments.c.key == key)
+        other = conn.execute(query).scalar_one_or_none()
+        if other is not None and other != own_id:
+            raise DuplicateKey(f"an experiment with key '{key}' already exists", field="key")
+
+    # assignments -----------------------------------------------------------------------------
+
+    @guarded
+    def assign(
+        self, experiment_id: str, unit_id: str, variant: str, period: int = 0
+    ) -> AssignResult:
+        with self._write() as conn, conn.begin():
+            created = self._insert_assignments(conn, [(experiment_id, unit_id, variant, period)])
+            if created:
+                self._bump_variants(conn, {(experiment_id, variant, period): {"assigned_units": 1}})
+                return AssignResult(variant, True, period)
+            stored = conn.execute(
+                sa.select(assignments.c.variant, assignments.c.period).where(
+                    assignments.c.experiment_id == experiment_id,
+                    assignments.c.unit_id == unit_id,
+                )
+            ).one()
+            return AssignResult(stored.variant, False, int(stored.period))
+
+    @guarded
+    def get_assignments(
+        self, experiment_id: str, unit_ids: Iterable[str]
+    ) -> dict[str, StoredAssignment]:
+        wanted = sorted(set(unit_ids))
+        found: dict[str, StoredAssignment] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), CHUNK):
+                query = sa.select(
+                    assignments.c.unit_id, assignments.c.variant, assignments.c.period
+                ).where(
+                    assignments.c.experiment_id == experiment_id,
+                    assignments.c.unit_id.in_(wanted[start : start + CHUNK]),
+                )
+                for row in conn.execute(query):
+                    found[row.unit_id] = StoredAssignment(row.variant, int(row.period))
+        return found
+
+    def _insert_assignments(
+        self, conn: sa.Connection, rows: Iterable[tuple[str, str, str, int]]
+    ) -> list[tuple[str, str, str, int]]:
+        """Insert assignments that do not exist yet; return those created as
+        (experiment, unit, variant, period)."""
+        now = datetime.now(UTC)
+        values = [
+            {"experiment_id": e, "unit_id": u, "variant": v, "period": p, "assigned_at": now}
+            for e, u, v, p in sorted(rows)
+        ]
+        created: list[tuple[str, str, str, int]] = []
+        for chunk in chunks(values):
+            stmt = self._insert(assignments).values(chunk).on_conflict_do_nothing()
+            returning = stmt.returning(
+                assignments.c.experiment_id,
+                assignments.c.unit_id,
+                assignments.c.variant,
+                assignments.c.period,
+            )
+            created.extend((r[0], r[1], r[2], int(r[3])) for r in conn.execute(returning))
+        return created
+
+    # events ----------------------------------------------------------------------------------
+
+    @guarded
+    def apply_events(self, events: Sequence[EventRecord]) -> ApplyResult:
+        kept, duplicates = split_duplicates(events)
+        if not kept:
+            return ApplyResult(applied=0, duplicates=duplicates)
+        with self._write() as conn, conn.begin():
+            fresh = self._claim_event_ids(conn, kept)
+            duplicates += len(kept) - len(fresh)
+            plan = plan_events(fresh)
+            bumps: dict[tuple[str, str, int], dict[str, int]] = {}
+
+            def bump(key: tuple[str, str, int], name: str) -> None:
+                counts = bumps.setdefault(key, {})
+                counts[name] = counts.get(name, 0) + 1
+
+            for key, n in plan.exposures.items():
+                bumps.setdefault(key, {})["exposures"] = n
+            units = [(e, u, v, p) for (e, u), (v, p) in plan.exposed_units.items()]
+            for exp, _unit, variant, period in self._insert_assignments(conn, units):
+                bump((exp, variant, period), "assigned_units")
+            for exp, _unit, variant, period in self._insert_exposed(conn, units):
+                bump((exp, variant, period), "unique_units")
+            self._bump_variants(conn, bumps)
+            after = self._add_unit_totals(conn, plan.unit_conversions)
+            self._bump_metrics(conn, metric_increments(plan, after))
+        return ApplyResult(applied=len(fresh), duplicates=duplicates)
+
+    def _claim_event_ids(
+        self, conn: sa.Connection, events: Sequence[EventRecord]
+    ) -> list[EventRecord]:
+        """Record the batch's event ids; return the events whose id was new (or that have none)."""
+        now = datetime.now(UTC)
+        rows = sorted({(e.experiment_id, e.event_id) for e in events if e.event_id is not None})
+        claimed: set[tuple[str, str]] = set()
+        values = [{"experiment_id": e, "event_id": i, "processed_at": now} for e, i in rows]
+        for chunk in chunks(values):
+            stmt = self._insert(processed_events).values(chunk).on_conflict_do_nothing()
+            returning = stmt.returning(
+                processed_events.c.experiment_id, processed_events.c.event_id
+            )
+            claimed.update((row[0], row[1]) for row in conn.execute(returning))
+        return [e for e in events if e.event_id is None or (e.experiment_id, e.event_id) in claimed]
+
+    def _insert_exposed(
+        self, conn: sa.Connection, units: Sequence[tuple[str, str, str, int]]
+    ) -> list[tuple[str, str, str, int]]:
+        """Mark units exposed; return those exposed for the first time."""
+        of = {(e, u): (v, p) for e, u, v, p in units}
+        values = [{"experiment_id": e, "unit_id": u} for e, u in sorted(of)]
+        created: list[tuple[str, str, str, int]] = []
+        for chunk in chunks(values):
+            stmt = self._insert(exposed_units).values(chunk).on_conflict_do_nothing()
+            returning = stmt.returning(exposed_units.c.experiment_id, exposed_units.c.unit_id)
+            created.extend((e, u, *of[(e, u)]) for e, u in conn.execute(returning))
+        return created
+
+    def _add_unit_totals(
+        self, conn: sa.Connection, deltas: dict[UnitMetricKey, Any]
+    ) -> dict[UnitMetricKey, tuple[int, float]]:
+        values = [
+            {"experiment_id": e, "unit_id": u, "metric": m, "count": d.count, "total": d.total}
+            for (e, u, m), d in sorted(deltas.items())
+        ]
+        after: dict[UnitMetricKey, tuple[int, float]] = {}
+        for chunk in chunks(values):
+            stmt = self._insert(unit_metrics).values(chunk)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[
+                    unit_metrics.c.experiment_id,
+                    unit_metrics.c.unit_id,
+                    unit_metrics.c.metric,
+                ],
+                set_={
+                    "count": unit_metrics.c.count + stmt.excluded.count,
+                    "total": unit_metrics.c.total + stmt.excluded.total,
+                },
+            ).returning(
+                unit_metrics.c.experiment_id,
+                unit_metrics.c.unit_id,
+                unit_metrics.c.metric,
+                unit_metrics.c.count,
+                unit_metrics.c.total,
+            )
+            for e, u, m, count, total in conn.execute(stmt):
+                after[(e, u, m)] = (int(count), float(total))
+        return after
+
+    def _bump_variants(
+        self, conn: sa.Connection, bumps: dict[tuple[str, str, int], dict[str, int]]
+    ) -> None:
+        names = ("assigned_units", "exposures", "unique_units")
+        values = [
+            {"experiment_id": e, "variant": v, "period": p, **{n: c.get(n, 0) for n in names}}
+            for (e, v, p), c in sorted(bumps.items())
+        ]
+        table = variant_counters
+        keys = [table.c.experiment_id, table.c.variant, table.c.period]
+        for chunk in chunks(values):
+            stmt = self._insert(table).values(chunk)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=keys, set_={n: table.c[n] + stmt.excluded[n] for n in names}
+                )
+            )
+
+    def _bump_metrics(
+        self, conn: sa.Connection, increments: dict[tuple[str, str, int, str], MetricTotals]
+    ) -> None:
+        names = ("count", "units", "sum", "sum_squares")
+        values = [
+            {
+                "experiment_id": e,
+                "variant": v,
+                "period": p,
+                "metric": m,
+                **{n: getattr(t, n) for n in names},
+            }
+            for (e, v, p, m), t in sorted(increments.items())
+        ]
+        table = metric_counters
+        keys = [table.c.experiment_id, table.c.variant, table.c.period, table.c.metric]
+        for chunk in chunks(values):
+            stmt = self._insert(table).values(chunk)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=keys, set_={n: table.c[n] + stmt.excluded[n] for n in names}
+                )
+            )
+
+    def get_counters(self, experiment_id: str) -> dict[str, VariantCounters]:
+        return sum_periods(self.get_period_counters(experiment_id))
+
+    @guarded
+    def get_period_counters(self, experiment_id: str) -> dict[int, dict[str, VariantCounters]]:
+        with self.engine.connect() as conn, conn.begin():
+            counts = (
+                conn.execute(
+                    sa.select(variant_counters).where(
+                        variant_counters.c.experiment_id == experiment_id
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            totals = (
+                conn.execute(
+                    sa.select(metric_counters).where(
+                        metric_counters.c.experiment_id == experiment_id
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return group_counters(
+            (
+                (
+                    int(r["period"]),
+                    r["variant"],
+                    int(r["assigned_units"]),
+                    int(r["exposures"]),
+                    int(r["unique_units"]),
+                )
+                for r in counts
+            ),
+            (
+                (
+                    int(r["period"]),
+                    r["variant"],
+                    r["metric"],
+                    MetricTotals(
+                        int(r["count"]), int(r["units"]), float(r["sum"]), float(r["sum_squares"])
+                    ),
+                )
+                for r in totals
+            ),
+        )
+
+    @guarded
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _experiment_row(experiment: Experiment) -> dict[str, Any]:
+    return {
+        "id": experiment.id,
+        "key": experiment.key,
+        "name": experiment.name,
+        "description": experiment.description,
+        "type": experiment.type.value,
+        "status": experiment.status.value,
+        "traffic_allocation": experiment.traffic_allocation,
+        "salt": experiment.salt,
+        "metrics": metrics_to_list(experiment.metrics),
+        "settings": dict(experiment.settings),
+        "created_at": experiment.created_at,
+        "updated_at": experiment.updated_at,
+        "started_at": experiment.started_at,
+        "ended_at": experiment.ended_at,
+        "winner": experiment.winner,
+        "version": experiment.version,
+    }
+
+
+def _variant_rows(experiment: Experiment) -> list[dict[str, Any]]:
+    return [
+        {"experiment_id": experiment.id, "position": i, **variant_to_dict(v)}
+        for i, v in enumerate(experiment.variants)
+    ]
+
+
+def _experiment_from_row(row: Any, variant_rows: list[dict[str, Any]]) -> Experiment:
+    def moment(value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+    return Experiment(
+        id=row["id"],
+        key=row["key"],
+        name=row["name"],
+        description=row["description"],
+        type=ExperimentType(row["type"]),
+        status=ExperimentStatus(row["status"]),
+        traffic_allocation=float(row["traffic_allocation"]),
+        salt=row["salt"],
+        variants=tuple(variant_from_dict(v) for v in variant_rows),
+        metrics=metrics_from_list(row["metrics"]),
+        settings=row["settings"] or {},
+        created_at=as_utc(row["created_at"]),
+        updated_at=as_utc(row["updated_at"]),
+        started_at=moment(row["started_at"]),
+        ended_at=moment(row["ended_at"]),
+        winner=row["winner"],
+        version=int(row["version"]),
+    )

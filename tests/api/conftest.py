@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from abpilot.api import create_app
+from abpilot.settings import Settings
+from tests.conftest import StoreFactory
+
+API = "/api/v1"
+
+
+@pytest.fixture
+def client(store_factory: StoreFactory) -> Iterator[TestClient]:
+    app = create_app(Settings(store="memory"), store=store_factory())
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def experiment_body(key: str = "button", **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "key": key,
+        "name": "Button colour",
+        "variants": [
+            {"key": "control", "weight": 0.5, "config": {"colour": "blue"}},
+            {"key": "green", "weight": 0.5, "config": {"colour": "green", "size": [1, 2]}},
+        ],
+        "metrics": [{"key": "conversion"}, {"key": "revenue", "kind": "value"}],
+    }
+    body.update(overrides)
+    return body
+
+
+def running(client: TestClient, key: str = "button", **overrides: Any) -> dict[str, Any]:
+    created = client.post(f"{API}/experiments", json=experiment_body(key, **overrides))
+    assert created.status_code == 201, created.text
+    started = client.put(f"{API}/experiments/{key}/status", json={"status": "running"})
+    assert started.status_code == 200, started.text
+    body: dict[str, Any] = started.json()
+    return body

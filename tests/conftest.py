@@ -1,0 +1,121 @@
+"""Fixtures shared by the whole suite: one ``store`` fixture over every backend.
+
+PostgreSQL tests get their own schema and Redis tests their own key prefix, removed afterwards.
+Without a server those tests are skipped with the reason; with ``CI=true`` they fail instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from abpilot.store.base import Store
+
+POSTGRES_URL = os.environ.get(
+    "ABPILOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("ABPILOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _server_missing(name: str, error: Exception) -> None:
+    reason = f"{name} is not reachable ({error}); start it to run these tests"
+    if IN_CI:
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def postgres_schema_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+    except psycopg.OperationalError as error:
+        _server_missing("PostgreSQL", error)
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@contextlib.contextmanager
+def redis_prefix() -> Iterator[str]:
+    """A fresh key prefix on the Redis server; its keys are deleted afterwards."""
+    import redis
+
+    prefix = f"abptest-{uuid.uuid4().hex[:12]}"
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        _server_missing("Redis", error)
+    try:
+        yield prefix
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+BACKENDS = ["memory", "sqlite", "postgres", "redis"]
+
+
+@contextlib.contextmanager
+def backend_url(backend: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(url, options) of a fresh, isolated store of ``backend``."""
+    if backend == "memory":
+        yield "memory://", {}
+    elif backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'abpilot.db'}", {}
+    elif backend == "postgres":
+        with postgres_schema_url() as url:
+            yield url, {}
+    else:
+        with redis_prefix() as prefix:
+            yield REDIS_URL, {"prefix": prefix}
+
+
+StoreFactory = Callable[[], Store]
+
+
+@pytest.fixture(params=BACKENDS)
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """Opens clients of one isolated store of each backend.
+
+    Calling it twice gives two clients of the same data, as two workers would have (memory has
+    no second client, so it returns the same object).
+    """
+    from abpilot.store.factory import open_store
+
+    opened: list[Store] = []
+    with backend_url(request.param, tmp_path) as (url, options):
+        shared = open_store(url, **options) if request.param == "memory" else None
+
+        def factory() -> Store:
+            if shared is not None:
+                return shared
+            store = open_store(url, **options)
+            opened.append(store)
+            return store
+
+        yield factory
+        for store in opened:
+            store.close()
+
+
+@pytest.fixture
+def store(store_factory: StoreFactory) -> Store:
+    return store_factory()

@@ -1,0 +1,58 @@
+"""Start the real `abpilot serve` in a subprocess for end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def running_server(env: dict[str, str], cwd: Path, *args: str) -> Iterator[str]:
+    """Run `abpilot serve` with ``env`` added to the environment; yield its base URL."""
+    port = free_port()
+    command = shutil.which("abpilot") or f"{sys.executable} -m abpilot"
+    # A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks the
+    # server on its access log.
+    log = (cwd / f"server-{port}.log").open("wb")
+    process = subprocess.Popen(
+        [*command.split(), "serve", "--port", str(port), *args],
+        env={**os.environ, **env},
+        cwd=cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError(f"the server did not become ready: {log.name}")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()

@@ -1,0 +1,455 @@
+"""The contract every store keeps: run on memory, SQLite, PostgreSQL and Redis alike."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import UTC, date, datetime
+
+import pytest
+
+from abpilot.domain.errors import ConcurrentModification, DuplicateKey
+from abpilot.domain.experiment import ExperimentStatus
+from abpilot.store.base import (
+    AllocationRecord,
+    DailyRow,
+    EventKind,
+    EventRecord,
+    MetricTotals,
+    Store,
+)
+from tests.conftest import StoreFactory
+from tests.factories import make_experiment
+
+EXPOSURE, CONVERSION = EventKind.EXPOSURE, EventKind.CONVERSION
+
+
+def exposure(
+    exp: str, variant: str, unit: str | None = None, event_id: str | None = None
+) -> EventRecord:
+    return EventRecord(EXPOSURE, exp, variant, unit_id=unit, event_id=event_id)
+
+
+def conversion(
+    exp: str,
+    variant: str,
+    unit: str | None = None,
+    *,
+    metric: str = "conversion",
+    value: float = 1.0,
+    event_id: str | None = None,
+) -> EventRecord:
+    return EventRecord(CONVERSION, exp, variant, unit, metric, value, event_id)
+
+
+class TestExperiments:
+    def test_round_trip_keeps_every_field(self, store: Store) -> None:
+        exp = make_experiment(
+            description="two buttons", started_at=datetime(2026, 1, 2, tzinfo=UTC)
+        )
+        store.create_experiment(exp)
+        assert store.get_experiment(exp.id) == exp
+        assert store.get_experiment_id("checkout") == exp.id
+
+    def test_unknown_experiment_is_none(self, store: Store) -> None:
+        assert store.get_experiment("nope") is None
+        assert store.get_experiment_id("nope") is None
+
+    def test_duplicate_key_is_refused(self, store: Store) -> None:
+        store.create_experiment(make_experiment("same"))
+        with pytest.raises(DuplicateKey):
+            store.create_experiment(make_experiment("same"))
+        assert len(store.list_experiments()) == 1
+
+    def test_list_filters_by_status_oldest_first(self, store: Store) -> None:
+        a = make_experiment("a", created_at=datetime(2026, 1, 1, tzinfo=UTC))
+        b = make_experiment(
+            "b", status=ExperimentStatus.DRAFT, created_at=datetime(2026, 1, 3, tzinfo=UTC)
+        )
+        c = make_experiment("c", created_at=datetime(2026, 1, 2, tzinfo=UTC))
+        for exp in (b, a, c):
+            store.create_experiment(exp)
+        assert [e.key for e in store.list_experiments()] == ["a", "c", "b"]
+        assert [e.key for e in store.list_experiments(ExperimentStatus.RUNNING)] == ["a", "c"]
+        assert [e.key for e in store.list_experiments(ExperimentStatus.DRAFT)] == ["b"]
+
+    def test_update_is_optimistic(self, store: Store) -> None:
+        exp = make_experiment(status=ExperimentStatus.DRAFT)
+        store.create_experiment(exp)
+        moved = replace(exp, status=ExperimentStatus.RUNNING, version=2, name="Renamed")
+        store.update_experiment(moved, expected_version=1)
+        assert store.get_experiment(exp.id) == moved
+        with pytest.raises(ConcurrentModification):
+            store.update_experiment(replace(exp, version=2), expected_version=1)
+        assert store.get_experiment(exp.id) == moved
+
+    def test_update_to_taken_key_is_refused(self, store: Store) -> None:
+        store.create_experiment(make_experiment("taken"))
+        exp = make_experiment("mine")
+        store.create_experiment(exp)
+        with pytest.raises(DuplicateKey):
+            store.update_experiment(replace(exp, key="taken", version=2), expected_version=1)
+        assert store.get_experiment_id("mine") == exp.id
+
+    def test_update_can_change_variants(self, store: Store) -> None:
+        exp = make_experiment(status=ExperimentStatus.DRAFT)
+        store.create_experiment(exp)
+        three = make_experiment(weights=(0.2, 0.3, 0.5), id=exp.id, version=2)
+        store.update_experiment(three, expected_version=1)
+        assert store.get_experiment(exp.id) == three
+
+    def test_delete_removes_everything(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        store.assign(exp.id, "u1", "control")
+        store.apply_events([conversion(exp.id, "control", "u1", event_id="e1")])
+        assert store.delete_experiment(exp.id)
+        assert store.get_experiment(exp.id) is None
+        assert store.get_experiment_id(exp.key) is None
+        assert store.get_counters(exp.id) == {}
+        assert not store.delete_experiment(exp.id)
+        again = make_experiment(id=exp.id)
+        store.create_experiment(again)
+        assert store.get_assignments(exp.id, ["u1"]) == {}
+        result = store.apply_events([conversion(exp.id, "control", event_id="e1")])
+        assert result.applied == 1
+
+
+class TestAssignments:
+    def test_first_assignment_wins(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        first = store.assign(exp.id, "user-1", "v1")
+        second = store.assign(exp.id, "user-1", "control")
+        assert (first.variant, first.created) == ("v1", True)
+        assert (second.variant, second.created) == ("v1", False)
+        assert store.get_assignments(exp.id, ["user-1", "user-2"]) == {"user-1": ("v1", 0)}
+        assert store.get_counters(exp.id)["v1"].assigned_units == 1
+
+    def test_assigned_units_count_distinct_units(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        for unit in ["a", "b", "c", "a", "b"]:
+            store.assign(exp.id, unit, "control")
+        store.assign(exp.id, "d", "v1")
+        counters = store.get_counters(exp.id)
+        assert counters["control"].assigned_units == 3
+        assert counters["v1"].assigned_units == 1
+
+    def test_assignments_are_per_experiment(self, store: Store) -> None:
+        a, b = make_experiment("a"), make_experiment("b")
+        store.create_experiment(a)
+        store.create_experiment(b)
+        store.assign(a.id, "u", "v1")
+        assert store.get_assignments(b.id, ["u"]) == {}
+
+    def test_unit_ids_keep_unicode_and_separators(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        odd = ["ユーザー:1", "a|b", "x{y}z", "with space", "ends:"]
+        for unit in odd:
+            store.assign(exp.id, unit, "v1")
+        assert store.get_assignments(exp.id, odd) == dict.fromkeys(odd, ("v1", 0))
+
+
+class TestCounters:
+    def test_exposures_and_unique_units(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        store.apply_events(
+            [
+                exposure(exp.id, "control", "u1"),
+                exposure(exp.id, "control", "u1"),
+                exposure(exp.id, "control", "u2"),
+                exposure(exp.id, "v1"),
+                exposure(exp.id, "v1"),
+            ]
+        )
+        counters = store.get_counters(exp.id)
+        assert (counters["control"].exposures, counters["control"].unique_units) == (3, 2)
+        assert (counters["v1"].exposures, counters["v1"].unique_units) == (2, 0)
+
+    def test_exposure_stores_missing_assignment_once(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        store.assign(exp.id, "old", "control")
+        store.apply_events([exposure(exp.id, "control", "old"), exposure(exp.id, "v1", "new")])
+        assert store.get_assignments(exp.id, ["old", "new"]) == {
+            "old": ("control", 0),
+            "new": ("v1", 0),
+        }
+        counters = store.get_counters(exp.id)
+        assert counters["control"].assigned_units == 1
+        assert counters["v1"].assigned_units == 1
+
+    def test_per_unit_sums_and_sums_of_squares(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        store.apply_events([conversion(exp.id, "v1", "a", metric="revenue", value=10.0)])
+        store.apply_events(
+            [
+                conversion(exp.id, "v1", "a", metric="revenue", value=5.0),
+                conversion(exp.id, "v1", "b", metric="revenue", value=2.5),
+                conversion(exp.id, "v1", "a", metric="revenue", value=-3.0),
+            ]
+        )
+        store.apply_events([conversion(exp.id, "v1", "c", metric="revenue", value=0.0)])
+        totals = store.get_counters(exp.id)["v1"].metrics["revenue"]
+        per_unit = {"a": 12.0, "b": 2.5, "c": 0.0}
+        assert totals.count == 5
+        assert totals.units == 3
+        assert totals.sum == pytest.approx(sum(per_unit.values()))
+        assert totals.sum_squares == pytest.approx(sum(t * t for t in per_unit.values()))
+
+    def test_binary_conversion_counts_units_once(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        for _ in range(3):
+            store.apply_events([conversion(exp.id, "control", "u1")])
+        store.apply_events([conversion(exp.id, "control", "u2")])
+        totals = store.get_counters(exp.id)["control"].metrics["conversion"]
+        assert (totals.count, totals.units) == (4, 2)
+        assert totals.sum_squares == pytest.approx(3**2 + 1**2)
+
+    def test_anonymous_conversions_count_events(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        store.apply_events(
+            [
+                conversion(exp.id, "v1", metric="revenue", value=2.0),
+                conversion(exp.id, "v1", metric="revenue", value=3.0),
+            ]
+        )
+        assert store.get_counters(exp.id)["v1"].metrics["revenue"] == MetricTotals(
+            count=2, units=0, sum=5.0, sum_squares=13.0
+        )
+
+    def test_metrics_are_separate(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        store.apply_events(
+            [
+                conversion(exp.id, "v1", "u", metric="conversion"),
+                conversion(exp.id, "v1", "u", metric="revenue", value=9.5),
+            ]
+        )
+        metrics = store.get_counters(exp.id)["v1"].metrics
+        assert metrics["conversion"] == MetricTotals(1, 1, 1.0, 1.0)
+        assert metrics["revenue"] == MetricTotals(1, 1, 9.5, 90.25)
+
+    def test_two_clients_see_the_same_counts(self, store_factory: StoreFactory) -> None:
+        one, two = store_factory(), store_factory()
+        exp = make_experiment()
+        one.create_experiment(exp)
+        one.apply_events([conversion(exp.id, "v1", "u", metric="revenue", value=4.0)])
+        two.apply_events([conversion(exp.id, "v1", "u", metric="revenue", value=6.0)])
+        totals = one.get_counters(exp.id)["v1"].metrics["revenue"]
+        assert (totals.units, totals.sum, totals.sum_squares) == (1, 10.0, 100.0)
+
+    def test_floats_survive_exactly(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        store.apply_events([conversion(exp.id, "v1", "u", metric="revenue", value=0.1)])
+        store.apply_events([conversion(exp.id, "v1", "u", metric="revenue", value=0.2)])
+        totals = store.get_counters(exp.id)["v1"].metrics["revenue"]
+        assert math.isclose(totals.sum, 0.1 + 0.2, rel_tol=1e-15)
+        assert math.isclose(totals.sum_squares, (0.1 + 0.2) ** 2, rel_tol=1e-12)
+
+
+class TestIdempotency:
+    def test_repeated_event_id_counts_once(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        first = store.apply_events([conversion(exp.id, "v1", "u", value=1.0, event_id="evt-1")])
+        again = store.apply_events([conversion(exp.id, "v1", "u", value=1.0, event_id="evt-1")])
+        assert (first.applied, first.duplicates) == (1, 0)
+        assert (again.applied, again.duplicates) == (0, 1)
+        assert store.get_counters(exp.id)["v1"].metrics["conversion"].count == 1
+
+    def test_duplicates_inside_one_batch(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        result = store.apply_events(
+            [
+                exposure(exp.id, "v1", "u", event_id="x"),
+                exposure(exp.id, "v1", "u", event_id="x"),
+                exposure(exp.id, "v1", "u"),
+                exposure(exp.id, "v1", "u"),
+            ]
+        )
+        assert (result.applied, result.duplicates) == (3, 1)
+        assert store.get_counters(exp.id)["v1"].exposures == 3
+
+    def test_event_ids_are_scoped_per_experiment(self, store: Store) -> None:
+        a, b = make_experiment("a"), make_experiment("b")
+        store.create_experiment(a)
+        store.create_experiment(b)
+        store.apply_events([exposure(a.id, "v1", event_id="same")])
+        result = store.apply_events([exposure(b.id, "v1", event_id="same")])
+        assert result.applied == 1
+
+    def test_batch_across_experiments(self, store: Store) -> None:
+        a, b = make_experiment("a"), make_experiment("b")
+        store.create_experiment(a)
+        store.create_experiment(b)
+        result = store.apply_events(
+            [
+                exposure(a.id, "control", "u"),
+                conversion(b.id, "v1", "u", event_id="1"),
+                conversion(a.id, "control", "u", metric="revenue", value=3.0),
+            ]
+        )
+        assert (result.applied, result.duplicates) == (3, 0)
+        assert store.get_counters(a.id)["control"].metrics["revenue"].sum == 3.0
+        assert store.get_counters(b.id)["v1"].metrics["conversion"].count == 1
+
+    def test_empty_batch(self, store: Store) -> None:
+        assert store.apply_events([]).applied == 0
+
+
+class TestPeriods:
+    def test_assignment_keeps_its_first_period(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        assert store.assign(exp.id, "u", "v1", period=2).period == 2
+        again = store.assign(exp.id, "u", "control", period=5)
+        assert (again.variant, again.period, again.created) == ("v1", 2, False)
+        assert store.get_assignments(exp.id, ["u"]) == {"u": ("v1", 2)}
+
+    def test_counters_are_kept_per_period_and_summed(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        store.assign(exp.id, "early", "v1", period=0)
+        store.apply_events(
+            [
+                EventRecord(EXPOSURE, exp.id, "v1", "early", period=0),
+                EventRecord(EXPOSURE, exp.id, "v1", "late", period=1),
+                EventRecord(CONVERSION, exp.id, "v1", "late", "revenue", 4.0, period=1),
+                EventRecord(CONVERSION, exp.id, "v1", "early", "revenue", 2.0, period=0),
+                EventRecord(EXPOSURE, exp.id, "control", None, period=1),
+            ]
+        )
+        by_period = store.get_period_counters(exp.id)
+        assert set(by_period) == {0, 1}
+        assert by_period[0]["v1"].unique_units == 1
+        assert by_period[1]["v1"].assigned_units == 1
+        assert by_period[1]["v1"].metrics["revenue"] == MetricTotals(1, 1, 4.0, 16.0)
+        assert by_period[1]["control"].exposures == 1
+        assert store.get_assignments(exp.id, ["late"]) == {"late": ("v1", 1)}
+        total = store.get_counters(exp.id)
+        assert (total["v1"].exposures, total["v1"].unique_units, total["v1"].assigned_units) == (
+            2,
+            2,
+            2,
+        )
+        assert total["v1"].metrics["revenue"] == MetricTotals(2, 2, 6.0, 20.0)
+
+
+class TestDailyMetrics:
+    def test_rows_replace_and_raw_payloads_append(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        day, other = date(2025, 1, 15), date(2025, 1, 14)
+        at = datetime(2025, 1, 16, 8, tzinfo=UTC)
+        store.record_daily_metrics(
+            exp.id,
+            day,
+            [DailyRow(day, "control", 10_000, 320), DailyRow(day, "v1", 10_000, 350)],
+            '{"first": true}',
+            at,
+        )
+        store.record_daily_metrics(exp.id, other, [DailyRow(other, "v1", 900, 30)], "{}", at)
+        store.record_daily_metrics(
+            exp.id, day, [DailyRow(day, "v1", 10_500, 360)], '{"second": true}', at
+        )
+        assert store.get_daily_metrics(exp.id) == [
+            DailyRow(other, "v1", 900, 30),
+            DailyRow(day, "control", 10_000, 320),
+            DailyRow(day, "v1", 10_500, 360),
+        ]
+        raw = store.get_raw_metrics(exp.id)
+        assert [r.payload for r in raw] == ['{"first": true}', "{}", '{"second": true}']
+        assert [r.day for r in raw] == [day, other, day]
+        assert raw[0].received_at == at
+        assert store.get_daily_metrics("other") == []
+
+    def test_delete_removes_daily_and_history(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        day = date(2025, 1, 15)
+        store.record_daily_metrics(
+            exp.id, day, [DailyRow(day, "v1", 5, 1)], "{}", datetime.now(UTC)
+        )
+        store.add_allocation(allocation(exp.id))
+        store.delete_experiment(exp.id)
+        assert store.get_daily_metrics(exp.id) == []
+        assert store.get_raw_metrics(exp.id) == []
+        assert store.list_allocations(exp.id) == []
+
+
+def allocation(experiment_id: str, weights: dict[str, float] | None = None) -> AllocationRecord:
+    return AllocationRecord(
+        experiment_id=experiment_id,
+        period=0,
+        computed_at=datetime(2025, 2, 1, 12, tzinfo=UTC),
+        weights=weights or {"control": 0.25, "v1": 0.75},
+        method="exact",
+        seed=None,
+        source="events",
+        details={"arms": {"control": {"trials": 100, "successes": 3}}, "note": "ünï"},
+    )
+
+
+class TestAllocations:
+    def test_periods_count_up(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        assert store.latest_allocation(exp.id) is None
+        first = store.add_allocation(allocation(exp.id))
+        second = store.add_allocation(allocation(exp.id, {"control": 0.1, "v1": 0.9}))
+        assert (first.period, second.period) == (1, 2)
+        assert store.list_allocations(exp.id) == [first, second]
+        assert store.latest_allocation(exp.id) == second
+        assert second.weights == {"control": 0.1, "v1": 0.9}
+        assert second.details["note"] == "ünï"
+
+    def test_seed_survives(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        record = replace(allocation(exp.id), method="monte_carlo", seed=2**32 - 1)
+        assert store.add_allocation(record).seed == 2**32 - 1
+        assert store.list_allocations(exp.id)[0].seed == 2**32 - 1
+
+    def test_concurrent_additions_take_distinct_periods(self, store_factory: StoreFactory) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        exp = make_experiment()
+        first = store_factory()
+        first.create_experiment(exp)
+        clients = [store_factory() for _ in range(4)]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            periods = list(
+                pool.map(
+                    lambda i: clients[i % 4].add_allocation(allocation(exp.id)).period, range(20)
+                )
+            )
+        assert sorted(periods) == list(range(1, 21))
+
+
+class TestLeadership:
+    def test_one_leader_at_a_time(self, store_factory: StoreFactory) -> None:
+        one, two = store_factory(), store_factory()
+        lease = one.try_lead("recalculate", ttl_seconds=30)
+        assert lease is not None
+        assert two.try_lead("recalculate", ttl_seconds=30) is None
+        assert one.try_lead("recalculate", ttl_seconds=30) is None
+        assert two.try_lead("monitor", ttl_seconds=30) is not None
+        assert lease.renew()
+        lease.release()
+        taken = two.try_lead("recalculate", ttl_seconds=30)
+        assert taken is not None
+        taken.release()
+
+
+def test_ping(store: Store) -> None:
+    store.ping()

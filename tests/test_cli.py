@@ -1,0 +1,53 @@
+"""The CLI's analysis and planning commands on a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+import abpilot
+from abpilot.cli import app
+from abpilot.store.base import EventKind
+
+runner = CliRunner()
+
+
+def test_analyze_prints_the_verdict_and_json(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    service = abpilot.open(url)
+    service.create_experiment(
+        key="cta",
+        variants=[{"key": "control", "weight": 0.5}, {"key": "bold", "weight": 0.5}],
+        settings={"analysis": {"sample_size_per_variant": 500}},
+    )
+    service.start_experiment("cta")
+    events = []
+    for variant, converting in (("control", 50), ("bold", 100)):
+        for i in range(500):
+            unit = f"{variant}-{i}"
+            events.append(abpilot.EventInput(EventKind.EXPOSURE, "cta", unit, variant))
+            if i < converting:
+                events.append(abpilot.EventInput(EventKind.CONVERSION, "cta", unit))
+    service.record_events(events)
+    service.store.close()
+
+    table = runner.invoke(app, ["analyze", "cta", "--store-url", url])
+    assert table.exit_code == 0, table.output
+    assert "winner_found" in table.output
+    assert "bold" in table.output
+    raw = runner.invoke(app, ["analyze", "cta", "--store-url", url, "--json"])
+    body = json.loads(raw.output)
+    assert body["winner"]["key"] == "bold"
+    missing = runner.invoke(app, ["analyze", "nope", "--store-url", url])
+    assert missing.exit_code == 2
+    assert "no experiment" in missing.output
+
+
+def test_sample_size_command() -> None:
+    result = runner.invoke(app, ["sample-size", "--baseline-rate", "0.1", "--mde", "0.02"])
+    assert result.exit_code == 0
+    assert result.output.startswith("3835 units per variant")
+    refused = runner.invoke(app, ["sample-size", "--baseline-rate", "0.1", "--mde", "2"])
+    assert refused.exit_code == 2
