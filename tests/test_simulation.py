@@ -11,22 +11,16 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from abpilot.cli import app
 from abpilot.domain.errors import ValidationError
-from abpilot.simulation import parse_rates, register, simulate, summarise_runs
+from abpilot.simulation import parse_rates, simulate, summarise_runs
 
 runner = CliRunner()
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
 
 def cli() -> typer.Typer:
-    """A Typer app with the command registered as the lead wires it into ``abpilot``."""
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """abpilot (test app)."""
-
-    register(app)
+    """The real ``abpilot`` command, where ``simulate`` is registered."""
     return app
 
 

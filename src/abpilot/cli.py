@@ -1,4 +1,4 @@
-"""The ``abpilot`` command: serve the API, manage the database schema."""
+"""The ``abpilot`` command: serve the API, manage the schema, analyse, recalculate, simulate."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rich.table import Table
 
 from abpilot.domain.errors import AbpilotError
 from abpilot.service import ExperimentService
+from abpilot.simulation import register as register_simulate
 from abpilot.settings import get_settings
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema (SQL stores).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+register_simulate(app)
 console = Console()
 
 DatabaseUrl = Annotated[
