@@ -11,8 +11,8 @@ from rich.table import Table
 
 from abpilot.domain.errors import AbpilotError
 from abpilot.service import ExperimentService
-from abpilot.simulation import register as register_simulate
 from abpilot.settings import get_settings
+from abpilot.simulation import register as register_simulate
 
 app = typer.Typer(
     help="abpilot: experiments on live traffic, steered toward what works.", no_args_is_help=True

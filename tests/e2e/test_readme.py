@@ -49,6 +49,27 @@ def test_curl_walk_through(server: str) -> None:
     assert revenue == 42.5
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_bandit_walk_through(server: str) -> None:
+    script = code_block("## Bandits", "bash")
+    script = script.replace("localhost:8000", server.removeprefix("http://"))
+    script = script.replace("curl -s ", "curl -sS --fail-with-body ")
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    base = f"{server}/api/v1/experiments/hero-banner"
+    split = {
+        a["variant_name"]: a["allocation_percentage"]
+        for a in httpx.get(f"{base}/allocation").json()["allocations"]
+    }
+    assert split == {"control": 1.0, "variant_a": 91.62, "variant_b": 7.38}  # as the README says
+    history = httpx.get(f"{base}/history").json()
+    assert [c["period"] for c in history["weight_changes"]] == [1]
+    assert history["weight_changes"][0]["weights"]["variant_a"] == 0.9162
+    assert len(history["daily_metrics"]) == 3
+
+
 def test_python_walk_through(tmp_path: Path) -> None:
     script = code_block("## Python API", "python")
     script = script.replace("sqlite:///abpilot.db", f"sqlite:///{tmp_path / 'py.db'}")
