@@ -9,11 +9,8 @@ from typing import Any
 
 import pytest
 
+import featurevisor
 from abpilot.featurevisor import DatafileError, parse_datafile, render
-
-featurevisor = pytest.importorskip(
-    "featurevisor", reason="the FeatureVisor Python SDK is in the test extra"
-)
 
 SHARED = Path(__file__).parents[2].parent / "shared" / "featurevisor" / "datafiles"
 USERS = 100_000
