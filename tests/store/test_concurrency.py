@@ -2,11 +2,16 @@
 
 Eight processes each send 500 events through the service, in batches, retry every batch once
 (as a client would after a timeout), and all send the same shared event ids at the same moment.
+
+Eight processes also put one shared document: first all the same digest at the same moment (one
+write), then each a series of digests of its own (every put a change).
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +19,7 @@ import pytest
 
 import abpilot
 from abpilot.store.base import EventKind
+from abpilot.store.factory import open_store
 from tests.conftest import backend_url
 
 PROCESSES = 8
@@ -90,3 +96,61 @@ def test_exact_counts_from_eight_processes(backend: str, tmp_path: Path) -> None
             PROCESSES * sum(v * v for v in values)
         )
         service.store.close()
+
+
+DOCUMENT_PUTS = 25
+NAMESPACE, KEY = "featurevisor", "production/datafile-tag-all.json"
+
+
+def datafile(digest: str) -> str:
+    """The content put with ``digest``: a few kilobytes, so that writes take a moment."""
+    return json.dumps({"revision": digest, "features": [f"feature-{i}" for i in range(500)]})
+
+
+def document_worker(url: str, options: dict[str, Any], w: int, barrier: Any, out: Any) -> None:
+    store = open_store(url, **options)
+    barrier.wait()
+    shared = store.put_document(NAMESPACE, KEY, datafile("shared"), "shared", datetime.now(UTC))
+    barrier.wait()  # every shared put is done before the first change
+    versions = []
+    for i in range(DOCUMENT_PUTS):
+        digest = f"{w}-{i}"
+        put = store.put_document(NAMESPACE, KEY, datafile(digest), digest, datetime.now(UTC))
+        versions.append(put.version)
+    store.close()
+    out.put((w, shared.version, versions))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "redis"])
+def test_document_versions_from_eight_processes(backend: str, tmp_path: Path) -> None:
+    with backend_url(backend, tmp_path) as (url, options):
+        store = open_store(url, **options)  # migrates once, before the workers start
+        context = multiprocessing.get_context("spawn")
+        barrier, out = context.Barrier(PROCESSES), context.Queue()
+        processes = [
+            context.Process(target=document_worker, args=(url, options, w, barrier, out))
+            for w in range(PROCESSES)
+        ]
+        for process in processes:
+            process.start()
+        results = [out.get(timeout=240) for _ in processes]
+        for process in processes:
+            process.join(timeout=240)
+            assert process.exitcode == 0
+        assert [shared for _, shared, _ in results] == [1] * PROCESSES
+        changes = PROCESSES * DOCUMENT_PUTS
+        returned = sorted(v for _, _, versions in results for v in versions)
+        assert returned == list(range(2, changes + 2))  # consecutive: none lost, none repeated
+        for _, _, versions in results:
+            assert versions == sorted(versions)
+        final = store.get_document(NAMESPACE, KEY)
+        assert final is not None
+        assert final.version == 1 + changes
+        last = next(
+            f"{w}-{i}"
+            for w, _, versions in results
+            for i, v in enumerate(versions)
+            if v == 1 + changes
+        )
+        assert (final.digest, final.content) == (last, datafile(last))  # the last writer's
+        store.close()

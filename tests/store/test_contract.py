@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -13,6 +15,7 @@ from abpilot.domain.experiment import ExperimentStatus
 from abpilot.store.base import (
     AllocationRecord,
     DailyRow,
+    Document,
     EventKind,
     EventRecord,
     MetricTotals,
@@ -449,6 +452,112 @@ class TestLeadership:
         taken = two.try_lead("recalculate", ttl_seconds=30)
         assert taken is not None
         taken.release()
+
+
+def sha256(content: str) -> str:
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def datafile(revision: int, size: int = 1000) -> str:
+    """A FeatureVisor-like datafile (camelCase, non-ASCII) of roughly ``size`` bytes."""
+    features = [
+        {"key": f"feature-{i}", "bucketBy": "userId", "description": f"Größe {i} — ✓ 日本"}
+        for i in range(max(1, size // 90))
+    ]
+    return json.dumps({"schemaVersion": "1", "revision": str(revision), "features": features})
+
+
+def put(
+    store: Store, namespace: str, key: str, content: str, at: datetime | None = None
+) -> Document:
+    moment = at or datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    return store.put_document(namespace, key, content, sha256(content), moment)
+
+
+class TestDocuments:
+    def test_large_non_ascii_document_round_trips(self, store: Store) -> None:
+        content = datafile(1, size=1_000_000)
+        assert len(content.encode()) > 1_000_000
+        at = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+        key = "production/datafile-tag-all.json"
+        stored = store.put_document("featurevisor", key, content, sha256(content), at)
+        expected = Document("featurevisor", key, content, sha256(content), at, 1)
+        assert stored == expected
+        assert store.get_document("featurevisor", key) == expected
+
+    def test_same_digest_writes_nothing(self, store: Store) -> None:
+        content = datafile(1)
+        first = put(store, "fv", "a.json", content, datetime(2026, 3, 1, tzinfo=UTC))
+        again = put(store, "fv", "a.json", content, datetime(2026, 3, 2, tzinfo=UTC))
+        assert again == first
+        assert (again.version, again.updated_at) == (1, datetime(2026, 3, 1, tzinfo=UTC))
+        assert store.get_document("fv", "a.json") == first
+
+    def test_changed_digest_replaces_and_bumps_the_version(self, store: Store) -> None:
+        put(store, "fv", "a.json", datafile(1), datetime(2026, 3, 1, tzinfo=UTC))
+        put(store, "fv", "a.json", datafile(1), datetime(2026, 3, 2, tzinfo=UTC))
+        later = datetime(2026, 3, 3, tzinfo=UTC)
+        second = put(store, "fv", "a.json", datafile(2), later)
+        third = put(store, "fv", "a.json", datafile(3), later + timedelta(days=1))
+        assert (second.version, second.content, second.updated_at) == (2, datafile(2), later)
+        assert third.version == 3
+        assert store.get_document("fv", "a.json") == third
+
+    def test_updated_at_comes_back_in_utc(self, store: Store) -> None:
+        paris = datetime(2026, 3, 1, 13, 30, tzinfo=timezone(timedelta(hours=1)))
+        stored = put(store, "fv", "a.json", "{}", paris)
+        for document in (stored, store.get_document("fv", "a.json")):
+            assert document is not None
+            assert document.updated_at == datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+            assert document.updated_at.utcoffset() == timedelta(0)
+
+    def test_list_is_sorted_by_key_and_per_namespace(self, store: Store) -> None:
+        keys = ["production/b.json", "B.json", "a.json", "production/a.json", "ü.json"]
+        for key in keys:
+            put(store, "fv", key, f"content of {key}")
+        put(store, "other", "a.json", "elsewhere")
+        listed = store.list_documents("fv")
+        assert [d.key for d in listed] == sorted(keys)  # code point order: "B" before "a"
+        assert {d.namespace for d in listed} == {"fv"}
+        assert listed[0] == store.get_document("fv", "B.json")
+        assert [d.content for d in store.list_documents("other")] == ["elsewhere"]
+        assert store.list_documents("none") == []
+
+    def test_names_with_separators_stay_apart(self, store: Store) -> None:
+        names = [("a:b", "c"), ("a", "b:c"), ("{x}", "y"), ("%7Bx%7D", "y"), ("", "k{}:%")]
+        for namespace, key in names:
+            put(store, namespace, key, f"{namespace}|{key}")
+        for namespace, key in names:
+            document = store.get_document(namespace, key)
+            assert document is not None
+            assert document.content == f"{namespace}|{key}"
+            assert store.list_documents(namespace) == [document]
+
+    def test_delete(self, store: Store) -> None:
+        put(store, "fv", "a.json", "{}")
+        put(store, "fv", "b.json", "{}")
+        assert store.delete_document("fv", "a.json")
+        assert not store.delete_document("fv", "a.json")
+        assert store.get_document("fv", "a.json") is None
+        assert [d.key for d in store.list_documents("fv")] == ["b.json"]
+        assert put(store, "fv", "a.json", "{}").version == 1
+
+    def test_missing_document_is_none(self, store: Store) -> None:
+        assert store.get_document("fv", "nope.json") is None
+        assert not store.delete_document("fv", "nope.json")
+
+    def test_deleting_an_experiment_keeps_documents(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        stored = put(store, exp.id, exp.key, "{}")
+        assert store.delete_experiment(exp.id)
+        assert store.get_document(exp.id, exp.key) == stored
+
+    def test_two_clients_share_documents(self, store_factory: StoreFactory) -> None:
+        one, two = store_factory(), store_factory()
+        put(one, "fv", "a.json", datafile(1))
+        assert put(two, "fv", "a.json", datafile(2)).version == 2
+        assert one.get_document("fv", "a.json") == two.get_document("fv", "a.json")
 
 
 def test_ping(store: Store) -> None:

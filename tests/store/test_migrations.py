@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -19,12 +20,36 @@ def test_migrated_schema_matches_metadata(backend: str, tmp_path: Path) -> None:
         engine = sql_engine.create_engine(url)
         try:
             sql_engine.upgrade(engine)
-            assert sql_engine.current_revision(engine) == "0001"
+            assert sql_engine.current_revision(engine) == "0002"
             with engine.connect() as conn:
                 differences = compare_metadata(MigrationContext.configure(conn), metadata)
             assert differences == []
             sql_engine.upgrade(engine)  # a second upgrade is a no-op
+            assert sql_engine.current_revision(engine) == "0002"
+        finally:
+            engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_documents_revision_upgrades_and_downgrades(backend: str, tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    with backend_url(backend, tmp_path) as (url, _):
+        engine = sql_engine.create_engine(url)
+        try:
+            sql_engine.upgrade(engine, "0001")
+            assert "documents" not in sa.inspect(engine).get_table_names()
+            sql_engine.upgrade(engine)
+            assert sql_engine.current_revision(engine) == "0002"
+            assert "documents" in sa.inspect(engine).get_table_names()
+            config = Config()
+            config.set_main_option("script_location", str(sql_engine.MIGRATIONS))
+            with engine.begin() as conn:
+                config.attributes["connection"] = conn
+                command.downgrade(config, "0001")
             assert sql_engine.current_revision(engine) == "0001"
+            assert "documents" not in sa.inspect(engine).get_table_names()
         finally:
             engine.dispose()
 
@@ -37,5 +62,5 @@ def test_cli_db_upgrade(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     result = CliRunner().invoke(app, ["db", "upgrade", "--database-url", url])
     assert result.exit_code == 0, result.output
-    assert "0001" in result.output
-    assert "0001" in CliRunner().invoke(app, ["db", "current", "--database-url", url]).output
+    assert "0002" in result.output
+    assert "0002" in CliRunner().invoke(app, ["db", "current", "--database-url", url]).output

@@ -8,7 +8,9 @@ Every backend keeps the same rules (DESIGN.md section 4, "Events and counters"):
 - for each (unit, metric) the store keeps the unit's running total t; when it grows by v the
   variant's sum of squares of per-unit totals grows by (t + v)^2 - t^2 = 2tv + v^2;
 - counters are kept per allocation period: a unit belongs to the period in force when it was first
-  assigned, and everything it does counts there (bandit analysis compares arms within periods).
+  assigned, and everything it does counts there (bandit analysis compares arms within periods);
+- a shared document's version grows by one exactly on each put that changes its digest;
+  documents belong to no experiment, so ``delete_experiment`` leaves them alone.
 """
 
 from __future__ import annotations
@@ -116,6 +118,18 @@ class AllocationRecord:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A named text document (a FeatureVisor datafile, say) shared by every worker."""
+
+    namespace: str
+    key: str
+    content: str
+    digest: str  # the caller's content hash (e.g. sha256 hex), compared to detect changes
+    updated_at: datetime  # UTC
+    version: int  # 1 on first put, +1 on every put that changes the digest
+
+
 class Lease(Protocol):
     """Leadership for scheduled work, held until released or (for Redis) until it expires."""
 
@@ -194,6 +208,26 @@ class Store(Protocol):
         """Every weight change, oldest first."""
 
     def latest_allocation(self, experiment_id: str) -> AllocationRecord | None: ...
+
+    def put_document(
+        self, namespace: str, key: str, content: str, digest: str, updated_at: datetime
+    ) -> Document:
+        """Insert or replace a document, atomically; return what is stored afterwards.
+
+        When the stored digest equals ``digest`` nothing is written and the stored document
+        comes back unchanged (same version and ``updated_at``). Otherwise content, digest and
+        ``updated_at`` are replaced and the version becomes the previous one + 1 (1 when new):
+        concurrent puts of one key get consecutive versions and the last writer's content wins.
+        """
+
+    def get_document(self, namespace: str, key: str) -> Document | None:
+        """The stored document, or None."""
+
+    def list_documents(self, namespace: str) -> list[Document]:
+        """Every document of ``namespace``, sorted by key (code point order)."""
+
+    def delete_document(self, namespace: str, key: str) -> bool:
+        """Remove the document; False if it did not exist."""
 
     def try_lead(self, name: str, ttl_seconds: float) -> Lease | None:
         """Become the one leader for ``name`` across every process using this store, or None

@@ -15,12 +15,14 @@ from abpilot.store.base import (
     ApplyResult,
     AssignResult,
     DailyRow,
+    Document,
     EventRecord,
     MetricTotals,
     RawMetrics,
     StoredAssignment,
     VariantCounters,
 )
+from abpilot.store.codec import as_utc
 from abpilot.store.plan import (
     UnitMetricKey,
     VariantKey,
@@ -69,6 +71,7 @@ class MemoryStore:
         self._raw: dict[str, list[RawMetrics]] = {}
         self._allocations: dict[str, list[AllocationRecord]] = {}
         self._leases: dict[str, tuple[MemoryLease, float]] = {}
+        self._documents: dict[tuple[str, str], Document] = {}
 
     def create_experiment(self, experiment: Experiment) -> None:
         with self._lock:
@@ -223,6 +226,30 @@ class MemoryStore:
     def latest_allocation(self, experiment_id: str) -> AllocationRecord | None:
         history = self._allocations.get(experiment_id)
         return history[-1] if history else None
+
+    def put_document(
+        self, namespace: str, key: str, content: str, digest: str, updated_at: datetime
+    ) -> Document:
+        with self._lock:
+            stored = self._documents.get((namespace, key))
+            if stored is not None and stored.digest == digest:
+                return stored
+            version = 1 if stored is None else stored.version + 1
+            document = Document(namespace, key, content, digest, as_utc(updated_at), version)
+            self._documents[(namespace, key)] = document
+            return document
+
+    def get_document(self, namespace: str, key: str) -> Document | None:
+        return self._documents.get((namespace, key))
+
+    def list_documents(self, namespace: str) -> list[Document]:
+        with self._lock:
+            found = [d for (n, _), d in self._documents.items() if n == namespace]
+        return sorted(found, key=lambda d: d.key)
+
+    def delete_document(self, namespace: str, key: str) -> bool:
+        with self._lock:
+            return self._documents.pop((namespace, key), None) is not None
 
     def try_lead(self, name: str, ttl_seconds: float) -> MemoryLease | None:
         with self._lock:

@@ -23,6 +23,9 @@ joins ``<variant>|<period>`` once and the scripts treat it as one opaque "cell" 
 Fields written before periods existed (``<variant>|exposures``, ``<variant>|<metric>|sum``, an
 assignment without ``|<period>``) are read as period 0.
 
+Shared documents (``p:doc:...``, ``p:docs:...``) belong to no experiment and are tagged by
+namespace: see ``redis_documents``.
+
 Counters change only through HINCRBY/HINCRBYFLOAT inside the scripts below, never by a read in
 Python followed by a write.
 """
@@ -55,6 +58,7 @@ from abpilot.store.base import (
 )
 from abpilot.store.codec import as_utc, experiment_from_dict, experiment_to_dict
 from abpilot.store.plan import group_counters, sum_periods
+from abpilot.store.redis_documents import RedisDocuments
 from abpilot.store.redis_history import HISTORY_KEYS, RedisHistory, reachable, text
 
 # Per-experiment keys, in the order the event script expects them after ``def``.
@@ -281,7 +285,7 @@ def _group(
     )
 
 
-class RedisStore(RedisHistory):
+class RedisStore(RedisHistory, RedisDocuments):
     """The ``Store`` protocol on one Redis server (or, per experiment, one Cluster shard)."""
 
     def __init__(self, client: redis.Redis, prefix: str = "abp") -> None:
@@ -299,6 +303,7 @@ class RedisStore(RedisHistory):
         self._assign: Script = client.register_script(_ASSIGN)
         self._apply: Script = client.register_script(_APPLY)
         self._register_history_scripts()
+        self._register_document_scripts()
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "abp", **options: Any) -> RedisStore:

@@ -153,3 +153,15 @@ PER_EXPERIMENT_TABLES = (
     raw_metrics,
     allocations,
 )
+
+# Shared documents (FeatureVisor datafiles): global, not per experiment.
+documents = sa.Table(
+    "documents",
+    metadata,
+    sa.Column("namespace", Key, primary_key=True),
+    sa.Column("key", sa.String(1000), primary_key=True),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("digest", sa.String(128), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
