@@ -81,3 +81,29 @@ class Scheduler:
     def _loop(self) -> None:
         while not self._stop.wait(self.tick):
             self.step()
+
+
+class Repeater:
+    """Run ``job`` every ``interval_seconds`` in a thread of this process (no leadership: for
+    work each process does for itself, such as noticing a new datafile build on its disk)."""
+
+    def __init__(self, job: Callable[[], object], *, name: str, interval_seconds: float) -> None:
+        self.job, self.name, self.interval_seconds = job, name, interval_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=f"abpilot-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_seconds):
+            try:
+                self.job()
+            except Exception:  # a failing run is logged; the next one may succeed
+                log.exception("%s failed", self.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
@@ -39,6 +40,8 @@ class Settings(BaseSettings):
     prior_beta: float = Field(default=1.0, gt=0)
     min_weight: float = Field(default=0.01, ge=0, lt=0.5)
     scheduler_enabled: bool = True
+    datafiles_dir: Path | None = None
+    datafiles_poll_seconds: float = Field(default=2.0, gt=0)
 
     def bandit_defaults(self) -> BanditOptions:
         """The service-wide bandit defaults that ``settings.bandit`` of an experiment overrides."""

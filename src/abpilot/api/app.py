@@ -10,9 +10,10 @@ from fastapi import FastAPI
 from abpilot import __version__
 from abpilot.api import errors
 from abpilot.api.limits import BodySizeLimit
-from abpilot.api.routes import analysis, bandits, events, experiments, health
-from abpilot.scheduler import Scheduler
+from abpilot.api.routes import analysis, bandits, events, experiments, featurevisor, health
+from abpilot.scheduler import Repeater, Scheduler
 from abpilot.service import ExperimentService
+from abpilot.service.companion import Companion
 from abpilot.settings import Settings, get_settings
 from abpilot.store.base import Store
 from abpilot.store.factory import open_store
@@ -42,11 +43,22 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             interval_seconds=settings.update_interval_minutes * 60,
         )
         app.state.scheduler = scheduler
+        companion = Companion(
+            service, settings.datafiles_dir, cache_seconds=settings.experiment_cache_seconds
+        )
+        app.state.companion = companion
+        watcher = Repeater(
+            companion.sync, name="datafiles", interval_seconds=settings.datafiles_poll_seconds
+        )
+        if settings.datafiles_dir is not None:
+            companion.sync()
+            watcher.start()
         if settings.scheduler_enabled:
             scheduler.start()
         try:
             yield
         finally:
+            watcher.stop()
             scheduler.stop()
             if owned:
                 active.close()
@@ -64,6 +76,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(events.router, prefix=API_PREFIX)
     app.include_router(analysis.router, prefix=API_PREFIX)
     app.include_router(bandits.router, prefix=API_PREFIX)
+    app.include_router(featurevisor.router)
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -1,0 +1,414 @@
+"""The FeatureVisor companion: datafiles served with learned weights, fed by exposures and
+conversions (DESIGN.md 5 and 6).
+
+Each feature with two or more variations in a datafile is a running ``bandit`` experiment of the
+core service, keyed by a hash of (datafile path, feature key, variations), so its counters,
+recalculation (and the scheduler), history and analysis are the same as any bandit's. A feature
+whose variations change in a new build gets a new experiment (the old one is completed); one whose
+variations stay keeps its learned weights.
+
+Datafiles live in the store (namespace ``featurevisor``), so every worker and host serves the
+same revision; a worker that sees a new build on disk writes it there. The served document is the
+build with the feature's weight changes replayed into its ranges (``featurevisor.render``), its
+revision ``<build revision>.<number of weight changes>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from abpilot.domain.errors import (
+    AbpilotError,
+    DuplicateKey,
+    NotFound,
+    ValidationError,
+)
+from abpilot.domain.experiment import KEY_PATTERN, Experiment, ExperimentStatus, ExperimentType
+from abpilot.featurevisor.datafile import Datafile, Feature
+from abpilot.featurevisor.registry import DiskRegistry, LoadedDatafile, LoadIssue, read_datafile
+from abpilot.featurevisor.render import render
+from abpilot.service.allocation import RecalculationOutcome
+from abpilot.service.core import ExperimentService
+from abpilot.service.events import EventInput
+from abpilot.store.base import ApplyResult, Document, EventKind
+
+NAMESPACE = "featurevisor"
+METRIC = "conversion"
+
+
+class DatafileNotFound(NotFound):
+    code = "datafile_not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class ServedDatafile:
+    path: str
+    body: bytes
+    etag: str
+    revision: str
+
+
+@dataclass(frozen=True, slots=True)
+class VariationStats:
+    value: str
+    exposures: int
+    conversions: int
+    conversion_rate: float | None
+    weight: float
+    probability_best: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureStats:
+    datafile: str
+    feature: str
+    experiment_id: str
+    experiment_key: str
+    burn_in: bool
+    period: int
+    updated_at: datetime | None
+    variations: tuple[VariationStats, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A stored datafile, parsed, and the feature experiments it maps to."""
+
+    document: Document
+    parsed: Datafile
+    raw: dict[str, Any]
+    loaded_at: float
+
+
+def experiment_key(path: str, feature: Feature) -> str:
+    payload = json.dumps([path, feature.key, list(feature.variations)], ensure_ascii=False)
+    return "fv-" + hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def variant_keys(feature: Feature) -> dict[str, str]:
+    """Variation value -> variant key (the value itself where it is a valid, unique key)."""
+    keys: dict[str, str] = {}
+    for i, value in enumerate(feature.variations):
+        fits = KEY_PATTERN.match(value) and value not in keys.values()
+        keys[value] = value if fits else f"variation-{i}"
+    return keys
+
+
+class Companion:
+    """FeatureVisor Pilot-compatible operations on an ``ExperimentService``."""
+
+    def __init__(
+        self, service: ExperimentService, datafiles_dir: Path | None, *, cache_seconds: float = 1.0
+    ) -> None:
+        self.service = service
+        self.store = service.store
+        self.disk = DiskRegistry(datafiles_dir) if datafiles_dir is not None else None
+        self.cache_seconds = cache_seconds
+        self._entries: dict[str, _Entry] = {}
+        self._served: dict[tuple[str, int, tuple[int, ...]], ServedDatafile] = {}
+        self._served_at: dict[str, tuple[float, ServedDatafile]] = {}
+        self._lock = threading.Lock()
+
+    # loading ---------------------------------------------------------------------------------
+
+    def sync(self) -> list[str]:
+        """Read new or changed datafiles from disk into the store and set up their features'
+        experiments. Returns the paths that changed."""
+        if self.disk is None:
+            return []
+        changed = []
+        for loaded in self.disk.scan(self.service.clock()):
+            stored = self.store.get_document(NAMESPACE, loaded.path)
+            if stored is None or stored.digest != loaded.digest:
+                self.store.put_document(
+                    NAMESPACE, loaded.path, loaded.content, loaded.digest, self.service.clock()
+                )
+                changed.append(loaded.path)
+            self._ensure_experiments(loaded)
+        return changed
+
+    @property
+    def issues(self) -> list[LoadIssue]:
+        return list(self.disk.issues.values()) if self.disk is not None else []
+
+    def _ensure_experiments(self, loaded: LoadedDatafile) -> None:
+        wanted = {}
+        for feature in loaded.parsed.features.values():
+            if feature.adaptive:
+                wanted[feature.key] = self._ensure_feature(loaded.path, feature)
+        for experiment in self.service.list_experiments(ExperimentStatus.RUNNING):
+            origin = experiment.settings.get("featurevisor")
+            if not isinstance(origin, Mapping) or origin.get("datafile") != loaded.path:
+                continue
+            if wanted.get(str(origin.get("feature"))) != experiment.key:
+                self.service.end_experiment(experiment.id)  # its variations changed or it left
+
+    def _ensure_feature(self, path: str, feature: Feature) -> str:
+        key = experiment_key(path, feature)
+        if self.store.get_experiment_id(key) is not None:
+            return key
+        keys = variant_keys(feature)
+        weights = feature.weights if min(feature.weights) > 0 else None
+        variants = [
+            {
+                "key": keys[value],
+                "name": value,
+                "weight": weights[i] if weights else 1 / len(feature.variations),
+                "is_control": i == 0,
+                "config": {"value": value},
+            }
+            for i, value in enumerate(feature.variations)
+        ]
+        try:
+            self.service.create_experiment(
+                key=key,
+                name=f"{feature.key} ({path})",
+                type=ExperimentType.BANDIT,
+                description=f"FeatureVisor feature '{feature.key}' of datafile '{path}'",
+                variants=variants,
+                metrics=[{"key": METRIC, "kind": "binary"}],
+                settings={
+                    "featurevisor": {
+                        "datafile": path,
+                        "feature": feature.key,
+                        "variations": [[keys[v], v] for v in feature.variations],
+                    }
+                },
+            )
+            self.service.start_experiment(key)
+        except DuplicateKey:
+            pass  # another worker created it first
+        return key
+
+    # serving ---------------------------------------------------------------------------------
+
+    def paths(self) -> list[str]:
+        return [d.key for d in self.store.list_documents(NAMESPACE)]
+
+    def datafile(self, path: str) -> ServedDatafile:
+        """The stored build of ``path`` with learned weights written in."""
+        now = time.monotonic()
+        hit = self._served_at.get(path)
+        if hit is not None and now - hit[0] < self.cache_seconds:
+            return hit[1]
+        entry = self._entry(path)
+        experiments = self._experiments(entry)
+        history: dict[str, list[dict[str, float]]] = {}
+        periods = []
+        for feature, experiment in experiments.items():
+            records = self.store.list_allocations(experiment.id)
+            values = dict(_variations(experiment))
+            history[feature] = [
+                {values[k]: w for k, w in r.weights.items() if k in values} for r in records
+            ]
+            periods.append(len(records))
+        cache_key = (path, entry.document.version, tuple(periods))
+        served = self._served.get(cache_key)
+        if served is None:
+            revision = f"{entry.parsed.revision}.{sum(periods)}"
+            document = render(entry.raw, entry.parsed, history, revision)
+            body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+            served = ServedDatafile(path, body, etag, str(document.get("revision")))
+            with self._lock:
+                self._served = {k: v for k, v in self._served.items() if k[0] != path}
+                self._served[cache_key] = served
+        self._served_at[path] = (now, served)
+        return served
+
+    def _entry(self, path: str) -> _Entry:
+        cached = self._entries.get(path)
+        now = time.monotonic()
+        if cached is not None and now - cached.loaded_at < self.cache_seconds:
+            return cached
+        document = self.store.get_document(NAMESPACE, path)
+        if document is None:
+            raise DatafileNotFound(f"no datafile '{path[:200]}' is served", field="datafile")
+        if cached is not None and cached.document.digest == document.digest:
+            entry = _Entry(document, cached.parsed, cached.raw, now)
+        else:
+            loaded = read_datafile(path, document.content)
+            entry = _Entry(document, loaded.parsed, json.loads(document.content), now)
+        self._entries[path] = entry
+        return entry
+
+    def _experiments(self, entry: _Entry) -> dict[str, Experiment]:
+        found = {}
+        for feature in entry.parsed.features.values():
+            if not feature.adaptive:
+                continue
+            experiment_id = self.store.get_experiment_id(
+                experiment_key(entry.document.key, feature)
+            )
+            experiment = self.store.get_experiment(experiment_id) if experiment_id else None
+            if experiment is not None:
+                found[feature.key] = experiment
+        return found
+
+    # events ----------------------------------------------------------------------------------
+
+    def expose(
+        self,
+        *,
+        datafile: str,
+        features: Mapping[str, str],
+        unit_id: str | None = None,
+        event_id: str | None = None,
+    ) -> ApplyResult:
+        return self._record(EventKind.EXPOSURE, datafile, features, unit_id, event_id)
+
+    def convert(
+        self,
+        *,
+        datafile: str,
+        features: Mapping[str, str],
+        unit_id: str | None = None,
+        event_id: str | None = None,
+    ) -> ApplyResult:
+        return self._record(EventKind.CONVERSION, datafile, features, unit_id, event_id)
+
+    def _record(
+        self,
+        kind: EventKind,
+        datafile: str,
+        features: Mapping[str, str],
+        unit_id: str | None,
+        event_id: str | None,
+    ) -> ApplyResult:
+        if not features:
+            raise ValidationError("features must name at least one feature", field="features")
+        try:
+            entry = self._entry(datafile)
+        except DatafileNotFound as error:  # a name in the body, not the resource: 422
+            raise ValidationError(error.message, field="datafile") from None
+        experiments = self._experiments(entry)
+        events = []
+        for feature_key, value in features.items():
+            where = f"features.{feature_key[:100]}"
+            feature = entry.parsed.features.get(feature_key)
+            if feature is None:
+                raise ValidationError(
+                    f"datafile '{datafile}' has no feature '{feature_key[:100]}'", field=where
+                )
+            if feature_key not in experiments:
+                raise ValidationError(
+                    f"feature '{feature_key}' has no variations to learn from (it needs two or "
+                    "more and a rule that buckets among them)",
+                    field=where,
+                )
+            if value not in feature.variations:
+                raise ValidationError(
+                    f"feature '{feature_key}' has no variation {str(value)[:100]!r} "
+                    f"(variations: {', '.join(feature.variations)})",
+                    field=where,
+                )
+            experiment = experiments[feature_key]
+            variant = variant_keys(feature)[value]
+            if unit_id is not None:
+                stored = self.store.get_assignments(experiment.id, [unit_id]).get(unit_id)
+                if stored is not None:
+                    # Counted where the unit first was (intention to treat): a weight change may
+                    # have moved the unit since, and its outcome belongs to its first variation.
+                    variant = stored.variant
+            events.append(
+                EventInput(
+                    kind,
+                    experiment.id,
+                    unit_id=unit_id,
+                    variant=variant,
+                    metric=METRIC if kind is EventKind.CONVERSION else None,
+                    event_id=event_id,
+                )
+            )
+        return self.service.record_events(events)
+
+    # learning --------------------------------------------------------------------------------
+
+    def experiments(self, datafile: str | None = None) -> list[Experiment]:
+        """The running feature experiments (of one datafile)."""
+        found = []
+        for experiment in self.service.list_experiments(ExperimentStatus.RUNNING):
+            origin = experiment.settings.get("featurevisor")
+            if isinstance(origin, Mapping) and datafile in (None, origin.get("datafile")):
+                found.append(experiment)
+        return found
+
+    def recalculate(self) -> list[RecalculationOutcome]:
+        """Recalculate every feature now; one failing feature does not stop the others."""
+        outcomes = []
+        for experiment in self.experiments():
+            try:
+                outcomes.append(self.service.recalculate(experiment.id))
+            except AbpilotError as error:
+                outcomes.append(
+                    RecalculationOutcome(
+                        experiment.id, experiment.key, "failed", None, error.message
+                    )
+                )
+        self._served_at.clear()
+        return outcomes
+
+    def stats(self, datafile: str | None = None, feature: str | None = None) -> list[FeatureStats]:
+        if datafile is not None:
+            self._entry(datafile)  # 404 for an unknown datafile
+        out = []
+        for experiment in self.experiments(datafile):
+            origin = experiment.settings["featurevisor"]
+            if feature is not None and origin.get("feature") != feature:
+                continue
+            out.append(self._feature_stats(experiment))
+        if feature is not None and not out:
+            raise NotFound(f"no feature '{feature[:100]}' is learned", field="feature")
+        return out
+
+    def _feature_stats(self, experiment: Experiment) -> FeatureStats:
+        origin = experiment.settings["featurevisor"]
+        counters = self.store.get_counters(experiment.id)
+        allocation = self.service.get_allocation(experiment.id)
+        latest = self.store.latest_allocation(experiment.id)
+        in_force = (
+            dict(latest.weights)
+            if latest is not None
+            else {v.key: v.weight for v in experiment.variants}
+        )
+        probabilities = {a.key: a.probability_best for a in allocation.arms}
+        variations = []
+        for key, value in _variations(experiment):
+            counter = counters.get(key)
+            exposures = counter.exposures if counter is not None else 0
+            totals = counter.metrics.get(METRIC) if counter is not None else None
+            conversions = totals.count if totals is not None else 0
+            variations.append(
+                VariationStats(
+                    value=value,
+                    exposures=exposures,
+                    conversions=conversions,
+                    conversion_rate=conversions / exposures if exposures else None,
+                    weight=in_force.get(key, 0.0),
+                    probability_best=probabilities.get(key),
+                )
+            )
+        return FeatureStats(
+            datafile=str(origin["datafile"]),
+            feature=str(origin["feature"]),
+            experiment_id=experiment.id,
+            experiment_key=experiment.key,
+            burn_in=allocation.burn_in,
+            period=latest.period if latest is not None else 0,
+            updated_at=latest.computed_at if latest is not None else None,
+            variations=tuple(variations),
+        )
+
+
+def _variations(experiment: Experiment) -> Sequence[tuple[str, str]]:
+    """(variant key, variation value) pairs of a feature experiment."""
+    pairs = experiment.settings["featurevisor"]["variations"]
+    return [(str(k), str(v)) for k, v in pairs]
