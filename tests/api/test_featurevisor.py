@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import featurevisor
 import pytest
 from fastapi.testclient import TestClient
 
-import featurevisor
 from abpilot.api import create_app
 from abpilot.settings import Settings
 from abpilot.store.memory import MemoryStore

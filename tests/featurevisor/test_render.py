@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import featurevisor
 import pytest
 
-import featurevisor
 from abpilot.featurevisor import DatafileError, parse_datafile, render
 
 SHARED = Path(__file__).parents[2].parent / "shared" / "featurevisor" / "datafiles"

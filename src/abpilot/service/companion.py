@@ -15,6 +15,7 @@ revision ``<build revision>.<number of weight changes>``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -27,6 +28,7 @@ from typing import Any
 
 from abpilot.domain.errors import (
     AbpilotError,
+    Conflict,
     DuplicateKey,
     NotFound,
     ValidationError,
@@ -153,8 +155,15 @@ class Companion:
 
     def _ensure_feature(self, path: str, feature: Feature) -> str:
         key = experiment_key(path, feature)
-        if self.store.get_experiment_id(key) is not None:
-            return key
+        if self.store.get_experiment_id(key) is None:
+            with contextlib.suppress(DuplicateKey):  # another worker created it first
+                self._create_feature_experiment(key, path, feature)
+        if self.service.get_experiment(key).status is ExperimentStatus.DRAFT:
+            with contextlib.suppress(Conflict):  # another worker started it first
+                self.service.start_experiment(key)
+        return key
+
+    def _create_feature_experiment(self, key: str, path: str, feature: Feature) -> None:
         keys = variant_keys(feature)
         weights = feature.weights if min(feature.weights) > 0 else None
         variants = [
@@ -167,26 +176,21 @@ class Companion:
             }
             for i, value in enumerate(feature.variations)
         ]
-        try:
-            self.service.create_experiment(
-                key=key,
-                name=f"{feature.key} ({path})",
-                type=ExperimentType.BANDIT,
-                description=f"FeatureVisor feature '{feature.key}' of datafile '{path}'",
-                variants=variants,
-                metrics=[{"key": METRIC, "kind": "binary"}],
-                settings={
-                    "featurevisor": {
-                        "datafile": path,
-                        "feature": feature.key,
-                        "variations": [[keys[v], v] for v in feature.variations],
-                    }
-                },
-            )
-            self.service.start_experiment(key)
-        except DuplicateKey:
-            pass  # another worker created it first
-        return key
+        self.service.create_experiment(
+            key=key,
+            name=f"{feature.key} ({path})",
+            type=ExperimentType.BANDIT,
+            description=f"FeatureVisor feature '{feature.key}' of datafile '{path}'",
+            variants=variants,
+            metrics=[{"key": METRIC, "kind": "binary"}],
+            settings={
+                "featurevisor": {
+                    "datafile": path,
+                    "feature": feature.key,
+                    "variations": [[keys[v], v] for v in feature.variations],
+                }
+            },
+        )
 
     # serving ---------------------------------------------------------------------------------
 
