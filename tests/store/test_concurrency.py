@@ -5,6 +5,9 @@ Eight processes each send 500 events through the service, in batches, retry ever
 
 Eight processes also put one shared document: first all the same digest at the same moment (one
 write), then each a series of digests of its own (every put a change).
+
+Eight processes apply contextual-bandit feedback to the same 50 decisions at once: all the same
+("click", success) event, and each a failure event of its own.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Any
 import pytest
 
 import abpilot
-from abpilot.store.base import EventKind
+from abpilot.store.base import GLOBAL_CONTEXT, Decision, EventKind, FeedbackOutcome
 from abpilot.store.factory import open_store
 from tests.conftest import backend_url
+from tests.factories import make_experiment
 
 PROCESSES = 8
 UNITS_PER_PROCESS = 250  # one exposure and one conversion each: 500 events per process
@@ -153,4 +157,73 @@ def test_document_versions_from_eight_processes(backend: str, tmp_path: Path) ->
             if v == 1 + changes
         )
         assert (final.digest, final.content) == (last, datafile(last))  # the last writer's
+        store.close()
+
+
+DECISIONS = 50
+CONTEXTS = ("time_of_day=evening|user_type=new", "time_of_day=morning|user_type=returning")
+
+
+def feedback_worker(
+    url: str, options: dict[str, Any], experiment_id: str, w: int, barrier: Any, out: Any
+) -> None:
+    store = open_store(url, **options)
+    barrier.wait()
+    clicks, ratings = [], []
+    for d in range(DECISIONS):
+        now = datetime.now(UTC)
+        success = FeedbackOutcome.SUCCESS
+        clicks.append(store.apply_feedback(experiment_id, f"d{d}", "click", success, now))
+        failure = FeedbackOutcome.FAILURE
+        ratings.append(store.apply_feedback(experiment_id, f"d{d}", f"rating-{w}", failure, now))
+    store.close()
+    out.put((w, clicks, ratings))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "redis"])
+def test_exact_feedback_from_eight_processes(backend: str, tmp_path: Path) -> None:
+    with backend_url(backend, tmp_path) as (url, options):
+        store = open_store(url, **options)  # migrates once, before the workers start
+        exp = make_experiment()
+        store.create_experiment(exp)
+        for d in range(DECISIONS):
+            store.record_decision(
+                Decision(
+                    id=f"d{d}",
+                    experiment_id=exp.id,
+                    unit_id=f"u{d}",
+                    context_key=CONTEXTS[d % 2],
+                    context={},
+                    arm="control" if d % 3 == 0 else "v1",
+                    propensity=0.5,
+                    policy="bandit",
+                    method="exact",
+                    decided_at=datetime.now(UTC),
+                )
+            )
+        context = multiprocessing.get_context("spawn")
+        barrier, out = context.Barrier(PROCESSES), context.Queue()
+        processes = [
+            context.Process(target=feedback_worker, args=(url, options, exp.id, w, barrier, out))
+            for w in range(PROCESSES)
+        ]
+        for process in processes:
+            process.start()
+        results = [out.get(timeout=240) for _ in processes]
+        for process in processes:
+            process.join(timeout=240)
+            assert process.exitcode == 0
+        for d in range(DECISIONS):  # exactly one process applied each decision's click
+            assert sum(clicks[d] for _, clicks, _ in results) == 1
+        assert all(all(ratings) for _, _, ratings in results)  # every own event applied
+        for found in store.list_decisions(exp.id):
+            assert (found.successes, found.failures) == (1, PROCESSES)
+        states = store.get_bandit_states(exp.id)
+        pooled = [s for s in states if s.context_key == GLOBAL_CONTEXT]
+        per_context = [s for s in states if s.context_key != GLOBAL_CONTEXT]
+        for group in (pooled, per_context):
+            assert sum(s.pulls for s in group) == DECISIONS
+            assert sum(s.successes for s in group) == DECISIONS
+            assert sum(s.failures for s in group) == DECISIONS * PROCESSES
+        assert len(per_context) == 4
         store.close()

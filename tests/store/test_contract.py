@@ -7,17 +7,22 @@ import json
 import math
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
-from abpilot.domain.errors import ConcurrentModification, DuplicateKey
+from abpilot.domain.errors import ConcurrentModification, DuplicateKey, NotFound, ValidationError
 from abpilot.domain.experiment import ExperimentStatus
 from abpilot.store.base import (
+    GLOBAL_CONTEXT,
     AllocationRecord,
+    ArmState,
     DailyRow,
+    Decision,
     Document,
     EventKind,
     EventRecord,
+    FeedbackOutcome,
     MetricTotals,
     Store,
 )
@@ -558,6 +563,224 @@ class TestDocuments:
         put(one, "fv", "a.json", datafile(1))
         assert put(two, "fv", "a.json", datafile(2)).version == 2
         assert one.get_document("fv", "a.json") == two.get_document("fv", "a.json")
+
+
+SUCCESS, FAILURE, NEUTRAL = (
+    FeedbackOutcome.SUCCESS,
+    FeedbackOutcome.FAILURE,
+    FeedbackOutcome.NEUTRAL,
+)
+EVENING, MORNING = "time_of_day=evening|user_type=new", "time_of_day=morning|user_type=new"
+T0 = datetime(2026, 4, 1, 18, 30, 0, 123456, tzinfo=UTC)
+
+
+def decision(
+    experiment_id: str,
+    decision_id: str,
+    *,
+    context_key: str = EVENING,
+    arm: str = "v1",
+    at: datetime = T0,
+    **changes: Any,
+) -> Decision:
+    attributes = dict(part.split("=", 1) for part in context_key.split("|"))
+    record = Decision(
+        id=decision_id,
+        experiment_id=experiment_id,
+        unit_id=f"user-{decision_id}",
+        context_key=context_key,
+        context=attributes,
+        arm=arm,
+        propensity=0.7321,
+        policy="bandit",
+        method="exact",
+        decided_at=at,
+    )
+    return replace(record, **changes)
+
+
+def state(context_key: str, arm: str, pulls: int, s: int, f: int, at: datetime) -> ArmState:
+    return ArmState(context_key, arm, pulls, s, f, at)
+
+
+class TestContextual:
+    def test_decision_round_trips(self, store: Store) -> None:
+        exp, other = make_experiment("a"), make_experiment("b")
+        store.create_experiment(exp)
+        store.create_experiment(other)
+        paris = datetime(2026, 4, 1, 20, 30, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+        context = {"ville": "Zürich — 東京", "note": 'a|b="c" {x}', "time_of_day": "evening"}
+        first = decision(exp.id, "d1", context=context, at=paris, successes=5, failures=2)
+        anonymous = decision(exp.id, "d2", unit_id=None, policy="control", method="fixed")
+        store.record_decision(first)
+        store.record_decision(anonymous)
+        store.record_decision(decision(other.id, "d1", arm="control"))  # ids are per experiment
+        stored = store.get_decision(exp.id, "d1")
+        assert stored == replace(first, decided_at=T0, successes=0, failures=0)
+        assert stored is not None
+        assert stored.decided_at.utcoffset() == timedelta(0)
+        assert store.get_decision(exp.id, "d2") == anonymous
+        assert store.get_decision(other.id, "d1") == decision(other.id, "d1", arm="control")
+        assert store.get_decision(exp.id, "nope") is None
+        assert store.get_decision("nope", "d1") is None
+
+    def test_duplicate_decision_id_is_refused_and_changes_nothing(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        first = decision(exp.id, "d1")
+        store.record_decision(first)
+        with pytest.raises(DuplicateKey):
+            store.record_decision(decision(exp.id, "d1", context_key=MORNING, arm="control"))
+        assert store.get_decision(exp.id, "d1") == first
+        assert store.list_decisions(exp.id) == [first]
+        assert store.get_bandit_states(exp.id) == [
+            state(GLOBAL_CONTEXT, "v1", 1, 0, 0, T0),
+            state(EVENING, "v1", 1, 0, 0, T0),
+        ]
+
+    def test_the_global_context_key_is_refused(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        with pytest.raises(ValidationError):
+            store.record_decision(replace(decision(exp.id, "d1"), context_key=GLOBAL_CONTEXT))
+        assert store.get_decision(exp.id, "d1") is None
+        assert store.get_bandit_states(exp.id) == []
+
+    def test_pulls_count_in_the_context_and_globally(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        later = T0 + timedelta(minutes=5)
+        store.record_decision(decision(exp.id, "d1", arm="v1"))
+        store.record_decision(decision(exp.id, "d2", arm="v1", at=later))
+        store.record_decision(decision(exp.id, "d3", arm="control"))
+        store.record_decision(decision(exp.id, "d4", arm="v1", context_key=MORNING))
+        assert store.get_bandit_states(exp.id) == [
+            state(GLOBAL_CONTEXT, "control", 1, 0, 0, T0),
+            state(GLOBAL_CONTEXT, "v1", 3, 0, 0, T0),  # d4 came last, decided at T0
+            state(EVENING, "control", 1, 0, 0, T0),
+            state(EVENING, "v1", 2, 0, 0, later),
+            state(MORNING, "v1", 1, 0, 0, T0),
+        ]
+
+    def test_feedback_counts_successes_and_failures_not_neutral(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        store.record_decision(decision(exp.id, "d1"))
+        store.record_decision(decision(exp.id, "d2", context_key=MORNING))
+        t1, t2, t3 = (T0 + timedelta(seconds=n) for n in (1, 2, 3))
+        assert store.apply_feedback(exp.id, "d1", "click", SUCCESS, t1)
+        assert store.apply_feedback(exp.id, "d1", "thumbs_down", FAILURE, t2)
+        assert store.apply_feedback(exp.id, "d2", "thumbs_up", SUCCESS, t1)
+        assert store.apply_feedback(exp.id, "d2", "rating", NEUTRAL, t3)
+        assert store.get_decision(exp.id, "d1") == decision(exp.id, "d1", successes=1, failures=1)
+        assert store.get_decision(exp.id, "d2") == decision(
+            exp.id, "d2", context_key=MORNING, successes=1
+        )
+        assert store.get_bandit_states(exp.id) == [
+            state(GLOBAL_CONTEXT, "v1", 2, 2, 1, t1),  # updated_at is the last one applied
+            state(EVENING, "v1", 1, 1, 1, t2),
+            state(MORNING, "v1", 1, 1, 0, t1),  # the neutral rating left it alone
+        ]
+        assert not store.apply_feedback(exp.id, "d2", "rating", SUCCESS, t3)  # counted once
+
+    def test_the_same_event_twice_changes_nothing(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        store.record_decision(decision(exp.id, "d1"))
+        assert store.apply_feedback(exp.id, "d1", "click", SUCCESS, T0)
+        before = (store.get_decision(exp.id, "d1"), store.get_bandit_states(exp.id))
+        later = T0 + timedelta(hours=1)
+        assert not store.apply_feedback(exp.id, "d1", "click", SUCCESS, later)
+        assert not store.apply_feedback(exp.id, "d1", "click", FAILURE, later)
+        assert (store.get_decision(exp.id, "d1"), store.get_bandit_states(exp.id)) == before
+
+    def test_events_are_per_decision_and_keep_separators(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        for decision_id in ("d", "d|x"):
+            store.record_decision(decision(exp.id, decision_id))
+        assert store.apply_feedback(exp.id, "d", "x|click", SUCCESS, T0)
+        assert store.apply_feedback(exp.id, "d|x", "click", SUCCESS, T0)  # not "d" + "x|click"
+        assert store.apply_feedback(exp.id, "d", 'ünï ["/]', SUCCESS, T0)
+        assert not store.apply_feedback(exp.id, "d", 'ünï ["/]', SUCCESS, T0)
+        assert [d.successes for d in store.list_decisions(exp.id)] == [2, 1]
+
+    def test_unknown_decision_is_not_found_and_records_nothing(self, store: Store) -> None:
+        exp, other = make_experiment("a"), make_experiment("b")
+        store.create_experiment(exp)
+        store.create_experiment(other)
+        store.record_decision(decision(other.id, "d1"))
+        with pytest.raises(NotFound):
+            store.apply_feedback(exp.id, "d1", "click", SUCCESS, T0)
+        with pytest.raises(NotFound):
+            store.apply_feedback("nope", "d1", "click", NEUTRAL, T0)
+        store.record_decision(decision(exp.id, "d1"))
+        assert store.apply_feedback(exp.id, "d1", "click", SUCCESS, T0)
+        assert store.get_bandit_states(exp.id)[0] == state(GLOBAL_CONTEXT, "v1", 1, 1, 0, T0)
+        assert store.get_bandit_states(other.id)[0] == state(GLOBAL_CONTEXT, "v1", 1, 0, 0, T0)
+
+    def test_list_decisions_since_oldest_first_ties_by_id(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        t1, t2 = T0 + timedelta(microseconds=1), T0 + timedelta(days=400)
+        for decision_id, at in [("c", t2), ("b", t1), ("z", T0), ("a", t1), ("y", T0)]:
+            store.record_decision(decision(exp.id, decision_id, at=at))
+        store.apply_feedback(exp.id, "a", "click", SUCCESS, t2)
+        assert [d.id for d in store.list_decisions(exp.id)] == ["y", "z", "a", "b", "c"]
+        assert [d.id for d in store.list_decisions(exp.id, since=t1)] == ["a", "b", "c"]
+        tokyo = t1.astimezone(timezone(timedelta(hours=9)))
+        assert [d.id for d in store.list_decisions(exp.id, since=tokyo)] == ["a", "b", "c"]
+        assert [d.id for d in store.list_decisions(exp.id, since=t2)] == ["c"]
+        assert store.list_decisions(exp.id, since=t2 + timedelta(microseconds=1)) == []
+        assert store.list_decisions(exp.id, since=t1)[0].successes == 1
+        assert store.list_decisions("nope") == []
+
+    def test_states_are_sorted_by_context_then_arm(self, store: Store) -> None:
+        exp = make_experiment(weights=(0.25, 0.25, 0.5))
+        store.create_experiment(exp)
+        contexts = ["user_type=new", "a=1", "B=1", 'page=/home|q="ü\\"']
+        for n, context_key in enumerate(contexts):
+            for arm in ("v2", "control", "v1"):
+                store.record_decision(
+                    decision(exp.id, f"{n}-{arm}", context_key=context_key, arm=arm)
+                )
+        keys = [(s.context_key, s.arm) for s in store.get_bandit_states(exp.id)]
+        assert keys == sorted(keys)
+        assert keys[:3] == [
+            (GLOBAL_CONTEXT, "control"),
+            (GLOBAL_CONTEXT, "v1"),
+            (GLOBAL_CONTEXT, "v2"),
+        ]
+        assert [k for k, _ in keys[3::3]] == ["B=1", "a=1", 'page=/home|q="ü\\"', "user_type=new"]
+        assert {s.pulls for s in store.get_bandit_states(exp.id)[3:]} == {1}
+
+    def test_delete_removes_decisions_feedback_and_states(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        store.record_decision(decision(exp.id, "d1"))
+        store.apply_feedback(exp.id, "d1", "click", SUCCESS, T0)
+        assert store.delete_experiment(exp.id)
+        assert store.get_decision(exp.id, "d1") is None
+        assert store.list_decisions(exp.id) == []
+        assert store.get_bandit_states(exp.id) == []
+        store.create_experiment(make_experiment(id=exp.id))
+        store.record_decision(decision(exp.id, "d1"))  # the id is free again
+        assert store.apply_feedback(exp.id, "d1", "click", SUCCESS, T0)  # and its event
+        assert store.get_bandit_states(exp.id)[0] == state(GLOBAL_CONTEXT, "v1", 1, 1, 0, T0)
+
+    def test_two_clients_see_the_same_state(self, store_factory: StoreFactory) -> None:
+        one, two = store_factory(), store_factory()
+        exp = make_experiment()
+        one.create_experiment(exp)
+        one.record_decision(decision(exp.id, "d1"))
+        assert two.apply_feedback(exp.id, "d1", "click", SUCCESS, T0)
+        assert not one.apply_feedback(exp.id, "d1", "click", SUCCESS, T0)
+        with pytest.raises(DuplicateKey):
+            two.record_decision(decision(exp.id, "d1"))
+        assert one.get_decision(exp.id, "d1") == two.get_decision(exp.id, "d1")
+        assert one.get_bandit_states(exp.id) == two.get_bandit_states(exp.id)
+        assert one.list_decisions(exp.id) == two.list_decisions(exp.id)
+        assert [d.successes for d in two.list_decisions(exp.id)] == [1]
 
 
 def test_ping(store: Store) -> None:

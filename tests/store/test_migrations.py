@@ -13,6 +13,13 @@ from abpilot.store.sql import engine as sql_engine
 from abpilot.store.sql.schema import metadata
 from tests.conftest import backend_url
 
+HEAD = "0003"
+# The tables each revision adds, to check its upgrade and downgrade.
+ADDED = {
+    "0002": {"documents"},
+    "0003": {"decisions", "decision_feedback", "bandit_states"},
+}
+
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_migrated_schema_matches_metadata(backend: str, tmp_path: Path) -> None:
@@ -20,36 +27,40 @@ def test_migrated_schema_matches_metadata(backend: str, tmp_path: Path) -> None:
         engine = sql_engine.create_engine(url)
         try:
             sql_engine.upgrade(engine)
-            assert sql_engine.current_revision(engine) == "0002"
+            assert sql_engine.current_revision(engine) == HEAD
             with engine.connect() as conn:
                 differences = compare_metadata(MigrationContext.configure(conn), metadata)
             assert differences == []
             sql_engine.upgrade(engine)  # a second upgrade is a no-op
-            assert sql_engine.current_revision(engine) == "0002"
+            assert sql_engine.current_revision(engine) == HEAD
         finally:
             engine.dispose()
 
 
+@pytest.mark.parametrize("revision", sorted(ADDED))
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_documents_revision_upgrades_and_downgrades(backend: str, tmp_path: Path) -> None:
+def test_revision_upgrades_and_downgrades(backend: str, revision: str, tmp_path: Path) -> None:
     from alembic import command
     from alembic.config import Config
 
+    previous = f"{int(revision) - 1:04d}"
     with backend_url(backend, tmp_path) as (url, _):
         engine = sql_engine.create_engine(url)
         try:
-            sql_engine.upgrade(engine, "0001")
-            assert "documents" not in sa.inspect(engine).get_table_names()
+            sql_engine.upgrade(engine, previous)
+            assert not ADDED[revision] & set(sa.inspect(engine).get_table_names())
             sql_engine.upgrade(engine)
-            assert sql_engine.current_revision(engine) == "0002"
-            assert "documents" in sa.inspect(engine).get_table_names()
+            assert sql_engine.current_revision(engine) == HEAD
+            assert ADDED[revision] <= set(sa.inspect(engine).get_table_names())
             config = Config()
             config.set_main_option("script_location", str(sql_engine.MIGRATIONS))
             with engine.begin() as conn:
                 config.attributes["connection"] = conn
-                command.downgrade(config, "0001")
-            assert sql_engine.current_revision(engine) == "0001"
-            assert "documents" not in sa.inspect(engine).get_table_names()
+                command.downgrade(config, previous)
+            assert sql_engine.current_revision(engine) == previous
+            assert not ADDED[revision] & set(sa.inspect(engine).get_table_names())
+            sql_engine.upgrade(engine)  # and back up again
+            assert ADDED[revision] <= set(sa.inspect(engine).get_table_names())
         finally:
             engine.dispose()
 
@@ -62,5 +73,5 @@ def test_cli_db_upgrade(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     result = CliRunner().invoke(app, ["db", "upgrade", "--database-url", url])
     assert result.exit_code == 0, result.output
-    assert "0002" in result.output
-    assert "0002" in CliRunner().invoke(app, ["db", "current", "--database-url", url]).output
+    assert HEAD in result.output
+    assert HEAD in CliRunner().invoke(app, ["db", "current", "--database-url", url]).output

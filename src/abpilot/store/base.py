@@ -10,7 +10,10 @@ Every backend keeps the same rules (DESIGN.md section 4, "Events and counters"):
 - counters are kept per allocation period: a unit belongs to the period in force when it was first
   assigned, and everything it does counts there (bandit analysis compares arms within periods);
 - a shared document's version grows by one exactly on each put that changes its digest;
-  documents belong to no experiment, so ``delete_experiment`` leaves them alone.
+  documents belong to no experiment, so ``delete_experiment`` leaves them alone;
+- a contextual-bandit decision is stored once; recording it adds a pull to its (context, arm)
+  and to (``GLOBAL_CONTEXT``, arm) in the same step; feedback is applied at most once per
+  (decision, event), and a success or failure counts on the decision and on both states.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from abpilot.domain.errors import ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentStatus
 
 
@@ -130,6 +134,56 @@ class Document:
     version: int  # 1 on first put, +1 on every put that changes the digest
 
 
+class FeedbackOutcome(enum.StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    NEUTRAL = "neutral"
+
+
+GLOBAL_CONTEXT = "*"  # the context key whose state pools every context
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One contextual-bandit decision as logged: which arm, chosen by which policy, with what
+    probability."""
+
+    id: str  # decision id (uuid4 hex from the service)
+    experiment_id: str
+    unit_id: str | None
+    context_key: str  # e.g. "time_of_day=evening|user_type=new" (never GLOBAL_CONTEXT)
+    context: Mapping[str, str]  # the attributes as sent (stored as JSON)
+    arm: str
+    propensity: float  # in (0, 1]
+    policy: str  # "bandit" or "control"
+    method: str  # how the propensity was computed: "exact", "monte_carlo", "fixed"
+    decided_at: datetime  # UTC
+    successes: int = 0  # feedback applied so far (read back from the store)
+    failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ArmState:
+    """Counts behind the Beta posterior of one arm in one context (GLOBAL_CONTEXT pools all)."""
+
+    context_key: str
+    arm: str
+    pulls: int  # decisions that chose this arm here
+    successes: int  # success feedback applied
+    failures: int  # failure feedback applied
+    updated_at: datetime | None
+
+
+def check_context_key(decision: Decision) -> None:
+    """Refuse a decision filed under ``GLOBAL_CONTEXT``: that state is the pool of all the
+    others, and counting a decision there directly would count it twice."""
+    if decision.context_key == GLOBAL_CONTEXT:
+        raise ValidationError(
+            f"a decision's context key cannot be '{GLOBAL_CONTEXT}' (it names the pooled state)",
+            field="context_key",
+        )
+
+
 class Lease(Protocol):
     """Leadership for scheduled work, held until released or (for Redis) until it expires."""
 
@@ -228,6 +282,43 @@ class Store(Protocol):
 
     def delete_document(self, namespace: str, key: str) -> bool:
         """Remove the document; False if it did not exist."""
+
+    def record_decision(self, decision: Decision) -> None:
+        """Insert the decision (its ``successes`` and ``failures`` are ignored: stored as 0) and,
+        in the same atomic step, add 1 to ``pulls`` of (experiment, context key, arm) and of
+        (experiment, ``GLOBAL_CONTEXT``, arm), setting their ``updated_at`` to ``decided_at``.
+
+        A decision id already stored for the experiment raises ``DuplicateKey`` and changes
+        nothing; a context key equal to ``GLOBAL_CONTEXT`` raises ``ValidationError``.
+        """
+
+    def get_decision(self, experiment_id: str, decision_id: str) -> Decision | None:
+        """The stored decision with the feedback counted on it so far, or None."""
+
+    def apply_feedback(
+        self,
+        experiment_id: str,
+        decision_id: str,
+        event: str,
+        outcome: FeedbackOutcome,
+        at: datetime,
+    ) -> bool:
+        """Apply one feedback event to a decision, atomically and at most once.
+
+        When (experiment, decision, event) was recorded before, nothing changes and the answer
+        is False. Otherwise it is recorded and, for a SUCCESS (FAILURE) outcome, 1 is added to
+        the decision's successes (failures) and to those of its (context, arm) and
+        (``GLOBAL_CONTEXT``, arm) states, whose ``updated_at`` becomes ``at``; a NEUTRAL outcome
+        is recorded (so the event counts once) but increments nothing. Answers True.
+        Raises ``NotFound`` and changes nothing when the decision does not exist.
+        """
+
+    def get_bandit_states(self, experiment_id: str) -> list[ArmState]:
+        """Every (context, arm) state of the experiment, ``GLOBAL_CONTEXT`` included, sorted by
+        (context key, arm) in code point order."""
+
+    def list_decisions(self, experiment_id: str, since: datetime | None = None) -> list[Decision]:
+        """Decisions with ``decided_at >= since`` (all when None), oldest first, ties by id."""
 
     def try_lead(self, name: str, ttl_seconds: float) -> Lease | None:
         """Become the one leader for ``name`` across every process using this store, or None

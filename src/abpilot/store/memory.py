@@ -8,19 +8,29 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 
-from abpilot.domain.errors import ConcurrentModification, DuplicateKey, ExperimentNotFound
+from abpilot.domain.errors import (
+    ConcurrentModification,
+    DuplicateKey,
+    ExperimentNotFound,
+    NotFound,
+)
 from abpilot.domain.experiment import Experiment, ExperimentStatus
 from abpilot.store.base import (
+    GLOBAL_CONTEXT,
     AllocationRecord,
     ApplyResult,
+    ArmState,
     AssignResult,
     DailyRow,
+    Decision,
     Document,
     EventRecord,
+    FeedbackOutcome,
     MetricTotals,
     RawMetrics,
     StoredAssignment,
     VariantCounters,
+    check_context_key,
 )
 from abpilot.store.codec import as_utc
 from abpilot.store.plan import (
@@ -72,6 +82,9 @@ class MemoryStore:
         self._allocations: dict[str, list[AllocationRecord]] = {}
         self._leases: dict[str, tuple[MemoryLease, float]] = {}
         self._documents: dict[tuple[str, str], Document] = {}
+        self._decisions: dict[str, dict[str, Decision]] = {}
+        self._feedback: dict[str, set[tuple[str, str]]] = {}  # (decision id, event)
+        self._arm_states: dict[str, dict[tuple[str, str], ArmState]] = {}  # (context, arm)
 
     def create_experiment(self, experiment: Experiment) -> None:
         with self._lock:
@@ -113,6 +126,9 @@ class MemoryStore:
                 self._daily,
                 self._raw,
                 self._allocations,
+                self._decisions,
+                self._feedback,
+                self._arm_states,
             ):
                 per_experiment.pop(experiment_id, None)
             for unit_key in [k for k in self._unit_totals if k[0] == experiment_id]:
@@ -227,6 +243,71 @@ class MemoryStore:
         history = self._allocations.get(experiment_id)
         return history[-1] if history else None
 
+    def record_decision(self, decision: Decision) -> None:
+        check_context_key(decision)
+        with self._lock:
+            stored = self._decisions.setdefault(decision.experiment_id, {})
+            if decision.id in stored:
+                raise DuplicateKey(
+                    f"decision '{decision.id}' already exists in experiment "
+                    f"{decision.experiment_id}",
+                    field="id",
+                )
+            stored[decision.id] = replace(
+                decision,
+                context=dict(decision.context),
+                decided_at=as_utc(decision.decided_at),
+                successes=0,
+                failures=0,
+            )
+            self._count_arm(decision, "pulls", decision.decided_at)
+
+    def get_decision(self, experiment_id: str, decision_id: str) -> Decision | None:
+        with self._lock:
+            return self._decisions.get(experiment_id, {}).get(decision_id)
+
+    def apply_feedback(
+        self,
+        experiment_id: str,
+        decision_id: str,
+        event: str,
+        outcome: FeedbackOutcome,
+        at: datetime,
+    ) -> bool:
+        with self._lock:
+            decision = self._decisions.get(experiment_id, {}).get(decision_id)
+            if decision is None:
+                raise NotFound(
+                    f"decision '{decision_id}' does not exist in experiment {experiment_id}",
+                    field="decision_id",
+                )
+            seen = self._feedback.setdefault(experiment_id, set())
+            if (decision_id, event) in seen:
+                return False
+            seen.add((decision_id, event))
+            if outcome is FeedbackOutcome.SUCCESS:
+                counted = replace(decision, successes=decision.successes + 1)
+                self._count_arm(decision, "successes", at)
+            elif outcome is FeedbackOutcome.FAILURE:
+                counted = replace(decision, failures=decision.failures + 1)
+                self._count_arm(decision, "failures", at)
+            else:
+                return True
+            self._decisions[experiment_id][decision_id] = counted
+            return True
+
+    def get_bandit_states(self, experiment_id: str) -> list[ArmState]:
+        with self._lock:
+            states = self._arm_states.get(experiment_id, {})
+            return [states[key] for key in sorted(states)]
+
+    def list_decisions(self, experiment_id: str, since: datetime | None = None) -> list[Decision]:
+        with self._lock:
+            found = list(self._decisions.get(experiment_id, {}).values())
+        if since is not None:
+            found = [d for d in found if d.decided_at >= as_utc(since)]
+        return sorted(found, key=lambda d: (d.decided_at, d.id))
+
     def put_document(
         self, namespace: str, key: str, content: str, digest: str, updated_at: datetime
     ) -> Document:
@@ -270,6 +351,17 @@ class MemoryStore:
         """Add ``n`` to counter ``index`` (0 assigned units, 1 exposures, 2 unique units)."""
         counts = self._variant_counts.setdefault(key, [0, 0, 0])
         counts[index] += n
+
+    def _count_arm(self, decision: Decision, counter: str, at: datetime) -> None:
+        """Add 1 to ``counter`` of the decision's arm in its context and in the global one."""
+        states = self._arm_states.setdefault(decision.experiment_id, {})
+        for key in ((decision.context_key, decision.arm), (GLOBAL_CONTEXT, decision.arm)):
+            state = states.get(key) or ArmState(
+                *key, pulls=0, successes=0, failures=0, updated_at=None
+            )
+            states[key] = replace(
+                state, **{counter: getattr(state, counter) + 1}, updated_at=as_utc(at)
+            )
 
     def _check_key_free(self, key: str, own_id: str) -> None:
         for other in self._experiments.values():

@@ -15,6 +15,8 @@ script can touch all of it:
                        ``t|<metric>|<unit id>`` -> its running total (unit id last: unambiguous)
 - ``p:{id}:events``    set of processed event ids
 - ``p:{id}:daily``, ``p:{id}:raw``, ``p:{id}:allocations``: see ``redis_history``
+- ``p:{id}:decisions``, ``p:{id}:decision_counts``, ``p:{id}:decision_times``,
+  ``p:{id}:feedback``, ``p:{id}:states`` (contextual bandits): see ``redis_contextual``
 
 Global keys, outside any tag: ``p:index:keys`` (hash experiment key -> id), ``p:index:ids``
 (sorted set of ids scored by ``created_at``) and leases ``p:lease:<name>``. Variant and metric
@@ -58,12 +60,13 @@ from abpilot.store.base import (
 )
 from abpilot.store.codec import as_utc, experiment_from_dict, experiment_to_dict
 from abpilot.store.plan import group_counters, sum_periods
+from abpilot.store.redis_contextual import CONTEXTUAL_KEYS, RedisContextual
 from abpilot.store.redis_documents import RedisDocuments
 from abpilot.store.redis_history import HISTORY_KEYS, RedisHistory, reachable, text
 
 # Per-experiment keys, in the order the event script expects them after ``def``.
 _EVENT_KEYS = ("events", "assign", "exposed", "counters", "metrics", "units")
-_ALL_KEYS = ("def", *_EVENT_KEYS, *HISTORY_KEYS)
+_ALL_KEYS = ("def", *_EVENT_KEYS, *HISTORY_KEYS, *CONTEXTUAL_KEYS)
 
 # KEYS: def, index:keys, index:ids. ARGV: id, key, doc, version, created_at score.
 # Returns 'ok', 'id_taken' or 'key_taken'; writes nothing unless 'ok'.
@@ -285,7 +288,7 @@ def _group(
     )
 
 
-class RedisStore(RedisHistory, RedisDocuments):
+class RedisStore(RedisHistory, RedisContextual, RedisDocuments):
     """The ``Store`` protocol on one Redis server (or, per experiment, one Cluster shard)."""
 
     def __init__(self, client: redis.Redis, prefix: str = "abp") -> None:
@@ -303,6 +306,7 @@ class RedisStore(RedisHistory, RedisDocuments):
         self._assign: Script = client.register_script(_ASSIGN)
         self._apply: Script = client.register_script(_APPLY)
         self._register_history_scripts()
+        self._register_contextual_scripts()
         self._register_document_scripts()
 
     @classmethod

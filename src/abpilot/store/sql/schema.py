@@ -141,6 +141,50 @@ allocations = sa.Table(
     sa.Column("details", JSONDoc, nullable=False),
 )
 
+# Contextual bandits: the decision log, the feedback applied to it (once per event), and the
+# counts behind each (context, arm) posterior ("*" pools every context).
+ContextKey = sa.String(500)
+
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("experiment_id", Id, primary_key=True),
+    sa.Column("id", Key, primary_key=True),
+    sa.Column("unit_id", UnitId),
+    sa.Column("context_key", ContextKey, nullable=False),
+    sa.Column("context", sa.Text, nullable=False),  # JSON object, written by the store
+    sa.Column("arm", Key, nullable=False),
+    sa.Column("propensity", sa.Double, nullable=False),
+    sa.Column("policy", sa.String(32), nullable=False),
+    sa.Column("method", sa.String(32), nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("successes", Counter, nullable=False),
+    sa.Column("failures", Counter, nullable=False),
+    sa.Index("ix_decisions_experiment_id_decided_at", "experiment_id", "decided_at"),
+)
+
+decision_feedback = sa.Table(
+    "decision_feedback",
+    metadata,
+    sa.Column("experiment_id", Id, primary_key=True),
+    sa.Column("decision_id", Key, primary_key=True),
+    sa.Column("event", Key, primary_key=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+bandit_states = sa.Table(
+    "bandit_states",
+    metadata,
+    sa.Column("experiment_id", Id, primary_key=True),
+    sa.Column("context_key", ContextKey, primary_key=True),
+    sa.Column("arm", Key, primary_key=True),
+    sa.Column("pulls", Counter, nullable=False),
+    sa.Column("successes", Counter, nullable=False),
+    sa.Column("failures", Counter, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 PER_EXPERIMENT_TABLES = (
     variants,
     assignments,
@@ -152,6 +196,9 @@ PER_EXPERIMENT_TABLES = (
     daily_metrics,
     raw_metrics,
     allocations,
+    decisions,
+    decision_feedback,
+    bandit_states,
 )
 
 # Shared documents (FeatureVisor datafiles): global, not per experiment.

@@ -45,6 +45,7 @@ from abpilot.store.plan import (
 )
 from abpilot.store.sql import engine as sql_engine
 from abpilot.store.sql.common import CHUNK, chunks, guarded
+from abpilot.store.sql.contextual import SqlContextual
 from abpilot.store.sql.documents import SqlDocuments
 from abpilot.store.sql.history import SqlHistory
 from abpilot.store.sql.schema import (
@@ -60,7 +61,7 @@ from abpilot.store.sql.schema import (
 )
 
 
-class SqlStore(SqlHistory, SqlDocuments):
+class SqlStore(SqlHistory, SqlContextual, SqlDocuments):
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite

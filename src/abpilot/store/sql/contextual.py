@@ -1,0 +1,217 @@
+"""Contextual bandits for the SQL store: the decision log, feedback, and per-context arm states.
+
+Each operation is one transaction. State counters change only by
+``INSERT .. ON CONFLICT DO UPDATE SET n = bandit_states.n + excluded.n``, two rows at a time
+((context, arm) and (``GLOBAL_CONTEXT``, arm)) sorted by key, so concurrent transactions on
+PostgreSQL lock rows in the same order. Feedback is claimed with
+``INSERT .. ON CONFLICT DO NOTHING RETURNING``: of concurrent claims of one (decision, event),
+exactly one gets its row back (the others wait for it to commit, then see the conflict), and
+only that one goes on to count.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from abpilot.domain.errors import DuplicateKey, NotFound
+from abpilot.store.base import (
+    GLOBAL_CONTEXT,
+    ArmState,
+    Decision,
+    FeedbackOutcome,
+    check_context_key,
+)
+from abpilot.store.codec import as_utc
+from abpilot.store.sql.common import guarded
+from abpilot.store.sql.schema import bandit_states, decision_feedback, decisions
+
+_STATE_COUNTERS = ("pulls", "successes", "failures")
+# The decision and state column each counted outcome adds 1 to; NEUTRAL adds to none.
+_COUNTED = {FeedbackOutcome.SUCCESS: "successes", FeedbackOutcome.FAILURE: "failures"}
+
+
+class SqlContextual:
+    """Mixed into ``SqlStore``: needs ``engine``, ``_insert`` and ``_write``."""
+
+    engine: sa.Engine
+    _insert: Any
+    _write: Callable[[], sa.Connection]
+
+    @guarded
+    def record_decision(self, decision: Decision) -> None:
+        check_context_key(decision)
+        moment = as_utc(decision.decided_at)  # SQLite keeps no time zone: write UTC
+        stmt = (
+            self._insert(decisions)
+            .values(
+                experiment_id=decision.experiment_id,
+                id=decision.id,
+                unit_id=decision.unit_id,
+                context_key=decision.context_key,
+                context=_context_json(decision.context),
+                arm=decision.arm,
+                propensity=decision.propensity,
+                policy=decision.policy,
+                method=decision.method,
+                decided_at=moment,
+                successes=0,
+                failures=0,
+            )
+            .on_conflict_do_nothing()
+            .returning(decisions.c.id)
+        )
+        with self._write() as conn, conn.begin():
+            if conn.execute(stmt).first() is None:
+                raise DuplicateKey(
+                    f"decision '{decision.id}' already exists in experiment "
+                    f"{decision.experiment_id}",
+                    field="id",
+                )
+            self._count_arm(
+                conn, decision.experiment_id, decision.context_key, decision.arm, "pulls", moment
+            )
+
+    @guarded
+    def get_decision(self, experiment_id: str, decision_id: str) -> Decision | None:
+        with self.engine.connect() as conn:
+            query = sa.select(decisions).where(_the(experiment_id, decision_id))
+            row = conn.execute(query).mappings().first()
+            return None if row is None else _decision(row)
+
+    @guarded
+    def apply_feedback(
+        self,
+        experiment_id: str,
+        decision_id: str,
+        event: str,
+        outcome: FeedbackOutcome,
+        at: datetime,
+    ) -> bool:
+        moment = as_utc(at)
+        claim = (
+            self._insert(decision_feedback)
+            .values(
+                experiment_id=experiment_id,
+                decision_id=decision_id,
+                event=event,
+                outcome=outcome.value,
+                received_at=moment,
+            )
+            .on_conflict_do_nothing()
+            .returning(decision_feedback.c.event)
+        )
+        with self._write() as conn, conn.begin():
+            found = conn.execute(
+                sa.select(decisions.c.context_key, decisions.c.arm).where(
+                    _the(experiment_id, decision_id)
+                )
+            ).first()
+            if found is None:
+                raise NotFound(
+                    f"decision '{decision_id}' does not exist in experiment {experiment_id}",
+                    field="decision_id",
+                )
+            if conn.execute(claim).first() is None:
+                return False  # this (decision, event) was applied before
+            counter = _COUNTED.get(outcome)
+            if counter is None:
+                return True
+            conn.execute(
+                decisions.update()
+                .where(_the(experiment_id, decision_id))
+                .values({counter: decisions.c[counter] + 1})
+            )
+            self._count_arm(conn, experiment_id, found.context_key, found.arm, counter, moment)
+            return True
+
+    @guarded
+    def get_bandit_states(self, experiment_id: str) -> list[ArmState]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(bandit_states).where(bandit_states.c.experiment_id == experiment_id)
+            ).mappings()
+            found = [
+                ArmState(
+                    context_key=r["context_key"],
+                    arm=r["arm"],
+                    pulls=int(r["pulls"]),
+                    successes=int(r["successes"]),
+                    failures=int(r["failures"]),
+                    updated_at=None if r["updated_at"] is None else as_utc(r["updated_at"]),
+                )
+                for r in rows
+            ]
+        # Sorted here, not by ORDER BY: a database collation may not be code point order.
+        return sorted(found, key=lambda s: (s.context_key, s.arm))
+
+    @guarded
+    def list_decisions(self, experiment_id: str, since: datetime | None = None) -> list[Decision]:
+        query = sa.select(decisions).where(decisions.c.experiment_id == experiment_id)
+        if since is not None:
+            query = query.where(decisions.c.decided_at >= as_utc(since))
+        with self.engine.connect() as conn:
+            found = [_decision(r) for r in conn.execute(query).mappings()]
+        return sorted(found, key=lambda d: (d.decided_at, d.id))
+
+    def _count_arm(
+        self,
+        conn: sa.Connection,
+        experiment_id: str,
+        context_key: str,
+        arm: str,
+        counter: str,
+        at: datetime,
+    ) -> None:
+        """Add 1 to ``counter`` of ``arm`` in ``context_key`` and in ``GLOBAL_CONTEXT``."""
+        values = [
+            {
+                "experiment_id": experiment_id,
+                "context_key": context,
+                "arm": arm,
+                **{n: int(n == counter) for n in _STATE_COUNTERS},
+                "updated_at": at,
+            }
+            for context in sorted((context_key, GLOBAL_CONTEXT))
+        ]
+        table = bandit_states
+        stmt = self._insert(table).values(values)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[table.c.experiment_id, table.c.context_key, table.c.arm],
+                set_={
+                    **{n: table.c[n] + stmt.excluded[n] for n in _STATE_COUNTERS},
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            )
+        )
+
+
+def _context_json(context: Mapping[str, str]) -> str:
+    return json.dumps(dict(context), ensure_ascii=False, separators=(",", ":"))
+
+
+def _the(experiment_id: str, decision_id: str) -> sa.ColumnElement[bool]:
+    """The condition selecting one decision."""
+    return sa.and_(decisions.c.experiment_id == experiment_id, decisions.c.id == decision_id)
+
+
+def _decision(row: Any) -> Decision:
+    return Decision(
+        id=row["id"],
+        experiment_id=row["experiment_id"],
+        unit_id=row["unit_id"],
+        context_key=row["context_key"],
+        context=json.loads(row["context"]),
+        arm=row["arm"],
+        propensity=float(row["propensity"]),
+        policy=row["policy"],
+        method=row["method"],
+        decided_at=as_utc(row["decided_at"]),
+        successes=int(row["successes"]),
+        failures=int(row["failures"]),
+    )
