@@ -51,3 +51,36 @@ def test_sample_size_command() -> None:
     assert result.output.startswith("3835 units per variant")
     refused = runner.invoke(app, ["sample-size", "--baseline-rate", "0.1", "--mde", "2"])
     assert refused.exit_code == 2
+
+
+def test_contextual_verbs(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cb.db'}"
+    service = abpilot.open(url)
+    service.create_experiment(
+        key="recs",
+        type="contextual_bandit",
+        variants=[{"key": "svd", "weight": 0.5}, {"key": "graph", "weight": 0.5}],
+        settings={"contextual": {"attributes": {"time_of_day": ["morning", "night"]}}},
+    )
+    service.start_experiment("recs")
+    service.store.close()
+
+    decided = runner.invoke(
+        app, ["decide", "recs", "--context", "time_of_day=night", "--store-url", url]
+    )
+    assert decided.exit_code == 0, decided.output
+    decision = json.loads(decided.output)
+    assert decision["context_key"] == "time_of_day=night"
+    fed = runner.invoke(
+        app, ["feedback", "recs", decision["decision_id"], "click", "--store-url", url]
+    )
+    assert fed.exit_code == 0, fed.output
+    assert "success (applied)" in fed.output
+    stats = runner.invoke(app, ["bandit-stats", "recs", "--store-url", url])
+    assert stats.exit_code == 0, stats.output
+    assert "time_of_day=night" in stats.output
+    bad = runner.invoke(
+        app, ["decide", "recs", "--context", "time_of_day=noon", "--store-url", url]
+    )
+    assert bad.exit_code == 2
+    assert "time_of_day" in bad.output

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from abpilot.cli_contextual import register as register_contextual
 from abpilot.domain.errors import AbpilotError
 from abpilot.service import ExperimentService
 from abpilot.settings import get_settings
@@ -259,3 +260,6 @@ def recalculate(
     console.print(table)
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(1)
+
+
+register_contextual(app, _service)

@@ -10,7 +10,15 @@ from fastapi import FastAPI
 from abpilot import __version__
 from abpilot.api import errors
 from abpilot.api.limits import BodySizeLimit
-from abpilot.api.routes import analysis, bandits, events, experiments, featurevisor, health
+from abpilot.api.routes import (
+    analysis,
+    bandits,
+    contextual,
+    events,
+    experiments,
+    featurevisor,
+    health,
+)
 from abpilot.scheduler import Repeater, Scheduler
 from abpilot.service import ExperimentService
 from abpilot.service.companion import Companion
@@ -47,6 +55,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             service, settings.datafiles_dir, cache_seconds=settings.experiment_cache_seconds
         )
         app.state.companion = companion
+        app.state.contextual = service.contextual
         watcher = Repeater(
             companion.sync, name="datafiles", interval_seconds=settings.datafiles_poll_seconds
         )
@@ -76,6 +85,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(events.router, prefix=API_PREFIX)
     app.include_router(analysis.router, prefix=API_PREFIX)
     app.include_router(bandits.router, prefix=API_PREFIX)
+    app.include_router(contextual.router, prefix=API_PREFIX)
     app.include_router(featurevisor.router)
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

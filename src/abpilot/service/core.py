@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from abpilot.bandits.config import BanditOptions
 from abpilot.domain.assignment import NOT_IN_EXPERIMENT, Bucketing
@@ -52,6 +53,9 @@ from abpilot.store.base import (
     Store,
     VariantCounters,
 )
+
+if TYPE_CHECKING:
+    from abpilot.service.contextual import ContextualService
 
 Clock = Callable[[], datetime]
 _ZERO = MetricTotals()
@@ -463,6 +467,14 @@ class ExperimentService:
         """Every weight change (oldest first) and the daily metrics over time."""
         exp = self.get_experiment(experiment)
         return self.store.list_allocations(exp.id), self.store.get_daily_metrics(exp.id)
+
+    @functools.cached_property
+    def contextual(self) -> ContextualService:
+        """Decisions and feedback of contextual_bandit experiments: ``service.contextual.decide``,
+        ``.feedback``, ``.stats``, ``.performance``, ``.offpolicy``."""
+        from abpilot.service.contextual import ContextualService
+
+        return ContextualService(self)
 
     def ready(self) -> None:
         self.store.ping()

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from abpilot.bandits.config import BanditOptions, bandit_options
+from abpilot.bandits.contextual import contextual_options
 from abpilot.domain.errors import ValidationError, WrongStatus
 from abpilot.domain.experiment import (
     Experiment,
@@ -122,6 +123,8 @@ def build_experiment(
                 f"settings.bandit.metric '{options.metric}' is not one of the experiment's metrics",
                 field="settings.bandit.metric",
             )
+    if experiment_type is ExperimentType.CONTEXTUAL_BANDIT or "contextual" in checked_settings:
+        contextual_options(checked_settings, [v.key for v in checked_variants])
     return Experiment(
         id=id,
         key=key,
