@@ -70,6 +70,20 @@ def test_bandit_walk_through(server: str) -> None:
     assert len(history["daily_metrics"]) == 3
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_contextual_walk_through(server: str) -> None:
+    script = code_block("## Contextual bandits", "bash")
+    script = script.replace("localhost:8000", server.removeprefix("http://"))
+    script = script.replace("curl -s ", "curl -sS --fail-with-body ")
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '"outcome":"success","applied":true' in result.stdout
+    stats = httpx.get(f"{server}/api/v1/experiments/recs/bandit/stats").json()
+    assert stats["overall"] == {**stats["overall"], "decisions": 1, "successes": 1}
+
+
 def test_python_walk_through(tmp_path: Path) -> None:
     script = code_block("## Python API", "python")
     script = script.replace("sqlite:///abpilot.db", f"sqlite:///{tmp_path / 'py.db'}")
