@@ -704,6 +704,11 @@ class TestContextual:
         assert store.apply_feedback(exp.id, "d", 'ünï ["/]', SUCCESS, T0)
         assert not store.apply_feedback(exp.id, "d", 'ünï ["/]', SUCCESS, T0)
         assert [d.successes for d in store.list_decisions(exp.id)] == [2, 1]
+        assert store.list_feedback(exp.id) == [
+            ("d", "x|click"),
+            ("d", 'ünï ["/]'),
+            ("d|x", "click"),
+        ]
 
     def test_unknown_decision_is_not_found_and_records_nothing(self, store: Store) -> None:
         exp, other = make_experiment("a"), make_experiment("b")

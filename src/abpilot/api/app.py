@@ -18,6 +18,7 @@ from abpilot.api.routes import (
     experiments,
     featurevisor,
     health,
+    interleaving,
 )
 from abpilot.scheduler import Repeater, Scheduler
 from abpilot.service import ExperimentService
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(analysis.router, prefix=API_PREFIX)
     app.include_router(bandits.router, prefix=API_PREFIX)
     app.include_router(contextual.router, prefix=API_PREFIX)
+    app.include_router(interleaving.router, prefix=API_PREFIX)
     app.include_router(featurevisor.router)
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -56,6 +56,7 @@ from abpilot.store.base import (
 
 if TYPE_CHECKING:
     from abpilot.service.contextual import ContextualService
+    from abpilot.service.interleaving import InterleavingService
 
 Clock = Callable[[], datetime]
 _ZERO = MetricTotals()
@@ -475,6 +476,14 @@ class ExperimentService:
         from abpilot.service.contextual import ContextualService
 
         return ContextualService(self)
+
+    @functools.cached_property
+    def interleaving(self) -> InterleavingService:
+        """Impressions, clicks and analysis of interleaving experiments:
+        ``service.interleaving.interleave``, ``.record_clicks``, ``.analyse``."""
+        from abpilot.service.interleaving import InterleavingService
+
+        return InterleavingService(self)
 
     def ready(self) -> None:
         self.store.ping()

@@ -23,6 +23,7 @@ from abpilot.domain.experiment import (
     validate_traffic_allocation,
 )
 from abpilot.domain.text import check_json_object, check_number, check_text
+from abpilot.interleaving.options import interleaving_options
 from abpilot.stats.options import analysis_options
 
 T = TypeVar("T")
@@ -125,6 +126,8 @@ def build_experiment(
             )
     if experiment_type is ExperimentType.CONTEXTUAL_BANDIT or "contextual" in checked_settings:
         contextual_options(checked_settings, [v.key for v in checked_variants])
+    if experiment_type is ExperimentType.INTERLEAVING:
+        interleaving_options(checked_settings, len(checked_variants))
     return Experiment(
         id=id,
         key=key,

@@ -320,6 +320,9 @@ class Store(Protocol):
     def list_decisions(self, experiment_id: str, since: datetime | None = None) -> list[Decision]:
         """Decisions with ``decided_at >= since`` (all when None), oldest first, ties by id."""
 
+    def list_feedback(self, experiment_id: str) -> list[tuple[str, str]]:
+        """Every (decision id, event) feedback recorded, sorted."""
+
     def try_lead(self, name: str, ttl_seconds: float) -> Lease | None:
         """Become the one leader for ``name`` across every process using this store, or None
         when another process leads."""

@@ -308,6 +308,10 @@ class MemoryStore:
             found = [d for d in found if d.decided_at >= as_utc(since)]
         return sorted(found, key=lambda d: (d.decided_at, d.id))
 
+    def list_feedback(self, experiment_id: str) -> list[tuple[str, str]]:
+        with self._lock:
+            return sorted(self._feedback.get(experiment_id, set()))
+
     def put_document(
         self, namespace: str, key: str, content: str, digest: str, updated_at: datetime
     ) -> Document:

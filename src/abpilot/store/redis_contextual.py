@@ -197,6 +197,12 @@ class RedisContextual:
         ]
 
     @reachable
+    def list_feedback(self, experiment_id: str) -> list[tuple[str, str]]:
+        members = self._client.smembers(self._key(experiment_id, "feedback"))
+        pairs = (json.loads(text(m)) for m in members)
+        return sorted((str(d), str(e)) for d, e in pairs)
+
+    @reachable
     def list_decisions(self, experiment_id: str, since: datetime | None = None) -> list[Decision]:
         low = "-inf" if since is None else _score(since)
         ids = self._client.zrangebyscore(self._key(experiment_id, "decision_times"), low, "+inf")

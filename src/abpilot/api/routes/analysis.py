@@ -9,9 +9,12 @@ from fastapi import APIRouter, Query
 from abpilot.api.deps import Service
 from abpilot.api.routes.experiments import ERRORS
 from abpilot.api.schemas_analysis import AnalysisRead, SampleSizeRead
+from abpilot.api.schemas_interleaving import InterleavingAnalysisRead
+from abpilot.domain.experiment import ExperimentType
 from abpilot.stats.power import plan_sample_size
 
 router = APIRouter(tags=["analysis"], responses=ERRORS)
+AnyAnalysis = AnalysisRead | InterleavingAnalysisRead  # by the experiment's type
 
 
 def _analysis(
@@ -21,7 +24,11 @@ def _analysis(
     correction: Literal["holm", "bh", "none"] | None,
     sequential: bool | None,
     alpha: float | None,
-) -> AnalysisRead:
+) -> AnalysisRead | InterleavingAnalysisRead:
+    experiment = service.get_experiment(experiment_id)
+    if experiment.type is ExperimentType.INTERLEAVING:
+        found = service.interleaving.analyse(experiment_id, alpha=alpha or 0.05)
+        return InterleavingAnalysisRead.of(experiment.id, found)
     analysis = service.analyze_experiment(
         experiment_id, metric=metric, correction=correction, sequential=sequential, alpha=alpha
     )
@@ -37,7 +44,9 @@ Sequential = Annotated[bool | None, Query(description="Use the always-valid (mSP
 Alpha = Annotated[float | None, Query(gt=0, lt=1, description="Significance level.")]
 
 
-@router.get("/experiments/{experiment_id}/analysis", response_model=AnalysisRead)
+@router.get(
+    "/experiments/{experiment_id}/analysis", response_model=AnalysisRead | InterleavingAnalysisRead
+)
 def analysis(
     experiment_id: str,
     service: Service,
@@ -45,14 +54,16 @@ def analysis(
     correction: CorrectionParam = None,
     sequential: Sequential = None,
     alpha: Alpha = None,
-) -> AnalysisRead:
+) -> AnalysisRead | InterleavingAnalysisRead:
     """Each variant against the control: rates with intervals, lift, p-values (raw and
     corrected), Bayesian chance to beat control, probability of being best, expected loss, sample
     ratio mismatch, progress toward the planned sample size, and the winner or why there is none."""
     return _analysis(experiment_id, service, metric, correction, sequential, alpha)
 
 
-@router.get("/experiments/{experiment_id}/analyze", response_model=AnalysisRead)
+@router.get(
+    "/experiments/{experiment_id}/analyze", response_model=AnalysisRead | InterleavingAnalysisRead
+)
 def analyze(
     experiment_id: str,
     service: Service,
@@ -60,7 +71,7 @@ def analyze(
     correction: CorrectionParam = None,
     sequential: Sequential = None,
     alpha: Alpha = None,
-) -> AnalysisRead:
+) -> AnalysisRead | InterleavingAnalysisRead:
     """Alias of ``/analysis`` (the name OpenInsight clients use)."""
     return _analysis(experiment_id, service, metric, correction, sequential, alpha)
 

@@ -158,6 +158,14 @@ class SqlContextual:
             found = [_decision(r) for r in conn.execute(query).mappings()]
         return sorted(found, key=lambda d: (d.decided_at, d.id))
 
+    @guarded
+    def list_feedback(self, experiment_id: str) -> list[tuple[str, str]]:
+        query = sa.select(decision_feedback.c.decision_id, decision_feedback.c.event).where(
+            decision_feedback.c.experiment_id == experiment_id
+        )
+        with self.engine.connect() as conn:
+            return sorted((str(r[0]), str(r[1])) for r in conn.execute(query))
+
     def _count_arm(
         self,
         conn: sa.Connection,
