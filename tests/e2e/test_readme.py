@@ -84,6 +84,26 @@ def test_contextual_walk_through(server: str) -> None:
     assert stats["overall"] == {**stats["overall"], "decisions": 1, "successes": 1}
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_interleaving_walk_through(server: str, tmp_path: Path) -> None:
+    script = code_block("## Interleaving", "bash")
+    script = script.replace("localhost:8000", server.removeprefix("http://"))
+    script = script.replace("curl -s ", "curl -sS --fail-with-body ")
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    analysis = httpx.get(f"{server}/api/v1/experiments/search/analysis").json()
+    assert (analysis["impressions"], analysis["wins_a"] + analysis["wins_b"]) == (1, 1)
+    python = code_block("## Interleaving", "python")
+    python = python.replace("sqlite:///abpilot.db", f"sqlite:///{tmp_path / 'il.db'}")
+    done = subprocess.run(
+        [sys.executable, "-c", python], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "InterleavingAnalysis(impressions=1" in done.stdout
+
+
 def test_python_walk_through(tmp_path: Path) -> None:
     script = code_block("## Python API", "python")
     script = script.replace("sqlite:///abpilot.db", f"sqlite:///{tmp_path / 'py.db'}")
