@@ -25,6 +25,18 @@ def code_block(after_heading: str, language: str) -> str:
     return match.group(1)
 
 
+def run_curl(heading: str, server: str) -> subprocess.CompletedProcess[str]:
+    """Run the bash block after ``heading`` against ``server``; every curl must succeed."""
+    script = code_block(heading, "bash")
+    script = script.replace("localhost:8000", server.removeprefix("http://"))
+    script = script.replace("curl -s ", "curl -sS --fail-with-body ")
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'readme.db'}", "STORE": "sql"}
@@ -34,13 +46,7 @@ def server(tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_walk_through(server: str) -> None:
-    script = code_block("## Walk-through with curl", "bash")
-    script = script.replace("localhost:8000", server.removeprefix("http://"))
-    script = script.replace("curl -s ", "curl -sS --fail-with-body ")
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_curl("## Walk-through with curl", server)
     final = httpx.get(f"{server}/api/v1/experiments/checkout-button").json()
     assert (final["status"], final["winner"]) == ("completed", "green")
     metrics = httpx.get(f"{server}/api/v1/experiments/checkout-button/metrics").json()
@@ -51,13 +57,7 @@ def test_curl_walk_through(server: str) -> None:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_bandit_walk_through(server: str) -> None:
-    script = code_block("## Bandits", "bash")
-    script = script.replace("localhost:8000", server.removeprefix("http://"))
-    script = script.replace("curl -s ", "curl -sS --fail-with-body ")
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_curl("## Bandits", server)
     base = f"{server}/api/v1/experiments/hero-banner"
     split = {
         a["variant_name"]: a["allocation_percentage"]
@@ -72,13 +72,7 @@ def test_bandit_walk_through(server: str) -> None:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_contextual_walk_through(server: str) -> None:
-    script = code_block("## Contextual bandits", "bash")
-    script = script.replace("localhost:8000", server.removeprefix("http://"))
-    script = script.replace("curl -s ", "curl -sS --fail-with-body ")
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_curl("## Contextual bandits", server)
     assert '"outcome":"success","applied":true' in result.stdout
     stats = httpx.get(f"{server}/api/v1/experiments/recs/bandit/stats").json()
     assert stats["overall"] == {**stats["overall"], "decisions": 1, "successes": 1}
@@ -86,13 +80,7 @@ def test_contextual_walk_through(server: str) -> None:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_interleaving_walk_through(server: str, tmp_path: Path) -> None:
-    script = code_block("## Interleaving", "bash")
-    script = script.replace("localhost:8000", server.removeprefix("http://"))
-    script = script.replace("curl -s ", "curl -sS --fail-with-body ")
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_curl("## Interleaving", server)
     analysis = httpx.get(f"{server}/api/v1/experiments/search/analysis").json()
     assert (analysis["impressions"], analysis["wins_a"] + analysis["wins_b"]) == (1, 1)
     python = code_block("## Interleaving", "python")

@@ -9,6 +9,7 @@ from typing import Any
 
 from abpilot.bandits.thompson import Method, ThompsonConfig
 from abpilot.domain.errors import ValidationError
+from abpilot.domain.text import check_section
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,17 +56,8 @@ def bandit_options(
     settings: Mapping[str, Any], defaults: BanditOptions = BanditOptions(), *, arms: int = 2
 ) -> BanditOptions:
     """Parse ``settings["bandit"]`` over ``defaults``; a bad key or value is a ValidationError."""
-    raw = settings.get("bandit", {})
     where = "settings.bandit"
-    if not isinstance(raw, Mapping):
-        raise ValidationError(f"{where} must be an object", field=where)
-    known = {f.name for f in fields(BanditOptions)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValidationError(
-            f"unknown {where} keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})",
-            field=f"{where}.{unknown[0]}",
-        )
+    raw = check_section(settings.get("bandit", {}), where, (f.name for f in fields(BanditOptions)))
     values: dict[str, Any] = {}
     for name, value in raw.items():
         field = f"{where}.{name}"

@@ -28,6 +28,7 @@ from abpilot.bandits.thompson import (
     probability_best_monte_carlo,
 )
 from abpilot.domain.errors import ValidationError
+from abpilot.domain.text import check_section
 from abpilot.store.base import GLOBAL_CONTEXT, ArmState, FeedbackOutcome
 
 NO_CONTEXT = "default"
@@ -192,17 +193,9 @@ def choose(probabilities: Sequence[float], method: str, rng: np.random.Generator
 
 def contextual_options(settings: Mapping[str, Any], arms: Sequence[str]) -> ContextualOptions:
     """Parse ``settings["contextual"]``; a bad key or value is a ValidationError naming it."""
-    raw = settings.get("contextual", {})
     where = "settings.contextual"
-    if not isinstance(raw, Mapping):
-        raise ValidationError(f"{where} must be an object", field=where)
-    known = {f.name for f in fields(ContextualOptions)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValidationError(
-            f"unknown {where} keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})",
-            field=f"{where}.{unknown[0]}",
-        )
+    known = (f.name for f in fields(ContextualOptions))
+    raw = check_section(settings.get("contextual", {}), where, known)
     options = ContextualOptions()
     values: dict[str, Any] = {}
     for name, value in raw.items():
@@ -299,15 +292,7 @@ def _weight(value: Any) -> bool:
 
 
 def _rules(value: Any, at: str) -> FeedbackRules:
-    if not isinstance(value, Mapping):
-        raise ValidationError(f"{at} must be an object", field=at)
-    known = {f.name for f in fields(FeedbackRules)}
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise ValidationError(
-            f"unknown {at} keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})",
-            field=f"{at}.{unknown[0]}",
-        )
+    value = check_section(value, at, (f.name for f in fields(FeedbackRules)))
     rules = FeedbackRules()
     changes: dict[str, Any] = {}
     for name, item in value.items():

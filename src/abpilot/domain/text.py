@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from abpilot.domain.errors import ValidationError
@@ -50,3 +50,17 @@ def check_number(value: float, *, field: str, limit: float = 1e15) -> float:
             field=field,
         )
     return float(value)
+
+
+def check_section(raw: Any, where: str, known: Iterable[str]) -> Mapping[str, Any]:
+    """A settings object (``settings.bandit``, say): an object whose keys are all ``known``."""
+    if not isinstance(raw, Mapping):
+        raise ValidationError(f"{where} must be an object", field=where)
+    allowed = sorted(known)
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise ValidationError(
+            f"unknown {where} keys: {', '.join(unknown)} (known: {', '.join(allowed)})",
+            field=f"{where}.{unknown[0]}",
+        )
+    return raw

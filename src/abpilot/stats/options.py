@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from abpilot.domain.errors import ValidationError
+from abpilot.domain.text import check_section
 from abpilot.stats.corrections import Correction
 
 DEFAULT_MDE = 0.1  # relative: plan to detect a 10% change of the control's rate or mean
@@ -77,17 +78,8 @@ def _boolean(value: Any, name: str) -> bool:
 
 def analysis_options(settings: Mapping[str, Any]) -> AnalysisOptions:
     """Parse ``settings["analysis"]``; every unknown key or bad value is a ValidationError."""
-    raw = settings.get("analysis", {})
     where = "settings.analysis"
-    if not isinstance(raw, Mapping):
-        raise ValidationError(f"{where} must be an object", field=where)
-    known = set(AnalysisOptions.__dataclass_fields__)
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValidationError(
-            f"unknown {where} keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})",
-            field=f"{where}.{unknown[0]}",
-        )
+    raw = check_section(settings.get("analysis", {}), where, AnalysisOptions.__dataclass_fields__)
     options = AnalysisOptions()
     values: dict[str, Any] = {}
     for name, value in raw.items():
