@@ -121,6 +121,13 @@ class OffPolicyResult:
     estimates: OffPolicyEstimates
 
 
+@dataclass(frozen=True, slots=True)
+class _Policy:
+    probabilities: tuple[float, ...]
+    method: str
+    backed_off: tuple[bool, ...]
+
+
 def _rate(decisions: list[Decision]) -> RateStats:
     n = len(decisions)
     wins = sum(1 for d in decisions if d.successes > 0)
@@ -136,7 +143,7 @@ class ContextualService:
         self.service = service
         self.ids = ids
         self.store = service.store
-        self._states: dict[str, tuple[float, list[ArmState]]] = {}
+        self._policies: dict[tuple[str, str], tuple[float, _Policy]] = {}
 
     def _experiment(self, experiment: str) -> tuple[Experiment, ContextualOptions]:
         exp = self.service.get_experiment(experiment)
@@ -148,14 +155,22 @@ class ContextualService:
             )
         return exp, contextual_options(exp.settings, [v.key for v in exp.variants])
 
-    def _bandit_states(self, experiment_id: str) -> list[ArmState]:
+    def _bandit_policy(
+        self, exp: Experiment, options: ContextualOptions, key: str, rng: np.random.Generator
+    ) -> _Policy:
+        """The bandit's arm probabilities in one context, from posteriors at most
+        ``cache_seconds`` old (P(best) is the costly part of a decision, so it is computed once
+        per context and snapshot, not per request)."""
         now = time.monotonic()
-        cached = self._states.get(experiment_id)
+        cached = self._policies.get((exp.id, key))
         if cached is not None and now - cached[0] < self.service.cache_seconds:
             return cached[1]
-        states = self.store.get_bandit_states(experiment_id)
-        self._states[experiment_id] = (now, states)
-        return states
+        arms = [v.key for v in exp.variants]
+        post = posteriors(options, arms, self.store.get_bandit_states(exp.id), key)
+        probabilities, method = bandit_probabilities(options, post, rng)
+        policy = _Policy(probabilities, method, post.backed_off)
+        self._policies[(exp.id, key)] = (now, policy)
+        return policy
 
     def decide(
         self, experiment: str, *, unit_id: str | None = None, context: Mapping[str, Any]
@@ -173,13 +188,11 @@ class ContextualService:
         if in_holdout(options, exp.salt, unit_id, float(rng.random())):
             assert options.control is not None
             probabilities, method, policy = options.control.probabilities(arms), "fixed", CONTROL
+            choice = choose(probabilities, method, rng)
         else:
-            post = posteriors(options, arms, self._bandit_states(exp.id), key)
-            found, method = bandit_probabilities(options, post, rng)
-            probabilities, policy = list(found), BANDIT
-        choice = choose(probabilities, method, rng)
-        if policy == BANDIT:
-            backed_off = post.backed_off[choice.arm]
+            bandit = self._bandit_policy(exp, options, key, rng)
+            choice, policy = choose(bandit.probabilities, bandit.method, rng), BANDIT
+            backed_off = bandit.backed_off[choice.arm]
         decision = Decision(
             id=decision_id,
             experiment_id=exp.id,
@@ -189,7 +202,7 @@ class ContextualService:
             arm=arms[choice.arm],
             propensity=choice.propensity,
             policy=policy,
-            method=method,
+            method=choice.method,
             decided_at=self.service.clock(),
         )
         self.store.record_decision(decision)
@@ -199,7 +212,7 @@ class ContextualService:
             arm=exp.variants[choice.arm],
             propensity=choice.propensity,
             policy=policy,
-            method=method,
+            method=choice.method,
             context_key=key,
             backed_off=backed_off,
         )
@@ -229,7 +242,6 @@ class ContextualService:
                 field="decision_id",
             )
         applied = self.store.apply_feedback(exp.id, decision_id, event, outcome, now)
-        self._states.pop(exp.id, None)
         return FeedbackResult(decision_id, event, outcome, applied)
 
     # reading ---------------------------------------------------------------------------------
