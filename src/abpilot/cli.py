@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from abpilot.cli_contextual import register as register_contextual
+from abpilot.cli_keys import register as register_keys
 from abpilot.domain.errors import AbpilotError
 from abpilot.service import ExperimentService
 from abpilot.settings import get_settings
@@ -263,3 +264,4 @@ def recalculate(
 
 
 register_contextual(app, _service)
+register_keys(app)

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     min_weight: float = Field(default=0.01, ge=0, lt=0.5)
     scheduler_enabled: bool = True
     datafiles_dir: Path | None = None
+    datafiles_public: bool = True
+    api_keys: str | None = None
+    jwt_secret: str | None = None
     datafiles_poll_seconds: float = Field(default=2.0, gt=0)
 
     def bandit_defaults(self) -> BanditOptions:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from abpilot import __version__
 from abpilot.api import errors
+from abpilot.api.auth import API_PREFIX, Authenticator, authorize
 from abpilot.api.limits import BodySizeLimit
 from abpilot.api.routes import (
     analysis,
@@ -27,7 +29,7 @@ from abpilot.settings import Settings, get_settings
 from abpilot.store.base import Store
 from abpilot.store.factory import open_store
 
-API_PREFIX = "/api/v1"
+log = logging.getLogger("abpilot.api")
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
@@ -79,8 +81,18 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         description="Experiments on live traffic, steered toward what works.",
         lifespan=lifespan,
         debug=settings.debug,
+        dependencies=[Depends(authorize)],
     )
     app.state.settings = settings
+    app.state.auth = Authenticator.from_config(
+        settings.api_keys, settings.jwt_secret, datafiles_public=settings.datafiles_public
+    )
+    if not app.state.auth.enabled:
+        log.warning(
+            "no API_KEYS or JWT_SECRET configured: the API is open to anyone who can reach %s:%s",
+            settings.host,
+            settings.port,
+        )
     errors.install(app)
     app.include_router(experiments.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
