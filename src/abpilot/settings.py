@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1)
     debug: bool = False
+    log_format: Literal["text", "json"] = "text"
     experiment_cache_seconds: float = Field(default=1.0, ge=0)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=10_000, ge=1)

@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI
 
 from abpilot import __version__
 from abpilot.api import errors
-from abpilot.api.auth import API_PREFIX, Authenticator, authorize
+from abpilot.api.auth import API_PREFIX, Authenticator, authorize, route_template
 from abpilot.api.limits import BodySizeLimit
 from abpilot.api.routes import (
     analysis,
@@ -22,6 +22,7 @@ from abpilot.api.routes import (
     health,
     interleaving,
 )
+from abpilot.observability import RequestMetrics, configure_logging
 from abpilot.scheduler import Repeater, Scheduler
 from abpilot.service import ExperimentService
 from abpilot.service.companion import Companion
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         dependencies=[Depends(authorize)],
     )
     app.state.settings = settings
+    configure_logging(settings.log_format, debug=settings.debug)
     app.state.auth = Authenticator.from_config(
         settings.api_keys, settings.jwt_secret, datafiles_public=settings.datafiles_public
     )
@@ -103,6 +105,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(featurevisor.router)
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, route_of=route_template)
     return app
 
 

@@ -20,8 +20,9 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 from fastapi import Depends, Request
@@ -88,14 +89,15 @@ def required_role(method: str, route: str, *, datafiles_public: bool = True) -> 
 API_PREFIX = "/api/v1"
 
 
-def route_template(request: Request) -> str:
+def route_template(scope: MutableMapping[str, Any]) -> str:
     """The matched route's full path template (``/api/v1/experiments/{experiment_id}``).
     Routers included with a prefix match relative paths; every prefixed router here is under
     ``/api/v1`` and every other route is at the root."""
-    route = getattr(request.scope.get("route"), "path", None)
+    path = str(scope.get("path", ""))
+    route = getattr(scope.get("route"), "path", None)
     if route is None:
-        return str(request.url.path)
-    if request.url.path.startswith(API_PREFIX + "/") and not route.startswith(API_PREFIX):
+        return path
+    if path.startswith(API_PREFIX + "/") and not str(route).startswith(API_PREFIX):
         return API_PREFIX + str(route)
     return str(route)
 
@@ -148,7 +150,7 @@ class Authenticator:
         return Role[role.upper()]
 
     def check(self, request: Request, credential: str | None) -> None:
-        route = route_template(request)
+        route = route_template(request.scope)
         needed = required_role(request.method, route, datafiles_public=self.datafiles_public)
         if needed is None or not self.enabled:
             return

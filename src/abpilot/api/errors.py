@@ -10,7 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from abpilot.domain.errors import AbpilotError
+from abpilot.domain.errors import AbpilotError, StoreUnavailable
+from abpilot.observability import STORE_ERRORS
 
 log = logging.getLogger("abpilot.api")
 
@@ -43,6 +44,8 @@ def _field(loc: tuple[Any, ...]) -> str | None:
 def install(app: FastAPI) -> None:
     @app.exception_handler(AbpilotError)
     async def domain_error(_request: Request, error: AbpilotError) -> JSONResponse:
+        if isinstance(error, StoreUnavailable):
+            STORE_ERRORS.inc()
         return error_response(error.status_code, error.code, error.message, error.field)
 
     @app.exception_handler(RequestValidationError)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from abpilot.bandits.config import BanditOptions
 from abpilot.domain.assignment import NOT_IN_EXPERIMENT, Bucketing
 from abpilot.domain.errors import (
+    AbpilotError,
     ExperimentNotFound,
     ValidationError,
     WrongStatus,
@@ -26,6 +27,7 @@ from abpilot.domain.experiment import (
     MetricKind,
     Variant,
 )
+from abpilot.observability import EVENTS, RECALCULATION_SECONDS, RECALCULATIONS
 from abpilot.service.allocation import (
     AllocationResult,
     Allocator,
@@ -321,16 +323,23 @@ class ExperimentService:
                 f"a batch holds at most {self.max_batch_events} events (got {len(events)})",
                 field=field_prefix or "events",
             )
-        records = resolve_events(
-            events,
-            load=self.get_experiment,
-            stored_assignments=self.store.get_assignments,
-            bucketing=lambda exp: self._cached(exp.id).bucketing,
-            current_period=lambda exp: self._cached(exp.id).period,
-            now=self.clock(),
-            field_prefix=(lambda i: f"{field_prefix}[{i}]") if field_prefix else (lambda i: ""),
-        )
-        return self.store.apply_events(records)
+        try:
+            records = resolve_events(
+                events,
+                load=self.get_experiment,
+                stored_assignments=self.store.get_assignments,
+                bucketing=lambda exp: self._cached(exp.id).bucketing,
+                current_period=lambda exp: self._cached(exp.id).period,
+                now=self.clock(),
+                field_prefix=(lambda i: f"{field_prefix}[{i}]") if field_prefix else (lambda i: ""),
+            )
+        except AbpilotError:
+            EVENTS.labels("refused").inc(len(events))
+            raise
+        result = self.store.apply_events(records)
+        EVENTS.labels("applied").inc(result.applied)
+        EVENTS.labels("duplicate").inc(result.duplicates)
+        return result
 
     # reading ---------------------------------------------------------------------------------
 
@@ -436,7 +445,10 @@ class ExperimentService:
 
     def recalculate_all(self) -> list[RecalculationOutcome]:
         """Every running bandit; one failing experiment does not stop the others."""
-        outcomes = self.allocator.recalculate_all(self.store.get_counters)
+        with RECALCULATION_SECONDS.time():
+            outcomes = self.allocator.recalculate_all(self.store.get_counters)
+        for outcome in outcomes:
+            RECALCULATIONS.labels(outcome.status).inc()
         self._cache.clear()
         return outcomes
 
