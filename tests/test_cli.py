@@ -84,3 +84,18 @@ def test_contextual_verbs(tmp_path: Path) -> None:
     )
     assert bad.exit_code == 2
     assert "time_of_day" in bad.output
+
+
+def test_demo_runs_the_three_experiments(tmp_path: Path) -> None:
+    database = tmp_path / "demo.db"
+    result = runner.invoke(app, ["demo", "--database", str(database), "--users", "2000"])
+    assert result.exit_code == 0, result.output
+    assert "1. A/B test" in result.output
+    assert "2. Bandit" in result.output
+    assert "3. Contextual bandit" in result.output
+    service = abpilot.open(f"sqlite:///{database}")
+    keys = {e.key for e in service.list_experiments()}
+    assert keys == {"button-colour", "pricing", "recommender"}
+    assert len(service.get_history("pricing")[0]) >= 1  # the weights moved
+    again = runner.invoke(app, ["demo", "--database", str(database)])
+    assert again.exit_code == 2  # never overwrites a file

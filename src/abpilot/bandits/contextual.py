@@ -1,5 +1,9 @@
 """Contextual Thompson sampling (pure): context keys, feedback rules, and the choice of an arm.
 
+An arm's trials are its decisions: with ``implicit_failures`` (the default) a decision that got no
+success counts as a failure, as a click-through rate needs (a recommender rarely hears "no");
+without it only explicit failure events (thumbs down, low ratings) count against an arm.
+
 A context is a set of discrete attributes from a declared schema, reduced to a key such as
 ``time_of_day=evening|user_type=new`` (attributes sorted by name). Each (context, arm) has a
 Beta(prior_alpha + successes, prior_beta + failures) posterior; an arm with fewer than
@@ -92,6 +96,7 @@ class ContextualOptions:
     samples: int = 10_000
     decision_ttl_hours: float = 72.0
     rules: FeedbackRules = field(default_factory=FeedbackRules)
+    implicit_failures: bool = True
 
 
 def context_key(options: ContextualOptions, context: Mapping[str, Any]) -> str:
@@ -153,8 +158,12 @@ def posteriors(
         fallback = own is None or own.pulls < options.min_context_pulls
         if fallback:
             use = by_key.get((GLOBAL_CONTEXT, arm))
-        alpha.append(options.prior_alpha + (use.successes if use else 0))
-        beta.append(options.prior_beta + (use.failures if use else 0))
+        successes = use.successes if use else 0
+        failures = use.failures if use else 0
+        if options.implicit_failures and use is not None:
+            failures = max(failures, use.pulls - successes)
+        alpha.append(options.prior_alpha + successes)
+        beta.append(options.prior_beta + failures)
         backed_off.append(fallback)
     return Posteriors(tuple(alpha), tuple(beta), tuple(backed_off))
 
@@ -222,6 +231,10 @@ def contextual_options(settings: Mapping[str, Any], arms: Sequence[str]) -> Cont
             values[name] = _number(value, at, low=0.01, high=24 * 366)
         elif name == "rules":
             values[name] = _rules(value, at)
+        elif name == "implicit_failures":
+            if not isinstance(value, bool):
+                raise ValidationError(f"{at} must be true or false", field=at)
+            values[name] = value
     options = replace(options, **values)
     if options.holdout > 0 and options.control is None:
         raise ValidationError(
