@@ -31,6 +31,10 @@ PUBLIC = {
     "WrongStatus",
     "ConcurrentModification",
     "StoreUnavailable",
+    "Client",
+    "ClientError",
+    "ClientAuthError",
+    "ServiceUnavailable",
     "__version__",
 }
 
@@ -61,3 +65,37 @@ def test_service_verbs() -> None:
         "get_metrics",
     }
     assert verbs <= set(dir(abpilot.ExperimentService))
+
+
+def test_client_verbs() -> None:
+    verbs = {
+        "create_experiment",
+        "get_experiment",
+        "list_experiments",
+        "update_experiment",
+        "delete_experiment",
+        "set_status",
+        "start_experiment",
+        "pause_experiment",
+        "resume_experiment",
+        "end_experiment",
+        "get_variant_for_user",
+        "record_exposure",
+        "record_conversion",
+        "record_events",
+        "get_metrics",
+        "analyze_experiment",
+        "get_allocation",
+        "recalculate",
+        "recalculate_all",
+        "record_daily_metrics",
+        "get_history",
+        "decide",
+        "feedback",
+        "bandit_stats",
+        "interleave",
+        "record_clicks",
+        "ready",
+        "close",
+    }
+    assert verbs <= set(dir(abpilot.Client))

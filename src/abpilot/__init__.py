@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from abpilot.client import Client, ClientAuthError, ClientError, ServiceUnavailable
 from abpilot.domain.errors import (
     AbpilotError,
     ConcurrentModification,
@@ -61,6 +62,9 @@ __all__ = [
     "AbpilotError",
     "ApplyResult",
     "Assignment",
+    "Client",
+    "ClientAuthError",
+    "ClientError",
     "ConcurrentModification",
     "Conflict",
     "DuplicateKey",
@@ -77,6 +81,7 @@ __all__ = [
     "Metric",
     "MetricKind",
     "NotFound",
+    "ServiceUnavailable",
     "StoreUnavailable",
     "UnitNotAssigned",
     "ValidationError",

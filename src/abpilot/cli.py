@@ -11,6 +11,7 @@ from rich.table import Table
 
 from abpilot.cli_contextual import register as register_contextual
 from abpilot.cli_keys import register as register_keys
+from abpilot.cli_monitoring import register as register_monitoring
 from abpilot.demo import register as register_demo
 from abpilot.domain.errors import AbpilotError
 from abpilot.service import ExperimentService
@@ -265,5 +266,6 @@ def recalculate(
 
 
 register_contextual(app, _service)
+register_monitoring(app, _service)
 register_keys(app)
 register_demo(app)

@@ -10,6 +10,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from abpilot.bandits.config import BanditOptions
+from abpilot.monitoring.options import MonitoringOptions
 
 
 class Settings(BaseSettings):
@@ -46,6 +47,12 @@ class Settings(BaseSettings):
     api_keys: str | None = None
     jwt_secret: str | None = None
     datafiles_poll_seconds: float = Field(default=2.0, gt=0)
+    monitor_max_arm_dominance: float = Field(default=0.70, gt=0, le=1)
+    monitor_stale_after_hours: float = Field(default=24.0, gt=0, le=24 * 366)
+    monitor_min_rate: float | None = Field(default=None, gt=0, lt=1)
+    monitor_at: str = Field(default="09:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")  # UTC
+    monitor_keep: int = Field(default=30, ge=1, le=1000)
+    monitor_webhook_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
 
     def bandit_defaults(self) -> BanditOptions:
         """The service-wide bandit defaults that ``settings.bandit`` of an experiment overrides."""
@@ -58,6 +65,14 @@ class Settings(BaseSettings):
             window_days=self.default_window_days,
             max_window_days=self.max_window_days,
             min_impressions=self.min_impressions,
+        )
+
+    def monitoring_defaults(self) -> MonitoringOptions:
+        """The service-wide thresholds that ``settings.monitoring`` of an experiment overrides."""
+        return MonitoringOptions(
+            max_arm_dominance=self.monitor_max_arm_dominance,
+            stale_after_hours=self.monitor_stale_after_hours,
+            min_rate=self.monitor_min_rate,
         )
 
     def resolved_redis_url(self) -> str:

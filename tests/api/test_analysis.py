@@ -79,7 +79,7 @@ def test_winner_found_and_stored_on_completion(client: TestClient) -> None:
     assert body["family_size"] == 2  # green on conversion and on revenue
     assert client.get(f"{API}/experiments/button/analyze").json() == body
     done = client.put(f"{API}/experiments/button/status", json={"status": "completed"}).json()
-    assert done["winner"] is None  # completing by status names no winner by itself
+    assert done["winner"] == "green"  # completing stores the final analysis's winner
 
 
 def test_python_end_experiment_stores_the_analysed_winner(client: TestClient) -> None:

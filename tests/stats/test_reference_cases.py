@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from abpilot.stats.analysis import Arm, MetricInput, analyse
 from abpilot.stats.corrections import Correction, adjust
@@ -144,3 +146,12 @@ def test_sample_size_matches_the_closed_form(case: dict[str, Any]) -> None:
     # statsmodels solves the two-sided power exactly; the closed form drops the far tail.
     assert abs(plan.required_per_variant - case["required"]) <= 1
     assert plan.total == plan.required_per_variant * case["variants"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=30))
+def test_holm_matches_statsmodels_on_any_p_values(p_values: list[float]) -> None:
+    from statsmodels.stats.multitest import multipletests
+
+    expected = multipletests(p_values, method="holm")[1]
+    assert adjust(p_values, Correction.HOLM) == pytest.approx(list(expected), abs=1e-12)

@@ -315,6 +315,72 @@ class TestIdempotency:
         assert store.apply_events([]).applied == 0
 
 
+class TestLastEventAt:
+    """The time the last counted event was received: what monitoring's staleness check reads."""
+
+    T1 = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
+
+    def test_moves_forward_only(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        assert store.last_event_at(exp.id) is None
+        store.apply_events([replace(exposure(exp.id, "control", "u1"), received_at=self.T1)])
+        assert store.last_event_at(exp.id) == self.T1
+        earlier = self.T1 - timedelta(hours=1)
+        store.apply_events([replace(conversion(exp.id, "control", "u1"), received_at=earlier)])
+        assert store.last_event_at(exp.id) == self.T1
+        later = (self.T1 + timedelta(hours=2)).astimezone(timezone(timedelta(hours=-5)))
+        store.apply_events([replace(exposure(exp.id, "v1"), received_at=later)])
+        found = store.last_event_at(exp.id)
+        assert found == later
+        assert found is not None
+        assert found.utcoffset() == timedelta(0)
+
+    def test_latest_counted_event_of_a_batch(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        t2, t3 = self.T1 + timedelta(minutes=1), self.T1 + timedelta(minutes=2)
+        store.apply_events([replace(exposure(exp.id, "v1", event_id="seen"), received_at=self.T1)])
+        store.apply_events(
+            [
+                replace(exposure(exp.id, "v1", "u"), received_at=t2),
+                replace(exposure(exp.id, "v1", event_id="seen"), received_at=t3),  # repeated
+                exposure(exp.id, "v1"),  # no time: leaves it alone
+            ]
+        )
+        assert store.last_event_at(exp.id) == t2
+
+    def test_repeats_and_timeless_events_leave_it_alone(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        store.apply_events([exposure(exp.id, "v1", "u")])
+        assert store.last_event_at(exp.id) is None
+        store.apply_events([replace(exposure(exp.id, "v1", event_id="e"), received_at=self.T1)])
+        later = self.T1 + timedelta(days=1)
+        repeated = store.apply_events(
+            [replace(exposure(exp.id, "v1", event_id="e"), received_at=later)]
+        )
+        assert repeated.duplicates == 1
+        assert store.last_event_at(exp.id) == self.T1
+
+    def test_per_experiment_shared_and_deleted(self, store_factory: StoreFactory) -> None:
+        one, two = store_factory(), store_factory()
+        a, b = make_experiment("a"), make_experiment("b")
+        one.create_experiment(a)
+        one.create_experiment(b)
+        later = self.T1 + timedelta(seconds=1)
+        one.apply_events(
+            [
+                replace(exposure(a.id, "v1"), received_at=self.T1),
+                replace(conversion(b.id, "v1"), received_at=later),
+            ]
+        )
+        assert (two.last_event_at(a.id), two.last_event_at(b.id)) == (self.T1, later)
+        assert two.delete_experiment(a.id)
+        assert one.last_event_at(a.id) is None
+        assert one.last_event_at(b.id) == later
+
+
 class TestPeriods:
     def test_assignment_keeps_its_first_period(self, store: Store) -> None:
         exp = make_experiment()

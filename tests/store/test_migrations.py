@@ -13,12 +13,21 @@ from abpilot.store.sql import engine as sql_engine
 from abpilot.store.sql.schema import metadata
 from tests.conftest import backend_url
 
-HEAD = "0003"
-# The tables each revision adds, to check its upgrade and downgrade.
+HEAD = "0004"
+# The tables ("table") and columns ("table.column") each revision adds, to check its upgrade and
+# downgrade.
 ADDED = {
     "0002": {"documents"},
     "0003": {"decisions", "decision_feedback", "bandit_states"},
+    "0004": {"variant_counters.last_event_at", "metric_counters.last_event_at"},
 }
+
+
+def schema_names(engine: sa.Engine) -> set[str]:
+    """Every table, and every column as "table.column"."""
+    inspector = sa.inspect(engine)
+    tables = set(inspector.get_table_names())
+    return tables | {f"{t}.{c['name']}" for t in tables for c in inspector.get_columns(t)}
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -48,19 +57,19 @@ def test_revision_upgrades_and_downgrades(backend: str, revision: str, tmp_path:
         engine = sql_engine.create_engine(url)
         try:
             sql_engine.upgrade(engine, previous)
-            assert not ADDED[revision] & set(sa.inspect(engine).get_table_names())
+            assert not ADDED[revision] & schema_names(engine)
             sql_engine.upgrade(engine)
             assert sql_engine.current_revision(engine) == HEAD
-            assert ADDED[revision] <= set(sa.inspect(engine).get_table_names())
+            assert ADDED[revision] <= schema_names(engine)
             config = Config()
             config.set_main_option("script_location", str(sql_engine.MIGRATIONS))
             with engine.begin() as conn:
                 config.attributes["connection"] = conn
                 command.downgrade(config, previous)
             assert sql_engine.current_revision(engine) == previous
-            assert not ADDED[revision] & set(sa.inspect(engine).get_table_names())
+            assert not ADDED[revision] & schema_names(engine)
             sql_engine.upgrade(engine)  # and back up again
-            assert ADDED[revision] <= set(sa.inspect(engine).get_table_names())
+            assert ADDED[revision] <= schema_names(engine)
         finally:
             engine.dispose()
 

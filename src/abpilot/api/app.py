@@ -16,16 +16,20 @@ from abpilot.api.routes import (
     analysis,
     bandits,
     contextual,
+    dashboard,
     events,
     experiments,
     featurevisor,
     health,
     interleaving,
+    monitoring,
+    ofrep,
 )
 from abpilot.observability import RequestMetrics, configure_logging
 from abpilot.scheduler import Repeater, Scheduler
 from abpilot.service import ExperimentService
 from abpilot.service.companion import Companion
+from abpilot.service.monitoring_daily import daily_monitoring
 from abpilot.settings import Settings, get_settings
 from abpilot.store.base import Store
 from abpilot.store.factory import open_store
@@ -66,13 +70,16 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         if settings.datafiles_dir is not None:
             companion.sync()
             watcher.start()
+        app.state.monitoring, monitor_scheduler = daily_monitoring(service, settings)
         if settings.scheduler_enabled:
             scheduler.start()
+            monitor_scheduler.start()
         try:
             yield
         finally:
             watcher.stop()
             scheduler.stop()
+            monitor_scheduler.stop()
             if owned:
                 active.close()
 
@@ -102,8 +109,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(bandits.router, prefix=API_PREFIX)
     app.include_router(contextual.router, prefix=API_PREFIX)
     app.include_router(interleaving.router, prefix=API_PREFIX)
+    app.include_router(monitoring.router, prefix=API_PREFIX)
     app.include_router(featurevisor.router)
+    app.include_router(ofrep.router)
     app.include_router(health.router)
+    app.include_router(dashboard.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, route_of=route_template)
     return app

@@ -8,9 +8,9 @@ service is open (a warning is logged at start-up).
 
 Which role a route needs is decided here, in one table, from the route's path template: reads
 (GET) need ``read``; the data-sending routes in ``WRITE_ROUTES`` need ``write``; every other
-change needs ``admin`` (so a new route is closed until it is listed). Health checks, the API docs
-and Prometheus metrics are public, and so are FeatureVisor datafiles unless ``DATAFILES_PUBLIC``
-is false.
+change needs ``admin`` (so a new route is closed until it is listed). Health checks, the API docs,
+Prometheus metrics and the dashboard's page and files (which then call the API with the user's
+key) are public, and so are FeatureVisor datafiles unless ``DATAFILES_PUBLIC`` is false.
 """
 
 from __future__ import annotations
@@ -53,7 +53,12 @@ class AuthConfigError(ValueError):
     """API_KEYS or JWT settings that cannot be used (raised at start-up)."""
 
 
-PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json"})
+PUBLIC_ROUTES = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json", "/dashboard"}
+)
+# The dashboard's page and static files are public; its data comes from the API, under the key
+# the user pastes into it.
+PUBLIC_PREFIXES = ("/docs", "/dashboard/")
 DATAFILE_ROUTE = "/datafile/{path:path}"
 WRITE_ROUTES = frozenset(
     {
@@ -69,13 +74,15 @@ WRITE_ROUTES = frozenset(
         "/api/v1/experiments/{experiment_id}/clicks",
         "/expose",
         "/convert",
+        "/ofrep/v1/evaluate/flags/{key}",
+        "/ofrep/v1/evaluate/flags",
     }
 )
 
 
 def required_role(method: str, route: str, *, datafiles_public: bool = True) -> Role | None:
     """The least role a request needs, or None for a public route."""
-    if route in PUBLIC_ROUTES or route.startswith("/docs"):
+    if route in PUBLIC_ROUTES or route.startswith(PUBLIC_PREFIXES):
         return None
     if route == DATAFILE_ROUTE:
         return None if datafiles_public else Role.READ

@@ -179,6 +179,11 @@ class ExperimentService:
         self._remember(experiment, found)
         return found
 
+    def get_cached_experiment(self, experiment: str) -> Experiment:
+        """The experiment with this id or key as the assignment path sees it: from the cache, at
+        most ``cache_seconds`` old (read from the store when it is older)."""
+        return self._cached(experiment).experiment
+
     def list_experiments(self, status: ExperimentStatus | str | None = None) -> list[Experiment]:
         return self.store.list_experiments(ExperimentStatus(status) if status else None)
 

@@ -141,6 +141,7 @@ def _resolve(
             unit_id=unit,
             event_id=event.event_id,
             period=period,
+            received_at=now,
         )
     metric_key = event.metric or experiment.primary_metric.key
     metric = experiment.metric(metric_key)
@@ -173,6 +174,7 @@ def _resolve(
         value=value,
         event_id=event.event_id,
         period=period,
+        received_at=now,
     )
 
 

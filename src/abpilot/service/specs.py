@@ -24,6 +24,7 @@ from abpilot.domain.experiment import (
 )
 from abpilot.domain.text import check_json_object, check_number, check_text
 from abpilot.interleaving.options import interleaving_options
+from abpilot.monitoring.options import monitoring_options
 from abpilot.stats.options import analysis_options
 
 T = TypeVar("T")
@@ -128,6 +129,12 @@ def build_experiment(
         contextual_options(checked_settings, [v.key for v in checked_variants])
     if experiment_type is ExperimentType.INTERLEAVING:
         interleaving_options(checked_settings, len(checked_variants))
+    if "monitoring" in checked_settings:
+        monitoring_options(
+            checked_settings,
+            metrics=[m.key for m in checked_metrics],
+            arms=len(checked_variants),
+        )
     return Experiment(
         id=id,
         key=key,

@@ -42,8 +42,17 @@ class AnalysisOptions:
             correction=self.correction if correction is None else _correction(correction),
             sequential=self.sequential if sequential is None else sequential,
         )
-        _fraction(changed.alpha, "alpha")
+        _alpha(changed.alpha, "alpha")
         return changed
+
+
+def _alpha(value: Any, name: str) -> float:
+    """A significance level from 1e-6 to 0.5 (smaller ones underflow the sequential test)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1e-6 <= value <= 0.5:
+        raise ValidationError(
+            f"{name} must be a number from 1e-06 to 0.5 (got {value!r})", field=name
+        )
+    return float(value)
 
 
 def _fraction(value: Any, name: str) -> float:
@@ -84,7 +93,9 @@ def analysis_options(settings: Mapping[str, Any]) -> AnalysisOptions:
     values: dict[str, Any] = {}
     for name, value in raw.items():
         field = f"{where}.{name}"
-        if name in {"alpha", "power"}:
+        if name == "alpha":
+            values[name] = _alpha(value, field)
+        elif name == "power":
             values[name] = _fraction(value, field)
         elif name == "correction":
             values[name] = _correction(value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
@@ -28,11 +29,18 @@ class SampleSize:
     comparison_alpha: float
 
 
+MIN_ALPHA, MAX_ALPHA = 1e-6, 0.5
+
+
 def _check(alpha: float, power: float, variants: int) -> float:
-    if not 0 < alpha < 1:
-        raise ValidationError(f"alpha must be in (0, 1) (got {alpha})", field="alpha")
-    if not 0 < power < 1:
-        raise ValidationError(f"power must be in (0, 1) (got {power})", field="power")
+    if not MIN_ALPHA <= alpha <= MAX_ALPHA:
+        raise ValidationError(
+            f"alpha must be from {MIN_ALPHA:g} to {MAX_ALPHA:g} (got {alpha})", field="alpha"
+        )
+    if not alpha < power < 1:
+        raise ValidationError(
+            f"power must be above alpha ({alpha:g}) and below 1 (got {power})", field="power"
+        )
     if variants < 2:
         raise ValidationError(f"variants must be at least 2 (got {variants})", field="variants")
     return alpha / (variants - 1)
@@ -46,7 +54,13 @@ def _solve(effect_size: float, alpha: float, power: float) -> int:
         ratio=1.0,
         alternative="two-sided",
     )
-    return math.ceil(float(n))
+    value = float(np.asarray(n).reshape(-1)[0]) if np.ndim(n) else float(n)
+    if not math.isfinite(value) or value <= 0:
+        raise ValidationError(
+            f"no sample size reaches power {power:g} at alpha {alpha:g} for this effect",
+            field="power",
+        )
+    return math.ceil(value)
 
 
 def proportion_sample_size(

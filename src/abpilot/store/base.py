@@ -11,6 +11,9 @@ Every backend keeps the same rules (DESIGN.md section 4, "Events and counters"):
   assigned, and everything it does counts there (bandit analysis compares arms within periods);
 - a shared document's version grows by one exactly on each put that changes its digest;
   documents belong to no experiment, so ``delete_experiment`` leaves them alone;
+- ``last_event_at`` is the latest ``received_at`` of the events counted for an experiment:
+  repeated event ids and events without a time leave it alone, and an older time never moves it
+  back (an atomic maximum, like the counters);
 - a contextual-bandit decision is stored once; recording it adds a pull to its (context, arm)
   and to (``GLOBAL_CONTEXT``, arm) in the same step; feedback is applied at most once per
   (decision, event), and a success or failure counts on the decision and on both states.
@@ -40,6 +43,8 @@ class EventRecord:
     An exposure with a ``unit_id`` also stores the unit's assignment if it has none yet.
     A conversion carries ``metric`` and ``value`` (1.0 for a plain binary conversion).
     ``period`` is the allocation period the event counts in (the unit's, or the current one).
+    ``received_at`` is when the service accepted it (its clock, UTC): the store keeps the
+    latest per experiment (``last_event_at``), so monitoring can tell when traffic stopped.
     """
 
     kind: EventKind
@@ -50,6 +55,7 @@ class EventRecord:
     value: float = 1.0
     event_id: str | None = None
     period: int = 0
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +244,10 @@ class Store(Protocol):
 
     def get_period_counters(self, experiment_id: str) -> dict[int, dict[str, VariantCounters]]:
         """Counters per period, then per variant key."""
+
+    def last_event_at(self, experiment_id: str) -> datetime | None:
+        """The latest ``received_at`` among the events counted for the experiment (UTC), or
+        None when none carried one."""
 
     def record_daily_metrics(
         self,

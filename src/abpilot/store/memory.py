@@ -39,6 +39,7 @@ from abpilot.store.plan import (
     VariantMetricKey,
     add_totals,
     group_counters,
+    latest_received,
     metric_increments,
     plan_events,
     split_duplicates,
@@ -77,6 +78,7 @@ class MemoryStore:
         self._variant_counts: dict[VariantKey, list[int]] = {}
         self._metric_totals: dict[VariantMetricKey, MetricTotals] = {}
         self._event_ids: dict[str, set[str]] = {}
+        self._last_event_at: dict[str, datetime] = {}
         self._daily: dict[str, dict[tuple[date, str], DailyRow]] = {}
         self._raw: dict[str, list[RawMetrics]] = {}
         self._allocations: dict[str, list[AllocationRecord]] = {}
@@ -123,6 +125,7 @@ class MemoryStore:
                 self._assignments,
                 self._exposed,
                 self._event_ids,
+                self._last_event_at,
                 self._daily,
                 self._raw,
                 self._allocations,
@@ -190,7 +193,13 @@ class MemoryStore:
                 self._metric_totals[vkey] = add_totals(
                     self._metric_totals.get(vkey, MetricTotals()), inc
                 )
+            for exp, moment in latest_received(fresh).items():
+                if exp not in self._last_event_at or moment > self._last_event_at[exp]:
+                    self._last_event_at[exp] = moment
             return ApplyResult(applied=len(fresh), duplicates=duplicates)
+
+    def last_event_at(self, experiment_id: str) -> datetime | None:
+        return self._last_event_at.get(experiment_id)
 
     def get_counters(self, experiment_id: str) -> dict[str, VariantCounters]:
         return sum_periods(self.get_period_counters(experiment_id))

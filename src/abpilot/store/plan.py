@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from abpilot.store.base import EventKind, EventRecord, MetricTotals, VariantCounters
+from abpilot.store.codec import as_utc
 
 UnitKey = tuple[str, str]  # (experiment_id, unit_id)
 UnitMetricKey = tuple[str, str, str]  # (experiment_id, unit_id, metric)
@@ -154,3 +156,16 @@ def group_counters(
             row.assigned_units, row.exposures, row.unique_units, row.metrics
         )
     return result
+
+
+def latest_received(events: Iterable[EventRecord]) -> dict[str, datetime]:
+    """Per experiment, the latest ``received_at`` (UTC) of these events; events without one
+    are left out."""
+    latest: dict[str, datetime] = {}
+    for event in events:
+        if event.received_at is None:
+            continue
+        moment = as_utc(event.received_at)
+        if event.experiment_id not in latest or moment > latest[event.experiment_id]:
+            latest[event.experiment_id] = moment
+    return latest

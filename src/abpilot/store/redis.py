@@ -14,6 +14,8 @@ script can touch all of it:
 - ``p:{id}:units``     hash ``c|<metric>|<unit id>`` -> conversions of that unit and
                        ``t|<metric>|<unit id>`` -> its running total (unit id last: unambiguous)
 - ``p:{id}:events``    set of processed event ids
+- ``p:{id}:activity``  microseconds since the epoch (UTC) at which the last counted event was
+                       received: only ever moved forward, by the apply script
 - ``p:{id}:daily``, ``p:{id}:raw``, ``p:{id}:allocations``: see ``redis_history``
 - ``p:{id}:decisions``, ``p:{id}:decision_counts``, ``p:{id}:decision_times``,
   ``p:{id}:feedback``, ``p:{id}:states`` (contextual bandits): see ``redis_contextual``
@@ -37,6 +39,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import redis
@@ -65,7 +68,7 @@ from abpilot.store.redis_documents import RedisDocuments
 from abpilot.store.redis_history import HISTORY_KEYS, RedisHistory, reachable, text
 
 # Per-experiment keys, in the order the event script expects them after ``def``.
-_EVENT_KEYS = ("events", "assign", "exposed", "counters", "metrics", "units")
+_EVENT_KEYS = ("events", "assign", "exposed", "counters", "metrics", "units", "activity")
 _ALL_KEYS = ("def", *_EVENT_KEYS, *HISTORY_KEYS, *CONTEXTUAL_KEYS)
 
 # KEYS: def, index:keys, index:ids. ARGV: id, key, doc, version, created_at score.
@@ -124,17 +127,21 @@ return {redis.call('HGET', KEYS[1], ARGV[1]), 0}
 """
 
 # A whole batch, all or nothing, each (experiment, event id) at most once.
-# KEYS: six per experiment in the batch, in the order of _EVENT_KEYS (events, assign, exposed,
-# counters, metrics, units); experiment x (1-based) owns KEYS[6x-5 .. 6x].
-# ARGV[1]: JSON array of [x, kind, cell, unit id|null, metric|null, value, event id|null], where
-# the cell '<variant>|<period>' (called variant below) keys the counters the event goes to.
+# KEYS: seven per experiment in the batch, in the order of _EVENT_KEYS (events, assign, exposed,
+# counters, metrics, units, activity); experiment x (1-based) owns KEYS[7x-6 .. 7x].
+# ARGV[1]: JSON array of [x, kind, cell, unit id|null, metric|null, value, event id|null,
+# time|null], where the cell '<variant>|<period>' (called variant below) keys the counters the
+# event goes to and time is a 1-based index into ARGV[2], a JSON array of distinct receive times
+# (integer microseconds since the epoch): the latest time of x's counted events moves x's
+# activity forward.
 # Phase 1 only reads: it drops repeated ids (stored, or earlier in the batch), aggregates the
 # rest per key (as plan.py does) and refuses the batch if an increment is not finite, which
 # HINCRBYFLOAT would reject halfway. Phase 2 writes. Returns {applied, duplicates}.
 _APPLY = """
 local null, overflow, applied, duplicates = cjson.null, false, 0, 0
 local seen, ids, exposures, exposed, per_unit, metrics = {}, {}, {}, {}, {}, {}
-local function k(x, i) return KEYS[(x - 1) * 6 + i] end
+local times, latest = cjson.decode(ARGV[2]), {}
+local function k(x, i) return KEYS[(x - 1) * 7 + i] end
 local function fmt(v) return string.format('%.17g', v) end
 local function at(t, key)
   if t[key] == nil then t[key] = {} end
@@ -151,7 +158,7 @@ local function add(x, variant, metric, count, units, sum, sq)
 end
 for _, e in ipairs(cjson.decode(ARGV[1])) do
   local x, kind, variant, unit, metric, value, id = e[1], e[2], e[3], e[4], e[5], e[6], e[7]
-  local repeated = false
+  local repeated, time = false, e[8]
   if id ~= null then
     local s = at(seen, x)
     repeated = s[id] or redis.call('SISMEMBER', k(x, 1), id) == 1
@@ -169,7 +176,10 @@ for _, e in ipairs(cjson.decode(ARGV[1])) do
   else
     add(x, variant, metric, 1, 0, value, value * value)
   end
-  if not repeated then applied = applied + 1 end
+  if not repeated then
+    applied = applied + 1
+    if time ~= null and times[time] > (latest[x] or -1) then latest[x] = times[time] end
+  end
 end
 -- A unit's total goes from t to t + v: sum_squares grows by v(2t + v); no t yet: a new unit.
 for x, by_metric in pairs(per_unit) do
@@ -223,17 +233,34 @@ for x, by_variant in pairs(metrics) do
     end
   end
 end
+for x, time in pairs(latest) do
+  if time > tonumber(redis.call('GET', k(x, 7)) or '-1') then
+    redis.call('SET', k(x, 7), string.format('%.0f', time))
+  end
+end
 return {applied, duplicates}
 """
 
 
-def _row(x: int, event: EventRecord) -> tuple[object, ...]:
-    """One event for the apply script; ``x`` numbers its experiment's group of KEYS."""
+def _row(x: int, event: EventRecord, times: dict[int, int]) -> tuple[object, ...]:
+    """One event for the apply script; ``x`` numbers its experiment's group of KEYS and
+    ``times`` (receive time in microseconds -> 1-based index) gathers the batch's times."""
     if not math.isfinite(event.value):
         raise ValidationError(f"event value must be finite (got {event.value})", field="value")
     metric = None if event.kind is EventKind.EXPOSURE else event.metric or ""
     kind, unit, event_id = event.kind.value, event.unit_id, event.event_id
-    return (x, kind, _cell(event.variant, event.period), unit, metric, event.value, event_id)
+    time = None
+    if event.received_at is not None:
+        time = times.setdefault(_microseconds(event.received_at), len(times) + 1)
+    cell = _cell(event.variant, event.period)
+    return (x, kind, cell, unit, metric, event.value, event_id, time)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _microseconds(moment: datetime) -> int:
+    return (as_utc(moment) - _EPOCH) // timedelta(microseconds=1)
 
 
 def _cell(variant: str, period: int) -> str:
@@ -415,11 +442,15 @@ class RedisStore(RedisHistory, RedisContextual, RedisDocuments):
         if not events:
             return ApplyResult(applied=0, duplicates=0)
         positions: dict[str, int] = {}
-        rows = [_row(positions.setdefault(e.experiment_id, len(positions) + 1), e) for e in events]
+        times: dict[int, int] = {}
+        rows = [
+            _row(positions.setdefault(e.experiment_id, len(positions) + 1), e, times)
+            for e in events
+        ]
         keys = [self._key(exp, name) for exp in positions for name in _EVENT_KEYS]
         payload = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
         try:
-            applied, duplicates = self._apply(keys=keys, args=[payload])
+            applied, duplicates = self._apply(keys=keys, args=[payload, json.dumps(list(times))])
         except redis.exceptions.ResponseError as error:
             if "would overflow" not in str(error):
                 raise
@@ -437,6 +468,13 @@ class RedisStore(RedisHistory, RedisContextual, RedisDocuments):
         pipe.hgetall(self._key(experiment_id, "metrics"))
         counts, totals = pipe.execute()
         return _group(counts, totals)
+
+    @reachable
+    def last_event_at(self, experiment_id: str) -> datetime | None:
+        found = self._client.get(self._key(experiment_id, "activity"))
+        if found is None:
+            return None
+        return _EPOCH + timedelta(microseconds=int(cast(str, found)))
 
     @reachable
     def ping(self) -> None:

@@ -41,7 +41,9 @@ CorrectionParam = Annotated[
     Query(description="Multiple-comparison correction (default: the experiment's, else holm)."),
 ]
 Sequential = Annotated[bool | None, Query(description="Use the always-valid (mSPRT) test.")]
-Alpha = Annotated[float | None, Query(gt=0, lt=1, description="Significance level.")]
+Alpha = Annotated[
+    float | None, Query(ge=1e-6, le=0.5, description="Significance level (1e-6 to 0.5).")
+]
 
 
 @router.get(
@@ -85,7 +87,7 @@ def sample_size(
     baseline_mean: float | None = None,
     standard_deviation: Annotated[float | None, Query(gt=0)] = None,
     relative: bool = False,
-    alpha: Annotated[float, Query(gt=0, lt=1)] = 0.05,
+    alpha: Annotated[float, Query(ge=1e-6, le=0.5)] = 0.05,
     power: Annotated[float, Query(gt=0, lt=1)] = 0.8,
     variants: Annotated[int, Query(ge=2, le=100)] = 2,
 ) -> SampleSizeRead:

@@ -18,8 +18,12 @@ from abpilot.api.schemas import (
 from abpilot.service import ExperimentChanges
 
 ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorBody, "description": "The body could not be read (not UTF-8 JSON)"},
+    401: {"model": ErrorBody, "description": "No valid API key (when keys are configured)"},
+    403: {"model": ErrorBody, "description": "The key's role may not do this"},
     404: {"model": ErrorBody},
     409: {"model": ErrorBody},
+    413: {"model": ErrorBody, "description": "The body is larger than MAX_BODY_BYTES"},
     422: {"model": ErrorBody},
 }
 router = APIRouter(prefix="/experiments", tags=["experiments"], responses=ERRORS)
@@ -80,7 +84,10 @@ def delete_experiment(experiment_id: str, service: Service) -> Response:
 
 @router.put("/{experiment_id}/status", response_model=ExperimentRead)
 def set_status(experiment_id: str, body: StatusUpdate, service: Service) -> ExperimentRead:
-    """Move through the lifecycle: draft -> running <-> paused -> completed."""
+    """Move through the lifecycle: draft -> running <-> paused -> completed. Completing without a
+    ``winner`` stores the final analysis's winner, if there is one."""
+    if body.status == "completed":
+        return ExperimentRead.of(service.end_experiment(experiment_id, winner=body.winner))
     return ExperimentRead.of(service.set_status(experiment_id, body.status, winner=body.winner))
 
 

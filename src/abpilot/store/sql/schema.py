@@ -84,6 +84,9 @@ variant_counters = sa.Table(
     sa.Column("assigned_units", Counter, nullable=False),
     sa.Column("exposures", Counter, nullable=False),
     sa.Column("unique_units", Counter, nullable=False),
+    # When the last event counted here was received (NULL before migration 0004, or for a row
+    # only assignments touched): the experiment's last event time is the latest over its rows.
+    sa.Column("last_event_at", sa.DateTime(timezone=True)),
 )
 
 metric_counters = sa.Table(
@@ -97,6 +100,7 @@ metric_counters = sa.Table(
     sa.Column("units", Counter, nullable=False),
     sa.Column("sum", sa.Double, nullable=False),
     sa.Column("sum_squares", sa.Double, nullable=False),
+    sa.Column("last_event_at", sa.DateTime(timezone=True)),
 )
 
 processed_events = sa.Table(

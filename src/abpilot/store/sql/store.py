@@ -6,7 +6,7 @@ sorted by key, so concurrent transactions on PostgreSQL take row locks in the sa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,12 +38,14 @@ from abpilot.store.codec import (
 from abpilot.store.plan import (
     UnitMetricKey,
     group_counters,
+    latest_received,
     metric_increments,
     plan_events,
     split_duplicates,
     sum_periods,
 )
 from abpilot.store.sql import engine as sql_engine
+from abpilot.store.sql.activity import SqlActivity, later_time, stored_time
 from abpilot.store.sql.common import CHUNK, chunks, guarded
 from abpilot.store.sql.contextual import SqlContextual
 from abpilot.store.sql.documents import SqlDocuments
@@ -61,7 +63,7 @@ from abpilot.store.sql.schema import (
 )
 
 
-class SqlStore(SqlHistory, SqlContextual, SqlDocuments):
+class SqlStore(SqlHistory, SqlContextual, SqlDocuments, SqlActivity):
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
@@ -246,9 +248,10 @@ class SqlStore(SqlHistory, SqlContextual, SqlDocuments):
                 bump((exp, variant, period), "assigned_units")
             for exp, _unit, variant, period in self._insert_exposed(conn, units):
                 bump((exp, variant, period), "unique_units")
-            self._bump_variants(conn, bumps)
+            latest = latest_received(fresh)
+            self._bump_variants(conn, bumps, latest)
             after = self._add_unit_totals(conn, plan.unit_conversions)
-            self._bump_metrics(conn, metric_increments(plan, after))
+            self._bump_metrics(conn, metric_increments(plan, after), latest)
         return ApplyResult(applied=len(fresh), duplicates=duplicates)
 
     def _claim_event_ids(
@@ -312,25 +315,35 @@ class SqlStore(SqlHistory, SqlContextual, SqlDocuments):
         return after
 
     def _bump_variants(
-        self, conn: sa.Connection, bumps: dict[tuple[str, str, int], dict[str, int]]
+        self,
+        conn: sa.Connection,
+        bumps: dict[tuple[str, str, int], dict[str, int]],
+        latest: Mapping[str, datetime] = {},
     ) -> None:
         names = ("assigned_units", "exposures", "unique_units")
         values = [
-            {"experiment_id": e, "variant": v, "period": p, **{n: c.get(n, 0) for n in names}}
+            {
+                "experiment_id": e,
+                "variant": v,
+                "period": p,
+                **{n: c.get(n, 0) for n in names},
+                "last_event_at": stored_time(latest, e),
+            }
             for (e, v, p), c in sorted(bumps.items())
         ]
         table = variant_counters
         keys = [table.c.experiment_id, table.c.variant, table.c.period]
         for chunk in chunks(values):
             stmt = self._insert(table).values(chunk)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=keys, set_={n: table.c[n] + stmt.excluded[n] for n in names}
-                )
-            )
+            added: dict[str, Any] = {n: table.c[n] + stmt.excluded[n] for n in names}
+            added["last_event_at"] = later_time(table, stmt.excluded)
+            conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=added))
 
     def _bump_metrics(
-        self, conn: sa.Connection, increments: dict[tuple[str, str, int, str], MetricTotals]
+        self,
+        conn: sa.Connection,
+        increments: dict[tuple[str, str, int, str], MetricTotals],
+        latest: Mapping[str, datetime],
     ) -> None:
         names = ("count", "units", "sum", "sum_squares")
         values = [
@@ -340,6 +353,7 @@ class SqlStore(SqlHistory, SqlContextual, SqlDocuments):
                 "period": p,
                 "metric": m,
                 **{n: getattr(t, n) for n in names},
+                "last_event_at": stored_time(latest, e),
             }
             for (e, v, p, m), t in sorted(increments.items())
         ]
@@ -347,11 +361,9 @@ class SqlStore(SqlHistory, SqlContextual, SqlDocuments):
         keys = [table.c.experiment_id, table.c.variant, table.c.period, table.c.metric]
         for chunk in chunks(values):
             stmt = self._insert(table).values(chunk)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=keys, set_={n: table.c[n] + stmt.excluded[n] for n in names}
-                )
-            )
+            added: dict[str, Any] = {n: table.c[n] + stmt.excluded[n] for n in names}
+            added["last_event_at"] = later_time(table, stmt.excluded)
+            conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=added))
 
     def get_counters(self, experiment_id: str) -> dict[str, VariantCounters]:
         return sum_periods(self.get_period_counters(experiment_id))

@@ -1,0 +1,81 @@
+"""CLI verb of monitoring: ``abpilot monitor`` (a thin face on ``abpilot.service.monitoring``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from abpilot.domain.errors import AbpilotError
+from abpilot.monitoring.checks import Status
+from abpilot.service import ExperimentService
+from abpilot.service.monitoring import DEFAULT_DAYS, Monitor, Report, report_to_dict
+from abpilot.settings import get_settings
+
+console = Console()
+COLOURS = {Status.OK: "green", Status.WARNING: "yellow", Status.ALERT: "red"}
+StoreUrl = Annotated[
+    str | None,
+    typer.Option("--store-url", help="Store URL (default: from STORE / DATABASE_URL / REDIS_URL)."),
+]
+
+
+def _table(report: Report) -> Table:
+    counts = ", ".join(f"{n} {status}" for status, n in report.counts.items())
+    table = Table(title=f"Monitoring ({counts or 'no running experiments'})")
+    for column in ("experiment", "type", "status", "findings"):
+        table.add_column(column)
+    for health in report.experiments:
+        colour = COLOURS[health.status]
+        findings = [
+            f"[{COLOURS[c.status]}]{c.name}[/]: {escape(c.message)}"
+            for c in health.checks
+            if c.status is not Status.OK
+        ]
+        table.add_row(
+            escape(health.key),
+            health.type,
+            f"[{colour}]{health.status}[/]",
+            "\n".join(findings) or "every check ok",
+        )
+    return table
+
+
+def register(app: typer.Typer, open_service: Callable[[str | None], ExperimentService]) -> None:
+    """Add ``abpilot monitor`` to the ``abpilot`` CLI."""
+
+    @app.command()
+    def monitor(
+        days: Annotated[
+            int, typer.Option(help="Days that figures about a time range cover.")
+        ] = DEFAULT_DAYS,
+        output: Annotated[
+            Path | None, typer.Option(help="Also write the report as JSON to this file.")
+        ] = None,
+        store_url: StoreUrl = None,
+    ) -> None:
+        """Check every running experiment: sample ratio mismatch, arm dominance (bandits),
+        minimum rate, staleness, conversions above exposures, guardrails. Exit code 1 when an
+        experiment is in alert, else 0 (warnings are printed but do not fail)."""
+        service = open_service(store_url)
+        try:
+            monitor = Monitor(service, defaults=get_settings().monitoring_defaults())
+            report = monitor.report(days=days)
+        except AbpilotError as error:
+            where = f" ({error.field})" if error.field else ""
+            console.print(f"[red]{escape(error.message)}{escape(where)}[/red]")
+            raise typer.Exit(2) from None
+        finally:
+            service.store.close()
+        console.print(_table(report))
+        if output is not None:
+            text = json.dumps(report_to_dict(report), indent=2, ensure_ascii=False)
+            output.write_text(text + "\n", encoding="utf-8")
+            console.print(f"report written to {escape(str(output))}")
+        raise typer.Exit(1 if report.status is Status.ALERT else 0)

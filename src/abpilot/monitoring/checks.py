@@ -1,0 +1,363 @@
+"""The health checks of a running experiment, pure: each takes plain values (counts, p-values,
+weights, times) and returns a ``Check`` whose message is a full sentence for a person on call.
+
+Thresholds are strict: a figure exactly at its threshold passes (p = srm_p is no mismatch, a
+weight of exactly max_arm_dominance is not dominance, a rate of exactly min_rate is not low, an
+age of exactly stale_after_hours is not stale).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from abpilot.monitoring.options import Guardrail, Harm
+from abpilot.stats.srm import MIN_UNITS_PER_VARIANT, SrmCheck
+
+STRONG_EVIDENCE = 0.95  # a dominant arm is fine once its probability of being best reaches this
+
+
+class Status(enum.StrEnum):
+    OK = "ok"
+    WARNING = "warning"
+    ALERT = "alert"
+
+
+_SEVERITY = {Status.OK: 0, Status.WARNING: 1, Status.ALERT: 2}
+
+
+def worst(statuses: Iterable[Status]) -> Status:
+    """The most severe status (OK when there is none)."""
+    return max(statuses, key=_SEVERITY.__getitem__, default=Status.OK)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One check's outcome: ``figures`` are the plain JSON values it judged."""
+
+    name: str
+    status: Status
+    message: str
+    figures: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def _p(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def _hours(value: float) -> str:
+    return f"{value:.1f} hours" if value != 1 else "1 hour"
+
+
+def _split(counts: Sequence[float], integer: bool) -> str:
+    return "/".join(f"{c:.0f}" if integer else f"{c:.1f}" for c in counts)
+
+
+def srm_check(
+    srm: SrmCheck, *, threshold: float, variants: Sequence[str], periods: int = 1
+) -> Check:
+    """Sample ratio mismatch, from the analysis' SRM result (per period of constant weights for
+    a bandit whose weights changed): an alert at p < ``threshold``."""
+    figures: dict[str, Any] = {
+        "p_value": srm.p_value,
+        "threshold": threshold,
+        "observed": dict(zip(variants, srm.observed, strict=True)),
+        "expected": dict(zip(variants, (round(e, 2) for e in srm.expected), strict=True)),
+        "method": "chi_square_per_period" if periods > 1 else "chi_square",
+        "periods": periods,
+    }
+    if srm.p_value is None:
+        fewest = min(srm.observed, default=0)
+        return Check(
+            "srm",
+            Status.OK,
+            f"Too few units to test the sample ratio yet (fewest in a variant: {fewest}; every "
+            f"variant needs {MIN_UNITS_PER_VARIANT}).",
+            figures,
+        )
+    within = f", compared within {periods} periods of constant weights" if periods > 1 else ""
+    observed, expected = _split(srm.observed, True), _split(srm.expected, False)
+    if srm.p_value < threshold:
+        return Check(
+            "srm",
+            Status.ALERT,
+            f"Sample ratio mismatch: units split {observed} where the weights expect {expected} "
+            f"(p = {_p(srm.p_value)} < {threshold:g}{within}); assignment or tracking is "
+            "broken, so no result of this experiment can be trusted.",
+            figures,
+        )
+    return Check(
+        "srm",
+        Status.OK,
+        f"Units split {observed} against {expected} expected from the weights, consistent "
+        f"with them (p = {_p(srm.p_value)}{within}).",
+        figures,
+    )
+
+
+def arm_dominance_check(
+    arms: Sequence[str],
+    weights: Sequence[float],
+    probability_best: Sequence[float | None],
+    *,
+    period: int,
+    max_dominance: float,
+    strong_evidence: float = STRONG_EVIDENCE,
+) -> Check:
+    """A bandit arm holding more than ``max_dominance`` of the traffic while its probability of
+    being best is below ``strong_evidence``: a warning. Weights still as configured (period 0)
+    were chosen by a person, not the bandit, and are not judged."""
+    top = max(range(len(arms)), key=lambda i: weights[i])
+    arm, weight, best = arms[top], weights[top], probability_best[top]
+    figures: dict[str, Any] = {
+        "arm": arm,
+        "weight": weight,
+        "probability_best": best,
+        "max_arm_dominance": max_dominance,
+        "strong_evidence": strong_evidence,
+        "period": period,
+        "weights": dict(zip(arms, weights, strict=True)),
+    }
+    if period == 0:
+        return Check(
+            "arm_dominance",
+            Status.OK,
+            "The weights are still as configured (no recalculation has changed them yet).",
+            figures,
+        )
+    evidence = "unknown" if best is None else _pct(best)
+    if weight > max_dominance and (best is None or best < strong_evidence):
+        return Check(
+            "arm_dominance",
+            Status.WARNING,
+            f"Arm '{arm}' holds {_pct(weight)} of the traffic (above {_pct(max_dominance)}) while "
+            f"its probability of being best is {evidence} (below {_pct(strong_evidence)}); the "
+            "bandit may be locking in on weak evidence.",
+            figures,
+        )
+    return Check(
+        "arm_dominance",
+        Status.OK,
+        f"The largest weight, {_pct(weight)} on '{arm}', is within {_pct(max_dominance)} or "
+        f"backed by strong evidence (probability of being best {evidence}).",
+        figures,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ArmRate:
+    variant: str
+    units: int
+    conversions: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.conversions / self.units if self.units > 0 else None
+
+
+def min_rate_check(
+    arms: Sequence[ArmRate], *, metric: str, min_rate: float, min_units: int, source: str
+) -> Check:
+    """Every arm converting below ``min_rate`` on the primary metric, each with at least
+    ``min_units`` units: a warning (conversions are probably not being tracked)."""
+    figures: dict[str, Any] = {
+        "metric": metric,
+        "min_rate": min_rate,
+        "min_units": min_units,
+        "source": source,
+        "rates": {a.variant: a.rate for a in arms},
+        "units": {a.variant: a.units for a in arms},
+    }
+    fewest = min(arms, key=lambda a: a.units)
+    if fewest.units < min_units:
+        return Check(
+            "min_rate",
+            Status.OK,
+            f"Too few units to judge the rate of '{metric}' yet ({fewest.units} in "
+            f"'{fewest.variant}'; {min_units} needed in every arm).",
+            figures,
+        )
+    highest = max(arms, key=lambda a: a.rate or 0.0)
+    top = highest.rate or 0.0
+    if top < min_rate:
+        return Check(
+            "min_rate",
+            Status.WARNING,
+            f"Every arm converts below {_pct(min_rate)} on '{metric}' (highest: {_pct(top)} in "
+            f"'{highest.variant}', with at least {min_units} units each); check that "
+            "conversions are being tracked.",
+            figures,
+        )
+    return Check(
+        "min_rate",
+        Status.OK,
+        f"At least one arm converts at {_pct(min_rate)} or more on '{metric}' (highest: "
+        f"{_pct(top)} in '{highest.variant}').",
+        figures,
+    )
+
+
+def stale_check(
+    *,
+    last_event_at: datetime | None,
+    running_since: datetime | None,
+    now: datetime,
+    stale_after_hours: float,
+    source: str | None,
+) -> Check:
+    """No event for more than ``stale_after_hours``: an alert. The clock starts at the last
+    event, or at ``running_since`` (when the experiment last started or resumed) when no event
+    has arrived since then, so an experiment resumed after a pause is not stale at once."""
+    figures: dict[str, Any] = {
+        "last_event_at": None if last_event_at is None else last_event_at.isoformat(),
+        "running_since": None if running_since is None else running_since.isoformat(),
+        "stale_after_hours": stale_after_hours,
+        "source": source,
+    }
+    limit = f"alert after {stale_after_hours:g} hours"
+    if last_event_at is not None and (running_since is None or last_event_at >= running_since):
+        hours = (now - last_event_at).total_seconds() / 3600
+        figures["hours_since"] = round(hours, 3)
+        at = last_event_at.strftime("%Y-%m-%d %H:%M UTC")
+        if hours > stale_after_hours:
+            return Check(
+                "stale",
+                Status.ALERT,
+                f"No event for {_hours(hours)} (the last arrived at {at}; {limit}); traffic or "
+                "tracking has stopped.",
+                figures,
+            )
+        return Check("stale", Status.OK, f"The last event arrived {_hours(hours)} ago.", figures)
+    if running_since is None:
+        figures["hours_since"] = None
+        return Check("stale", Status.OK, "The experiment is not running yet.", figures)
+    hours = (now - running_since).total_seconds() / 3600
+    figures["hours_since"] = round(hours, 3)
+    if hours > stale_after_hours:
+        return Check(
+            "stale",
+            Status.ALERT,
+            f"No event has arrived since the experiment started running {_hours(hours)} ago "
+            f"({limit}); check that the application sends its events.",
+            figures,
+        )
+    return Check(
+        "stale",
+        Status.OK,
+        f"No event yet since the experiment started running {_hours(hours)} ago ({limit}).",
+        figures,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionCount:
+    variant: str
+    metric: str
+    conversions: int
+    population: int
+    basis: str  # "exposures" in event-level mode, else the units counted
+
+
+def conversions_check(counts: Sequence[ConversionCount]) -> Check:
+    """More conversions than exposures (event-level mode; more converting units than units
+    otherwise): an alert, since conversions are double-counted or exposures lost."""
+    over = [c for c in counts if c.conversions > c.population]
+    figures: dict[str, Any] = {
+        "exceeded": [
+            {
+                "variant": c.variant,
+                "metric": c.metric,
+                "conversions": c.conversions,
+                "population": c.population,
+                "basis": c.basis,
+            }
+            for c in over
+        ]
+    }
+    if over:
+        details = "; ".join(
+            f"'{c.variant}' has {c.conversions} conversions of '{c.metric}' for "
+            f"{c.population} {c.basis.replace('_', ' ')}"
+            for c in over
+        )
+        return Check(
+            "conversions_exceed_exposures",
+            Status.ALERT,
+            f"Conversions exceed exposures: {details}; conversions are counted twice or "
+            "exposures are lost.",
+            figures,
+        )
+    return Check(
+        "conversions_exceed_exposures",
+        Status.OK,
+        "No variant counts more conversions than exposures.",
+        figures,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GuardrailComparison:
+    """A variant against the control on a guardrail metric, from the analysis."""
+
+    guardrail: Guardrail
+    variant: str
+    difference: float | None
+    p_value: float | None
+    p_value_adjusted: float | None
+
+
+def _harmful(c: GuardrailComparison, alpha: float) -> bool:
+    if c.p_value is None or c.difference is None or math.isnan(c.p_value):
+        return False
+    worse = c.difference < 0 if c.guardrail.harm is Harm.DECREASE else c.difference > 0
+    return worse and c.p_value < alpha
+
+
+def guardrail_check(comparisons: Sequence[GuardrailComparison], *, alpha: float) -> Check:
+    """A variant significantly worse than the control on a guardrail metric (two-sided p below
+    ``alpha``, uncorrected, and the difference in the harmful direction): an alert."""
+    harmful = [c for c in comparisons if _harmful(c, alpha)]
+    metrics = list(dict.fromkeys(c.guardrail.metric for c in comparisons))
+    figures: dict[str, Any] = {
+        "alpha": alpha,
+        "comparisons": [
+            {
+                "metric": c.guardrail.metric,
+                "harm": c.guardrail.harm.value,
+                "variant": c.variant,
+                "difference": c.difference,
+                "p_value": c.p_value,
+                "p_value_adjusted": c.p_value_adjusted,
+                "harmful": c in harmful,
+            }
+            for c in comparisons
+        ],
+    }
+    if harmful:
+        details = "; ".join(
+            f"'{c.variant}' is significantly "
+            f"{'lower' if c.guardrail.harm is Harm.DECREASE else 'higher'} than the control on "
+            f"'{c.guardrail.metric}' (difference {c.difference:+.4g}, p = {_p(c.p_value or 0)})"
+            for c in harmful
+        )
+        return Check(
+            "guardrail",
+            Status.ALERT,
+            f"Guardrail breached: {details} at alpha = {alpha:g}.",
+            figures,
+        )
+    return Check(
+        "guardrail",
+        Status.OK,
+        f"No variant is significantly worse than the control on {', '.join(metrics)} "
+        f"(alpha = {alpha:g}).",
+        figures,
+    )

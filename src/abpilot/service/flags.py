@@ -1,0 +1,115 @@
+"""Experiments as feature flags: what a flag client (OpenFeature, through OFREP) is served.
+
+An ``ab_test`` or ``bandit`` experiment is a flag whose key is the experiment's key (or id) and
+whose variants are the experiment's variants. For one unit (OpenFeature's targeting key):
+
+- running, unit inside the traffic allocation: the unit's variant from ``get_variant_for_user``,
+  which records the assignment as ``POST /experiments/{id}/assign`` does (first one wins; sticky
+  bandits keep the unit's variant) — reason ``SPLIT``;
+- running, unit outside the traffic allocation: the control — reason ``DEFAULT`` (nothing is
+  recorded: the unit is not in the experiment);
+- completed with a winner: the winner, for every unit — reason ``STATIC``;
+- draft, paused, or completed without a winner: the control — reason ``DISABLED``.
+
+The value served is the variant's ``config["value"]`` when its config has that key (any JSON:
+string, number, boolean, object, list; ``null`` means "no value": the client keeps its code
+default), else the variant's key. ``contextual_bandit`` and ``interleaving`` experiments are not
+flags (their variants are chosen per request by a policy, or merged): evaluating one is refused.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from abpilot.domain.errors import Conflict, WrongStatus
+from abpilot.domain.experiment import Experiment, ExperimentStatus, ExperimentType, Variant
+from abpilot.service.specs import check_unit_id
+
+if TYPE_CHECKING:
+    from abpilot.service.core import Assignment, ExperimentService
+
+FLAG_TYPES = frozenset({ExperimentType.AB_TEST, ExperimentType.BANDIT})
+VALUE_KEY = "value"
+
+
+class FlagReason(enum.StrEnum):
+    """Why a unit got its variant, in OpenFeature's vocabulary."""
+
+    SPLIT = "SPLIT"
+    DEFAULT = "DEFAULT"
+    STATIC = "STATIC"
+    DISABLED = "DISABLED"
+
+
+class NotAFlag(Conflict):
+    code = "not_a_flag"
+
+
+@dataclass(frozen=True, slots=True)
+class FlagEvaluation:
+    flag_key: str
+    experiment: Experiment
+    variant: Variant
+    reason: FlagReason
+    in_experiment: bool
+
+    @property
+    def value(self) -> Any:
+        return flag_value(self.variant)
+
+
+def flag_value(variant: Variant) -> Any:
+    """The variant's ``config["value"]`` when the config has that key, else the variant's key."""
+    return variant.config.get(VALUE_KEY, variant.key)
+
+
+def evaluate_flag(service: ExperimentService, *, flag_key: str, unit_id: str) -> FlagEvaluation:
+    """The flag ``flag_key`` (an experiment's key or id) for one unit; a running experiment
+    records the unit's assignment."""
+    check_unit_id(unit_id)
+    experiment = service.get_cached_experiment(flag_key)
+    if experiment.type not in FLAG_TYPES:
+        raise NotAFlag(
+            f"experiment '{experiment.key}' is a {experiment.type} experiment, not a flag: only "
+            "ab_test and bandit experiments are evaluated as flags",
+            field="type",
+        )
+    if experiment.status is ExperimentStatus.RUNNING:
+        return _running(service, flag_key, experiment, unit_id)
+    return _at_rest(flag_key, experiment)
+
+
+def evaluate_flags(service: ExperimentService, *, unit_id: str) -> list[FlagEvaluation]:
+    """Every running ab_test and bandit experiment for one unit (oldest first), each recorded as
+    ``evaluate_flag`` does. Experiments that are not running are left out."""
+    check_unit_id(unit_id)
+    return [
+        _running(service, experiment.key, experiment, unit_id)
+        for experiment in service.list_experiments(ExperimentStatus.RUNNING)
+        if experiment.type in FLAG_TYPES
+    ]
+
+
+def _running(
+    service: ExperimentService, flag_key: str, experiment: Experiment, unit_id: str
+) -> FlagEvaluation:
+    try:
+        assignment = service.get_variant_for_user(experiment.id, unit_id)
+    except WrongStatus:  # paused or completed since it was read (by another worker)
+        return _at_rest(flag_key, service.get_experiment(experiment.id))
+    return _assigned(flag_key, experiment, assignment)
+
+
+def _assigned(flag_key: str, experiment: Experiment, assignment: Assignment) -> FlagEvaluation:
+    if assignment.variant is None:
+        return FlagEvaluation(flag_key, experiment, experiment.control, FlagReason.DEFAULT, False)
+    return FlagEvaluation(flag_key, experiment, assignment.variant, FlagReason.SPLIT, True)
+
+
+def _at_rest(flag_key: str, experiment: Experiment) -> FlagEvaluation:
+    winner = experiment.variant(experiment.winner) if experiment.winner else None
+    if experiment.status is ExperimentStatus.COMPLETED and winner is not None:
+        return FlagEvaluation(flag_key, experiment, winner, FlagReason.STATIC, False)
+    return FlagEvaluation(flag_key, experiment, experiment.control, FlagReason.DISABLED, False)

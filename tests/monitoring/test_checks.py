@@ -1,0 +1,237 @@
+"""The pure health checks at their exact thresholds, and the settings that set them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from abpilot.domain.errors import ValidationError
+from abpilot.monitoring.checks import (
+    ArmRate,
+    ConversionCount,
+    GuardrailComparison,
+    Status,
+    arm_dominance_check,
+    conversions_check,
+    guardrail_check,
+    min_rate_check,
+    srm_check,
+    stale_check,
+    worst,
+)
+from abpilot.monitoring.options import Guardrail, Harm, MonitoringOptions, monitoring_options
+from abpilot.stats.srm import SrmCheck
+
+T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
+
+
+def srm(p_value: float | None) -> SrmCheck:
+    return SrmCheck(p_value, False, (500.0, 500.0), (520, 480))
+
+
+def test_worst_status() -> None:
+    assert worst([]) is Status.OK
+    assert worst([Status.OK, Status.WARNING]) is Status.WARNING
+    assert worst([Status.ALERT, Status.WARNING, Status.OK]) is Status.ALERT
+
+
+class TestSrm:
+    def test_p_exactly_at_the_threshold_is_no_mismatch(self) -> None:
+        assert srm_check(srm(0.001), threshold=0.001, variants=["a", "b"]).status is Status.OK
+
+    def test_below_the_threshold_is_an_alert_with_the_split(self) -> None:
+        check = srm_check(srm(0.000999), threshold=0.001, variants=["a", "b"])
+        assert check.status is Status.ALERT
+        assert check.message.startswith("Sample ratio mismatch: units split 520/480")
+        assert check.figures["observed"] == {"a": 520, "b": 480}
+
+    def test_per_experiment_threshold(self) -> None:
+        assert srm_check(srm(0.009), threshold=0.01, variants=["a", "b"]).status is Status.ALERT
+
+    def test_too_few_units_is_not_judged(self) -> None:
+        check = srm_check(
+            SrmCheck(None, False, (4.0, 4.0), (7, 1), "insufficient_data"),
+            threshold=0.001,
+            variants=["a", "b"],
+        )
+        assert check.status is Status.OK
+        assert "Too few units" in check.message
+
+    def test_periods_are_named(self) -> None:
+        check = srm_check(srm(1e-9), threshold=0.001, variants=["a", "b"], periods=3)
+        assert "within 3 periods" in check.message
+        assert check.figures["method"] == "chi_square_per_period"
+
+
+class TestArmDominance:
+    def check(self, weight: float, best: float | None, period: int = 2) -> Status:
+        return arm_dominance_check(
+            ["a", "b"], [weight, 1 - weight], [best, None], period=period, max_dominance=0.7
+        ).status
+
+    def test_exactly_at_the_limit_is_not_dominance(self) -> None:
+        assert self.check(0.70, 0.5) is Status.OK
+
+    def test_above_the_limit_on_weak_evidence_warns(self) -> None:
+        assert self.check(0.7001, 0.9499) is Status.WARNING
+        assert self.check(0.9, None) is Status.WARNING  # evidence unknown counts as weak
+
+    def test_strong_evidence_at_exactly_095_is_fine(self) -> None:
+        assert self.check(0.9, 0.95) is Status.OK
+
+    def test_configured_weights_are_not_judged(self) -> None:
+        assert self.check(0.9, 0.5, period=0) is Status.OK
+
+    def test_the_sentence_names_the_arm_and_figures(self) -> None:
+        check = arm_dominance_check(
+            ["a", "b", "c"], [0.1, 0.8, 0.1], [0.1, 0.6, 0.3], period=1, max_dominance=0.7
+        )
+        assert check.message.startswith("Arm 'b' holds 80.0% of the traffic (above 70.0%)")
+        assert "probability of being best is 60.0%" in check.message
+        assert check.figures["arm"] == "b"
+
+
+class TestMinRate:
+    def check(self, *arms: tuple[int, int]) -> Status:
+        rates = [ArmRate(f"v{i}", n, c) for i, (n, c) in enumerate(arms)]
+        return min_rate_check(
+            rates, metric="conversion", min_rate=0.05, min_units=100, source="events"
+        ).status
+
+    def test_every_arm_below_warns(self) -> None:
+        assert self.check((100, 4), (200, 9)) is Status.WARNING
+
+    def test_one_arm_exactly_at_the_rate_is_fine(self) -> None:
+        assert self.check((100, 4), (200, 10)) is Status.OK
+
+    def test_exactly_min_units_is_judged_one_less_is_not(self) -> None:
+        assert self.check((100, 0), (100, 0)) is Status.WARNING
+        assert self.check((99, 0), (100, 0)) is Status.OK
+
+
+class TestStale:
+    def check(self, last: datetime | None, now: datetime, since: datetime = T0) -> Status:
+        return stale_check(
+            last_event_at=last, running_since=since, now=now, stale_after_hours=24, source="events"
+        ).status
+
+    def test_exactly_the_limit_is_not_stale(self) -> None:
+        assert self.check(T0, T0 + timedelta(hours=24)) is Status.OK
+
+    def test_beyond_the_limit_alerts(self) -> None:
+        now = T0 + timedelta(hours=24, microseconds=1)
+        check = stale_check(
+            last_event_at=T0, running_since=T0, now=now, stale_after_hours=24, source="events"
+        )
+        assert check.status is Status.ALERT
+        assert "the last arrived at 2026-03-01 09:00 UTC" in check.message
+
+    def test_no_event_ever_counts_from_the_start(self) -> None:
+        assert self.check(None, T0 + timedelta(hours=23)) is Status.OK
+        assert self.check(None, T0 + timedelta(hours=25)) is Status.ALERT
+
+    def test_resumed_after_a_pause_counts_from_the_resumption(self) -> None:
+        resumed = T0 + timedelta(days=3)
+        assert self.check(T0, resumed + timedelta(hours=23), since=resumed) is Status.OK
+        check = stale_check(
+            last_event_at=T0,
+            running_since=resumed,
+            now=resumed + timedelta(hours=25),
+            stale_after_hours=24,
+            source="events",
+        )
+        assert check.status is Status.ALERT
+        assert check.message.startswith("No event has arrived since the experiment started")
+
+
+class TestConversions:
+    def test_equal_is_fine_one_more_alerts(self) -> None:
+        equal = ConversionCount("a", "conversion", 10, 10, "exposures")
+        assert conversions_check([equal]).status is Status.OK
+        over = ConversionCount("b", "conversion", 11, 10, "exposures")
+        check = conversions_check([equal, over])
+        assert check.status is Status.ALERT
+        assert "'b' has 11 conversions of 'conversion' for 10 exposures" in check.message
+        assert [e["variant"] for e in check.figures["exceeded"]] == ["b"]
+
+
+class TestGuardrail:
+    def check(self, harm: Harm, difference: float, p: float) -> Status:
+        comparison = GuardrailComparison(Guardrail("m", harm), "b", difference, p, p)
+        return guardrail_check([comparison], alpha=0.05).status
+
+    def test_p_exactly_alpha_is_fine(self) -> None:
+        assert self.check(Harm.DECREASE, -1.0, 0.05) is Status.OK
+
+    def test_significant_harm_alerts_in_its_direction_only(self) -> None:
+        assert self.check(Harm.DECREASE, -1.0, 0.0499) is Status.ALERT
+        assert self.check(Harm.DECREASE, +1.0, 0.0001) is Status.OK
+        assert self.check(Harm.INCREASE, +1.0, 0.0499) is Status.ALERT
+        assert self.check(Harm.INCREASE, -1.0, 0.0001) is Status.OK
+        assert self.check(Harm.INCREASE, 0.0, 0.0001) is Status.OK
+
+    def test_undefined_comparison_is_not_harm(self) -> None:
+        comparison = GuardrailComparison(Guardrail("m"), "b", None, None, None)
+        assert guardrail_check([comparison], alpha=0.05).status is Status.OK
+
+
+class TestOptions:
+    METRICS = ("conversion", "revenue", "errors")
+
+    def parse(self, section: Any, *, arms: int = 2) -> MonitoringOptions:
+        return monitoring_options({"monitoring": section}, metrics=self.METRICS, arms=arms)
+
+    def test_defaults_and_overrides(self) -> None:
+        defaults = MonitoringOptions(stale_after_hours=12, min_rate=0.01)
+        assert monitoring_options({}, defaults) == defaults
+        found = monitoring_options(
+            {"monitoring": {"stale_after_hours": 48, "min_rate": None}}, defaults
+        )
+        assert (found.stale_after_hours, found.min_rate) == (48.0, None)
+
+    def test_guardrails_as_a_list_or_with_directions(self) -> None:
+        assert self.parse({"guardrails": ["revenue"]}).guardrails == (
+            Guardrail("revenue", Harm.DECREASE),
+        )
+        found = self.parse({"guardrails": {"errors": "increase", "revenue": "decrease"}})
+        assert found.guardrails == (
+            Guardrail("errors", Harm.INCREASE),
+            Guardrail("revenue", Harm.DECREASE),
+        )
+
+    @pytest.mark.parametrize(
+        ("section", "field"),
+        [
+            ({"bogus": 1}, "settings.monitoring.bogus"),
+            ({"srm_p": 1}, "settings.monitoring.srm_p"),
+            ({"srm_p": True}, "settings.monitoring.srm_p"),
+            ({"max_arm_dominance": 1.5}, "settings.monitoring.max_arm_dominance"),
+            ({"max_arm_dominance": 0.49}, "settings.monitoring.max_arm_dominance"),
+            ({"min_rate": 0}, "settings.monitoring.min_rate"),
+            ({"min_rate": "5%"}, "settings.monitoring.min_rate"),
+            ({"min_units": 0}, "settings.monitoring.min_units"),
+            ({"stale_after_hours": 0}, "settings.monitoring.stale_after_hours"),
+            ({"stale_after_hours": float("inf")}, "settings.monitoring.stale_after_hours"),
+            ({"guardrails": "revenue"}, "settings.monitoring.guardrails"),
+            ({"guardrails": ["nope"]}, "settings.monitoring.guardrails[0]"),
+            ({"guardrails": ["revenue", "revenue"]}, "settings.monitoring.guardrails[1]"),
+            ({"guardrails": {"errors": "up"}}, "settings.monitoring.guardrails.errors"),
+        ],
+    )
+    def test_bad_values_are_refused_naming_the_field(self, section: Any, field: str) -> None:
+        with pytest.raises(ValidationError) as caught:
+            self.parse(section)
+        assert caught.value.field == field
+        assert "settings.monitoring" in caught.value.message
+
+    def test_dominance_limit_depends_on_the_arms(self) -> None:
+        assert self.parse({"max_arm_dominance": 0.34}, arms=3).max_arm_dominance == 0.34
+        with pytest.raises(ValidationError, match="at least 1/3"):
+            self.parse({"max_arm_dominance": 0.33}, arms=3)
+
+    def test_section_must_be_an_object(self) -> None:
+        with pytest.raises(ValidationError) as caught:
+            self.parse([1])
+        assert caught.value.field == "settings.monitoring"
