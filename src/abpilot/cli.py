@@ -50,6 +50,7 @@ def serve(
     host = host or settings.host
     port = port or settings.port
     workers = workers or settings.workers
+    os.environ["HOST"], os.environ["PORT"] = host, str(port)  # what the workers' apps report
     if settings.store == "sql":
         # Migrate once here, so that several workers do not all start by migrating.
         from abpilot.store.sql import SqlStore
