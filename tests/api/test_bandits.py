@@ -284,10 +284,10 @@ def test_recalculate_all_isolates_failures(client: TestClient, monkeypatch: Any)
     allocator = client.app.state.service.allocator  # type: ignore[attr-defined]
     original = allocator.compute
 
-    def flaky(experiment: Any, counters: Any) -> Any:
+    def flaky(experiment: Any, counters: Any, *daily: Any) -> Any:
         if experiment.key == "one":
             raise ValueError("simulated failure")
-        return original(experiment, counters)
+        return original(experiment, counters, *daily)
 
     monkeypatch.setattr(allocator, "compute", flaky)
     outcomes = {o["key"]: o for o in client.post(f"{API}/recalculate").json()}

@@ -243,6 +243,20 @@ def test_allocation_round_trips_exactly(store: RedisStore) -> None:
     assert store.latest_allocation(exp.id) == replace(sent, period=2, seed=None)
 
 
+def test_allocation_batch_with_a_damaged_key_stores_nothing(store: RedisStore, prefix: str) -> None:
+    good, damaged = make_experiment("good"), make_experiment("damaged")
+    for exp in (good, damaged):
+        store.create_experiment(exp)
+    client = redis.Redis.from_url(REDIS_URL)
+    client.set(f"{prefix}:{{{damaged.id}}}:allocations", "not a list")
+    client.close()
+    records = [_allocation(good.id, period=0), _allocation(damaged.id, period=0)]
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+        store.add_allocations(records)
+    assert store.list_allocations(good.id) == []  # checked before the first push
+    assert store.add_allocations(records[:1])[0].period == 1
+
+
 def test_lease_expires_and_renew_after_losing_it_is_false(prefix: str) -> None:
     one = RedisStore.from_url(REDIS_URL, prefix=prefix)
     two = RedisStore.from_url(REDIS_URL, prefix=prefix)  # another process: its own connections

@@ -20,6 +20,10 @@ from abpilot.store.base import AllocationRecord, DailyRow, MetricTotals, Store, 
 
 log = logging.getLogger("abpilot.allocation")
 MAX_DAILY_ROWS = 1_000
+RECALCULATION_CHUNK = 500  # running bandits read and written together by ``recalculate_all``
+# What a failing recalculation raises; these are reported for that experiment, anything else
+# propagates (as a bug should).
+FAILURES = (AbpilotError, ArithmeticError, ValueError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,31 +82,40 @@ def require_bandit(experiment: Experiment, action: str) -> None:
 
 class Allocator:
     def __init__(
-        self, store: Store, *, clock: Callable[[], datetime], defaults: BanditOptions
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], datetime],
+        defaults: BanditOptions,
+        chunk_size: int = RECALCULATION_CHUNK,
     ) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1 (got {chunk_size})")
         self.store, self.clock, self.defaults = store, clock, defaults
+        self.chunk_size = chunk_size
 
     def options(self, experiment: Experiment) -> BanditOptions:
         return bandit_options(experiment.settings, self.defaults, arms=len(experiment.variants))
 
     def weights_in_force(self, experiment: Experiment) -> tuple[int, tuple[float, ...]]:
         """(period, weights in variant order): the latest recalculation, else the configured."""
-        configured = tuple(v.weight for v in experiment.variants)
         if experiment.type is not ExperimentType.BANDIT:
-            return 0, configured
-        latest = self.store.latest_allocation(experiment.id)
-        if latest is None:
-            return 0, configured
-        return latest.period, tuple(latest.weights.get(v.key, 0.0) for v in experiment.variants)
+            return 0, tuple(v.weight for v in experiment.variants)
+        return _in_force(experiment, self.store.latest_allocation(experiment.id))
 
     def compute(
-        self, experiment: Experiment, counters: Mapping[str, VariantCounters]
+        self,
+        experiment: Experiment,
+        counters: Mapping[str, VariantCounters],
+        daily: Sequence[DailyRow] | None = None,
     ) -> AllocationResult:
-        """Thompson weights from the data now (nothing is stored)."""
+        """Thompson weights from the data now (nothing is stored). ``daily`` is the
+        experiment's daily intake when the caller has read it already."""
         require_bandit(experiment, "adaptive allocation")
         options = self.options(experiment)
         now = self.clock()
-        daily = self.store.get_daily_metrics(experiment.id)
+        if daily is None:
+            daily = self.store.get_daily_metrics(experiment.id)
         keys = [v.key for v in experiment.variants]
         if daily:
             arms = windowed_counts(
@@ -154,55 +167,84 @@ class Allocator:
     ) -> RecalculationOutcome:
         """Compute and, when the weights changed, store them as the next period."""
         result = self.compute(experiment, counters)
-        _, in_force = self.weights_in_force(experiment)
-        if dict(zip((v.key for v in experiment.variants), in_force, strict=True)) == result.weights:
+        change = _change(experiment, result, self.store.latest_allocation(experiment.id))
+        if change is None:
             return RecalculationOutcome(experiment.id, experiment.key, "unchanged")
-        record = self.store.add_allocation(
-            AllocationRecord(
-                experiment_id=experiment.id,
-                period=0,
-                computed_at=result.computed_at,
-                weights=result.weights,
-                method=result.method,
-                seed=result.seed,
-                source=result.source,
-                details={
-                    "window_days": result.window_days,
-                    "burn_in": result.burn_in,
-                    "arms": {
-                        a.key: {
-                            "trials": a.trials,
-                            "successes": a.successes,
-                            "probability_best": a.probability_best,
-                            "window_days": a.window_days,
-                            "fallback": a.fallback,
-                        }
-                        for a in result.arms
-                    },
-                },
-            )
-        )
-        log.info(
-            "experiment %s: weights %s (period %d)", experiment.key, result.weights, record.period
-        )
-        return RecalculationOutcome(experiment.id, experiment.key, "updated", record.period)
+        return _updated(experiment, self.store.add_allocation(change))
 
-    def recalculate_all(
-        self, counters_of: Callable[[str], Mapping[str, VariantCounters]]
-    ) -> list[RecalculationOutcome]:
-        """Every running bandit; one failing experiment does not stop the others."""
-        outcomes = []
-        for experiment in self.store.list_experiments(ExperimentStatus.RUNNING):
-            if experiment.type is not ExperimentType.BANDIT:
-                continue
-            try:
-                outcomes.append(self.recalculate(experiment, counters_of(experiment.id)))
-            except (AbpilotError, ArithmeticError, ValueError) as error:
-                log.exception("recalculation of %s failed", experiment.key)
-                outcomes.append(
-                    RecalculationOutcome(experiment.id, experiment.key, "failed", error=str(error))
-                )
+    def recalculate_all(self) -> list[RecalculationOutcome]:
+        """Every running bandit, ``chunk_size`` at a time: one batched read of each kind per
+        chunk, then one batched write of the changes. The outcomes are those of ``recalculate``
+        one by one, and one failing experiment does not stop the others."""
+        chunk_size = self.chunk_size
+        bandits = [
+            e
+            for e in self.store.list_experiments(ExperimentStatus.RUNNING)
+            if e.type is ExperimentType.BANDIT
+        ]
+        outcomes: list[RecalculationOutcome] = []
+        for start in range(0, len(bandits), chunk_size):
+            outcomes.extend(self._recalculate_chunk(bandits[start : start + chunk_size]))
         return outcomes
+
+    def _recalculate_chunk(self, chunk: Sequence[Experiment]) -> list[RecalculationOutcome]:
+        ids = [e.id for e in chunk]
+        try:
+            counters = self.store.get_counters_many(ids)
+            daily = self.store.get_daily_metrics_many(ids)
+            latest = self.store.latest_allocations(ids)
+        except Exception:
+            # Read each experiment on its own instead, so that a failure names the one it hit.
+            log.exception("batched read of %d experiments failed; one by one instead", len(ids))
+            return [self._recalculate_isolated(e) for e in chunk]
+        outcomes: list[RecalculationOutcome | None] = []
+        changes: list[tuple[int, Experiment, AllocationRecord]] = []
+        for experiment in chunk:
+            try:
+                result = self.compute(
+                    experiment, counters.get(experiment.id, {}), daily.get(experiment.id, [])
+                )
+                change = _change(experiment, result, latest.get(experiment.id))
+            except FAILURES as error:
+                outcomes.append(_failed(experiment, error))
+                continue
+            if change is None:
+                outcomes.append(RecalculationOutcome(experiment.id, experiment.key, "unchanged"))
+            else:
+                changes.append((len(outcomes), experiment, change))
+                outcomes.append(None)  # filled in once the change is stored
+        if changes:
+            try:
+                stored = self.store.add_allocations([change for _, _, change in changes])
+            except Exception:
+                # Store each change on its own instead, so that a failure is reported for the
+                # experiment it belongs to.
+                log.exception("batched write of %d weight changes failed", len(changes))
+                for i, experiment, change in changes:
+                    outcomes[i] = self._store_isolated(experiment, change)
+            else:
+                for (i, experiment, _), record in zip(changes, stored, strict=True):
+                    outcomes[i] = _updated(experiment, record)
+        return [o for o in outcomes if o is not None]
+
+    def _recalculate_isolated(self, experiment: Experiment) -> RecalculationOutcome:
+        try:
+            return self.recalculate(experiment, self.store.get_counters(experiment.id))
+        except FAILURES as error:
+            return _failed(experiment, error)
+
+    def _store_isolated(
+        self, experiment: Experiment, change: AllocationRecord
+    ) -> RecalculationOutcome:
+        """Store one change after its batch failed. If the batch was stored after all (only its
+        answer was lost), report the stored record rather than store the change twice."""
+        try:
+            latest = self.store.latest_allocation(experiment.id)
+            if latest is not None and _same_change(latest, change):
+                return _updated(experiment, latest)
+            return _updated(experiment, self.store.add_allocation(change))
+        except FAILURES as error:
+            return _failed(experiment, error)
 
     def record_daily(
         self, experiment: Experiment, day: date, metrics: Sequence[DailyInput], payload: Any
@@ -250,6 +292,64 @@ class Allocator:
         text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
         self.store.record_daily_metrics(experiment.id, day, rows, text, self.clock())
         return rows
+
+
+def _in_force(
+    experiment: Experiment, latest: AllocationRecord | None
+) -> tuple[int, tuple[float, ...]]:
+    if latest is None:
+        return 0, tuple(v.weight for v in experiment.variants)
+    return latest.period, tuple(latest.weights.get(v.key, 0.0) for v in experiment.variants)
+
+
+def _change(
+    experiment: Experiment, result: AllocationResult, latest: AllocationRecord | None
+) -> AllocationRecord | None:
+    """The record to store for ``result``, or None when it leaves the weights in force as they
+    are (``latest`` is the experiment's latest stored change)."""
+    _, in_force = _in_force(experiment, latest)
+    if dict(zip((v.key for v in experiment.variants), in_force, strict=True)) == result.weights:
+        return None
+    return AllocationRecord(
+        experiment_id=experiment.id,
+        period=0,
+        computed_at=result.computed_at,
+        weights=result.weights,
+        method=result.method,
+        seed=result.seed,
+        source=result.source,
+        details={
+            "window_days": result.window_days,
+            "burn_in": result.burn_in,
+            "arms": {
+                a.key: {
+                    "trials": a.trials,
+                    "successes": a.successes,
+                    "probability_best": a.probability_best,
+                    "window_days": a.window_days,
+                    "fallback": a.fallback,
+                }
+                for a in result.arms
+            },
+        },
+    )
+
+
+def _same_change(stored: AllocationRecord, change: AllocationRecord) -> bool:
+    def identity(record: AllocationRecord) -> tuple[object, ...]:
+        return (record.computed_at, dict(record.weights), record.method, record.seed)
+
+    return identity(stored) == identity(change)
+
+
+def _updated(experiment: Experiment, record: AllocationRecord) -> RecalculationOutcome:
+    log.info("experiment %s: weights %s (period %d)", experiment.key, record.weights, record.period)
+    return RecalculationOutcome(experiment.id, experiment.key, "updated", record.period)
+
+
+def _failed(experiment: Experiment, error: Exception) -> RecalculationOutcome:
+    log.exception("recalculation of %s failed", experiment.key)
+    return RecalculationOutcome(experiment.id, experiment.key, "failed", error=str(error))
 
 
 def _event_arm(variant: str, counters: VariantCounters, metric: str) -> WindowedArm:

@@ -451,7 +451,7 @@ class ExperimentService:
     def recalculate_all(self) -> list[RecalculationOutcome]:
         """Every running bandit; one failing experiment does not stop the others."""
         with RECALCULATION_SECONDS.time():
-            outcomes = self.allocator.recalculate_all(self.store.get_counters)
+            outcomes = self.allocator.recalculate_all()
         for outcome in outcomes:
             RECALCULATIONS.labels(outcome.status).inc()
         self._cache.clear()

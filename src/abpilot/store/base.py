@@ -242,6 +242,13 @@ class Store(Protocol):
         """Counters per variant key, summed over periods (variants with nothing recorded may be
         absent)."""
 
+    def get_counters_many(
+        self, experiment_ids: Iterable[str]
+    ) -> dict[str, dict[str, VariantCounters]]:
+        """``get_counters`` of many experiments at once, each read as consistently as
+        ``get_counters`` reads one. An experiment with no counters (or unknown) is absent, so
+        ``.get(id, {})`` gives what ``get_counters(id)`` gives."""
+
     def get_period_counters(self, experiment_id: str) -> dict[int, dict[str, VariantCounters]]:
         """Counters per period, then per variant key."""
 
@@ -262,6 +269,10 @@ class Store(Protocol):
     def get_daily_metrics(self, experiment_id: str) -> list[DailyRow]:
         """Clean daily rows, by day then variant."""
 
+    def get_daily_metrics_many(self, experiment_ids: Iterable[str]) -> dict[str, list[DailyRow]]:
+        """``get_daily_metrics`` of many experiments at once; one without rows (or unknown) is
+        absent."""
+
     def get_raw_metrics(self, experiment_id: str) -> list[RawMetrics]:
         """Every posted payload, oldest first."""
 
@@ -271,7 +282,16 @@ class Store(Protocol):
     def list_allocations(self, experiment_id: str) -> list[AllocationRecord]:
         """Every weight change, oldest first."""
 
+    def add_allocations(self, records: Sequence[AllocationRecord]) -> list[AllocationRecord]:
+        """``add_allocation`` of each record, in one atomic step: each becomes the next period of
+        its experiment (several records of one experiment take consecutive periods in the given
+        order), concurrent additions never share a period, and on an error nothing is stored.
+        Returns the stored records in the given order."""
+
     def latest_allocation(self, experiment_id: str) -> AllocationRecord | None: ...
+
+    def latest_allocations(self, experiment_ids: Iterable[str]) -> dict[str, AllocationRecord]:
+        """``latest_allocation`` of many experiments at once; one without any is absent."""
 
     def put_document(
         self, namespace: str, key: str, content: str, digest: str, updated_at: datetime

@@ -204,19 +204,31 @@ class MemoryStore:
     def get_counters(self, experiment_id: str) -> dict[str, VariantCounters]:
         return sum_periods(self.get_period_counters(experiment_id))
 
+    def get_counters_many(
+        self, experiment_ids: Iterable[str]
+    ) -> dict[str, dict[str, VariantCounters]]:
+        return {e: sum_periods(c) for e, c in self._period_counters(set(experiment_ids)).items()}
+
     def get_period_counters(self, experiment_id: str) -> dict[int, dict[str, VariantCounters]]:
+        return self._period_counters({experiment_id}).get(experiment_id, {})
+
+    def _period_counters(
+        self, wanted: set[str]
+    ) -> dict[str, dict[int, dict[str, VariantCounters]]]:
+        """Per-period counters of the wanted experiments that have any, in one pass."""
+        counts: dict[str, list[tuple[int, str, int, int, int]]] = {}
+        totals: dict[str, list[tuple[int, str, str, MetricTotals]]] = {}
         with self._lock:
-            counts = [
-                (p, v, c[0], c[1], c[2])
-                for (e, v, p), c in self._variant_counts.items()
-                if e == experiment_id
-            ]
-            totals = [
-                (p, v, m, t)
-                for (e, v, p, m), t in self._metric_totals.items()
-                if e == experiment_id
-            ]
-        return group_counters(counts, totals)
+            for (e, v, p), c in self._variant_counts.items():
+                if e in wanted:
+                    counts.setdefault(e, []).append((p, v, c[0], c[1], c[2]))
+            for (e, v, p, m), t in self._metric_totals.items():
+                if e in wanted:
+                    totals.setdefault(e, []).append((p, v, m, t))
+        return {
+            e: group_counters(counts.get(e, []), totals.get(e, []))
+            for e in sorted(counts.keys() | totals.keys())
+        }
 
     def record_daily_metrics(
         self,
@@ -235,6 +247,10 @@ class MemoryStore:
     def get_daily_metrics(self, experiment_id: str) -> list[DailyRow]:
         return [row for _, row in sorted(self._daily.get(experiment_id, {}).items())]
 
+    def get_daily_metrics_many(self, experiment_ids: Iterable[str]) -> dict[str, list[DailyRow]]:
+        found = {e: self.get_daily_metrics(e) for e in experiment_ids}
+        return {e: rows for e, rows in found.items() if rows}
+
     def get_raw_metrics(self, experiment_id: str) -> list[RawMetrics]:
         return list(self._raw.get(experiment_id, []))
 
@@ -245,12 +261,25 @@ class MemoryStore:
             history.append(stored)
             return stored
 
+    def add_allocations(self, records: Sequence[AllocationRecord]) -> list[AllocationRecord]:
+        with self._lock:
+            stored = []
+            for record in records:
+                history = self._allocations.setdefault(record.experiment_id, [])
+                stored.append(replace(record, period=len(history) + 1))
+                history.append(stored[-1])
+            return stored
+
     def list_allocations(self, experiment_id: str) -> list[AllocationRecord]:
         return list(self._allocations.get(experiment_id, []))
 
     def latest_allocation(self, experiment_id: str) -> AllocationRecord | None:
         history = self._allocations.get(experiment_id)
         return history[-1] if history else None
+
+    def latest_allocations(self, experiment_ids: Iterable[str]) -> dict[str, AllocationRecord]:
+        found = {e: self.latest_allocation(e) for e in experiment_ids}
+        return {e: record for e, record in found.items() if record is not None}
 
     def record_decision(self, decision: Decision) -> None:
         check_context_key(decision)

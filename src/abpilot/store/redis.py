@@ -462,6 +462,22 @@ class RedisStore(RedisHistory, RedisContextual, RedisDocuments):
         return sum_periods(self.get_period_counters(experiment_id))
 
     @reachable
+    def get_counters_many(
+        self, experiment_ids: Iterable[str]
+    ) -> dict[str, dict[str, VariantCounters]]:
+        ids = list(dict.fromkeys(experiment_ids))
+        pipe = self._client.pipeline(transaction=True)  # one snapshot of every hash read
+        for experiment_id in ids:
+            pipe.hgetall(self._key(experiment_id, "counters"))
+            pipe.hgetall(self._key(experiment_id, "metrics"))
+        replies = pipe.execute() if ids else []
+        return {
+            e: sum_periods(_group(counts, totals))
+            for e, counts, totals in zip(ids, replies[::2], replies[1::2], strict=True)
+            if counts or totals
+        }
+
+    @reachable
     def get_period_counters(self, experiment_id: str) -> dict[int, dict[str, VariantCounters]]:
         pipe = self._client.pipeline(transaction=True)  # one consistent snapshot of both hashes
         pipe.hgetall(self._key(experiment_id, "counters"))

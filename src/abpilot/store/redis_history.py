@@ -23,7 +23,7 @@ import functools
 import json
 import math
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -49,6 +49,23 @@ return 0
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+# KEYS: the allocation list of each record (an experiment's list repeats for each of its
+# records). ARGV: the records' documents, in the same order. Every key is checked before the
+# first write, so a failing batch stores nothing; then each document is pushed in order and the
+# new lengths (the periods) come back. A script runs alone, so no other client's push comes in
+# between; like the event script, it spans experiments, so it needs one server, not a Cluster.
+_ADD_ALLOCATIONS = """
+for i = 1, #KEYS do
+  local kind = redis.call('TYPE', KEYS[i])['ok']
+  if kind ~= 'none' and kind ~= 'list' then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. kind .. ', not a list')
+  end
+end
+local periods = {}
+for i = 1, #KEYS do periods[i] = redis.call('RPUSH', KEYS[i], ARGV[i]) end
+return periods
 """
 
 CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
@@ -121,10 +138,12 @@ class RedisHistory:
     location: str
     _renew_lease: Script
     _release_lease: Script
+    _add_allocations: Script
 
     def _register_history_scripts(self) -> None:
         self._renew_lease = self._client.register_script(_RENEW)
         self._release_lease = self._client.register_script(_RELEASE)
+        self._add_allocations = self._client.register_script(_ADD_ALLOCATIONS)
 
     def _key(self, experiment_id: str, name: str) -> str:
         return f"{self._prefix}:{{{experiment_id}}}:{name}"
@@ -157,13 +176,16 @@ class RedisHistory:
 
     @reachable
     def get_daily_metrics(self, experiment_id: str) -> list[DailyRow]:
-        cells = self._client.hgetall(self._key(experiment_id, "daily"))
-        found = []
-        for field, value in cells.items():
-            day, variant = text(field).split("|")
-            impressions, clicks = json.loads(text(value))
-            found.append(DailyRow(date.fromisoformat(day), variant, int(impressions), int(clicks)))
-        return sorted(found, key=lambda r: (r.day, r.variant))
+        return _daily_rows(self._client.hgetall(self._key(experiment_id, "daily")))
+
+    @reachable
+    def get_daily_metrics_many(self, experiment_ids: Iterable[str]) -> dict[str, list[DailyRow]]:
+        ids = list(dict.fromkeys(experiment_ids))
+        pipe = self._client.pipeline(transaction=False)
+        for experiment_id in ids:
+            pipe.hgetall(self._key(experiment_id, "daily"))
+        replies: list[dict[Any, Any]] = pipe.execute() if ids else []
+        return {e: _daily_rows(cells) for e, cells in zip(ids, replies, strict=True) if cells}
 
     @reachable
     def get_raw_metrics(self, experiment_id: str) -> list[RawMetrics]:
@@ -179,17 +201,24 @@ class RedisHistory:
 
     @reachable
     def add_allocation(self, record: AllocationRecord) -> AllocationRecord:
-        document = {
-            "computed_at": as_utc(record.computed_at).isoformat(),
-            "weights": dict(record.weights),
-            "method": record.method,
-            "seed": record.seed,
-            "source": record.source,
-            "details": dict(record.details),
-        }
+        document = _document(record)
         key = self._key(record.experiment_id, "allocations")
         period = self._client.rpush(key, _json(document))
         return _allocation(record.experiment_id, period, document)
+
+    @reachable
+    def add_allocations(self, records: Sequence[AllocationRecord]) -> list[AllocationRecord]:
+        if not records:
+            return []
+        documents = [_document(r) for r in records]
+        periods = self._add_allocations(
+            keys=[self._key(r.experiment_id, "allocations") for r in records],
+            args=[_json(d) for d in documents],
+        )
+        return [
+            _allocation(r.experiment_id, int(period), document)
+            for r, period, document in zip(records, periods, documents, strict=True)
+        ]
 
     @reachable
     def list_allocations(self, experiment_id: str) -> list[AllocationRecord]:
@@ -211,6 +240,21 @@ class RedisHistory:
             return None
         return _allocation(experiment_id, int(length), json.loads(text(last)))
 
+    @reachable
+    def latest_allocations(self, experiment_ids: Iterable[str]) -> dict[str, AllocationRecord]:
+        ids = list(dict.fromkeys(experiment_ids))
+        pipe = self._client.pipeline(transaction=True)  # each length goes with its last element
+        for experiment_id in ids:
+            key = self._key(experiment_id, "allocations")
+            pipe.llen(key)
+            pipe.lindex(key, -1)
+        replies = pipe.execute() if ids else []
+        return {
+            e: _allocation(e, int(length), json.loads(text(last)))
+            for e, length, last in zip(ids, replies[::2], replies[1::2], strict=True)
+            if last is not None
+        }
+
     # leadership ------------------------------------------------------------------------------
 
     @reachable
@@ -220,6 +264,28 @@ class RedisHistory:
         if not self._client.set(key, token, nx=True, px=ttl_ms):
             return None
         return RedisLease((self._renew_lease, self._release_lease), key, token, ttl_ms)
+
+
+def _daily_rows(cells: dict[Any, Any]) -> list[DailyRow]:
+    """Clean rows from a ``daily`` hash, by day then variant."""
+    found = []
+    for field, value in cells.items():
+        day, variant = text(field).split("|")
+        impressions, clicks = json.loads(text(value))
+        found.append(DailyRow(date.fromisoformat(day), variant, int(impressions), int(clicks)))
+    return sorted(found, key=lambda r: (r.day, r.variant))
+
+
+def _document(record: AllocationRecord) -> dict[str, Any]:
+    """What the ``allocations`` list keeps of a record (its period is its position)."""
+    return {
+        "computed_at": as_utc(record.computed_at).isoformat(),
+        "weights": dict(record.weights),
+        "method": record.method,
+        "seed": record.seed,
+        "source": record.source,
+        "details": dict(record.details),
+    }
 
 
 def _allocation(experiment_id: str, period: int, document: dict[str, Any]) -> AllocationRecord:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import sqlalchemy as sa
 
@@ -40,6 +40,7 @@ def guarded(method: Callable[P, T]) -> Callable[P, T]:
     return wrapper
 
 
-def chunks(rows: Sequence[dict[str, Any]]) -> Iterator[Sequence[dict[str, Any]]]:
+def chunks(rows: Sequence[T]) -> Iterator[Sequence[T]]:
+    """Slices of at most ``CHUNK`` items: rows for one bulk statement, ids for one ``IN``."""
     for start in range(0, len(rows), CHUNK):
         yield rows[start : start + CHUNK]

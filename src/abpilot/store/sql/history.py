@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from filelock import FileLock, Timeout
 
 from abpilot.store.base import AllocationRecord, DailyRow, RawMetrics
 from abpilot.store.codec import as_utc
-from abpilot.store.sql.common import guarded
+from abpilot.store.sql.common import chunks, guarded
 from abpilot.store.sql.engine import WRITE
 from abpilot.store.sql.schema import allocations, daily_metrics, experiments, raw_metrics
 
@@ -123,6 +123,22 @@ class SqlHistory:
             ]
 
     @guarded
+    def get_daily_metrics_many(self, experiment_ids: Iterable[str]) -> dict[str, list[DailyRow]]:
+        found: dict[str, list[DailyRow]] = {}
+        d = daily_metrics.c
+        with self.engine.connect() as conn, conn.begin():
+            for chunk in chunks(sorted(set(experiment_ids))):
+                query = (
+                    sa.select(d.experiment_id, d.day, d.variant, d.impressions, d.clicks)
+                    .where(d.experiment_id.in_(chunk))
+                    .order_by(d.experiment_id, d.day, d.variant)
+                )
+                for e, day, variant, impressions, clicks in conn.execute(query):
+                    row = DailyRow(day, variant, int(impressions), int(clicks))
+                    found.setdefault(e, []).append(row)
+        return found
+
+    @guarded
     def get_raw_metrics(self, experiment_id: str) -> list[RawMetrics]:
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -132,43 +148,62 @@ class SqlHistory:
             ).mappings()
             return [RawMetrics(as_utc(r["received_at"]), r["day"], r["payload"]) for r in rows]
 
-    @guarded
     def add_allocation(self, record: AllocationRecord) -> AllocationRecord:
+        return self.add_allocations([record])[0]
+
+    @guarded
+    def add_allocations(self, records: Sequence[AllocationRecord]) -> list[AllocationRecord]:
+        if not records:
+            return []
+        last: dict[str, int] = {}
         with self._write() as conn, conn.begin():
-            # Lock the experiment's row so that concurrent changes take the next periods in turn.
-            conn.execute(
-                sa.select(experiments.c.id)
-                .where(experiments.c.id == record.experiment_id)
-                .with_for_update()
-            )
-            last = conn.execute(
-                sa.select(sa.func.max(allocations.c.period)).where(
-                    allocations.c.experiment_id == record.experiment_id
+            for chunk in chunks(sorted({r.experiment_id for r in records})):
+                # Lock the experiments' rows so that concurrent changes take the next periods in
+                # turn; in id order, as every batch does, so two batches cannot deadlock.
+                conn.execute(
+                    sa.select(experiments.c.id)
+                    .where(experiments.c.id.in_(chunk))
+                    .order_by(experiments.c.id)
+                    .with_for_update()
                 )
-            ).scalar_one_or_none()
-            stored = AllocationRecord(
-                experiment_id=record.experiment_id,
-                period=(last or 0) + 1,
-                computed_at=record.computed_at,
-                weights=dict(record.weights),
-                method=record.method,
-                seed=record.seed,
-                source=record.source,
-                details=dict(record.details),
-            )
-            conn.execute(
-                allocations.insert().values(
-                    experiment_id=stored.experiment_id,
-                    period=stored.period,
-                    computed_at=stored.computed_at,
-                    weights=stored.weights,
-                    method=stored.method,
-                    seed=stored.seed,
-                    source=stored.source,
-                    details=stored.details,
+                found = conn.execute(
+                    sa.select(allocations.c.experiment_id, sa.func.max(allocations.c.period))
+                    .where(allocations.c.experiment_id.in_(chunk))
+                    .group_by(allocations.c.experiment_id)
                 )
+                last.update((e, int(period)) for e, period in found)
+            stored = []
+            for record in records:
+                last[record.experiment_id] = last.get(record.experiment_id, 0) + 1
+                stored.append(
+                    AllocationRecord(
+                        experiment_id=record.experiment_id,
+                        period=last[record.experiment_id],
+                        computed_at=record.computed_at,
+                        weights=dict(record.weights),
+                        method=record.method,
+                        seed=record.seed,
+                        source=record.source,
+                        details=dict(record.details),
+                    )
+                )
+            conn.execute(
+                allocations.insert(),
+                [
+                    {
+                        "experiment_id": r.experiment_id,
+                        "period": r.period,
+                        "computed_at": r.computed_at,
+                        "weights": r.weights,
+                        "method": r.method,
+                        "seed": r.seed,
+                        "source": r.source,
+                        "details": r.details,
+                    }
+                    for r in stored
+                ],
             )
-            return stored
+        return stored
 
     @guarded
     def list_allocations(self, experiment_id: str) -> list[AllocationRecord]:
@@ -194,6 +229,25 @@ class SqlHistory:
                 .first()
             )
             return None if row is None else _allocation(row)
+
+    @guarded
+    def latest_allocations(self, experiment_ids: Iterable[str]) -> dict[str, AllocationRecord]:
+        found: dict[str, AllocationRecord] = {}
+        a = allocations.c
+        with self.engine.connect() as conn, conn.begin():
+            for chunk in chunks(sorted(set(experiment_ids))):
+                last = (
+                    sa.select(a.experiment_id, sa.func.max(a.period).label("period"))
+                    .where(a.experiment_id.in_(chunk))
+                    .group_by(a.experiment_id)
+                    .subquery()
+                )
+                query = sa.select(allocations).join(
+                    last, (a.experiment_id == last.c.experiment_id) & (a.period == last.c.period)
+                )
+                for row in conn.execute(query).mappings():
+                    found[row["experiment_id"]] = _allocation(row)
+        return found
 
     @guarded
     def try_lead(self, name: str, ttl_seconds: float) -> PostgresLease | FileLease | None:

@@ -369,49 +369,54 @@ class SqlStore(SqlHistory, SqlContextual, SqlDocuments, SqlActivity):
         return sum_periods(self.get_period_counters(experiment_id))
 
     @guarded
+    def get_counters_many(
+        self, experiment_ids: Iterable[str]
+    ) -> dict[str, dict[str, VariantCounters]]:
+        by_experiment = self._period_counters(sorted(set(experiment_ids)))
+        return {e: sum_periods(by_period) for e, by_period in by_experiment.items()}
+
+    @guarded
     def get_period_counters(self, experiment_id: str) -> dict[int, dict[str, VariantCounters]]:
+        return self._period_counters([experiment_id]).get(experiment_id, {})
+
+    def _period_counters(
+        self, experiment_ids: Sequence[str]
+    ) -> dict[str, dict[int, dict[str, VariantCounters]]]:
+        """Per-period counters of those experiments that have any: one transaction, one query
+        per table and chunk of ids."""
+        counts: dict[str, list[tuple[int, str, int, int, int]]] = {}
+        totals: dict[str, list[tuple[int, str, str, MetricTotals]]] = {}
+        v, m = variant_counters.c, metric_counters.c
         with self.engine.connect() as conn, conn.begin():
-            counts = (
-                conn.execute(
-                    sa.select(variant_counters).where(
-                        variant_counters.c.experiment_id == experiment_id
-                    )
-                )
-                .mappings()
-                .all()
-            )
-            totals = (
-                conn.execute(
-                    sa.select(metric_counters).where(
-                        metric_counters.c.experiment_id == experiment_id
-                    )
-                )
-                .mappings()
-                .all()
-            )
-        return group_counters(
-            (
-                (
-                    int(r["period"]),
-                    r["variant"],
-                    int(r["assigned_units"]),
-                    int(r["exposures"]),
-                    int(r["unique_units"]),
-                )
-                for r in counts
-            ),
-            (
-                (
-                    int(r["period"]),
-                    r["variant"],
-                    r["metric"],
-                    MetricTotals(
-                        int(r["count"]), int(r["units"]), float(r["sum"]), float(r["sum_squares"])
-                    ),
-                )
-                for r in totals
-            ),
-        )
+            for chunk in chunks(experiment_ids):
+                plain = sa.select(
+                    v.experiment_id,
+                    v.period,
+                    v.variant,
+                    v.assigned_units,
+                    v.exposures,
+                    v.unique_units,
+                ).where(v.experiment_id.in_(chunk))
+                for e, period, variant, assigned, exposures, unique in conn.execute(plain):
+                    row = (int(period), variant, int(assigned), int(exposures), int(unique))
+                    counts.setdefault(e, []).append(row)
+                stats = sa.select(
+                    m.experiment_id,
+                    m.period,
+                    m.variant,
+                    m.metric,
+                    m["count"],
+                    m.units,
+                    m.sum,
+                    m.sum_squares,
+                ).where(m.experiment_id.in_(chunk))
+                for e, period, variant, metric, n, units, total, squares in conn.execute(stats):
+                    sums = MetricTotals(int(n), int(units), float(total), float(squares))
+                    totals.setdefault(e, []).append((int(period), variant, metric, sums))
+        return {
+            e: group_counters(counts.get(e, []), totals.get(e, []))
+            for e in sorted(counts.keys() | totals.keys())
+        }
 
     @guarded
     def ping(self) -> None:
