@@ -12,6 +12,7 @@ from rich.table import Table
 from abpilot.cli_contextual import register as register_contextual
 from abpilot.cli_keys import register as register_keys
 from abpilot.cli_monitoring import register as register_monitoring
+from abpilot.cli_transfer import register as register_transfer
 from abpilot.demo import register as register_demo
 from abpilot.domain.errors import AbpilotError
 from abpilot.service import ExperimentService
@@ -119,13 +120,11 @@ def _service(store_url: str | None) -> ExperimentService:
 
     settings = get_settings()
     defaults = settings.bandit_defaults()
-    if store_url:
-        return abpilot.open(store_url, bandit_defaults=defaults)
-    if settings.store == "redis":
-        return abpilot.open(
-            settings.store_url(), prefix=settings.redis_prefix, bandit_defaults=defaults
-        )
-    return abpilot.open(settings.store_url(), bandit_defaults=defaults)
+    url = store_url or settings.store_url()
+    if url.split(":", 1)[0].lower() in {"redis", "rediss", "unix"}:
+        # REDIS_PREFIX applies to a Redis URL given on the command line too
+        return abpilot.open(url, prefix=settings.redis_prefix, bandit_defaults=defaults)
+    return abpilot.open(url, bandit_defaults=defaults)
 
 
 def _fmt(value: float | None, spec: str = ".4g") -> str:
@@ -268,5 +267,6 @@ def recalculate(
 
 register_contextual(app, _service)
 register_monitoring(app, _service)
+register_transfer(app, _service)
 register_keys(app)
 register_demo(app)

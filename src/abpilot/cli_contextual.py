@@ -8,19 +8,12 @@ from collections.abc import Callable
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from abpilot.domain.errors import AbpilotError
+from abpilot.cli_common import StoreUrl, console, with_service
 from abpilot.service import ExperimentService
 
-console = Console()
 Experiment = Annotated[str, typer.Argument(help="Experiment id or key.")]
-StoreUrl = Annotated[
-    str | None,
-    typer.Option("--store-url", help="Store URL (default: from STORE / DATABASE_URL / REDIS_URL)."),
-]
 
 
 def _pct(value: float | None) -> str:
@@ -31,15 +24,7 @@ def register(app: typer.Typer, open_service: Callable[[str | None], ExperimentSe
     """Add the contextual-bandit commands to the ``abpilot`` CLI."""
 
     def run(store_url: str | None, action: Callable[[ExperimentService], None]) -> None:
-        service = open_service(store_url)
-        try:
-            action(service)
-        except AbpilotError as error:
-            where = f" ({error.field})" if error.field else ""
-            console.print(f"[red]{escape(error.message)}{escape(where)}[/red]")
-            raise typer.Exit(2) from None
-        finally:
-            service.store.close()
+        with_service(open_service, store_url, action)
 
     @app.command()
     def decide(

@@ -8,22 +8,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from abpilot.domain.errors import AbpilotError
+from abpilot.cli_common import StoreUrl, console, with_service
 from abpilot.monitoring.checks import Status
 from abpilot.service import ExperimentService
 from abpilot.service.monitoring import DEFAULT_DAYS, Monitor, Report, report_to_dict
 from abpilot.settings import get_settings
 
-console = Console()
 COLOURS = {Status.OK: "green", Status.WARNING: "yellow", Status.ALERT: "red"}
-StoreUrl = Annotated[
-    str | None,
-    typer.Option("--store-url", help="Store URL (default: from STORE / DATABASE_URL / REDIS_URL)."),
-]
 
 
 def _table(report: Report) -> Table:
@@ -63,16 +57,12 @@ def register(app: typer.Typer, open_service: Callable[[str | None], ExperimentSe
         """Check every running experiment: sample ratio mismatch, arm dominance (bandits),
         minimum rate, staleness, conversions above exposures, guardrails. Exit code 1 when an
         experiment is in alert, else 0 (warnings are printed but do not fail)."""
-        service = open_service(store_url)
-        try:
-            monitor = Monitor(service, defaults=get_settings().monitoring_defaults())
-            report = monitor.report(days=days)
-        except AbpilotError as error:
-            where = f" ({error.field})" if error.field else ""
-            console.print(f"[red]{escape(error.message)}{escape(where)}[/red]")
-            raise typer.Exit(2) from None
-        finally:
-            service.store.close()
+        defaults = get_settings().monitoring_defaults()
+        report = with_service(
+            open_service,
+            store_url,
+            lambda service: Monitor(service, defaults=defaults).report(days=days),
+        )
         console.print(_table(report))
         if output is not None:
             text = json.dumps(report_to_dict(report), indent=2, ensure_ascii=False)

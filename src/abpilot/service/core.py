@@ -59,6 +59,7 @@ from abpilot.store.base import (
 if TYPE_CHECKING:
     from abpilot.service.contextual import ContextualService
     from abpilot.service.interleaving import InterleavingService
+    from abpilot.service.transfer import TransferService
 
 Clock = Callable[[], datetime]
 _ZERO = MetricTotals()
@@ -493,6 +494,14 @@ class ExperimentService:
         from abpilot.service.contextual import ContextualService
 
         return ContextualService(self)
+
+    @functools.cached_property
+    def transfer(self) -> TransferService:
+        """Export to and import from the versioned JSON document: ``service.transfer.export``,
+        ``.import_``."""
+        from abpilot.service.transfer import TransferService
+
+        return TransferService(self)
 
     @functools.cached_property
     def interleaving(self) -> InterleavingService:

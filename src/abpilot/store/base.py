@@ -25,10 +25,13 @@ import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from abpilot.domain.errors import ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentStatus
+
+if TYPE_CHECKING:
+    from abpilot.store.state import ExperimentState, UnitState
 
 
 class EventKind(enum.StrEnum):
@@ -352,6 +355,15 @@ class Store(Protocol):
 
     def list_feedback(self, experiment_id: str) -> list[tuple[str, str]]:
         """Every (decision id, event) feedback recorded, sorted."""
+
+    def get_unit_state(self, experiment_id: str) -> UnitState:
+        """Every unit's assignment, the exposed units, each unit's running total per metric and
+        the event ids counted (empty for an unknown experiment)."""
+
+    def restore_experiment(self, state: ExperimentState) -> None:
+        """Insert an experiment with everything recorded for it, in one atomic step, so that
+        every read (and every later event) behaves as in the store it was read from. Raise
+        ``DuplicateKey`` and write nothing when its id or key is taken."""
 
     def try_lead(self, name: str, ttl_seconds: float) -> Lease | None:
         """Become the one leader for ``name`` across every process using this store, or None

@@ -45,6 +45,7 @@ from abpilot.store.plan import (
     split_duplicates,
     sum_periods,
 )
+from abpilot.store.state import ExperimentState, UnitState
 
 
 class MemoryLease:
@@ -349,6 +350,47 @@ class MemoryStore:
     def list_feedback(self, experiment_id: str) -> list[tuple[str, str]]:
         with self._lock:
             return sorted(self._feedback.get(experiment_id, set()))
+
+    def get_unit_state(self, experiment_id: str) -> UnitState:
+        with self._lock:
+            return UnitState(
+                assignments=dict(self._assignments.get(experiment_id, {})),
+                exposed=frozenset(self._exposed.get(experiment_id, set())),
+                totals={
+                    (unit, metric): totals
+                    for (e, unit, metric), totals in self._unit_totals.items()
+                    if e == experiment_id
+                },
+                event_ids=frozenset(self._event_ids.get(experiment_id, set())),
+            )
+
+    def restore_experiment(self, state: ExperimentState) -> None:
+        exp = state.experiment.id
+        with self._lock:
+            if exp in self._experiments:
+                raise DuplicateKey(f"an experiment with id {exp} exists", field="id")
+            self._check_key_free(state.experiment.key, exp)
+            self._experiments[exp] = state.experiment
+            self._assignments[exp] = dict(state.units.assignments)
+            self._exposed[exp] = set(state.units.exposed)
+            for (unit, metric), totals in state.units.totals.items():
+                self._unit_totals[(exp, unit, metric)] = totals
+            self._event_ids[exp] = set(state.units.event_ids)
+            for period, by_variant in state.counters.items():
+                for variant, c in by_variant.items():
+                    counts = [c.assigned_units, c.exposures, c.unique_units]
+                    if any(counts):
+                        self._variant_counts[(exp, variant, period)] = counts
+                    for metric, metric_totals in c.metrics.items():
+                        self._metric_totals[(exp, variant, period, metric)] = metric_totals
+            if state.last_event_at is not None:
+                self._last_event_at[exp] = as_utc(state.last_event_at)
+            self._daily[exp] = {(row.day, row.variant): row for row in state.daily}
+            self._raw[exp] = list(state.raw)
+            self._allocations[exp] = [replace(r, experiment_id=exp) for r in state.allocations]
+            self._decisions[exp] = {d.id: replace(d, experiment_id=exp) for d in state.decisions}
+            self._feedback[exp] = set(state.feedback)
+            self._arm_states[exp] = {(a.context_key, a.arm): a for a in state.arm_states}
 
     def put_document(
         self, namespace: str, key: str, content: str, digest: str, updated_at: datetime

@@ -66,6 +66,7 @@ from abpilot.store.plan import group_counters, sum_periods
 from abpilot.store.redis_contextual import CONTEXTUAL_KEYS, RedisContextual
 from abpilot.store.redis_documents import RedisDocuments
 from abpilot.store.redis_history import HISTORY_KEYS, RedisHistory, reachable, text
+from abpilot.store.redis_transfer import RedisTransfer, _assignment
 
 # Per-experiment keys, in the order the event script expects them after ``def``.
 _EVENT_KEYS = ("events", "assign", "exposed", "counters", "metrics", "units", "activity")
@@ -272,10 +273,6 @@ def _variant_period(parts: Sequence[str]) -> tuple[str, int]:
     return parts[0], int(parts[1]) if len(parts) > 1 else 0
 
 
-def _assignment(cell: bytes | str) -> StoredAssignment:
-    return StoredAssignment(*_variant_period(text(cell).split("|")))
-
-
 def _group(
     counts: Mapping[Any, Any], totals: Mapping[Any, Any]
 ) -> dict[int, dict[str, VariantCounters]]:
@@ -315,7 +312,7 @@ def _group(
     )
 
 
-class RedisStore(RedisHistory, RedisContextual, RedisDocuments):
+class RedisStore(RedisHistory, RedisContextual, RedisDocuments, RedisTransfer):
     """The ``Store`` protocol on one Redis server (or, per experiment, one Cluster shard)."""
 
     def __init__(self, client: redis.Redis, prefix: str = "abp") -> None:
@@ -335,6 +332,7 @@ class RedisStore(RedisHistory, RedisContextual, RedisDocuments):
         self._register_history_scripts()
         self._register_contextual_scripts()
         self._register_document_scripts()
+        self._register_transfer_scripts()
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "abp", **options: Any) -> RedisStore:
@@ -343,14 +341,6 @@ class RedisStore(RedisHistory, RedisContextual, RedisDocuments):
         options.setdefault("socket_connect_timeout", 5.0)
         options["decode_responses"] = True
         return cls(redis.Redis.from_url(url, **options), prefix=prefix)
-
-    @property
-    def _index_keys(self) -> str:
-        return f"{self._prefix}:index:keys"
-
-    @property
-    def _index_ids(self) -> str:
-        return f"{self._prefix}:index:ids"
 
     @reachable
     def create_experiment(self, experiment: Experiment) -> None:

@@ -130,11 +130,27 @@ class RedisLease:
             self._release(keys=[self.key], args=[self.token])
 
 
-class RedisHistory:
+class RedisKeys:
+    """The names of the store's keys (the layout is in ``abpilot.store.redis``)."""
+
+    _prefix: str
+
+    def _key(self, experiment_id: str, name: str) -> str:
+        return f"{self._prefix}:{{{experiment_id}}}:{name}"
+
+    @property
+    def _index_keys(self) -> str:
+        return f"{self._prefix}:index:keys"
+
+    @property
+    def _index_ids(self) -> str:
+        return f"{self._prefix}:index:ids"
+
+
+class RedisHistory(RedisKeys):
     """Mixed into ``RedisStore``: needs ``_client``, ``_prefix`` and ``location``."""
 
     _client: redis.Redis
-    _prefix: str
     location: str
     _renew_lease: Script
     _release_lease: Script
@@ -144,9 +160,6 @@ class RedisHistory:
         self._renew_lease = self._client.register_script(_RENEW)
         self._release_lease = self._client.register_script(_RELEASE)
         self._add_allocations = self._client.register_script(_ADD_ALLOCATIONS)
-
-    def _key(self, experiment_id: str, name: str) -> str:
-        return f"{self._prefix}:{{{experiment_id}}}:{name}"
 
     # daily intake ----------------------------------------------------------------------------
 

@@ -61,9 +61,10 @@ from abpilot.store.sql.schema import (
     variant_counters,
     variants,
 )
+from abpilot.store.sql.transfer import SqlTransfer
 
 
-class SqlStore(SqlHistory, SqlContextual, SqlDocuments, SqlActivity):
+class SqlStore(SqlHistory, SqlContextual, SqlDocuments, SqlActivity, SqlTransfer):
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
@@ -85,9 +86,12 @@ class SqlStore(SqlHistory, SqlContextual, SqlDocuments, SqlActivity):
     @guarded
     def create_experiment(self, experiment: Experiment) -> None:
         with self._write() as conn, conn.begin():
-            self._check_key_free(conn, experiment.key, experiment.id)
-            conn.execute(experiments.insert().values(**_experiment_row(experiment)))
-            conn.execute(variants.insert(), _variant_rows(experiment))
+            self._insert_definition(conn, experiment)
+
+    def _insert_definition(self, conn: sa.Connection, experiment: Experiment) -> None:
+        self._check_key_free(conn, experiment.key, experiment.id)
+        conn.execute(experiments.insert().values(**_experiment_row(experiment)))
+        conn.execute(variants.insert(), _variant_rows(experiment))
 
     @guarded
     def get_experiment(self, experiment_id: str) -> Experiment | None:

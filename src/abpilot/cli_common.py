@@ -1,0 +1,41 @@
+"""What the CLI's command modules share: the ``--store-url`` option and running an action on an
+opened service, with domain errors printed in red (exit code 2) and the store closed after."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from abpilot.domain.errors import AbpilotError
+from abpilot.service import ExperimentService
+
+T = TypeVar("T")
+console = Console()
+StoreUrl = Annotated[
+    str | None,
+    typer.Option("--store-url", help="Store URL (default: from STORE / DATABASE_URL / REDIS_URL)."),
+]
+OpenService = Callable[[str | None], ExperimentService]
+
+
+def with_service(
+    open_service: OpenService, store_url: str | None, action: Callable[[ExperimentService], T]
+) -> T:
+    """``action(service)``; an ``AbpilotError`` becomes its message and exit code 2."""
+    service = open_service(store_url)
+    try:
+        return action(service)
+    except AbpilotError as error:
+        fail(error.message + (f" ({error.field})" if error.field else ""))
+    finally:
+        service.store.close()
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``message`` in red and exit with code 2."""
+    console.print(f"[red]{escape(message)}[/red]")
+    raise typer.Exit(2)
