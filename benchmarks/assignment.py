@@ -41,14 +41,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +57,7 @@ from rich.table import Table
 
 import abpilot
 from abpilot.domain.assignment import NOT_IN_EXPERIMENT, Bucketing
+from benchmarks.common import machine_line, version
 
 DATAFILE = Path("/work/shared/featurevisor/datafiles/v2-production.json")
 EXPERIMENT_KEY = "btn"
@@ -363,23 +361,6 @@ def split(assignments: Sequence[object]) -> str:
 # report ----------------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def ratio(value: float, reference: float) -> str:
     return f"{value / reference:.2f}x"
 
@@ -428,11 +409,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"[bold]abpilot assignment benchmark[/]: N={args.units:,} units per loop, "
         f"best of R={args.repeat} repeats"
     )
-    console.print(
-        f"Python {platform.python_version()} ({platform.python_implementation()}) on "
-        f"{platform.system()} {platform.machine()}; CPU: {cpu_model()} "
-        f"({os.cpu_count()} logical CPUs)"
-    )
+    console.print(machine_line())
     console.print("Packages: " + ", ".join(f"{p} {version(p)}" for p in PACKAGES))
     console.print()
 

@@ -45,19 +45,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
-import shutil
 import statistics
-import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,11 +70,8 @@ from abpilot.bandits.thompson import (
 )
 from abpilot.simulation import simulate
 from abpilot.store.base import EventKind
+from benchmarks.common import BACKENDS, machine_line, server_versions, version
 
-POSTGRES_URL = os.environ.get(
-    "ABPILOT_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-REDIS_URL = os.environ.get("ABPILOT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 PACKAGES = ("abpilot", "numpy", "scipy", "mabwiser", "sqlalchemy", "psycopg", "redis")
 SECTIONS = ("pbest", "recalc", "regret")
 
@@ -130,6 +121,19 @@ def per_call_seconds(
     return statistics.median(durations)
 
 
+def pbest_measure(k: int) -> tuple[float, float, float]:
+    """Seconds per call of exact P(best) and of Monte Carlo for ``k`` arms, and the largest
+    absolute difference between their probability vectors."""
+    successes = np.linspace(300, 480, k).round().astype(int)
+    posteriors = [(1.0 + s, 99.0 + 10_000 - s) for s in successes.tolist()]
+    rng = np.random.default_rng(k)
+    exact_s = per_call_seconds(partial(probability_best_exact, posteriors))
+    mc_s = per_call_seconds(partial(probability_best_monte_carlo, posteriors, MC_SAMPLES, rng))
+    exact = np.asarray(probability_best_exact(posteriors))
+    mc = np.asarray(probability_best_monte_carlo(posteriors, MC_SAMPLES, rng))
+    return exact_s, mc_s, float(np.abs(exact - mc).max())
+
+
 def pbest_table() -> Table:
     table = Table(
         title="P(best): exact quadrature vs Monte Carlo (10,000 draws)", title_justify="left"
@@ -137,13 +141,7 @@ def pbest_table() -> Table:
     for header in ("K arms", "exact", "Monte Carlo", "exact / MC", "max |diff|", "target"):
         table.add_column(header, justify="right")
     for k in PBEST_ARMS:
-        successes = np.linspace(300, 480, k).round().astype(int)
-        posteriors = [(1.0 + s, 99.0 + 10_000 - s) for s in successes.tolist()]
-        rng = np.random.default_rng(k)
-        exact_s = per_call_seconds(partial(probability_best_exact, posteriors))
-        mc_s = per_call_seconds(partial(probability_best_monte_carlo, posteriors, MC_SAMPLES, rng))
-        exact = np.asarray(probability_best_exact(posteriors))
-        mc = np.asarray(probability_best_monte_carlo(posteriors, MC_SAMPLES, rng))
+        exact_s, mc_s, max_diff = pbest_measure(k)
         target = ""
         if k == 10:
             target = f"< 1 ms {status(exact_s < TARGET_EXACT_K10_S)}"
@@ -152,7 +150,7 @@ def pbest_table() -> Table:
             milliseconds(exact_s),
             milliseconds(mc_s),
             f"{exact_s / mc_s:.2f}x",
-            f"{np.abs(exact - mc).max():.4f}",
+            f"{max_diff:.4f}",
             target,
         )
     return table
@@ -219,53 +217,6 @@ def fill_store(
             batch = []
     if batch:
         service.record_events(batch)
-
-
-@contextlib.contextmanager
-def sqlite_url() -> Iterator[tuple[str, dict[str, Any]]]:
-    folder = tempfile.mkdtemp(prefix="abpilot-bench-")
-    try:
-        yield f"sqlite:///{folder}/bench.db", {}
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def postgres_url() -> Iterator[tuple[str, dict[str, Any]]]:
-    import psycopg
-
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    try:
-        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}", {}
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-@contextlib.contextmanager
-def redis_url() -> Iterator[tuple[str, dict[str, Any]]]:
-    import redis
-
-    prefix = f"abpbench-{uuid.uuid4().hex[:12]}"
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-    client.ping()
-    try:
-        yield REDIS_URL, {"prefix": prefix}
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
-        for start in range(0, len(keys), 10_000):
-            client.delete(*keys[start : start + 10_000])
-        client.close()
-
-
-BACKENDS: dict[str, Callable[[], contextlib.AbstractContextManager[tuple[str, dict[str, Any]]]]] = {
-    "SQLite": sqlite_url,
-    "PostgreSQL": postgres_url,
-    "Redis": redis_url,
-}
 
 
 def recalc_backend(name: str, counts: np.ndarray[Any, np.dtype[np.int64]]) -> RecalcRow:
@@ -369,9 +320,15 @@ def mabwiser_run(rates: tuple[float, ...], horizon: int, seed: int, batch: int) 
     return RunResult(regret, float(pulls[best]) / horizon, time.perf_counter() - started)
 
 
-def regret_table(
+RegretResults = dict[tuple[int, str], list[RunResult]]
+"""Runs by (scenario index, "served" or "mabwiser"), one per seed."""
+
+
+def regret_runs(
     scenarios: Sequence[Scenario], seeds: int, workers: int, batch: int, console: Console
-) -> Table:
+) -> RegretResults:
+    """Every seed of every scenario, for the served loop and for MABWiser, on ``workers``
+    processes."""
     jobs: dict[tuple[int, str], list[Future[RunResult]]] = {}
     with ProcessPoolExecutor(max_workers=workers) as pool:
         # Longest jobs first, so the workers finish together.
@@ -388,7 +345,23 @@ def regret_table(
             while (done := sum(f.done() for fs in jobs.values() for f in fs)) < total:
                 progress.update(f"regret runs: {done}/{total} done ({workers} workers)")
                 time.sleep(0.5)
-        results = {key: [f.result() for f in futures] for key, futures in jobs.items()}
+        return {key: [f.result() for f in futures] for key, futures in jobs.items()}
+
+
+def floor_cost(scenario: Scenario) -> float:
+    """Lower bound of the regret the default floor alone forces after the first round."""
+    rate = np.asarray(scenario.rates)
+    return (
+        BanditOptions().min_weight
+        * float((rate.max() - rate).sum())
+        * (scenario.horizon - UPDATE_EVERY)
+    )
+
+
+def regret_table(
+    scenarios: Sequence[Scenario], seeds: int, workers: int, batch: int, console: Console
+) -> Table:
+    results = regret_runs(scenarios, seeds, workers, batch, console)
     how = "updated per decision" if batch == 1 else f"partial_fit every {batch} decisions"
     table = Table(
         title=f"Cumulative expected regret, mean of {seeds} seeds: served loop (update every "
@@ -411,12 +384,7 @@ def regret_table(
         served_regret = statistics.fmean(r.regret for r in served)
         mab_regret = statistics.fmean(r.regret for r in reference)
         ratio = served_regret / mab_regret
-        rate = np.asarray(scenario.rates)
-        floor = (
-            BanditOptions().min_weight
-            * float((rate.max() - rate).sum())
-            * (scenario.horizon - UPDATE_EVERY)
-        )
+        floor = floor_cost(scenario)
         table.add_row(
             scenario.name,
             f"{scenario.horizon:,}",
@@ -445,39 +413,6 @@ def per_pull_us(runs: Sequence[RunResult], horizon: int) -> float:
 
 
 # report -----------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def server_versions() -> str:
-    """PostgreSQL and Redis server versions, where reachable."""
-    found = []
-    with contextlib.suppress(Exception):
-        import psycopg
-
-        with psycopg.connect(POSTGRES_URL, connect_timeout=3) as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-            found.append(f"PostgreSQL {row[0] if row else '?'}")
-    with contextlib.suppress(Exception):
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-        found.append(f"Redis {client.info('server')['redis_version']}")
-        client.close()
-    return ", ".join(found) or "none reachable"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -514,11 +449,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     console = Console(width=max(Console().width, 150))
     started = time.perf_counter()
     console.print(f"[bold]abpilot bandit benchmarks[/]{' (--quick)' if args.quick else ''}")
-    console.print(
-        f"Python {platform.python_version()} ({platform.python_implementation()}) on "
-        f"{platform.system()} {platform.machine()}; CPU: {cpu_model()} "
-        f"({os.cpu_count()} logical CPUs)"
-    )
+    console.print(machine_line())
     console.print("Packages: " + ", ".join(f"{p} {version(p)}" for p in PACKAGES))
     console.print(f"Servers: {server_versions()}")
     console.print()
