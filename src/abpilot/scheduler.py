@@ -4,7 +4,9 @@ Each service process runs a ``Scheduler`` thread. Leadership is a lease from the
 PostgreSQL advisory lock, a Redis key with a TTL, a lock file beside SQLite): only the holder
 recalculates. The thread wakes every ``tick`` seconds, renews its lease, and runs the job once
 ``interval`` seconds have passed since it last ran; a lease lost (a dead leader's Redis key
-expiring, its database session closing) is taken by another process within a tick or two.
+expiring, its database session closing) is taken by another process within a tick or two, and
+the new leader runs the job one interval later. A failing job (the store down, a bug) is logged
+and the thread lives on, so it neither stops recalculating nor keeps a lease it no longer uses.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ class Scheduler:
         try:
             if self._lease is not None and not self._lease.renew():
                 log.warning("lost the %s lease", self.name)
-                self._lease = None
+                lost, self._lease = self._lease, None
+                lost.release()  # frees what it holds (its database connection) if anything
             if self._lease is None:
                 self._lease = self.store.try_lead(self.name, ttl_seconds=3 * self.tick)
                 if self._lease is not None:
@@ -80,7 +83,10 @@ class Scheduler:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.tick):
-            self.step()
+            try:
+                self.step()
+            except Exception:  # the thread must live on: a dead one would keep its lease
+                log.exception("%s failed; trying again in %.1f s", self.name, self.tick)
 
 
 class Repeater:

@@ -11,6 +11,11 @@ Datafiles live in the store (namespace ``featurevisor``), so every worker and ho
 same revision; a worker that sees a new build on disk writes it there. The served document is the
 build with the feature's weight changes replayed into its ranges (``featurevisor.render``), its
 revision ``<build revision>.<number of weight changes>``.
+
+The SDKs must keep working while the store is down: each worker keeps the last document it
+rendered per datafile (rendered once when a build is synced, then on every request) and serves it
+while the store cannot be reached. A build seen on disk during an outage is written to the store
+once it is back.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -31,6 +37,7 @@ from abpilot.domain.errors import (
     Conflict,
     DuplicateKey,
     NotFound,
+    StoreUnavailable,
     ValidationError,
 )
 from abpilot.domain.experiment import KEY_PATTERN, Experiment, ExperimentStatus, ExperimentType
@@ -44,6 +51,7 @@ from abpilot.store.base import ApplyResult, Document, EventKind
 
 NAMESPACE = "featurevisor"
 METRIC = "conversion"
+log = logging.getLogger("abpilot.featurevisor")
 
 
 class DatafileNotFound(NotFound):
@@ -116,26 +124,60 @@ class Companion:
         self.cache_seconds = cache_seconds
         self._entries: dict[str, _Entry] = {}
         self._served: dict[tuple[str, int, tuple[int, ...]], ServedDatafile] = {}
+        # path -> (when rendered, document): the fresh cache and the last known document.
         self._served_at: dict[str, tuple[float, ServedDatafile]] = {}
+        self._stale: set[str] = set()  # paths served from the last known document right now
+        self._unsynced: dict[str, LoadedDatafile] = {}  # builds the store has not taken yet
         self._lock = threading.Lock()
 
     # loading ---------------------------------------------------------------------------------
 
     def sync(self) -> list[str]:
-        """Read new or changed datafiles from disk into the store and set up their features'
-        experiments. Returns the paths that changed."""
+        """Read new or changed datafiles from disk into the store, set up their features'
+        experiments and render them (so this worker has a document to serve should the store
+        become unreachable). Returns the paths that changed in the store.
+
+        While the store cannot be reached, the builds not yet written are kept and written by a
+        later call (the disk registry reports a build only once)."""
         if self.disk is None:
             return []
+        pending = dict(self._unsynced)
+        pending.update((loaded.path, loaded) for loaded in self.disk.scan(self.service.clock()))
+        self._unsynced = pending
         changed = []
-        for loaded in self.disk.scan(self.service.clock()):
-            stored = self.store.get_document(NAMESPACE, loaded.path)
-            if stored is None or stored.digest != loaded.digest:
-                self.store.put_document(
-                    NAMESPACE, loaded.path, loaded.content, loaded.digest, self.service.clock()
+        for path, loaded in list(pending.items()):
+            try:
+                if self._put_build(loaded):
+                    changed.append(path)
+                self._ensure_experiments(loaded)
+            except StoreUnavailable as error:
+                log.warning(
+                    "%d datafile(s) not synced yet, retried on the next poll: %s",
+                    len(self._unsynced),
+                    error.message,
                 )
-                changed.append(loaded.path)
-            self._ensure_experiments(loaded)
+                return changed
+            del self._unsynced[path]
+            self._warm(path)
         return changed
+
+    def _put_build(self, loaded: LoadedDatafile) -> bool:
+        """Write a build into the store unless it holds it already; True when it was written."""
+        stored = self.store.get_document(NAMESPACE, loaded.path)
+        if stored is not None and stored.digest == loaded.digest:
+            return False
+        self.store.put_document(
+            NAMESPACE, loaded.path, loaded.content, loaded.digest, self.service.clock()
+        )
+        return True
+
+    def _warm(self, path: str) -> None:
+        """Render ``path`` now, so that a last known document exists before the first request."""
+        self._expire(path)  # render the build now, not the cached document
+        try:
+            self.datafile(path)
+        except AbpilotError as error:
+            log.warning("datafile %s could not be rendered yet: %s", path, error.message)
 
     @property
     def issues(self) -> list[LoadIssue]:
@@ -198,11 +240,35 @@ class Companion:
         return [d.key for d in self.store.list_documents(NAMESPACE)]
 
     def datafile(self, path: str) -> ServedDatafile:
-        """The stored build of ``path`` with learned weights written in."""
+        """The stored build of ``path`` with learned weights written in; while the store cannot
+        be reached, the last document this worker rendered for ``path`` (StoreUnavailable when
+        it has none)."""
         now = time.monotonic()
         hit = self._served_at.get(path)
         if hit is not None and now - hit[0] < self.cache_seconds:
             return hit[1]
+        try:
+            served = self._render(path)
+        except StoreUnavailable as error:
+            if hit is None:
+                raise
+            if path not in self._stale:
+                self._stale.add(path)
+                log.warning(
+                    "serving the last known datafile %s (revision %s) while the store is "
+                    "unavailable: %s",
+                    path,
+                    hit[1].revision,
+                    error.message,
+                )
+            return hit[1]
+        if path in self._stale:
+            self._stale.discard(path)
+            log.info("datafile %s is rendered from the store again", path)
+        self._served_at[path] = (now, served)
+        return served
+
+    def _render(self, path: str) -> ServedDatafile:
         entry = self._entry(path)
         experiments = self._experiments(entry)
         history: dict[str, list[dict[str, float]]] = {}
@@ -225,7 +291,6 @@ class Companion:
             with self._lock:
                 self._served = {k: v for k, v in self._served.items() if k[0] != path}
                 self._served[cache_key] = served
-        self._served_at[path] = (now, served)
         return served
 
     def _entry(self, path: str) -> _Entry:
@@ -357,8 +422,16 @@ class Companion:
                         experiment.id, experiment.key, "failed", None, error.message
                     )
                 )
-        self._served_at.clear()
+        self._expire(*self._served_at)
         return outcomes
+
+    def _expire(self, *paths: str) -> None:
+        """Render ``paths`` again on their next request, keeping them as last known documents."""
+        with self._lock:
+            for path in paths:
+                hit = self._served_at.get(path)
+                if hit is not None:
+                    self._served_at[path] = (float("-inf"), hit[1])
 
     def stats(self, datafile: str | None = None, feature: str | None = None) -> list[FeatureStats]:
         if datafile is not None:
