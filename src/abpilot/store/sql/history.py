@@ -28,6 +28,7 @@ class PostgresLease:
     def renew(self) -> bool:
         try:
             self.connection.execute(sa.text("SELECT 1"))
+            self.connection.commit()  # never sit "idle in transaction" (it holds back VACUUM)
             return True
         except sa.exc.DBAPIError:
             return False

@@ -85,8 +85,16 @@ class SqlStore(SqlHistory, SqlContextual, SqlDocuments, SqlActivity, SqlTransfer
 
     @guarded
     def create_experiment(self, experiment: Experiment) -> None:
-        with self._write() as conn, conn.begin():
-            self._insert_definition(conn, experiment)
+        try:
+            with self._write() as conn, conn.begin():
+                self._insert_definition(conn, experiment)
+        except sa.exc.IntegrityError as error:
+            # Another process inserted the same key (or id) after the check: the database's
+            # unique constraint caught it.
+            raise DuplicateKey(
+                f"an experiment with key '{experiment.key}' or id {experiment.id} already exists",
+                field="key",
+            ) from error
 
     def _insert_definition(self, conn: sa.Connection, experiment: Experiment) -> None:
         self._check_key_free(conn, experiment.key, experiment.id)

@@ -64,14 +64,19 @@ class SqlTransfer:
     def restore_experiment(self, state: ExperimentState) -> None:
         exp = state.experiment.id
         now = datetime.now(UTC)
-        with self._write() as conn, conn.begin():
-            taken = conn.execute(sa.select(experiments.c.id).where(experiments.c.id == exp))
-            if taken.first() is not None:
-                raise DuplicateKey(f"an experiment with id {exp} exists", field="id")
-            self._insert_definition(conn, state.experiment)
-            for table, values in _rows(state, now):
-                for chunk in chunks(values):
-                    conn.execute(table.insert(), [{"experiment_id": exp, **v} for v in chunk])
+        try:
+            with self._write() as conn, conn.begin():
+                taken = conn.execute(sa.select(experiments.c.id).where(experiments.c.id == exp))
+                if taken.first() is not None:
+                    raise DuplicateKey(f"an experiment with id {exp} exists", field="id")
+                self._insert_definition(conn, state.experiment)
+                for table, values in _rows(state, now):
+                    for chunk in chunks(values):
+                        conn.execute(table.insert(), [{"experiment_id": exp, **v} for v in chunk])
+        except sa.exc.IntegrityError as error:  # inserted by someone else meanwhile
+            raise DuplicateKey(
+                f"an experiment with id {exp} or key '{state.experiment.key}' exists", field="id"
+            ) from error
 
 
 def _rows(state: ExperimentState, now: datetime) -> list[tuple[sa.Table, list[dict[str, Any]]]]:
