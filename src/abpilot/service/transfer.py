@@ -88,13 +88,7 @@ class TransferService:
             abpilot_version=abpilot.__version__,
             experiments=[_entry(self.dump(e)) for e in chosen],
             documents=[
-                DocumentEntry(
-                    namespace=d.namespace,
-                    key=d.key,
-                    content=d.content,
-                    digest=d.digest,
-                    updated_at=d.updated_at,
-                )
+                DocumentEntry.model_validate(d, from_attributes=True)
                 for namespace in DOCUMENT_NAMESPACES
                 for d in store.list_documents(namespace)
             ],
@@ -399,43 +393,11 @@ def _entry(state: ExperimentState) -> ExperimentEntry:
             RawEntry(received_at=r.received_at, date=r.day, payload=r.payload) for r in state.raw
         ],
         allocations=[
-            AllocationEntry(
-                period=a.period,
-                computed_at=a.computed_at,
-                weights=dict(a.weights),
-                method=a.method,
-                seed=a.seed,
-                source=a.source,
-                details=dict(a.details),
-            )
-            for a in state.allocations
+            AllocationEntry.model_validate(a, from_attributes=True) for a in state.allocations
         ],
-        decisions=[
-            DecisionEntry(
-                id=d.id,
-                unit_id=d.unit_id,
-                context_key=d.context_key,
-                context=dict(d.context),
-                arm=d.arm,
-                propensity=d.propensity,
-                policy=d.policy,
-                method=d.method,
-                decided_at=d.decided_at,
-                successes=d.successes,
-                failures=d.failures,
-            )
-            for d in state.decisions
-        ],
+        decisions=[DecisionEntry.model_validate(d, from_attributes=True) for d in state.decisions],
         feedback=sorted(state.feedback),
         bandit_states=[
-            ArmStateEntry(
-                context_key=a.context_key,
-                arm=a.arm,
-                pulls=a.pulls,
-                successes=a.successes,
-                failures=a.failures,
-                updated_at=a.updated_at,
-            )
-            for a in state.arm_states
+            ArmStateEntry.model_validate(a, from_attributes=True) for a in state.arm_states
         ],
     )
