@@ -22,17 +22,18 @@ figures measured in that same run, so the machine's speed cancels out.
    cannot be reached gives "skipped: <reason>"; a backend that fails shows its error.
 3. **Regret**: the served loop (``abpilot.simulation.simulate``: a memory-store service, units
    assigned by ``get_variant_for_user``, events through ``record_events``, ``recalculate`` every
-   1,000 units, with the service defaults: burn-in of 100 exposures per arm at equal weights, a
-   1% floor per arm, exact P(best)) next to MABWiser's ``ThompsonSampling`` (Beta(1, 1) priors, no
-   floor) updated after every decision (``predict`` then ``partial_fit`` of that one decision).
+   1,000 units, with the service defaults: burn-in of 100 exposures per arm at equal weights, the
+   default floor of 1% per arm or 2% / arms for more than two arms, exact P(best)) next to
+   MABWiser's ``ThompsonSampling`` (Beta(1, 1) priors, no floor) updated after every decision
+   (``predict`` then ``partial_fit`` of that one decision).
    With ``--mabwiser-batch B`` MABWiser instead draws B decisions from one posterior and fits
    them together; the output says which was used. Scenarios: rates [0.032, 0.042, 0.038] over
    100,000 pulls, 10 arms 0.01..0.05 over 200,000 and [0.10, 0.11] over 50,000, 20 seeds each
    (``--quick``: 3 seeds, horizons / 10). Regret is expected regret (best rate minus the served
    arm's rate, per pull). ``served / MABWiser`` divides the mean final regrets (target <= 1.2:
    the service's batched, floored loop loses at most 20% more than per-decision Thompson
-   sampling). ``floor cost`` is a lower bound of the regret the 1% floor alone forces on the
-   served loop after the first round (min_weight x sum of gaps x pulls); where it is a large part
+   sampling). ``floor cost`` is a lower bound of the regret the default floor alone forces on
+   the served loop after the first round (floor x sum of gaps x pulls); where it is a large part
    of the served regret, the floor, not the learning, sets the ratio. ``us/pull`` is each
    method's run time (measured inside its worker) per pull.
 
@@ -352,7 +353,7 @@ def floor_cost(scenario: Scenario) -> float:
     """Lower bound of the regret the default floor alone forces after the first round."""
     rate = np.asarray(scenario.rates)
     return (
-        BanditOptions().min_weight
+        BanditOptions().floor(len(scenario.rates))
         * float((rate.max() - rate).sum())
         * (scenario.horizon - UPDATE_EVERY)
     )

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     thompson_samples: int = Field(default=10_000, ge=100)
     prior_alpha: float = Field(default=1.0, gt=0)
     prior_beta: float = Field(default=1.0, gt=0)
-    min_weight: float = Field(default=0.01, ge=0, lt=0.5)
+    min_weight: float | None = Field(default=None, ge=0, lt=0.5)
     scheduler_enabled: bool = True
     datafiles_dir: Path | None = None
     datafiles_public: bool = True

@@ -140,16 +140,18 @@ def parse_rates(text: str) -> tuple[float, ...]:
 
 
 def bandit_settings(
-    arms: int, *, min_weight: float, min_exposures: int, prior: tuple[float, float]
+    arms: int, *, min_weight: float | None, min_exposures: int, prior: tuple[float, float]
 ) -> dict[str, object]:
-    """``settings.bandit`` of the simulated experiment (checked as the service checks it)."""
-    raw = {
-        "min_weight": min_weight,
+    """``settings.bandit`` of the simulated experiment (checked as the service checks it);
+    ``min_weight=None`` leaves the service's default floor for the number of arms."""
+    raw: dict[str, object] = {
         "min_exposures": min_exposures,
         "prior_alpha": prior[0],
         "prior_beta": prior[1],
         "method": "exact",
     }
+    if min_weight is not None:
+        raw["min_weight"] = min_weight
     bandit_options({"bandit": raw}, arms=arms)
     return {"bandit": raw}
 
@@ -160,7 +162,7 @@ def simulate(
     horizon: int,
     update_every: int,
     seed: int,
-    min_weight: float = 0.01,
+    min_weight: float | None = None,
     min_exposures: int = 100,
     prior: tuple[float, float] = (1.0, 1.0),
     on_round: Callable[[int], None] | None = None,
@@ -318,7 +320,10 @@ def simulate_command(
         int, typer.Option(min=1, help="Units between two recalculations.")
     ] = 1_000,
     seeds: Annotated[int, typer.Option(min=1, help="Runs, with seeds 0..N-1.")] = 20,
-    min_weight: Annotated[float, typer.Option(help="Weight floor per arm.")] = 0.01,
+    min_weight: Annotated[
+        float | None,
+        typer.Option(help="Weight floor per arm (default: 1%, or 2% / arms for more than two)."),
+    ] = None,
     min_exposures: Annotated[
         int, typer.Option(min=0, help="Burn-in: exposures every arm needs before weights move.")
     ] = 100,

@@ -295,3 +295,33 @@ def test_recalculate_all_isolates_failures(client: TestClient, monkeypatch: Any)
     assert outcomes["one"]["status"] == "failed"
     assert "simulated failure" in outcomes["one"]["error"]
     assert (outcomes["two"]["status"], outcomes["two"]["period"]) == ("updated", 1)
+
+
+@pytest.mark.parametrize(("arms", "floor"), [(2, 1.0), (3, 0.67), (10, 0.2)])
+def test_default_floor_is_one_percent_per_arm_within_two_percent_in_all(
+    client: TestClient, arms: int, floor: float
+) -> None:
+    variants = [{"key": f"arm{i}", "weight": 1 / arms} for i in range(arms)]
+    variants[0]["weight"] += 1 - sum(v["weight"] for v in variants)
+    running(client, "many", type="bandit", variants=variants, metrics=[])
+    # arm0 converts at 5%, every other arm at 1%: all but arm0 end at the floor.
+    clicks = {f"arm{i}": 500 if i == 0 else 100 for i in range(arms)}
+    assert post_day(client, TODAY, clicks, key="many").status_code == 200
+    shares = [
+        a["allocation_percentage"]
+        for a in client.get(f"{API}/experiments/many/allocation").json()["allocations"]
+    ]
+    assert shares[1:] == [floor] * (arms - 1)
+    assert shares[0] == pytest.approx(100 - floor * (arms - 1))
+
+
+def test_a_configured_floor_is_kept_per_arm_whatever_the_number_of_arms(
+    client: TestClient,
+) -> None:
+    variants = [{"key": f"arm{i}", "weight": 0.1} for i in range(10)]
+    settings = {"bandit": {"min_weight": 0.01}}
+    running(client, "many", type="bandit", variants=variants, metrics=[], settings=settings)
+    clicks = {f"arm{i}": 500 if i == 0 else 100 for i in range(10)}
+    assert post_day(client, TODAY, clicks, key="many").status_code == 200
+    body = client.get(f"{API}/experiments/many/allocation").json()
+    assert [a["allocation_percentage"] for a in body["allocations"]] == [91.0] + [1.0] * 9

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from abpilot.bandits.thompson import Method, ThompsonConfig
+from abpilot.bandits.thompson import Method, ThompsonConfig, default_min_weight
 from abpilot.domain.errors import ValidationError
 from abpilot.domain.text import check_section
 
@@ -16,7 +16,7 @@ from abpilot.domain.text import check_section
 class BanditOptions:
     prior_alpha: float = 1.0
     prior_beta: float = 1.0
-    min_weight: float = 0.01
+    min_weight: float | None = None  # None: ``default_min_weight`` for the number of arms
     min_exposures: int = 100
     method: Method = Method.EXACT
     samples: int = 10_000
@@ -26,11 +26,15 @@ class BanditOptions:
     metric: str | None = None
     sticky: bool = True
 
-    def thompson(self) -> ThompsonConfig:
+    def floor(self, arms: int) -> float:
+        """The weight floor per arm for ``arms`` arms."""
+        return default_min_weight(arms) if self.min_weight is None else self.min_weight
+
+    def thompson(self, arms: int) -> ThompsonConfig:
         return ThompsonConfig(
             prior_alpha=self.prior_alpha,
             prior_beta=self.prior_beta,
-            min_weight=self.min_weight,
+            min_weight=self.floor(arms),
             min_trials=self.min_exposures,
             samples=self.samples,
             method=self.method,
@@ -93,7 +97,7 @@ def bandit_options(
             f"({options.window_days})",
             field=f"{where}.max_window_days",
         )
-    if options.min_weight * arms > 1:
+    if options.floor(arms) * arms > 1:
         raise ValidationError(
             f"{where}.min_weight {options.min_weight} is too large for {arms} arms",
             field=f"{where}.min_weight",

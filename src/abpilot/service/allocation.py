@@ -126,12 +126,12 @@ class Allocator:
                 max_window_days=options.max_window_days,
                 min_impressions=options.min_impressions,
             )
-            config = replace(options.thompson(), min_trials=0)
+            config = replace(options.thompson(len(keys)), min_trials=0)
             source, window = "daily", options.window_days
         else:
             metric = options.metric or experiment.primary_metric.key
             arms = [_event_arm(v, counters.get(v, VariantCounters()), metric) for v in keys]
-            config = options.thompson()
+            config = options.thompson(len(keys))
             source, window = "events", None
         data = [ArmData(a.key, a.impressions, min(a.clicks, a.impressions)) for a in arms]
         configured = [v.weight for v in experiment.variants]
