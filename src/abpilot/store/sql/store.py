@@ -1,13 +1,10 @@
-"""The SQL store: one transaction per operation, counters by ``INSERT .. ON CONFLICT DO UPDATE``.
-
-A batch of events is applied with a few bulk statements, in a fixed table order and with rows
-sorted by key, so concurrent transactions on PostgreSQL take row locks in the same order.
-"""
+"""The SQL store: one transaction per operation, counters by ``INSERT .. ON CONFLICT DO UPDATE``
+(the event path is in ``abpilot.store.sql.intake``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,9 +18,7 @@ from abpilot.domain.errors import (
 )
 from abpilot.domain.experiment import Experiment, ExperimentStatus, ExperimentType
 from abpilot.store.base import (
-    ApplyResult,
     AssignResult,
-    EventRecord,
     MetricTotals,
     StoredAssignment,
     VariantCounters,
@@ -36,35 +31,28 @@ from abpilot.store.codec import (
     variant_to_dict,
 )
 from abpilot.store.plan import (
-    UnitMetricKey,
     group_counters,
-    latest_received,
-    metric_increments,
-    plan_events,
-    split_duplicates,
     sum_periods,
 )
 from abpilot.store.sql import engine as sql_engine
-from abpilot.store.sql.activity import SqlActivity, later_time, stored_time
+from abpilot.store.sql.activity import SqlActivity
 from abpilot.store.sql.common import CHUNK, chunks, guarded
 from abpilot.store.sql.contextual import SqlContextual
 from abpilot.store.sql.documents import SqlDocuments
 from abpilot.store.sql.history import SqlHistory
+from abpilot.store.sql.intake import SqlIntake
 from abpilot.store.sql.schema import (
     PER_EXPERIMENT_TABLES,
     assignments,
     experiments,
-    exposed_units,
     metric_counters,
-    processed_events,
-    unit_metrics,
     variant_counters,
     variants,
 )
 from abpilot.store.sql.transfer import SqlTransfer
 
 
-class SqlStore(SqlHistory, SqlContextual, SqlDocuments, SqlActivity, SqlTransfer):
+class SqlStore(SqlIntake, SqlHistory, SqlContextual, SqlDocuments, SqlActivity, SqlTransfer):
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
@@ -213,169 +201,6 @@ class SqlStore(SqlHistory, SqlContextual, SqlDocuments, SqlActivity, SqlTransfer
                 for row in conn.execute(query):
                     found[row.unit_id] = StoredAssignment(row.variant, int(row.period))
         return found
-
-    def _insert_assignments(
-        self, conn: sa.Connection, rows: Iterable[tuple[str, str, str, int]]
-    ) -> list[tuple[str, str, str, int]]:
-        """Insert assignments that do not exist yet; return those created as
-        (experiment, unit, variant, period)."""
-        now = datetime.now(UTC)
-        values = [
-            {"experiment_id": e, "unit_id": u, "variant": v, "period": p, "assigned_at": now}
-            for e, u, v, p in sorted(rows)
-        ]
-        created: list[tuple[str, str, str, int]] = []
-        for chunk in chunks(values):
-            stmt = self._insert(assignments).values(chunk).on_conflict_do_nothing()
-            returning = stmt.returning(
-                assignments.c.experiment_id,
-                assignments.c.unit_id,
-                assignments.c.variant,
-                assignments.c.period,
-            )
-            created.extend((r[0], r[1], r[2], int(r[3])) for r in conn.execute(returning))
-        return created
-
-    # events ----------------------------------------------------------------------------------
-
-    @guarded
-    def apply_events(self, events: Sequence[EventRecord]) -> ApplyResult:
-        kept, duplicates = split_duplicates(events)
-        if not kept:
-            return ApplyResult(applied=0, duplicates=duplicates)
-        with self._write() as conn, conn.begin():
-            fresh = self._claim_event_ids(conn, kept)
-            duplicates += len(kept) - len(fresh)
-            plan = plan_events(fresh)
-            bumps: dict[tuple[str, str, int], dict[str, int]] = {}
-
-            def bump(key: tuple[str, str, int], name: str) -> None:
-                counts = bumps.setdefault(key, {})
-                counts[name] = counts.get(name, 0) + 1
-
-            for key, n in plan.exposures.items():
-                bumps.setdefault(key, {})["exposures"] = n
-            units = [(e, u, v, p) for (e, u), (v, p) in plan.exposed_units.items()]
-            for exp, _unit, variant, period in self._insert_assignments(conn, units):
-                bump((exp, variant, period), "assigned_units")
-            for exp, _unit, variant, period in self._insert_exposed(conn, units):
-                bump((exp, variant, period), "unique_units")
-            latest = latest_received(fresh)
-            self._bump_variants(conn, bumps, latest)
-            after = self._add_unit_totals(conn, plan.unit_conversions)
-            self._bump_metrics(conn, metric_increments(plan, after), latest)
-        return ApplyResult(applied=len(fresh), duplicates=duplicates)
-
-    def _claim_event_ids(
-        self, conn: sa.Connection, events: Sequence[EventRecord]
-    ) -> list[EventRecord]:
-        """Record the batch's event ids; return the events whose id was new (or that have none)."""
-        now = datetime.now(UTC)
-        rows = sorted({(e.experiment_id, e.event_id) for e in events if e.event_id is not None})
-        claimed: set[tuple[str, str]] = set()
-        values = [{"experiment_id": e, "event_id": i, "processed_at": now} for e, i in rows]
-        for chunk in chunks(values):
-            stmt = self._insert(processed_events).values(chunk).on_conflict_do_nothing()
-            returning = stmt.returning(
-                processed_events.c.experiment_id, processed_events.c.event_id
-            )
-            claimed.update((row[0], row[1]) for row in conn.execute(returning))
-        return [e for e in events if e.event_id is None or (e.experiment_id, e.event_id) in claimed]
-
-    def _insert_exposed(
-        self, conn: sa.Connection, units: Sequence[tuple[str, str, str, int]]
-    ) -> list[tuple[str, str, str, int]]:
-        """Mark units exposed; return those exposed for the first time."""
-        of = {(e, u): (v, p) for e, u, v, p in units}
-        values = [{"experiment_id": e, "unit_id": u} for e, u in sorted(of)]
-        created: list[tuple[str, str, str, int]] = []
-        for chunk in chunks(values):
-            stmt = self._insert(exposed_units).values(chunk).on_conflict_do_nothing()
-            returning = stmt.returning(exposed_units.c.experiment_id, exposed_units.c.unit_id)
-            created.extend((e, u, *of[(e, u)]) for e, u in conn.execute(returning))
-        return created
-
-    def _add_unit_totals(
-        self, conn: sa.Connection, deltas: dict[UnitMetricKey, Any]
-    ) -> dict[UnitMetricKey, tuple[int, float]]:
-        values = [
-            {"experiment_id": e, "unit_id": u, "metric": m, "count": d.count, "total": d.total}
-            for (e, u, m), d in sorted(deltas.items())
-        ]
-        after: dict[UnitMetricKey, tuple[int, float]] = {}
-        for chunk in chunks(values):
-            stmt = self._insert(unit_metrics).values(chunk)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[
-                    unit_metrics.c.experiment_id,
-                    unit_metrics.c.unit_id,
-                    unit_metrics.c.metric,
-                ],
-                set_={
-                    "count": unit_metrics.c.count + stmt.excluded.count,
-                    "total": unit_metrics.c.total + stmt.excluded.total,
-                },
-            ).returning(
-                unit_metrics.c.experiment_id,
-                unit_metrics.c.unit_id,
-                unit_metrics.c.metric,
-                unit_metrics.c.count,
-                unit_metrics.c.total,
-            )
-            for e, u, m, count, total in conn.execute(stmt):
-                after[(e, u, m)] = (int(count), float(total))
-        return after
-
-    def _bump_variants(
-        self,
-        conn: sa.Connection,
-        bumps: dict[tuple[str, str, int], dict[str, int]],
-        latest: Mapping[str, datetime] = {},
-    ) -> None:
-        names = ("assigned_units", "exposures", "unique_units")
-        values = [
-            {
-                "experiment_id": e,
-                "variant": v,
-                "period": p,
-                **{n: c.get(n, 0) for n in names},
-                "last_event_at": stored_time(latest, e),
-            }
-            for (e, v, p), c in sorted(bumps.items())
-        ]
-        table = variant_counters
-        keys = [table.c.experiment_id, table.c.variant, table.c.period]
-        for chunk in chunks(values):
-            stmt = self._insert(table).values(chunk)
-            added: dict[str, Any] = {n: table.c[n] + stmt.excluded[n] for n in names}
-            added["last_event_at"] = later_time(table, stmt.excluded)
-            conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=added))
-
-    def _bump_metrics(
-        self,
-        conn: sa.Connection,
-        increments: dict[tuple[str, str, int, str], MetricTotals],
-        latest: Mapping[str, datetime],
-    ) -> None:
-        names = ("count", "units", "sum", "sum_squares")
-        values = [
-            {
-                "experiment_id": e,
-                "variant": v,
-                "period": p,
-                "metric": m,
-                **{n: getattr(t, n) for n in names},
-                "last_event_at": stored_time(latest, e),
-            }
-            for (e, v, p, m), t in sorted(increments.items())
-        ]
-        table = metric_counters
-        keys = [table.c.experiment_id, table.c.variant, table.c.period, table.c.metric]
-        for chunk in chunks(values):
-            stmt = self._insert(table).values(chunk)
-            added: dict[str, Any] = {n: table.c[n] + stmt.excluded[n] for n in names}
-            added["last_event_at"] = later_time(table, stmt.excluded)
-            conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=added))
 
     def get_counters(self, experiment_id: str) -> dict[str, VariantCounters]:
         return sum_periods(self.get_period_counters(experiment_id))
