@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 import redis
@@ -42,10 +42,9 @@ from abpilot.store.base import (
     check_context_key,
 )
 from abpilot.store.codec import as_utc
-from abpilot.store.redis_history import reachable, text
+from abpilot.store.redis_history import microseconds, reachable, text
 
 CONTEXTUAL_KEYS = ("decisions", "decision_counts", "decision_times", "feedback", "states")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STATE_COUNTERS = ("pulls", "successes", "failures")
 
 # KEYS: decisions, decision_times, states.
@@ -83,11 +82,6 @@ for _, context in ipairs({decision.context_key, ARGV[5]}) do
 end
 return 1
 """
-
-
-def _score(moment: datetime) -> int:
-    """Integer microseconds since the epoch: exact, and ordered as the datetimes are."""
-    return (as_utc(moment) - _EPOCH) // timedelta(microseconds=1)
 
 
 def _json(value: object) -> str:
@@ -130,7 +124,7 @@ class RedisContextual:
             args=[
                 decision.id,
                 _json(document),
-                _score(moment),
+                microseconds(moment),
                 decision.context_key,
                 decision.arm,
                 moment.isoformat(),
@@ -204,7 +198,7 @@ class RedisContextual:
 
     @reachable
     def list_decisions(self, experiment_id: str, since: datetime | None = None) -> list[Decision]:
-        low = "-inf" if since is None else _score(since)
+        low = "-inf" if since is None else microseconds(since)
         ids = self._client.zrangebyscore(self._key(experiment_id, "decision_times"), low, "+inf")
         found = self._load_decisions(experiment_id, [text(cast(str, i)) for i in ids])
         return sorted(found, key=lambda d: (d.decided_at, d.id))

@@ -24,7 +24,7 @@ import json
 import math
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import redis
@@ -93,6 +93,14 @@ def reachable(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S,
             ) from error
 
     return wrapper
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def microseconds(moment: datetime) -> int:
+    """Integer microseconds since the epoch: exact, and ordered as the datetimes are."""
+    return (as_utc(moment) - EPOCH) // timedelta(microseconds=1)
 
 
 def text(value: bytes | str) -> str:

@@ -18,11 +18,10 @@ import redis
 from redis.commands.core import Script
 
 from abpilot.domain.errors import ConcurrentModification, DuplicateKey
-from abpilot.store.base import StoredAssignment
 from abpilot.store.codec import as_utc, experiment_to_dict
-from abpilot.store.redis_contextual import _score as _microseconds
-from abpilot.store.redis_history import RedisKeys, reachable, text
+from abpilot.store.redis_history import RedisKeys, microseconds, reachable, text
 from abpilot.store.redis_history import _document as allocation_document
+from abpilot.store.redis_intake import stored_assignment
 from abpilot.store.state import ExperimentState, UnitState
 
 T = TypeVar("T")
@@ -80,7 +79,7 @@ class RedisTransfer(RedisKeys):
             else:
                 found[1] = float(value)
         return UnitState(
-            assignments={text(u): _assignment(c) for u, c in assign.items()},
+            assignments={text(u): stored_assignment(c) for u, c in assign.items()},
             exposed=frozenset(text(u) for u in exposed),
             totals={key: (int(c), float(t)) for key, (c, t) in totals.items()},
             event_ids=frozenset(text(i) for i in events),
@@ -158,7 +157,7 @@ class RedisTransfer(RedisKeys):
         hset("counters", counters)
         hset("metrics", metrics)
         if state.last_event_at is not None:
-            pipe.set(self._key(exp, "activity"), str(_microseconds(state.last_event_at)))
+            pipe.set(self._key(exp, "activity"), str(microseconds(state.last_event_at)))
         hset(
             "daily",
             {
@@ -201,7 +200,7 @@ class RedisTransfer(RedisKeys):
                 counts[f"{d.id}|s"] = d.successes
             if d.failures:
                 counts[f"{d.id}|f"] = d.failures
-            times[d.id] = _microseconds(moment)
+            times[d.id] = microseconds(moment)
         for name, fields in (("decisions", documents), ("decision_counts", counts)):
             for batch in _batches(list(fields.items())):
                 pipe.hset(self._key(exp, name), mapping=dict(batch))
@@ -228,9 +227,3 @@ class RedisTransfer(RedisKeys):
                 ],
                 client=pipe,
             )
-
-
-def _assignment(cell: bytes | str) -> StoredAssignment:
-    """A stored assignment ``<variant>|<period>``; a bare variant is from before periods: 0."""
-    variant, _, period = text(cell).partition("|")
-    return StoredAssignment(variant, int(period) if period else 0)
