@@ -24,7 +24,6 @@ from abpilot.domain.experiment import (
     ExperimentStatus,
     ExperimentType,
     Metric,
-    MetricKind,
     Variant,
 )
 from abpilot.observability import EVENTS, RECALCULATION_SECONDS, RECALCULATIONS
@@ -35,17 +34,19 @@ from abpilot.service.allocation import (
     RecalculationOutcome,
 )
 from abpilot.service.events import EventInput, check_running, resolve_events
+from abpilot.service.reading import (
+    ExperimentMetrics,
+    analyse_experiment,
+    experiment_metrics,
+)
 from abpilot.service.specs import (
     ExperimentChanges,
     build_experiment,
     check_unit_id,
     updated_experiment,
 )
-from abpilot.stats.analysis import Analysis, Arm, MetricInput, analyse
+from abpilot.stats.analysis import Analysis
 from abpilot.stats.corrections import Correction
-from abpilot.stats.options import analysis_options
-from abpilot.stats.stratified import Stratum, StratumArm
-from abpilot.stats.summary import Basis, MetricSummary, summarise
 from abpilot.store.base import (
     AllocationRecord,
     ApplyResult,
@@ -53,7 +54,6 @@ from abpilot.store.base import (
     EventKind,
     MetricTotals,
     Store,
-    VariantCounters,
 )
 
 if TYPE_CHECKING:
@@ -77,26 +77,6 @@ class Assignment(NamedTuple):
     unit_id: str
     in_experiment: bool
     variant: Variant | None
-
-
-@dataclass(frozen=True, slots=True)
-class VariantMetrics:
-    key: str
-    name: str
-    is_control: bool
-    weight: float
-    assigned_units: int
-    exposures: int
-    unique_units: int
-    metrics: Mapping[str, MetricSummary]
-
-
-@dataclass(frozen=True, slots=True)
-class ExperimentMetrics:
-    experiment_id: str
-    experiment_key: str
-    status: ExperimentStatus
-    variants: tuple[VariantMetrics, ...]
 
 
 @dataclass(slots=True)
@@ -347,31 +327,11 @@ class ExperimentService:
         EVENTS.labels("duplicate").inc(result.duplicates)
         return result
 
-    # reading ---------------------------------------------------------------------------------
+    # reading -------------------------------------------------------------------------------
 
     def get_metrics(self, experiment: str) -> ExperimentMetrics:
-        exp = self.get_experiment(experiment)
-        counters = self.store.get_counters(exp.id)
-        variants = []
-        for variant in exp.variants:
-            counts = counters.get(variant.key, VariantCounters())
-            summaries = {
-                metric.key: summarise(counts.metrics.get(metric.key, _ZERO), counts)
-                for metric in exp.metrics
-            }
-            variants.append(
-                VariantMetrics(
-                    key=variant.key,
-                    name=variant.name,
-                    is_control=variant.is_control,
-                    weight=variant.weight,
-                    assigned_units=counts.assigned_units,
-                    exposures=counts.exposures,
-                    unique_units=counts.unique_units,
-                    metrics=summaries,
-                )
-            )
-        return ExperimentMetrics(exp.id, exp.key, exp.status, tuple(variants))
+        """Counters and per-metric summaries of every variant, summed over periods."""
+        return experiment_metrics(self.store, self.get_experiment(experiment))
 
     def analyze_experiment(
         self,
@@ -384,50 +344,14 @@ class ExperimentService:
     ) -> Analysis:
         """Every variant against the control; the request's options override the experiment's
         ``settings.analysis``. The multiple-comparison family is every variant on every metric."""
-        metrics = self.get_metrics(experiment)
-        exp = self.get_experiment(metrics.experiment_id)
-        metric_key = metric or exp.primary_metric.key
-        if exp.metric(metric_key) is None:
-            allowed = ", ".join(m.key for m in exp.metrics)
-            raise ValidationError(
-                f"experiment '{exp.key}' has no metric '{metric_key[:100]}' (metrics: {allowed})",
-                field="metric",
-            )
-        options = analysis_options(exp.settings).overridden(
-            alpha=alpha, correction=correction, sequential=sequential
+        return analyse_experiment(
+            self.store,
+            self.get_experiment(experiment),
+            metric=metric,
+            correction=correction,
+            sequential=sequential,
+            alpha=alpha,
         )
-        periods = self._periods(exp)
-        inputs = [
-            MetricInput(
-                key=m.key,
-                binary=m.kind is MetricKind.BINARY,
-                arms=tuple(_arm(v, m.key) for v in metrics.variants),
-                strata=tuple(
-                    Stratum(
-                        period=period,
-                        weights=weights,
-                        arms=tuple(_stratum_arm(counters.get(v.key), m.key) for v in exp.variants),
-                    )
-                    for period, weights, counters in periods
-                ),
-            )
-            for m in exp.metrics
-        ]
-        return analyse(inputs, metric=metric_key, options=options)
-
-    def _periods(
-        self, exp: Experiment
-    ) -> list[tuple[int, tuple[float, ...], Mapping[str, VariantCounters]]]:
-        """(period, weights in force, counters) for every period with data, when the weights
-        ever changed; empty for an experiment whose weights never changed."""
-        changes = self.store.list_allocations(exp.id)
-        if not changes:
-            return []
-        weights = {0: tuple(v.weight for v in exp.variants)}
-        for change in changes:
-            weights[change.period] = tuple(change.weights.get(v.key, 0.0) for v in exp.variants)
-        by_period = self.store.get_period_counters(exp.id)
-        return [(p, weights.get(p, weights[0]), by_period[p]) for p in sorted(by_period)]
 
     # adaptive allocation ---------------------------------------------------------------------
 
@@ -541,26 +465,3 @@ class ExperimentService:
     def _forget(self, experiment: Experiment) -> None:
         for name in [n for n, c in self._cache.items() if c.experiment.id == experiment.id]:
             del self._cache[name]
-
-
-def _arm(variant: VariantMetrics, metric: str) -> Arm:
-    summary = variant.metrics[metric]
-    successes = summary.count if summary.basis is Basis.EXPOSURES else summary.units
-    return Arm(
-        key=variant.key,
-        is_control=variant.is_control,
-        weight=variant.weight,
-        n=summary.n,
-        successes=successes,
-        mean=summary.mean,
-        variance=summary.variance,
-    )
-
-
-def _stratum_arm(counters: VariantCounters | None, metric: str) -> StratumArm:
-    summary = summarise(
-        (counters or VariantCounters()).metrics.get(metric, MetricTotals()),
-        counters or VariantCounters(),
-    )
-    successes = summary.count if summary.basis is Basis.EXPOSURES else summary.units
-    return StratumArm(summary.n, successes, summary.mean, summary.variance)

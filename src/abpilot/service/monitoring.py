@@ -39,7 +39,8 @@ from abpilot.monitoring.checks import (
     worst,
 )
 from abpilot.monitoring.options import MonitoringOptions, monitoring_options
-from abpilot.service.core import ExperimentMetrics, ExperimentService
+from abpilot.service.core import ExperimentService
+from abpilot.service.reading import ExperimentMetrics
 from abpilot.stats.summary import Basis
 
 log = logging.getLogger("abpilot.monitoring")
