@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from abpilot.domain.errors import StoreUnavailable
 
@@ -44,3 +45,25 @@ def chunks(rows: Sequence[T]) -> Iterator[Sequence[T]]:
     """Slices of at most ``CHUNK`` items: rows for one bulk statement, ids for one ``IN``."""
     for start in range(0, len(rows), CHUNK):
         yield rows[start : start + CHUNK]
+
+
+def dialect_insert(dialect: str) -> Callable[[sa.Table], postgresql.Insert | sqlite.Insert]:
+    """The ``insert`` with ``ON CONFLICT`` of a dialect name (``postgresql`` or ``sqlite``)."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def adding_upsert(
+    dialect: str,
+    table: sa.Table,
+    keys: Sequence[str],
+    names: Sequence[str],
+    also: Mapping[str, Callable[[Any], Any]] | None = None,
+) -> sa.Insert:
+    """``INSERT .. ON CONFLICT (keys) DO UPDATE SET n = table.n + excluded.n`` for ``names``,
+    and ``c = also[c](excluded)`` for the other columns it sets. Build it once and execute it
+    with a list of rows: SQLAlchemy compiles it once ("insertmanyvalues"), where
+    ``insert(t).values(rows)`` compiles anew on every call."""
+    stmt = dialect_insert(dialect)(table)
+    added: dict[str, Any] = {n: table.c[n] + stmt.excluded[n] for n in names}
+    added.update({c: make(stmt.excluded) for c, make in (also or {}).items()})
+    return stmt.on_conflict_do_update(index_elements=[table.c[k] for k in keys], set_=added)

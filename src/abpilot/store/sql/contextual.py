@@ -11,6 +11,7 @@ only that one goes on to count.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -27,12 +28,20 @@ from abpilot.store.base import (
     check_context_key,
 )
 from abpilot.store.codec import as_utc
-from abpilot.store.sql.common import guarded
+from abpilot.store.sql.common import adding_upsert, guarded
 from abpilot.store.sql.schema import bandit_states, decision_feedback, decisions
 
 _STATE_COUNTERS = ("pulls", "successes", "failures")
 # The decision and state column each counted outcome adds 1 to; NEUTRAL adds to none.
 _COUNTED = {FeedbackOutcome.SUCCESS: "successes", FeedbackOutcome.FAILURE: "failures"}
+
+
+@functools.cache
+def _count_statement(dialect: str) -> sa.Insert:
+    """Add the row's counts to a (context, arm) state; the row's ``updated_at`` replaces it."""
+    keys = ("experiment_id", "context_key", "arm")
+    also = {"updated_at": lambda excluded: excluded.updated_at}
+    return adding_upsert(dialect, bandit_states, keys, _STATE_COUNTERS, also)
 
 
 class SqlContextual:
@@ -186,17 +195,7 @@ class SqlContextual:
             }
             for context in sorted((context_key, GLOBAL_CONTEXT))
         ]
-        table = bandit_states
-        stmt = self._insert(table).values(values)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[table.c.experiment_id, table.c.context_key, table.c.arm],
-                set_={
-                    **{n: table.c[n] + stmt.excluded[n] for n in _STATE_COUNTERS},
-                    "updated_at": stmt.excluded.updated_at,
-                },
-            )
-        )
+        conn.execute(_count_statement(self.engine.dialect.name), values)
 
 
 def _context_json(context: Mapping[str, str]) -> str:

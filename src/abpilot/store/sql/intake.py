@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from abpilot.store.base import ApplyResult, EventRecord, MetricTotals
 from abpilot.store.plan import (
@@ -28,7 +27,7 @@ from abpilot.store.plan import (
     split_duplicates,
 )
 from abpilot.store.sql.activity import later_time, stored_time
-from abpilot.store.sql.common import guarded
+from abpilot.store.sql.common import adding_upsert, dialect_insert, guarded
 from abpilot.store.sql.schema import (
     assignments,
     exposed_units,
@@ -56,14 +55,7 @@ class IntakeStatements:
 
 @functools.cache
 def intake_statements(dialect: str) -> IntakeStatements:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-    def adding(table: sa.Table, keys: Sequence[str], names: Sequence[str]) -> sa.Insert:
-        stmt = insert(table)
-        added: dict[str, Any] = {n: table.c[n] + stmt.excluded[n] for n in names}
-        if "last_event_at" in table.c:
-            added["last_event_at"] = later_time(table, stmt.excluded)
-        return stmt.on_conflict_do_update(index_elements=[table.c[k] for k in keys], set_=added)
+    insert = dialect_insert(dialect)
 
     unit_keys = ("experiment_id", "unit_id", "metric")
     return IntakeStatements(
@@ -81,14 +73,22 @@ def intake_statements(dialect: str) -> IntakeStatements:
         insert_exposed=insert(exposed_units)
         .on_conflict_do_nothing()
         .returning(exposed_units.c.experiment_id, exposed_units.c.unit_id),
-        add_unit_totals=adding(unit_metrics, unit_keys, ("count", "total")).returning(
-            *(unit_metrics.c[k] for k in (*unit_keys, "count", "total"))
+        add_unit_totals=adding_upsert(
+            dialect, unit_metrics, unit_keys, ("count", "total")
+        ).returning(*(unit_metrics.c[k] for k in (*unit_keys, "count", "total"))),
+        bump_variants=adding_upsert(
+            dialect,
+            variant_counters,
+            ("experiment_id", "variant", "period"),
+            VARIANT_COUNTS,
+            {"last_event_at": functools.partial(later_time, variant_counters)},
         ),
-        bump_variants=adding(
-            variant_counters, ("experiment_id", "variant", "period"), VARIANT_COUNTS
-        ),
-        bump_metrics=adding(
-            metric_counters, ("experiment_id", "variant", "period", "metric"), METRIC_TOTALS
+        bump_metrics=adding_upsert(
+            dialect,
+            metric_counters,
+            ("experiment_id", "variant", "period", "metric"),
+            METRIC_TOTALS,
+            {"last_event_at": functools.partial(later_time, metric_counters)},
         ),
     )
 
