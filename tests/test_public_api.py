@@ -35,6 +35,7 @@ PUBLIC = {
     "ClientError",
     "ClientAuthError",
     "ServiceUnavailable",
+    "Monitor",
     "__version__",
 }
 

@@ -40,6 +40,7 @@ from abpilot.service import (
     ExperimentService,
     VariantMetrics,
 )
+from abpilot.service.monitoring import Monitor
 from abpilot.store.base import ApplyResult, EventKind
 
 __version__ = "0.1.0"
@@ -80,6 +81,7 @@ __all__ = [
     "InvalidTransition",
     "Metric",
     "MetricKind",
+    "Monitor",
     "NotFound",
     "ServiceUnavailable",
     "StoreUnavailable",

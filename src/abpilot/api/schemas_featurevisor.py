@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from abpilot.service.companion import FeatureStats
+from abpilot.service.companion_features import FeatureStats
 
 
 class FeatureEvents(BaseModel):

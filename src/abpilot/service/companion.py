@@ -26,9 +26,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +39,25 @@ from abpilot.domain.errors import (
     StoreUnavailable,
     ValidationError,
 )
-from abpilot.domain.experiment import KEY_PATTERN, Experiment, ExperimentStatus, ExperimentType
+from abpilot.domain.experiment import Experiment, ExperimentStatus
 from abpilot.featurevisor.datafile import Datafile, Feature
 from abpilot.featurevisor.registry import DiskRegistry, LoadedDatafile, LoadIssue, read_datafile
 from abpilot.featurevisor.render import render
 from abpilot.service.allocation import RecalculationOutcome
+from abpilot.service.companion_features import (
+    METRIC,
+    FeatureStats,
+    experiment_key,
+    feature_experiment,
+    feature_stats,
+    variant_keys,
+    variations_of,
+)
 from abpilot.service.core import ExperimentService
 from abpilot.service.events import EventInput
 from abpilot.store.base import ApplyResult, Document, EventKind
 
 NAMESPACE = "featurevisor"
-METRIC = "conversion"
 log = logging.getLogger("abpilot.featurevisor")
 
 
@@ -67,28 +74,6 @@ class ServedDatafile:
 
 
 @dataclass(frozen=True, slots=True)
-class VariationStats:
-    value: str
-    exposures: int
-    conversions: int
-    conversion_rate: float | None
-    weight: float
-    probability_best: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureStats:
-    datafile: str
-    feature: str
-    experiment_id: str
-    experiment_key: str
-    burn_in: bool
-    period: int
-    updated_at: datetime | None
-    variations: tuple[VariationStats, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class _Entry:
     """A stored datafile, parsed, and the feature experiments it maps to."""
 
@@ -96,20 +81,6 @@ class _Entry:
     parsed: Datafile
     raw: dict[str, Any]
     loaded_at: float
-
-
-def experiment_key(path: str, feature: Feature) -> str:
-    payload = json.dumps([path, feature.key, list(feature.variations)], ensure_ascii=False)
-    return "fv-" + hashlib.sha256(payload.encode()).hexdigest()[:24]
-
-
-def variant_keys(feature: Feature) -> dict[str, str]:
-    """Variation value -> variant key (the value itself where it is a valid, unique key)."""
-    keys: dict[str, str] = {}
-    for i, value in enumerate(feature.variations):
-        fits = KEY_PATTERN.match(value) and value not in keys.values()
-        keys[value] = value if fits else f"variation-{i}"
-    return keys
 
 
 class Companion:
@@ -206,33 +177,7 @@ class Companion:
         return key
 
     def _create_feature_experiment(self, key: str, path: str, feature: Feature) -> None:
-        keys = variant_keys(feature)
-        weights = feature.weights if min(feature.weights) > 0 else None
-        variants = [
-            {
-                "key": keys[value],
-                "name": value,
-                "weight": weights[i] if weights else 1 / len(feature.variations),
-                "is_control": i == 0,
-                "config": {"value": value},
-            }
-            for i, value in enumerate(feature.variations)
-        ]
-        self.service.create_experiment(
-            key=key,
-            name=f"{feature.key} ({path})",
-            type=ExperimentType.BANDIT,
-            description=f"FeatureVisor feature '{feature.key}' of datafile '{path}'",
-            variants=variants,
-            metrics=[{"key": METRIC, "kind": "binary"}],
-            settings={
-                "featurevisor": {
-                    "datafile": path,
-                    "feature": feature.key,
-                    "variations": [[keys[v], v] for v in feature.variations],
-                }
-            },
-        )
+        self.service.create_experiment(**feature_experiment(key, path, feature))
 
     # serving ---------------------------------------------------------------------------------
 
@@ -275,7 +220,7 @@ class Companion:
         periods = []
         for feature, experiment in experiments.items():
             records = self.store.list_allocations(experiment.id)
-            values = dict(_variations(experiment))
+            values = dict(variations_of(experiment))
             history[feature] = [
                 {values[k]: w for k, w in r.weights.items() if k in values} for r in records
             ]
@@ -441,51 +386,7 @@ class Companion:
             origin = experiment.settings["featurevisor"]
             if feature is not None and origin.get("feature") != feature:
                 continue
-            out.append(self._feature_stats(experiment))
+            out.append(feature_stats(self.service, experiment))
         if feature is not None and not out:
             raise NotFound(f"no feature '{feature[:100]}' is learned", field="feature")
         return out
-
-    def _feature_stats(self, experiment: Experiment) -> FeatureStats:
-        origin = experiment.settings["featurevisor"]
-        counters = self.store.get_counters(experiment.id)
-        allocation = self.service.get_allocation(experiment.id)
-        latest = self.store.latest_allocation(experiment.id)
-        in_force = (
-            dict(latest.weights)
-            if latest is not None
-            else {v.key: v.weight for v in experiment.variants}
-        )
-        probabilities = {a.key: a.probability_best for a in allocation.arms}
-        variations = []
-        for key, value in _variations(experiment):
-            counter = counters.get(key)
-            exposures = counter.exposures if counter is not None else 0
-            totals = counter.metrics.get(METRIC) if counter is not None else None
-            conversions = totals.count if totals is not None else 0
-            variations.append(
-                VariationStats(
-                    value=value,
-                    exposures=exposures,
-                    conversions=conversions,
-                    conversion_rate=conversions / exposures if exposures else None,
-                    weight=in_force.get(key, 0.0),
-                    probability_best=probabilities.get(key),
-                )
-            )
-        return FeatureStats(
-            datafile=str(origin["datafile"]),
-            feature=str(origin["feature"]),
-            experiment_id=experiment.id,
-            experiment_key=experiment.key,
-            burn_in=allocation.burn_in,
-            period=latest.period if latest is not None else 0,
-            updated_at=latest.computed_at if latest is not None else None,
-            variations=tuple(variations),
-        )
-
-
-def _variations(experiment: Experiment) -> Sequence[tuple[str, str]]:
-    """(variant key, variation value) pairs of a feature experiment."""
-    pairs = experiment.settings["featurevisor"]["variations"]
-    return [(str(k), str(v)) for k, v in pairs]
