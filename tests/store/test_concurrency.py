@@ -13,7 +13,6 @@ Eight processes apply contextual-bandit feedback to the same 50 decisions at onc
 from __future__ import annotations
 
 import json
-import multiprocessing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from abpilot.store.base import GLOBAL_CONTEXT, Decision, EventKind, FeedbackOutc
 from abpilot.store.factory import open_store
 from tests.conftest import backend_url
 from tests.factories import make_experiment
+from tests.processes import process_context
 
 PROCESSES = 8
 UNITS_PER_PROCESS = 250  # one exposure and one conversion each: 500 events per process
@@ -76,7 +76,7 @@ def test_exact_counts_from_eight_processes(backend: str, tmp_path: Path) -> None
             metrics=[{"key": "revenue", "kind": "value"}],
         )
         service.start_experiment("race")
-        context = multiprocessing.get_context("spawn")
+        context = process_context()
         barrier = context.Barrier(PROCESSES)
         processes = [
             context.Process(target=worker, args=(url, options, w, barrier))
@@ -129,7 +129,7 @@ def document_worker(url: str, options: dict[str, Any], w: int, barrier: Any, out
 def test_document_versions_from_eight_processes(backend: str, tmp_path: Path) -> None:
     with backend_url(backend, tmp_path) as (url, options):
         store = open_store(url, **options)  # migrates once, before the workers start
-        context = multiprocessing.get_context("spawn")
+        context = process_context()
         barrier, out = context.Barrier(PROCESSES), context.Queue()
         processes = [
             context.Process(target=document_worker, args=(url, options, w, barrier, out))
@@ -201,7 +201,7 @@ def test_exact_feedback_from_eight_processes(backend: str, tmp_path: Path) -> No
                     decided_at=datetime.now(UTC),
                 )
             )
-        context = multiprocessing.get_context("spawn")
+        context = process_context()
         barrier, out = context.Barrier(PROCESSES), context.Queue()
         processes = [
             context.Process(target=feedback_worker, args=(url, options, exp.id, w, barrier, out))

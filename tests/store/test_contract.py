@@ -31,6 +31,7 @@ from abpilot.store.base import (
 from abpilot.store.memory import MemoryStore
 from tests.conftest import StoreFactory, backend_url
 from tests.factories import make_experiment
+from tests.processes import process_context
 
 EXPOSURE, CONVERSION = EventKind.EXPOSURE, EventKind.CONVERSION
 
@@ -701,8 +702,6 @@ def allocation_worker(
 def test_batches_from_several_processes_take_consecutive_periods(
     backend: str, tmp_path: Path
 ) -> None:
-    import multiprocessing
-
     from abpilot.store.factory import open_store
 
     with backend_url(backend, tmp_path) as (url, options):
@@ -710,7 +709,7 @@ def test_batches_from_several_processes_take_consecutive_periods(
         a, b = make_experiment("a"), make_experiment("b")
         for exp in (a, b):
             store.create_experiment(exp)
-        context = multiprocessing.get_context("spawn")
+        context = process_context()
         barrier, out = context.Barrier(BATCH_PROCESSES), context.Queue()
         processes = [
             context.Process(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from abpilot.store.memory import MemoryStore
 from abpilot.store.redis import RedisStore
 from tests.conftest import REDIS_URL, redis_prefix
 from tests.factories import make_experiment
+from tests.processes import process_context
 
 EXPOSURE, CONVERSION = EventKind.EXPOSURE, EventKind.CONVERSION
 
@@ -337,7 +337,7 @@ def _run_worker(prefix: str, exp_id: str, worker: int, start: Any, results: Any)
 def test_many_processes_count_exactly_once(store: RedisStore, prefix: str) -> None:
     exp = make_experiment()
     store.create_experiment(exp)
-    ctx = multiprocessing.get_context("spawn")
+    ctx = process_context()
     start, results = ctx.Barrier(WORKERS), ctx.Queue()
     processes = [
         ctx.Process(target=_run_worker, args=(prefix, exp.id, w, start, results))
