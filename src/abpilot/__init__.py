@@ -8,40 +8,95 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from abpilot.client import Client, ClientAuthError, ClientError, ServiceUnavailable
-from abpilot.domain.errors import (
-    AbpilotError,
-    ConcurrentModification,
-    Conflict,
-    DuplicateKey,
-    ExperimentNotFound,
-    InvalidTransition,
-    NotFound,
-    StoreUnavailable,
-    UnitNotAssigned,
-    ValidationError,
-    WrongStatus,
-)
-from abpilot.domain.experiment import (
-    Experiment,
-    ExperimentStatus,
-    ExperimentType,
-    Metric,
-    MetricKind,
-    Variant,
-)
-from abpilot.service import (
-    Assignment,
-    EventInput,
-    ExperimentChanges,
-    ExperimentMetrics,
-    ExperimentService,
-    VariantMetrics,
-)
-from abpilot.service.monitoring import Monitor
-from abpilot.store.base import ApplyResult, EventKind
+if TYPE_CHECKING:
+    from abpilot.client import Client, ClientAuthError, ClientError, ServiceUnavailable
+    from abpilot.domain.errors import (
+        AbpilotError,
+        ConcurrentModification,
+        Conflict,
+        DuplicateKey,
+        ExperimentNotFound,
+        InvalidTransition,
+        NotFound,
+        StoreUnavailable,
+        UnitNotAssigned,
+        ValidationError,
+        WrongStatus,
+    )
+    from abpilot.domain.experiment import (
+        Experiment,
+        ExperimentStatus,
+        ExperimentType,
+        Metric,
+        MetricKind,
+        Variant,
+    )
+    from abpilot.service import (
+        Assignment,
+        EventInput,
+        ExperimentChanges,
+        ExperimentMetrics,
+        ExperimentService,
+        VariantMetrics,
+    )
+    from abpilot.service.monitoring import Monitor
+    from abpilot.store.base import ApplyResult, EventKind
+
+# Public names -> the module that defines them. They are imported on first use (PEP 562), so that
+# ``import abpilot.cli`` or ``abpilot.settings`` does not load SciPy, statsmodels and the service.
+_LAZY = {
+    **dict.fromkeys(["Client", "ClientAuthError", "ClientError", "ServiceUnavailable"], "client"),
+    **dict.fromkeys(
+        [
+            "AbpilotError",
+            "ConcurrentModification",
+            "Conflict",
+            "DuplicateKey",
+            "ExperimentNotFound",
+            "InvalidTransition",
+            "NotFound",
+            "StoreUnavailable",
+            "UnitNotAssigned",
+            "ValidationError",
+            "WrongStatus",
+        ],
+        "domain.errors",
+    ),
+    **dict.fromkeys(
+        ["Experiment", "ExperimentStatus", "ExperimentType", "Metric", "MetricKind", "Variant"],
+        "domain.experiment",
+    ),
+    **dict.fromkeys(
+        [
+            "Assignment",
+            "EventInput",
+            "ExperimentChanges",
+            "ExperimentMetrics",
+            "ExperimentService",
+            "VariantMetrics",
+        ],
+        "service",
+    ),
+    "Monitor": "service.monitoring",
+    **dict.fromkeys(["ApplyResult", "EventKind"], "store.base"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'abpilot' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"abpilot.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __version__ = "0.1.0"
 
@@ -50,6 +105,7 @@ def open(url: str = "sqlite:///./abpilot.db", **options: Any) -> ExperimentServi
     """The service on the store at ``url``: ``sqlite:///path``, ``postgresql://...``,
     ``redis://...`` or ``memory://``. ``cache_seconds`` and ``bandit_defaults`` (a
     ``BanditOptions``) go to the service, other options to the store (``prefix=`` for Redis)."""
+    from abpilot.service import ExperimentService
     from abpilot.store.factory import open_store
 
     cache_seconds = options.pop("cache_seconds", 1.0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,9 +15,11 @@ from abpilot.cli_monitoring import register as register_monitoring
 from abpilot.cli_transfer import register as register_transfer
 from abpilot.demo import register as register_demo
 from abpilot.domain.errors import AbpilotError
-from abpilot.service import ExperimentService
 from abpilot.settings import get_settings
 from abpilot.simulation import register as register_simulate
+
+if TYPE_CHECKING:
+    from abpilot.service import ExperimentService
 
 app = typer.Typer(
     help="abpilot: experiments on live traffic, steered toward what works.", no_args_is_help=True

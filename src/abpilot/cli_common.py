@@ -4,14 +4,16 @@ opened service, with domain errors printed in red (exit code 2) and the store cl
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from abpilot.domain.errors import AbpilotError
-from abpilot.service import ExperimentService
+
+if TYPE_CHECKING:
+    from abpilot.service import ExperimentService
 
 T = TypeVar("T")
 console = Console()
@@ -19,7 +21,7 @@ StoreUrl = Annotated[
     str | None,
     typer.Option("--store-url", help="Store URL (default: from STORE / DATABASE_URL / REDIS_URL)."),
 ]
-OpenService = Callable[[str | None], ExperimentService]
+OpenService = Callable[[str | None], "ExperimentService"]
 
 
 def with_service(

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from abpilot.cli_common import StoreUrl, console, with_service
-from abpilot.service import ExperimentService
+
+if TYPE_CHECKING:
+    from abpilot.service import ExperimentService
 
 Experiment = Annotated[str, typer.Argument(help="Experiment id or key.")]
 

@@ -7,8 +7,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from abpilot.api.auth import Role, hash_key, new_key
-
 console = Console()
 
 
@@ -22,6 +20,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print a new key once, and the hashed API_KEYS entry to configure (the key itself
         need not be stored anywhere on the server)."""
+        from abpilot.api.auth import Role, hash_key, new_key
+
         if role.upper() not in Role.__members__:
             console.print(f"[red]--role must be admin, write or read (got {role!r})[/red]")
             raise typer.Exit(2)

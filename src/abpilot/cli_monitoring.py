@@ -5,19 +5,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from abpilot.cli_common import StoreUrl, console, with_service
-from abpilot.monitoring.checks import Status
-from abpilot.service import ExperimentService
-from abpilot.service.monitoring import DEFAULT_DAYS, Monitor, Report, report_to_dict
-from abpilot.settings import get_settings
+from abpilot.monitoring.options import DEFAULT_DAYS
 
-COLOURS = {Status.OK: "green", Status.WARNING: "yellow", Status.ALERT: "red"}
+if TYPE_CHECKING:
+    from abpilot.service import ExperimentService
+    from abpilot.service.monitoring import Report
+
+COLOURS = {"ok": "green", "warning": "yellow", "alert": "red"}  # by monitoring.checks.Status
 
 
 def _table(report: Report) -> Table:
@@ -30,7 +31,7 @@ def _table(report: Report) -> Table:
         findings = [
             f"[{COLOURS[c.status]}]{c.name}[/]: {escape(c.message)}"
             for c in health.checks
-            if c.status is not Status.OK
+            if c.status != "ok"
         ]
         table.add_row(
             escape(health.key),
@@ -57,6 +58,10 @@ def register(app: typer.Typer, open_service: Callable[[str | None], ExperimentSe
         """Check every running experiment: sample ratio mismatch, arm dominance (bandits),
         minimum rate, staleness, conversions above exposures, guardrails. Exit code 1 when an
         experiment is in alert, else 0 (warnings are printed but do not fail)."""
+        from abpilot.monitoring.checks import Status
+        from abpilot.service.monitoring import Monitor, report_to_dict
+        from abpilot.settings import get_settings
+
         defaults = get_settings().monitoring_defaults()
         report = with_service(
             open_service,

@@ -8,13 +8,15 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from abpilot.cli_common import OpenService, StoreUrl, console, fail, with_service
-from abpilot.service import ExperimentService
+
+if TYPE_CHECKING:
+    from abpilot.service import ExperimentService
 
 
 def register(app: typer.Typer, open_service: OpenService) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -24,10 +24,11 @@ from rich.progress import Progress
 from rich.table import Table
 
 import abpilot
-from abpilot.service.allocation import DailyInput
-from abpilot.service.core import ExperimentService
-from abpilot.service.events import EventInput
 from abpilot.store.base import EventKind
+
+if TYPE_CHECKING:  # the service is imported when the demo runs, not with the CLI
+    from abpilot.service.allocation import DailyInput
+    from abpilot.service.core import ExperimentService
 
 console = Console()
 
@@ -59,6 +60,8 @@ def pct(value: float | None) -> str:
 
 
 def run_ab_test(service: ExperimentService, rng: np.random.Generator, users: int) -> None:
+    from abpilot.service.events import EventInput
+
     service.create_experiment(
         key="button-colour",
         name="Checkout button colour",
@@ -102,6 +105,8 @@ def run_ab_test(service: ExperimentService, rng: np.random.Generator, users: int
 
 
 def run_bandit(service: ExperimentService, rng: np.random.Generator, days: int) -> None:
+    from abpilot.service.allocation import DailyInput
+
     service.create_experiment(
         key="pricing",
         name="Subscription price",

@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -36,11 +36,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from abpilot.bandits.config import bandit_options
-from abpilot.bandits.thompson import round_weights
 from abpilot.domain.errors import AbpilotError, ValidationError
-from abpilot.service import Assignment, EventInput, ExperimentService
 from abpilot.store.base import EventKind
-from abpilot.store.factory import open_store
+
+if TYPE_CHECKING:  # the service is imported when a simulation runs, not with the CLI
+    from abpilot.service import Assignment, ExperimentService
 
 EXPERIMENT_KEY = "simulation"
 MIN_ARMS, MAX_ARMS = 2, 20
@@ -170,6 +170,10 @@ def simulate(
     """Run the service's allocation loop for ``horizon`` pulls (see the module docstring).
 
     ``on_round(r)`` is called after each round (for progress bars)."""
+    from abpilot.bandits.thompson import round_weights
+    from abpilot.service import EventInput, ExperimentService
+    from abpilot.store.factory import open_store
+
     checked = check_rates(rates)
     if horizon < 1 or update_every < 1:
         raise ValidationError("horizon and update_every must be at least 1", field="horizon")

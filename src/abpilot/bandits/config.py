@@ -3,13 +3,38 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from abpilot.bandits.thompson import Method, ThompsonConfig, default_min_weight
 from abpilot.domain.errors import ValidationError
 from abpilot.domain.text import check_section
+
+FLOOR_PER_ARM = 0.01
+FLOOR_TOTAL = 0.02
+
+
+def default_min_weight(arms: int) -> float:
+    """The floor when none is configured: 1% per arm, but no more than 2% of traffic in all
+    (2% / arms), so the traffic held back for exploration does not grow with the number of arms.
+    An A/B bandit keeps 1% per arm; ten arms keep 0.2% each instead of 10% in all."""
+    return min(FLOOR_PER_ARM, FLOOR_TOTAL / max(arms, 1))
+
+
+class Method(enum.StrEnum):
+    EXACT = "exact"
+    MONTE_CARLO = "monte_carlo"
+
+
+@dataclass(frozen=True, slots=True)
+class ThompsonConfig:
+    prior_alpha: float = 1.0
+    prior_beta: float = 1.0
+    min_weight: float = 0.01
+    min_trials: int = 100
+    samples: int = 10_000
+    method: Method = Method.EXACT
 
 
 @dataclass(frozen=True, slots=True)

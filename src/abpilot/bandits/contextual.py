@@ -25,8 +25,8 @@ from typing import Any
 import mmh3
 import numpy as np
 
+from abpilot.bandits.config import Method
 from abpilot.bandits.thompson import (
-    Method,
     floor_weights,
     probability_best_exact,
     probability_best_monte_carlo,

@@ -5,35 +5,23 @@ being best is computed exactly (one vectorised quadrature, see ``abpilot.stats.b
 seeded Monte Carlo with S draws per arm. Until every arm has ``min_trials`` the configured weights
 stay (burn-in). A floor keeps every arm explored; weights are rounded to basis points (1/10000,
 the assignment's bucket size) so that they sum to exactly 1. Unless configured, the floor is 1% per
-arm, split from a 2% total once there are more than two arms (``default_min_weight``).
+arm, split from a 2% total once there are more than two arms
+(``abpilot.bandits.config.default_min_weight``).
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from abpilot.bandits.config import Method as Method
+from abpilot.bandits.config import ThompsonConfig as ThompsonConfig
 from abpilot.domain.errors import ValidationError
 from abpilot.stats.bayes import best_arm, beta_posterior
 
 BASIS_POINTS = 10_000
-FLOOR_PER_ARM = 0.01
-FLOOR_TOTAL = 0.02
-
-
-def default_min_weight(arms: int) -> float:
-    """The floor when none is configured: 1% per arm, but no more than 2% of traffic in all
-    (2% / arms), so the traffic held back for exploration does not grow with the number of arms.
-    An A/B bandit keeps 1% per arm; ten arms keep 0.2% each instead of 10% in all."""
-    return min(FLOOR_PER_ARM, FLOOR_TOTAL / max(arms, 1))
-
-
-class Method(enum.StrEnum):
-    EXACT = "exact"
-    MONTE_CARLO = "monte_carlo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +29,6 @@ class ArmData:
     key: str
     trials: int
     successes: int
-
-
-@dataclass(frozen=True, slots=True)
-class ThompsonConfig:
-    prior_alpha: float = 1.0
-    prior_beta: float = 1.0
-    min_weight: float = 0.01
-    min_trials: int = 100
-    samples: int = 10_000
-    method: Method = Method.EXACT
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ from abpilot.domain.errors import ValidationError
 from abpilot.domain.text import check_section
 from abpilot.stats.srm import SRM_THRESHOLD
 
+DEFAULT_DAYS = 7  # days that a report's figures about a time range cover
+
 MAX_STALE_HOURS = 24 * 366
 
 

@@ -38,6 +38,7 @@ from abpilot.monitoring.checks import (
     stale_check,
     worst,
 )
+from abpilot.monitoring.options import DEFAULT_DAYS as DEFAULT_DAYS
 from abpilot.monitoring.options import MonitoringOptions, monitoring_options
 from abpilot.service.core import ExperimentService
 from abpilot.service.reading import ExperimentMetrics
@@ -47,7 +48,6 @@ log = logging.getLogger("abpilot.monitoring")
 
 NAMESPACE = "monitoring"
 REPORT_PREFIX = "report-"
-DEFAULT_DAYS = 7
 MAX_DAYS = 366
 EVENT_TYPES = frozenset({ExperimentType.AB_TEST, ExperimentType.BANDIT})
 
