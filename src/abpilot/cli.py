@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from abpilot.cli_common import StoreUrl
 from abpilot.cli_contextual import register as register_contextual
 from abpilot.cli_keys import register as register_keys
 from abpilot.cli_monitoring import register as register_monitoring
@@ -109,12 +110,6 @@ def _safe(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
-
-
-StoreUrl = Annotated[
-    str | None,
-    typer.Option("--store-url", help="Store URL (default: from STORE / DATABASE_URL / REDIS_URL)."),
-]
 
 
 def _service(store_url: str | None) -> ExperimentService:
