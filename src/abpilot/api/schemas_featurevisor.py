@@ -53,26 +53,7 @@ class FeatureStatsRead(BaseModel):
 
     @classmethod
     def of(cls, stats: FeatureStats) -> FeatureStatsRead:
-        return cls(
-            datafile=stats.datafile,
-            feature=stats.feature,
-            experiment_id=stats.experiment_id,
-            experiment_key=stats.experiment_key,
-            burn_in=stats.burn_in,
-            period=stats.period,
-            updated_at=stats.updated_at,
-            variations=[
-                VariationStatsRead(
-                    value=v.value,
-                    exposures=v.exposures,
-                    conversions=v.conversions,
-                    conversion_rate=v.conversion_rate,
-                    weight=v.weight,
-                    probability_best=v.probability_best,
-                )
-                for v in stats.variations
-            ],
-        )
+        return cls.model_validate(stats, from_attributes=True)
 
 
 class LoadIssueRead(BaseModel):
