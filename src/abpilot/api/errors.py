@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from abpilot.domain.errors import AbpilotError, StoreUnavailable
+from abpilot.domain.text import safe_text
 from abpilot.observability import STORE_ERRORS
 
 log = logging.getLogger("abpilot.api")
@@ -29,7 +30,14 @@ HTTP_CODES = {
 def error_response(
     status: int, code: str, message: str, field: str | None = None, **extra: Any
 ) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message, "field": field, **extra}
+    """The error body; text UTF-8 cannot carry (a lone surrogate echoed from the input) is
+    escaped, so no refusal can itself fail to render."""
+    body: dict[str, Any] = {
+        "code": code,
+        "message": safe_text(message),
+        "field": None if field is None else safe_text(field),
+        **extra,
+    }
     return JSONResponse({"error": body}, status_code=status)
 
 
@@ -52,8 +60,8 @@ def install(app: FastAPI) -> None:
     async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
         problems = [
             {
-                "field": _field(tuple(e.get("loc", ()))),
-                "message": str(e.get("msg", "")),
+                "field": safe_text(_field(tuple(e.get("loc", ()))) or "") or None,
+                "message": safe_text(str(e.get("msg", ""))),
                 "type": str(e.get("type", "")),
             }
             for e in error.errors()

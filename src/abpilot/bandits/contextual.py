@@ -134,7 +134,7 @@ def in_holdout(options: ContextualOptions, salt: str, unit_id: str | None, draw:
         return False
     if unit_id is None:
         return draw < options.holdout
-    bucket = mmh3.hash(f"{salt}.holdout.{unit_id}", signed=False) * HOLDOUT_BUCKETS >> 32
+    bucket = mmh3.hash(f"{salt}.holdout.{unit_id}".encode(), signed=False) * HOLDOUT_BUCKETS >> 32
     return bool(bucket < round(options.holdout * HOLDOUT_BUCKETS))
 
 

@@ -23,8 +23,11 @@ NOT_IN_EXPERIMENT = -1
 
 
 def bucket(key: str) -> int:
-    """Bucket 0..9999 of a string: floor(murmur3_32(key) / 2**32 * 10000), in integer math."""
-    return (mmh3.hash(key, 0, signed=False) * BUCKETS) >> 32
+    """Bucket 0..9999 of a string: floor(murmur3_32(key) / 2**32 * 10000), in integer math.
+
+    The UTF-8 bytes are hashed (the same value mmh3 gives for the ``str``): text UTF-8 cannot
+    carry then raises ``UnicodeEncodeError`` here instead of crashing mmh3's C code."""
+    return (mmh3.hash(key.encode(), 0, signed=False) * BUCKETS) >> 32
 
 
 def bucket_bounds(weights: Sequence[float]) -> tuple[int, ...]:
@@ -73,7 +76,9 @@ class Bucketing:
         hash32 = mmh3.hash
         prefix = self.variant_prefix
         hashes = np.fromiter(
-            (hash32(prefix + u, 0, False) for u in unit_ids), dtype=np.uint64, count=len(unit_ids)
+            (hash32((prefix + u).encode(), 0, False) for u in unit_ids),
+            dtype=np.uint64,
+            count=len(unit_ids),
         )
         buckets = (hashes * np.uint64(BUCKETS)) >> np.uint64(32)
         indices = np.searchsorted(np.asarray(self.bounds, dtype=np.uint64), buckets, side="right")
@@ -81,7 +86,7 @@ class Bucketing:
         if self.traffic_threshold < BUCKETS:
             tprefix = self.traffic_prefix
             traffic = np.fromiter(
-                (hash32(tprefix + u, 0, False) for u in unit_ids),
+                (hash32((tprefix + u).encode(), 0, False) for u in unit_ids),
                 dtype=np.uint64,
                 count=len(unit_ids),
             )

@@ -1,4 +1,15 @@
-"""Checks for text and JSON that crosses the boundary into storage."""
+"""Checks for text and JSON that crosses the boundary into hashing, storage or logs.
+
+Every face (REST, OFREP, the FeatureVisor endpoints, the CLI, the Python API, import files) hands
+user text to the service, and the service checks it here before any hash or store call:
+
+- text must be encodable as UTF-8: a lone UTF-16 surrogate (``"\\udfff"``, which JSON's ``\\u``
+  escapes and Python strings can carry) is refused, since it can be neither hashed nor stored;
+- text must not hold NUL, which PostgreSQL refuses;
+- JSON documents (variant configs, settings, payloads) must be plain JSON of at most
+  ``MAX_JSON_BYTES`` bytes and ``MAX_JSON_DEPTH`` levels of nesting: nothing that cannot be read
+  back, rendered and served may ever be stored.
+"""
 
 from __future__ import annotations
 
@@ -10,37 +21,95 @@ from typing import Any
 from abpilot.domain.errors import ValidationError
 
 MAX_JSON_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be hashed or stored as text, or None when it can."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            return (
+                f"must be valid Unicode text (it holds a lone surrogate"
+                f" U+{ord(value[error.start]):04X} at position {error.start})"
+            )
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    return None
+
+
+def safe_text(value: str) -> str:
+    """``value`` with anything UTF-8 cannot carry escaped (for error messages and logs)."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def check_text(value: str, *, field: str, max_length: int, required: bool = True) -> str:
-    """Refuse empty (when required), overlong, or NUL-carrying strings (databases reject NUL)."""
+    """Refuse non-strings, empty (when required), overlong, unencodable or NUL-carrying text."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string", field=field)
     if required and not value.strip():
         raise ValidationError(f"{field} must not be empty", field=field)
     if len(value) > max_length:
         raise ValidationError(
             f"{field} must be at most {max_length} characters (got {len(value)})", field=field
         )
-    if "\x00" in value:
-        raise ValidationError(f"{field} must not contain NUL characters", field=field)
+    problem = text_problem(value)
+    if problem:
+        raise ValidationError(f"{field} {problem}", field=field)
     return value
 
 
 def check_json_object(value: Mapping[str, Any], *, field: str) -> dict[str, Any]:
-    """A JSON object of at most 64 KiB, without NUL characters or non-finite numbers."""
+    """A JSON object of at most 64 KiB and 32 levels, of valid text and finite numbers only."""
     if not isinstance(value, Mapping):
         raise ValidationError(f"{field} must be a JSON object", field=field)
-    try:
-        encoded = json.dumps(value, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as error:
-        raise ValidationError(f"{field} must be plain JSON ({error})", field=field) from error
+    check_json_value(value, field=field)
+    encoded = json.dumps(value, allow_nan=False, ensure_ascii=False)
     if len(encoded.encode()) > MAX_JSON_BYTES:
         raise ValidationError(
             f"{field} must be at most {MAX_JSON_BYTES} bytes of JSON", field=field
         )
-    if "\\u0000" in encoded or "\x00" in encoded:
-        raise ValidationError(f"{field} must not contain NUL characters", field=field)
     decoded: dict[str, Any] = json.loads(encoded)
     return decoded
+
+
+def check_json_value(value: Any, *, field: str, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse anything but plain JSON: objects with text keys, lists, text, finite numbers,
+    booleans and null, nested at most ``max_depth`` levels. The error's field is ``field`` (the
+    request's field); its message names the path inside it."""
+    stack: list[tuple[Any, str, int]] = [(value, field, 1)]
+    while stack:
+        node, where, depth = stack.pop()
+        if isinstance(node, Mapping | list | tuple):
+            if depth > max_depth:
+                raise ValidationError(
+                    f"{where} is nested deeper than {max_depth} levels of JSON objects and lists",
+                    field=field,
+                )
+            if isinstance(node, Mapping):
+                for key, item in node.items():
+                    if not isinstance(key, str):
+                        raise ValidationError(f"{where} keys must be strings", field=field)
+                    problem = text_problem(key)
+                    if problem:
+                        raise ValidationError(f"{where}: a key {problem}", field=field)
+                    stack.append((item, f"{where}.{key}", depth + 1))
+            else:
+                stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(node))
+        elif isinstance(node, str):
+            problem = text_problem(node)
+            if problem:
+                raise ValidationError(f"{where} {problem}", field=field)
+        elif isinstance(node, bool) or node is None or isinstance(node, int):
+            continue
+        elif isinstance(node, float):
+            if not math.isfinite(node):
+                raise ValidationError(f"{where} must be a finite number (got {node})", field=field)
+        else:
+            raise ValidationError(
+                f"{where} must be plain JSON (got {type(node).__name__})", field=field
+            )
 
 
 def check_number(value: float, *, field: str, limit: float = 1e15) -> float:

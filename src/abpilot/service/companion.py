@@ -40,6 +40,7 @@ from abpilot.domain.errors import (
     ValidationError,
 )
 from abpilot.domain.experiment import Experiment, ExperimentStatus
+from abpilot.domain.text import safe_text, text_problem
 from abpilot.featurevisor.datafile import Datafile, Feature
 from abpilot.featurevisor.registry import DiskRegistry, LoadedDatafile, LoadIssue, read_datafile
 from abpilot.featurevisor.render import render
@@ -243,9 +244,13 @@ class Companion:
         now = time.monotonic()
         if cached is not None and now - cached.loaded_at < self.cache_seconds:
             return cached
-        document = self.store.get_document(NAMESPACE, path)
+        # Text no file name can hold (NUL, a lone surrogate) names no served datafile: answered
+        # as unknown before the store sees it, so every store answers the same.
+        document = None if text_problem(path) else self.store.get_document(NAMESPACE, path)
         if document is None:
-            raise DatafileNotFound(f"no datafile '{path[:200]}' is served", field="datafile")
+            raise DatafileNotFound(
+                f"no datafile '{safe_text(path[:200])}' is served", field="datafile"
+            )
         if cached is not None and cached.document.digest == document.digest:
             entry = _Entry(document, cached.parsed, cached.raw, now)
         else:

@@ -26,6 +26,7 @@ from abpilot.domain.experiment import (
     Metric,
     Variant,
 )
+from abpilot.domain.text import check_text
 from abpilot.observability import EVENTS, RECALCULATION_SECONDS, RECALCULATIONS
 from abpilot.service.allocation import (
     AllocationResult,
@@ -40,8 +41,10 @@ from abpilot.service.reading import (
     experiment_metrics,
 )
 from abpilot.service.specs import (
+    MAX_UNIT_ID,
     ExperimentChanges,
     build_experiment,
+    check_reference,
     check_unit_id,
     updated_experiment,
 )
@@ -147,6 +150,7 @@ class ExperimentService:
 
     def get_experiment(self, experiment: str) -> Experiment:
         """The experiment with this id or key, read from the store."""
+        check_reference(experiment)
         found = None
         if UUID_PATTERN.match(experiment):
             found = self.store.get_experiment(experiment)
@@ -259,6 +263,8 @@ class ExperimentService:
         """Variant keys of many units by the hash alone (None outside the traffic); no writes."""
         cached = self._cached(experiment)
         check_running(cached.experiment, "units are assigned")
+        for i, unit_id in enumerate(unit_ids):
+            check_text(unit_id, field=f"unit_ids[{i}]", max_length=MAX_UNIT_ID)
         keys = [v.key for v in cached.experiment.variants]
         return [
             None if i == NOT_IN_EXPERIMENT else keys[i]

@@ -16,6 +16,7 @@ from abpilot.domain.errors import (
 )
 from abpilot.domain.experiment import Experiment, ExperimentStatus, MetricKind
 from abpilot.domain.text import check_number, check_text
+from abpilot.service.specs import check_reference
 from abpilot.store.base import EventKind, EventRecord, StoredAssignment
 
 MAX_ID_LENGTH = 256
@@ -68,6 +69,11 @@ def resolve_events(
     An event counts in its unit's allocation period, or in the current one when it has no unit.
     """
     experiments: dict[str, Experiment] = {}
+    for i, event in enumerate(events):  # the events' own fields first: no store call before
+        try:
+            _check_fields(event, now)
+        except AbpilotError as error:
+            raise _prefixed(error, field_prefix(i)) from None
     for i, event in enumerate(events):
         try:
             if event.experiment not in experiments:
@@ -92,6 +98,25 @@ def resolve_events(
     return records
 
 
+def _check_fields(event: EventInput, now: datetime) -> None:
+    """What an event says of itself: its ids are text a store can hold, its time is sane."""
+    check_reference(event.experiment)
+    if event.unit_id is not None:
+        check_text(event.unit_id, field="unit_id", max_length=MAX_ID_LENGTH)
+    if event.event_id is not None:
+        check_text(event.event_id, field="event_id", max_length=MAX_ID_LENGTH)
+    for name, text in (("variant", event.variant), ("metric", event.metric)):
+        if text is not None:
+            check_text(text, field=name, max_length=MAX_ID_LENGTH)
+    if event.timestamp is not None:
+        moment = event.timestamp if event.timestamp.tzinfo else event.timestamp.replace(tzinfo=UTC)
+        if moment > now + MAX_CLOCK_SKEW:
+            raise ValidationError(
+                f"timestamp {moment.isoformat()} is more than a day in the future",
+                field="timestamp",
+            )
+
+
 def _resolve(
     event: EventInput,
     experiment: Experiment,
@@ -101,17 +126,6 @@ def _resolve(
     now: datetime,
 ) -> EventRecord:
     unit, variant = event.unit_id, event.variant
-    if unit is not None:
-        check_text(unit, field="unit_id", max_length=MAX_ID_LENGTH)
-    if event.event_id is not None:
-        check_text(event.event_id, field="event_id", max_length=MAX_ID_LENGTH)
-    if event.timestamp is not None:
-        moment = event.timestamp if event.timestamp.tzinfo else event.timestamp.replace(tzinfo=UTC)
-        if moment > now + MAX_CLOCK_SKEW:
-            raise ValidationError(
-                f"timestamp {moment.isoformat()} is more than a day in the future",
-                field="timestamp",
-            )
     if variant is not None and experiment.variant(variant) is None:
         allowed = ", ".join(v.key for v in experiment.variants)
         raise ValidationError(

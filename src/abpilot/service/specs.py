@@ -22,7 +22,7 @@ from abpilot.domain.experiment import (
     validate_experiment_key,
     validate_traffic_allocation,
 )
-from abpilot.domain.text import check_json_object, check_number, check_text
+from abpilot.domain.text import check_json_object, check_number, check_text, text_problem
 from abpilot.interleaving.options import interleaving_options
 from abpilot.monitoring.options import monitoring_options
 from abpilot.stats.options import analysis_options
@@ -35,6 +35,18 @@ MAX_UNIT_ID = 256
 
 def check_unit_id(unit_id: str) -> str:
     return check_text(unit_id, field="unit_id", max_length=MAX_UNIT_ID)
+
+
+def check_reference(experiment: str, field: str = "experiment_id") -> str:
+    """An experiment's id or key as given by a caller, checked before it reaches a store lookup
+    (PostgreSQL refuses NUL; no store can look up text UTF-8 cannot carry). An id or key that is
+    valid text but names nothing is the store's to answer (404)."""
+    if not isinstance(experiment, str):
+        raise ValidationError(f"{field} must be a string (an experiment's id or key)", field=field)
+    problem = text_problem(experiment)
+    if problem:
+        raise ValidationError(f"{field} {problem}", field=field)
+    return experiment
 
 
 def _variant(raw: Variant | Mapping[str, Any], i: int) -> Variant:

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import norm
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
@@ -46,15 +47,40 @@ def _check(alpha: float, power: float, variants: int) -> float:
     return alpha / (variants - 1)
 
 
-def _solve(effect_size: float, alpha: float, power: float) -> int:
-    n = NormalIndPower().solve_power(
-        effect_size=abs(effect_size),
-        alpha=alpha,
-        power=power,
-        ratio=1.0,
-        alternative="two-sided",
-    )
-    value = float(np.asarray(n).reshape(-1)[0]) if np.ndim(n) else float(n)
+LARGE_EFFECT_SIZE = 2.0
+MIN_EFFECT_SIZE = 1e-6  # about 1.6e13 units per variant at alpha 0.05 and power 0.8
+
+
+def _solve(effect_size: float, alpha: float, power: float, field: str) -> int:
+    """Units per variant for a standardised effect. Effects too small to plan for (an mde that
+    underflows against its standard deviation, say) are refused with the reason, before
+    statsmodels' root finder is asked for a sample size it cannot find."""
+    if not math.isfinite(effect_size):
+        raise ValidationError(
+            f"the standardised effect size is not a finite number ({effect_size}); check mde"
+            " and its baseline or standard deviation",
+            field=field,
+        )
+    if abs(effect_size) < MIN_EFFECT_SIZE:
+        raise ValidationError(
+            f"the standardised effect size ({effect_size:.3g}) is below {MIN_EFFECT_SIZE:g}:"
+            " detecting it would need more than 10^13 units per variant; plan for a larger mde",
+            field=field,
+        )
+    if abs(effect_size) >= LARGE_EFFECT_SIZE:
+        # statsmodels' root finder fails for effects this large (n below 2); the normal
+        # approximation's closed form, which it agrees with to 1e-4 at d = 2, is exact enough.
+        z = norm.ppf(1 - alpha / 2) + norm.ppf(power)
+        value = float(2 * (z / abs(effect_size)) ** 2)
+    else:
+        n = NormalIndPower().solve_power(
+            effect_size=abs(effect_size),
+            alpha=alpha,
+            power=power,
+            ratio=1.0,
+            alternative="two-sided",
+        )
+        value = float(np.asarray(n).reshape(-1)[0]) if np.ndim(n) else float(n)
     if not math.isfinite(value) or value <= 0:
         raise ValidationError(
             f"no sample size reaches power {power:g} at alpha {alpha:g} for this effect",
@@ -86,7 +112,7 @@ def proportion_sample_size(
             field="mde",
         )
     h = float(proportion_effectsize(target, baseline_rate))
-    n = _solve(h, comparison_alpha, power)
+    n = _solve(h, comparison_alpha, power, "mde")
     return SampleSize(
         n, n * variants, baseline_rate, target, h, alpha, power, variants, comparison_alpha
     )
@@ -115,7 +141,7 @@ def mean_sample_size(
             "mde must be non-zero (and the baseline too when relative)", field="mde"
         )
     d = shift / standard_deviation
-    n = _solve(d, comparison_alpha, power)
+    n = _solve(d, comparison_alpha, power, "mde")
     return SampleSize(
         n,
         n * variants,
