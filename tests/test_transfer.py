@@ -197,3 +197,37 @@ def test_a_file_that_is_not_json_is_refused(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["import", str(tmp_path / "nope.json")])
     assert missing.exit_code == 2
     assert "cannot read" in flat(missing.output)
+
+
+def test_an_interleaving_experiment_with_impressions_and_clicks_goes_through_the_cli(
+    tmp_path: Path,
+) -> None:
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    service = abpilot.open(source)
+    service.create_experiment(
+        key="search",
+        type="interleaving",
+        variants=[{"key": "ranker_a", "weight": 0.5}, {"key": "ranker_b", "weight": 0.5}],
+    )
+    service.start_experiment("search")
+    for n in range(5):
+        shown = service.interleaving.interleave(
+            "search", unit_id=f"u{n}", ranking_a=["a", "b", "c"], ranking_b=["c", "a", "d"]
+        )
+        service.interleaving.record_clicks(
+            "search", impression_id=shown.impression_id, items=list(shown.items[:2])
+        )
+    before = service.interleaving.analyse("search")
+    service.store.close()
+
+    out = tmp_path / "search.json"
+    exported = runner.invoke(app, ["export", "-o", str(out), "--store-url", source])
+    assert exported.exit_code == 0, exported.output
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    imported = runner.invoke(app, ["import", str(out), "--store-url", target])
+    assert imported.exit_code == 0, imported.output
+    assert "imported 1 experiment(s)" in flat(imported.output)
+    again = tmp_path / "again.json"
+    assert runner.invoke(app, ["export", "-o", str(again), "--store-url", target]).exit_code == 0
+    assert content(again) == content(out)
+    assert abpilot.open(target).interleaving.analyse("search") == before

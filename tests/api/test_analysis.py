@@ -109,6 +109,91 @@ def test_sample_ratio_mismatch_blocks_the_winner(client: TestClient) -> None:
     assert (body["winner"], body["reason"]) == (None, "srm_detected")
 
 
+def assign(client: TestClient, key: str, units: int) -> dict[str, list[str]]:
+    """Assign ``units`` units through the API; the units of each variant."""
+    by_variant: dict[str, list[str]] = {}
+    for i in range(units):
+        response = client.post(f"{API}/experiments/{key}/assign", json={"unit_id": f"u{i}"})
+        assert response.status_code == 200, response.text
+        by_variant.setdefault(response.json()["variant"]["key"], []).append(f"u{i}")
+    return by_variant
+
+
+def test_every_variant_is_measured_on_one_basis_and_mixed_populations_are_named(
+    client: TestClient,
+) -> None:
+    """Exposures tracked for 10 units of green only, conversions of 50 units in each variant:
+    green is not measured on exposed units while the control is on assigned units (a rate of
+    5.0 against 0.26, blamed on SRM); both are on exposed units and the mix is the reason."""
+    running(client)
+    units = assign(client, "button", 400)
+    events: list[dict[str, Any]] = [
+        {"type": "exposure", "experiment_id": "button", "unit_id": unit}
+        for unit in units["green"][:10]
+    ]
+    events += [
+        {"type": "conversion", "experiment_id": "button", "unit_id": unit}
+        for variant in ("control", "green")
+        for unit in units[variant][:50]
+    ]
+    assert client.post(f"{API}/events", json={"events": events}).status_code == 200
+
+    metrics = client.get(f"{API}/experiments/button/metrics").json()
+    conversion = metrics["metrics"]["conversion"]
+    assert conversion["basis"] == "exposed_units"
+    assert conversion["mixed_populations"] == [
+        f"control has {len(units['control'])} assigned units and 50 conversions but no exposed "
+        "units"
+    ]
+    summaries = {v["key"]: v["metrics"]["conversion"] for v in metrics["variants"]}
+    assert {s["basis"] for s in summaries.values()} == {"exposed_units"}
+    assert (summaries["control"]["n"], summaries["green"]["n"]) == (0, 10)
+
+    body = analysis(client)
+    no_nan(body)
+    assert (body["basis"], body["winner"], body["reason"]) == (
+        "exposed_units",
+        None,
+        "mixed_populations",
+    )
+    assert "control has" in body["message"]
+    assert "but no exposed units" in body["message"]
+    assert [v["units"] for v in body["variants"]] == [0, 10]
+
+
+def test_conversions_by_variant_after_assignment_are_counted(client: TestClient) -> None:
+    """The OpenInsight style: units assigned, then conversions naming only the variant."""
+    running(client)
+    units = assign(client, "button", 100)
+    for variant, n in (("control", 5), ("green", 10)):
+        for _ in range(n):
+            response = client.post(
+                f"{API}/experiments/button/conversions", json={"variant": variant}
+            )
+            assert response.status_code == 200, response.text
+
+    metrics = client.get(f"{API}/experiments/button/metrics").json()
+    assert metrics["metrics"]["conversion"] == {
+        "basis": "assigned_units",
+        "mixed_populations": [],
+    }
+    for variant in metrics["variants"]:
+        summary = variant["metrics"]["conversion"]
+        assigned = len(units[variant["key"]])
+        assert (summary["count"], summary["units"]) == (summary["conversions"], 0)
+        assert summary["conversion_rate"] == pytest.approx(summary["conversions"] / assigned)
+
+    body = analysis(client)
+    assert body["basis"] == "assigned_units"
+    assert [(v["key"], v["units"], v["conversions"]) for v in body["variants"]] == [
+        ("control", len(units["control"]), 5),
+        ("green", len(units["green"]), 10),
+    ]
+    assert body["variants"][1]["conversion_rate"] == pytest.approx(10 / len(units["green"]))
+    assert body["reason"] == "not_significant"
+    assert "no conversions" not in body["message"]
+
+
 def test_not_significant_and_sample_size_not_reached(client: TestClient) -> None:
     running(client)
     seed(client, "button", {"control": (300, 30), "green": (300, 33)})

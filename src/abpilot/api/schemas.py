@@ -219,8 +219,14 @@ class MetricSummaryRead(BaseModel):
     basis: str
     mean: float | None
     variance: float | None
+    conversions: int
     conversion_rate: float | None
     conversions_exceed_population: bool
+
+
+class MetricBasisRead(BaseModel):
+    basis: str
+    mixed_populations: list[str]
 
 
 class VariantMetricsRead(BaseModel):
@@ -239,6 +245,7 @@ class MetricsRead(BaseModel):
     experiment_key: str
     status: str
     variants: list[VariantMetricsRead]
+    metrics: dict[str, MetricBasisRead]
 
     @classmethod
     def of(cls, metrics: ExperimentMetrics) -> MetricsRead:
@@ -246,6 +253,12 @@ class MetricsRead(BaseModel):
             experiment_id=metrics.experiment_id,
             experiment_key=metrics.experiment_key,
             status=metrics.status.value,
+            metrics={
+                name: MetricBasisRead(
+                    basis=b.basis.value, mixed_populations=list(b.mixed_populations)
+                )
+                for name, b in metrics.metrics.items()
+            },
             variants=[
                 VariantMetricsRead(
                     key=v.key,
@@ -265,6 +278,7 @@ class MetricsRead(BaseModel):
                             basis=s.basis.value,
                             mean=s.mean,
                             variance=s.variance,
+                            conversions=s.conversions,
                             conversion_rate=s.conversion_rate,
                             conversions_exceed_population=s.conversions_exceed_population,
                         )

@@ -66,6 +66,7 @@ class AnalysisRead(BaseModel):
     family_size: int
     stratified: bool
     periods: int
+    basis: str | None
     variants: list[VariantAnalysisRead]
     srm: SrmRead
     winner: WinnerRead | None
@@ -89,6 +90,7 @@ class AnalysisRead(BaseModel):
             family_size=analysis.family_size,
             stratified=analysis.stratified,
             periods=analysis.periods,
+            basis=analysis.basis,
             variants=[
                 VariantAnalysisRead.model_validate(v, from_attributes=True)
                 for v in analysis.variants

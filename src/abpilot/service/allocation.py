@@ -15,8 +15,8 @@ from abpilot.bandits.thompson import ArmData, allocate
 from abpilot.bandits.windows import Fallback, WindowedArm, windowed_counts
 from abpilot.domain.errors import AbpilotError, ValidationError, WrongStatus
 from abpilot.domain.experiment import Experiment, ExperimentStatus, ExperimentType
-from abpilot.stats.summary import Basis, summarise
-from abpilot.store.base import AllocationRecord, DailyRow, MetricTotals, Store, VariantCounters
+from abpilot.stats.summary import summarise_metric
+from abpilot.store.base import AllocationRecord, DailyRow, Store, VariantCounters
 
 log = logging.getLogger("abpilot.allocation")
 MAX_DAILY_ROWS = 1_000
@@ -130,7 +130,11 @@ class Allocator:
             source, window = "daily", options.window_days
         else:
             metric = options.metric or experiment.primary_metric.key
-            arms = [_event_arm(v, counters.get(v, VariantCounters()), metric) for v in keys]
+            summaries = summarise_metric(metric, keys, counters).summaries
+            arms = [
+                WindowedArm(v, s.n, min(s.conversions, s.n), None, Fallback.NONE)
+                for v, s in zip(keys, summaries, strict=True)
+            ]
             config = options.thompson(len(keys))
             source, window = "events", None
         data = [ArmData(a.key, a.impressions, min(a.clicks, a.impressions)) for a in arms]
@@ -350,9 +354,3 @@ def _updated(experiment: Experiment, record: AllocationRecord) -> RecalculationO
 def _failed(experiment: Experiment, error: Exception) -> RecalculationOutcome:
     log.exception("recalculation of %s failed", experiment.key)
     return RecalculationOutcome(experiment.id, experiment.key, "failed", error=str(error))
-
-
-def _event_arm(variant: str, counters: VariantCounters, metric: str) -> WindowedArm:
-    summary = summarise(counters.metrics.get(metric, MetricTotals()), counters)
-    successes = summary.count if summary.basis is Basis.EXPOSURES else summary.units
-    return WindowedArm(variant, summary.n, min(successes, summary.n), None, Fallback.NONE)

@@ -15,11 +15,18 @@ The value served is the variant's ``config["value"]`` when its config has that k
 string, number, boolean, object, list; ``null`` means "no value": the client keeps its code
 default), else the variant's key. ``contextual_bandit`` and ``interleaving`` experiments are not
 flags (their variants are chosen per request by a policy, or merged): evaluating one is refused.
+
+Neither are the FeatureVisor companion's feature experiments (``fv-…``, with
+``settings["featurevisor"]``): the FeatureVisor SDKs bucket units by their own hash, segments and
+rules from the served datafile, and ``/expose`` counts a unit under its first recorded variation.
+An OFREP evaluation by abpilot's hash would record a variation the SDK may never show, so they
+are refused one by one and left out of the bulk evaluation (nothing is recorded).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +39,7 @@ if TYPE_CHECKING:
 
 FLAG_TYPES = frozenset({ExperimentType.AB_TEST, ExperimentType.BANDIT})
 VALUE_KEY = "value"
+FEATUREVISOR = "featurevisor"  # the settings key of the companion's feature experiments
 
 
 class FlagReason(enum.StrEnum):
@@ -76,6 +84,15 @@ def evaluate_flag(service: ExperimentService, *, flag_key: str, unit_id: str) ->
             "ab_test and bandit experiments are evaluated as flags",
             field="type",
         )
+    if is_feature_experiment(experiment):
+        origin = experiment.settings[FEATUREVISOR]
+        raise NotAFlag(
+            f"experiment '{experiment.key}' learns the weights of FeatureVisor feature "
+            f"'{str(origin.get('feature'))[:100]}' (datafile "
+            f"'{str(origin.get('datafile'))[:200]}'): FeatureVisor companion features are "
+            "evaluated by the FeatureVisor SDKs from the served datafile, not as OFREP flags",
+            field="settings.featurevisor",
+        )
     if experiment.status is ExperimentStatus.RUNNING:
         return _running(service, flag_key, experiment, unit_id)
     return _at_rest(flag_key, experiment)
@@ -83,13 +100,19 @@ def evaluate_flag(service: ExperimentService, *, flag_key: str, unit_id: str) ->
 
 def evaluate_flags(service: ExperimentService, *, unit_id: str) -> list[FlagEvaluation]:
     """Every running ab_test and bandit experiment for one unit (oldest first), each recorded as
-    ``evaluate_flag`` does. Experiments that are not running are left out."""
+    ``evaluate_flag`` does. Experiments that are not running, and the FeatureVisor companion's
+    feature experiments, are left out (nothing is recorded for them)."""
     check_unit_id(unit_id)
     return [
         _running(service, experiment.key, experiment, unit_id)
         for experiment in service.list_experiments(ExperimentStatus.RUNNING)
-        if experiment.type in FLAG_TYPES
+        if experiment.type in FLAG_TYPES and not is_feature_experiment(experiment)
     ]
+
+
+def is_feature_experiment(experiment: Experiment) -> bool:
+    """One of the FeatureVisor companion's experiments (its SDKs choose the variations)."""
+    return isinstance(experiment.settings.get(FEATUREVISOR), Mapping)
 
 
 def _running(

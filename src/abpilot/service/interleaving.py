@@ -32,6 +32,7 @@ from abpilot.service.events import check_running
 from abpilot.store.base import Decision, FeedbackOutcome
 
 CONTEXT_KEY = "interleaving"
+IMPRESSION = "impression"  # the arm of every impression (a decision of the log)
 MAX_ITEMS = 1_000
 CLICK = "click:"
 
@@ -114,7 +115,7 @@ class InterleavingService:
                 "ranking_a": json.dumps(a[:size]),
                 "ranking_b": json.dumps(b[:size]),
             },
-            arm="impression",
+            arm=IMPRESSION,
             propensity=1.0,
             policy="interleaving",
             method=options.method.value,

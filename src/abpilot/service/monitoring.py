@@ -270,8 +270,7 @@ class Monitor:
             arms = []
             for variant in metrics.variants:
                 summary = variant.metrics[metric]
-                converted = summary.count if summary.basis is Basis.EXPOSURES else summary.units
-                arms.append(ArmRate(variant.key, summary.n, converted))
+                arms.append(ArmRate(variant.key, summary.n, summary.conversions))
             source = "events"
         return min_rate_check(
             arms,
@@ -308,7 +307,7 @@ def _conversions(experiment: Experiment, metrics: ExperimentMetrics) -> Check:
                 ConversionCount(
                     variant.key,
                     metric.key,
-                    summary.count if event_level else summary.units,
+                    summary.conversions,
                     summary.n,
                     "exposures" if event_level else summary.basis.value,
                 )

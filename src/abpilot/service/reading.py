@@ -1,10 +1,14 @@
 """Reading an experiment's results: counters and summaries per variant, and the analysis of
-every variant against the control (within periods of constant weights once a bandit moved them)."""
+every variant against the control (within periods of constant weights once a bandit moved them).
+
+Every variant of a metric is summarised on one basis (``abpilot.stats.summary``), in every period
+too, so that no variant is measured on exposed units while another is measured on assigned units
+or exposures."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from abpilot.domain.errors import ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentStatus, MetricKind
@@ -12,7 +16,13 @@ from abpilot.stats.analysis import Analysis, Arm, MetricInput, analyse
 from abpilot.stats.corrections import Correction
 from abpilot.stats.options import analysis_options
 from abpilot.stats.stratified import Stratum, StratumArm
-from abpilot.stats.summary import Basis, MetricSummary, summarise
+from abpilot.stats.summary import (
+    Basis,
+    MetricPopulation,
+    MetricSummary,
+    summarise,
+    summarise_metric,
+)
 from abpilot.store.base import MetricTotals, Store, VariantCounters
 
 _ZERO = MetricTotals()
@@ -31,23 +41,39 @@ class VariantMetrics:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricBasis:
+    """The population every variant of one metric is counted on, and why the variants' data do
+    not measure the same population (empty when they do)."""
+
+    basis: Basis
+    mixed_populations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ExperimentMetrics:
     experiment_id: str
     experiment_key: str
     status: ExperimentStatus
     variants: tuple[VariantMetrics, ...]
+    metrics: Mapping[str, MetricBasis] = field(default_factory=dict)
+
+
+def metric_populations(
+    exp: Experiment, counters: Mapping[str, VariantCounters]
+) -> dict[str, MetricPopulation]:
+    """Every metric of ``exp``: its variants' summaries (in order) on one basis."""
+    keys = [v.key for v in exp.variants]
+    return {m.key: summarise_metric(m.key, keys, counters) for m in exp.metrics}
 
 
 def experiment_metrics(store: Store, exp: Experiment) -> ExperimentMetrics:
     """Counters and per-metric summaries of every variant of ``exp``, summed over periods."""
     counters = store.get_counters(exp.id)
+    populations = metric_populations(exp, counters)
     variants = []
-    for variant in exp.variants:
+    for i, variant in enumerate(exp.variants):
         counts = counters.get(variant.key, VariantCounters())
-        summaries = {
-            metric.key: summarise(counts.metrics.get(metric.key, _ZERO), counts)
-            for metric in exp.metrics
-        }
+        summaries = {key: p.summaries[i] for key, p in populations.items()}
         variants.append(
             VariantMetrics(
                 key=variant.key,
@@ -60,7 +86,13 @@ def experiment_metrics(store: Store, exp: Experiment) -> ExperimentMetrics:
                 metrics=summaries,
             )
         )
-    return ExperimentMetrics(exp.id, exp.key, exp.status, tuple(variants))
+    return ExperimentMetrics(
+        exp.id,
+        exp.key,
+        exp.status,
+        tuple(variants),
+        {key: MetricBasis(p.basis, p.mixed) for key, p in populations.items()},
+    )
 
 
 def analyse_experiment(
@@ -86,22 +118,29 @@ def analyse_experiment(
         alpha=alpha, correction=correction, sequential=sequential
     )
     periods = _periods(store, exp)
-    inputs = [
-        MetricInput(
-            key=m.key,
-            binary=m.kind is MetricKind.BINARY,
-            arms=tuple(_arm(v, m.key) for v in metrics.variants),
-            strata=tuple(
-                Stratum(
-                    period=period,
-                    weights=weights,
-                    arms=tuple(_stratum_arm(counters.get(v.key), m.key) for v in exp.variants),
-                )
-                for period, weights, counters in periods
-            ),
+    inputs = []
+    for m in exp.metrics:
+        basis = metrics.metrics[m.key]
+        inputs.append(
+            MetricInput(
+                key=m.key,
+                binary=m.kind is MetricKind.BINARY,
+                arms=tuple(_arm(v, m.key) for v in metrics.variants),
+                strata=tuple(
+                    Stratum(
+                        period=period,
+                        weights=weights,
+                        arms=tuple(
+                            _stratum_arm(counters.get(v.key), m.key, basis.basis)
+                            for v in exp.variants
+                        ),
+                    )
+                    for period, weights, counters in periods
+                ),
+                basis=basis.basis.value,
+                mixed_populations=basis.mixed_populations,
+            )
         )
-        for m in exp.metrics
-    ]
     return analyse(inputs, metric=metric_key, options=options)
 
 
@@ -122,22 +161,19 @@ def _periods(
 
 def _arm(variant: VariantMetrics, metric: str) -> Arm:
     summary = variant.metrics[metric]
-    successes = summary.count if summary.basis is Basis.EXPOSURES else summary.units
     return Arm(
         key=variant.key,
         is_control=variant.is_control,
         weight=variant.weight,
         n=summary.n,
-        successes=successes,
+        successes=summary.conversions,
         mean=summary.mean,
         variance=summary.variance,
     )
 
 
-def _stratum_arm(counters: VariantCounters | None, metric: str) -> StratumArm:
-    summary = summarise(
-        (counters or VariantCounters()).metrics.get(metric, MetricTotals()),
-        counters or VariantCounters(),
-    )
-    successes = summary.count if summary.basis is Basis.EXPOSURES else summary.units
-    return StratumArm(summary.n, successes, summary.mean, summary.variance)
+def _stratum_arm(counters: VariantCounters | None, metric: str, basis: Basis) -> StratumArm:
+    """One variant in one period, on the basis of the whole experiment."""
+    counts = counters or VariantCounters()
+    summary = summarise(counts.metrics.get(metric, _ZERO), counts, basis)
+    return StratumArm(summary.n, summary.conversions, summary.mean, summary.variance)

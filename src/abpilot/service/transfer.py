@@ -24,8 +24,9 @@ import pydantic
 
 import abpilot
 from abpilot.domain.errors import DuplicateKey, ValidationError
-from abpilot.domain.experiment import Experiment
+from abpilot.domain.experiment import Experiment, ExperimentType
 from abpilot.service import companion, monitoring
+from abpilot.service.interleaving import IMPRESSION
 from abpilot.service.specs import build_experiment
 from abpilot.service.transfer_schema import (
     FORMAT,
@@ -260,6 +261,9 @@ def _check_unique(states: Sequence[ExperimentState]) -> None:
 def _check_references(entry: ExperimentEntry, state: ExperimentState, where: str) -> None:
     """Every variant, metric and period named in the recorded state belongs to the experiment."""
     variants = {v.key for v in state.experiment.variants}
+    # An interleaving experiment logs each impression as a decision of the arm "impression".
+    interleaving = state.experiment.type is ExperimentType.INTERLEAVING
+    arms = variants | {IMPRESSION} if interleaving else variants
     periods = len(state.allocations)
 
     def check(ok: bool, field: str, message: str) -> None:
@@ -279,12 +283,12 @@ def _check_references(entry: ExperimentEntry, state: ExperimentState, where: str
         check(d.variant_name in variants, f"daily_metrics[{i}]", "unknown variant")
         check(d.clicks <= d.impressions, f"daily_metrics[{i}]", "more clicks than impressions")
     for i, decided in enumerate(entry.decisions):
-        check(decided.arm in variants, f"decisions[{i}].arm", f"unknown arm '{decided.arm}'")
+        check(decided.arm in arms, f"decisions[{i}].arm", f"unknown arm '{decided.arm}'")
     decisions = {d.id for d in entry.decisions}
     for i, (decision, _) in enumerate(entry.feedback):
         check(decision in decisions, f"feedback[{i}]", f"unknown decision '{decision}'")
     for i, s in enumerate(entry.bandit_states):
-        check(s.arm in variants, f"bandit_states[{i}].arm", f"unknown arm '{s.arm}'")
+        check(s.arm in arms, f"bandit_states[{i}].arm", f"unknown arm '{s.arm}'")
     for field, items in (
         ("assignments", [a[0] for a in entry.assignments]),
         ("exposed_units", entry.exposed_units),

@@ -33,6 +33,7 @@ class Reason(enum.StrEnum):
     SRM = "srm_detected"
     NOT_SIGNIFICANT = "not_significant"
     SAMPLE_SIZE = "sample_size_not_reached"
+    MIXED_POPULATIONS = "mixed_populations"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +52,16 @@ class Arm:
 
 @dataclass(frozen=True, slots=True)
 class MetricInput:
-    """A metric's data per arm; ``strata`` (periods of constant weights) when weights changed."""
+    """A metric's data per arm; ``strata`` (periods of constant weights) when weights changed.
+    ``basis`` names the population every arm's ``n`` counts (``abpilot.stats.summary``), and
+    ``mixed_populations`` says why the arms' data do not measure the same population."""
 
     key: str
     binary: bool
     arms: tuple[Arm, ...]
     strata: tuple[Stratum, ...] = ()
+    basis: str | None = None
+    mixed_populations: tuple[str, ...] = ()
 
     @property
     def stratified(self) -> bool:
@@ -122,6 +127,7 @@ class Analysis:
     bayesian_method: str | None
     stratified: bool = False
     periods: int = 1
+    basis: str | None = None
 
 
 def _rate(arm: Arm) -> float | None:
@@ -320,6 +326,7 @@ def analyse(metrics: Sequence[MetricInput], *, metric: str, options: AnalysisOpt
         bayesian_method=best.method if best else None,
         stratified=target.stratified,
         periods=max(1, len(target.strata)),
+        basis=target.basis,
     )
 
 
@@ -330,6 +337,17 @@ def _verdict(
     plan: SampleSizeProgress,
     options: AnalysisOptions,
 ) -> tuple[Winner | None, Reason, str]:
+    if metric.mixed_populations:
+        basis = (metric.basis or "units").replace("_", " ")
+        return (
+            None,
+            Reason.MIXED_POPULATIONS,
+            (
+                f"the variants are not measured on the same population ({basis}): "
+                f"{'; '.join(metric.mixed_populations)}; send exposures and conversions the same "
+                "way (with unit ids, or all by variant) for every variant"
+            ),
+        )
     small = [r.key for r in results if r.units < MIN_UNITS_PER_VARIANT]
     if small:
         return (

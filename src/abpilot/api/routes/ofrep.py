@@ -166,8 +166,8 @@ def evaluate_all(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Every running ab_test and bandit experiment as a flag for the unit ``context.targetingKey``
-    (each assignment recorded). The ETag is a digest of the answer, so a 304 means "the same
-    flags, variants and values"."""
+    (each assignment recorded), FeatureVisor companion features left out. The ETag is a digest
+    of the answer, so a 304 means "the same flags, variants and values"."""
     try:
         evaluations = evaluate_flags(service, unit_id=unit_id)
     except ValidationError as error:
