@@ -87,3 +87,28 @@ def test_balanced_method(client: TestClient) -> None:
     shown = client.post(f"{API}/experiments/bal/interleave", json=request).json()
     assert shown["method"] == "balanced"
     assert {i["item"] for i in shown["items"]} == set(A) | set(B)
+
+
+def test_items_as_long_as_allowed_are_clicked_counted_and_exported(
+    client: TestClient, search: dict[str, Any]
+) -> None:
+    """Items may be 256 characters (URLs, say); their clicks are stored by position, so no
+    event column overflows (PostgreSQL refused clicks on items over 94 characters)."""
+    long_a = [f"https://example.com/{'a' * 220}/{i}" for i in range(4)]
+    long_b = [f"https://example.com/{'b' * 220}/{i}" for i in range(4)]
+    assert all(len(item) <= 256 for item in long_a + long_b)
+    shown = show(client, ranking_a=long_a, ranking_b=long_b, length=4)
+    team = {i["item"]: i["team"] for i in shown["items"]}
+    clicked = [next(i for i, t in team.items() if t == "b")]
+    answer = client.post(
+        f"{API}/experiments/search/clicks",
+        json={"impression_id": shown["impression_id"], "items": clicked},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["credited"] == 1
+    analysis = client.get(f"{API}/experiments/search/analysis").json()
+    assert (analysis["impressions"], analysis["wins_a"], analysis["wins_b"]) == (1, 0, 1)
+    service = client.app.state.service  # type: ignore[attr-defined]
+    (exported,) = service.transfer.export()["experiments"]
+    position = [i["item"] for i in shown["items"]].index(clicked[0])
+    assert exported["feedback"] == [[shown["impression_id"], f"clicked:{position}"]]

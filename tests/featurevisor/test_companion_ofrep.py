@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from abpilot.api import create_app
+from abpilot.domain.errors import Conflict
 from abpilot.settings import Settings
 from tests.conftest import StoreFactory
 
@@ -123,6 +124,30 @@ def test_a_single_evaluation_of_a_feature_experiment_is_refused_and_records_noth
     assert sum(v["assigned_units"] for v in metrics["variants"]) == 0
 
     # user-13 is then counted where the SDK puts it (control), not where abpilot's hash would.
+    shown = sdk_variations(client)["user-13"]
+    body = {"datafile": PATH, "unit_id": "user-13", "features": {FEATURE: shown}}
+    assert client.post("/expose", json=body).status_code == 200
+    counted = {v["value"]: v["exposures"] for v in feature_stats(client)["variations"]}
+    assert counted == {"control": 1, "treatment": 0}
+
+
+def test_the_api_never_assigns_a_feature_experiments_units_by_abpilots_hash(
+    client: TestClient,
+) -> None:
+    """``/assign``, an exposure without a variation and the Python API refuse (409), so no
+    stored assignment can disagree with the SDK; ``/expose`` then counts what the SDK shows."""
+    key = feature_stats(client)["experiment_key"]
+    assigned = client.post(f"{API}/experiments/{key}/assign", json={"unit_id": "user-13"})
+    assert assigned.status_code == 409, assigned.text
+    assert "FeatureVisor SDKs" in assigned.json()["error"]["message"]
+    exposed = client.post(f"{API}/experiments/{key}/exposures", json={"unit_id": "user-13"})
+    assert exposed.status_code == 409, exposed.text
+    service = client.app.state.service  # type: ignore[attr-defined]
+    with pytest.raises(Conflict):
+        service.get_variant_for_user(key, "user-13", record=False)
+    metrics = client.get(f"{API}/experiments/{key}/metrics").json()
+    assert sum(v["assigned_units"] for v in metrics["variants"]) == 0
+
     shown = sdk_variations(client)["user-13"]
     body = {"datafile": PATH, "unit_id": "user-13", "features": {FEATURE: shown}}
     assert client.post("/expose", json=body).status_code == 200

@@ -64,6 +64,9 @@ class Metric:
     description: str = ""
 
 
+FEATUREVISOR = "featurevisor"  # the settings key of a FeatureVisor companion feature
+
+
 @dataclass(frozen=True, slots=True)
 class Experiment:
     id: str
@@ -91,6 +94,12 @@ class Experiment:
     @property
     def primary_metric(self) -> Metric:
         return self.metrics[0]
+
+    @property
+    def featurevisor_feature(self) -> bool:
+        """A FeatureVisor companion feature: the official SDKs choose its variations by their own
+        bucketing, so abpilot never assigns its units by its hash."""
+        return isinstance(self.settings.get(FEATUREVISOR), Mapping)
 
     def variant(self, key: str) -> Variant | None:
         return next((v for v in self.variants if v.key == key), None)

@@ -34,7 +34,12 @@ from abpilot.service.allocation import (
     DailyInput,
     RecalculationOutcome,
 )
-from abpilot.service.events import EventInput, check_running, resolve_events
+from abpilot.service.events import (
+    EventInput,
+    check_hash_assigned,
+    check_running,
+    resolve_events,
+)
 from abpilot.service.reading import (
     ExperimentMetrics,
     analyse_experiment,
@@ -244,6 +249,7 @@ class ExperimentService:
         cached = self._cached(experiment)
         exp = cached.experiment
         check_running(exp, "units are assigned")
+        check_hash_assigned(exp)
         check_unit_id(unit_id)
         if cached.sticky and not record:
             stored = self.store.get_assignments(exp.id, [unit_id]).get(unit_id)
@@ -263,6 +269,7 @@ class ExperimentService:
         """Variant keys of many units by the hash alone (None outside the traffic); no writes."""
         cached = self._cached(experiment)
         check_running(cached.experiment, "units are assigned")
+        check_hash_assigned(cached.experiment)
         for i, unit_id in enumerate(unit_ids):
             check_text(unit_id, field=f"unit_ids[{i}]", max_length=MAX_UNIT_ID)
         keys = [v.key for v in cached.experiment.variants]

@@ -192,9 +192,23 @@ def _resolve(
     )
 
 
+def check_hash_assigned(experiment: Experiment) -> None:
+    """Refuse to assign units of a FeatureVisor companion feature by abpilot's hash: the
+    official SDKs bucket them their own way, and a stored assignment that disagrees would count
+    later exposures under a variation the user never saw."""
+    if experiment.featurevisor_feature:
+        raise Conflict(
+            f"experiment '{experiment.key}' is a FeatureVisor feature: the FeatureVisor SDKs "
+            "assign its units from the served datafile; record the variation they showed with "
+            "POST /expose",
+            field="experiment_id",
+        )
+
+
 def _hashed_variant(
     experiment: Experiment, unit: str, bucketing: Callable[[Experiment], Bucketing]
 ) -> str:
+    check_hash_assigned(experiment)
     index = bucketing(experiment).variant_index(unit)
     if index == NOT_IN_EXPERIMENT:
         raise ValidationError(

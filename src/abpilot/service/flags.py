@@ -26,12 +26,17 @@ are refused one by one and left out of the bulk evaluation (nothing is recorded)
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from abpilot.domain.errors import Conflict, WrongStatus
-from abpilot.domain.experiment import Experiment, ExperimentStatus, ExperimentType, Variant
+from abpilot.domain.experiment import (
+    FEATUREVISOR,
+    Experiment,
+    ExperimentStatus,
+    ExperimentType,
+    Variant,
+)
 from abpilot.service.specs import check_unit_id
 
 if TYPE_CHECKING:
@@ -39,7 +44,6 @@ if TYPE_CHECKING:
 
 FLAG_TYPES = frozenset({ExperimentType.AB_TEST, ExperimentType.BANDIT})
 VALUE_KEY = "value"
-FEATUREVISOR = "featurevisor"  # the settings key of the companion's feature experiments
 
 
 class FlagReason(enum.StrEnum):
@@ -84,7 +88,7 @@ def evaluate_flag(service: ExperimentService, *, flag_key: str, unit_id: str) ->
             "ab_test and bandit experiments are evaluated as flags",
             field="type",
         )
-    if is_feature_experiment(experiment):
+    if experiment.featurevisor_feature:
         origin = experiment.settings[FEATUREVISOR]
         raise NotAFlag(
             f"experiment '{experiment.key}' learns the weights of FeatureVisor feature "
@@ -106,13 +110,8 @@ def evaluate_flags(service: ExperimentService, *, unit_id: str) -> list[FlagEval
     return [
         _running(service, experiment.key, experiment, unit_id)
         for experiment in service.list_experiments(ExperimentStatus.RUNNING)
-        if experiment.type in FLAG_TYPES and not is_feature_experiment(experiment)
+        if experiment.type in FLAG_TYPES and not experiment.featurevisor_feature
     ]
-
-
-def is_feature_experiment(experiment: Experiment) -> bool:
-    """One of the FeatureVisor companion's experiments (its SDKs choose the variations)."""
-    return isinstance(experiment.settings.get(FEATUREVISOR), Mapping)
 
 
 def _running(

@@ -2,8 +2,10 @@
 
 Storage reuses the store's decision log, which is exactly the primitive interleaving needs: an
 impression is a logged decision (id, unit, the shown items and their teams, the rankings' top
-items, in ``context``) and a click is feedback with the event ``click:<item>``, recorded at most
-once per (impression, item) atomically on every backend. The decision's successes and failures
+items, in ``context``) and a click is feedback with the event ``clicked:<position>`` (the item's
+place in the shown list, so an event stays short whatever the item's length; older data holds
+``click:<item>``, still read), recorded at most once per (impression, item) atomically on every
+backend. The decision's successes and failures
 count clicks on team A's and team B's items; the analysis reads the clicked items themselves
 (``list_feedback``), which balanced interleaving's credit rule needs.
 
@@ -34,7 +36,8 @@ from abpilot.store.base import Decision, FeedbackOutcome
 CONTEXT_KEY = "interleaving"
 IMPRESSION = "impression"  # the arm of every impression (a decision of the log)
 MAX_ITEMS = 1_000
-CLICK = "click:"
+CLICK = "click:"  # older events name the item
+CLICKED = "clicked:"  # events name the item's position in the shown list
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,28 +153,43 @@ class InterleavingService:
                 )
         credited = 0
         now = self.service.clock()
+        position = {item: i for i, item in enumerate(shown)}
         for item in dict.fromkeys(items):
             outcome = FeedbackOutcome.SUCCESS if teams[item] == "a" else FeedbackOutcome.FAILURE
-            credited += self.store.apply_feedback(exp.id, impression_id, CLICK + item, outcome, now)
+            event = f"{CLICKED}{position[item]}"
+            credited += self.store.apply_feedback(exp.id, impression_id, event, outcome, now)
         return ClickResult(impression_id, credited, len(items) - credited)
 
     def analyse(self, experiment: str, *, alpha: float = 0.05) -> InterleavingAnalysis:
         exp, _ = self._experiment(experiment)
-        clicked: dict[str, set[str]] = {}
+        events: dict[str, list[str]] = {}
         for decision_id, event in self.store.list_feedback(exp.id):
-            if event.startswith(CLICK):
-                clicked.setdefault(decision_id, set()).add(event[len(CLICK) :])
+            events.setdefault(decision_id, []).append(event)
         credits = []
         for d in self.store.list_decisions(exp.id):
             context = d.context
+            shown = json.loads(context["items"])
             credits.append(
                 credit(
                     Method(d.method),
-                    json.loads(context["items"]),
+                    shown,
                     list(context["teams"]),
                     json.loads(context["ranking_a"]),
                     json.loads(context["ranking_b"]),
-                    clicked.get(d.id, set()),
+                    _clicked_items(shown, events.get(d.id, [])),
                 )
             )
         return analyse_impressions(credits, alpha=alpha)
+
+
+def _clicked_items(shown: Sequence[str], events: Sequence[str]) -> set[str]:
+    """The items an impression's click events name, by position (or by item, in older data)."""
+    clicked = set()
+    for event in events:
+        if event.startswith(CLICKED):
+            position = int(event[len(CLICKED) :])
+            if 0 <= position < len(shown):
+                clicked.add(shown[position])
+        elif event.startswith(CLICK):
+            clicked.add(event[len(CLICK) :])
+    return clicked
