@@ -18,8 +18,8 @@ from abpilot.scheduler import Scheduler
 from abpilot.service import ExperimentService
 from abpilot.service.companion import NAMESPACE, Companion
 from abpilot.store.memory import MemoryStore
+from tests.fixtures import FEATUREVISOR_DATAFILES
 
-SHARED = Path(__file__).parents[2].parent / "shared" / "featurevisor" / "datafiles"
 PATH = "production/datafile.json"
 
 
@@ -47,7 +47,7 @@ class FlakyStore:
 def datafiles(tmp_path: Path) -> Path:
     root = tmp_path / "datafiles"
     (root / "production").mkdir(parents=True)
-    shutil.copy(SHARED / "v2-production.json", root / PATH)
+    shutil.copy(FEATUREVISOR_DATAFILES / "v2-production.json", root / PATH)
     return root
 
 
