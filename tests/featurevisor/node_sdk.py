@@ -32,6 +32,7 @@ FEATUREVISOR_CLI = NODE_DIR / "node_modules" / ".bin" / "featurevisor"
 
 TIMEOUT_S = 120
 NPM_CI_TIMEOUT_S = 600
+LOCK_TIMEOUT_S = NPM_CI_TIMEOUT_S + 60  # a waiting worker outlasts another's whole `npm ci`
 INSTALL_STAMP = Path("node_modules") / ".abpilot-npm-ci"
 """Written after a successful ``npm ci``: the digest of the package files it installed."""
 INSTALL_LOCK = ".npm-ci.lock"
@@ -106,7 +107,7 @@ def install_problem(node_dir: Path, npm: str) -> str | None:
     if installed(node_dir):
         return None
     try:
-        with FileLock(node_dir / INSTALL_LOCK, timeout=NPM_CI_TIMEOUT_S + 60):
+        with FileLock(node_dir / INSTALL_LOCK, timeout=LOCK_TIMEOUT_S):
             if installed(node_dir):  # another process installed them while this one waited
                 return None
             args = [npm, "ci", "--no-audit", "--no-fund"]
@@ -120,7 +121,7 @@ def install_problem(node_dir: Path, npm: str) -> str | None:
             (node_dir / INSTALL_STAMP).write_text(package_digest(node_dir) + "\n")
             return None
     except Timeout:
-        return f"another process held {node_dir / INSTALL_LOCK} for over {NPM_CI_TIMEOUT_S} s"
+        return f"another process held {node_dir / INSTALL_LOCK} for over {LOCK_TIMEOUT_S} s"
 
 
 def require_node() -> None:
