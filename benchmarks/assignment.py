@@ -25,7 +25,7 @@ Rows:
 5. GrowthBook: ``gb.set_attributes({"id": u})`` then ``gb.run(experiment)`` on one local
    ``GrowthBook()`` instance: no API host, no tracking callback, no sticky-bucket service.
 6. FeatureVisor: ``f.get_variation(feature, {bucketBy: u})`` on an instance built from the v2
-   production datafile (``checkoutButton`` by default).
+   production datafile of ``tests/fixtures/featurevisor/datafiles`` (``checkoutButton`` by default).
 
 How to read the ratio columns: ``vs abpilot det`` is the row's time per call divided by row 1's
 (measured in the same run, so machine speed cancels out): 2.0x means twice as slow as abpilot's
@@ -59,7 +59,8 @@ import abpilot
 from abpilot.domain.assignment import NOT_IN_EXPERIMENT, Bucketing
 from benchmarks.common import machine_line, version
 
-DATAFILE = Path("/work/shared/featurevisor/datafiles/v2-production.json")
+REPO = Path(__file__).resolve().parent.parent
+DATAFILE = REPO / "tests" / "fixtures" / "featurevisor" / "datafiles" / "v2-production.json"
 EXPERIMENT_KEY = "btn"
 VARIANTS = [{"key": "control", "weight": 0.5}, {"key": "treatment", "weight": 0.5}]
 TARGET_DETERMINISTIC_US = 1.5

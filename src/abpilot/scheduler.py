@@ -31,8 +31,11 @@ class Scheduler:
         name: str,
         interval_seconds: float,
         tick_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` (seconds, monotonic) decides when the job is due; tests pass a fake one."""
         self.store, self.job, self.name = store, job, name
+        self.clock = clock
         self.interval = interval_seconds
         self.tick = tick_seconds if tick_seconds is not None else min(interval_seconds / 3, 10.0)
         self.runs = 0
@@ -69,11 +72,11 @@ class Scheduler:
                 if self._lease is not None:
                     log.info("leading %s", self.name)
                     # A new leader waits one interval, as the previous one may have just run.
-                    self._last_run = time.monotonic()
-            due = self._last_run is None or time.monotonic() - self._last_run >= self.interval
+                    self._last_run = self.clock()
+            due = self._last_run is None or self.clock() - self._last_run >= self.interval
             if self._lease is None or not due:
                 return False
-            self._last_run = time.monotonic()
+            self._last_run = self.clock()
             self.job()
             self.runs += 1
             return True

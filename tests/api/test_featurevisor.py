@@ -17,8 +17,8 @@ from abpilot.api import create_app
 from abpilot.settings import Settings
 from abpilot.store.memory import MemoryStore
 from tests.conftest import StoreFactory
+from tests.fixtures import FEATUREVISOR_DATAFILES
 
-SHARED = Path(__file__).parents[2].parent / "shared" / "featurevisor" / "datafiles"
 V2 = "production/v2.json"
 V1 = "production/v1.json"
 
@@ -27,8 +27,8 @@ V1 = "production/v1.json"
 def datafiles(tmp_path: Path) -> Path:
     root = tmp_path / "datafiles"
     (root / "production").mkdir(parents=True)
-    shutil.copy(SHARED / "v2-production.json", root / V2)
-    shutil.copy(SHARED / "v1-production.json", root / V1)
+    shutil.copy(FEATUREVISOR_DATAFILES / "v2-production.json", root / V2)
+    shutil.copy(FEATUREVISOR_DATAFILES / "v1-production.json", root / V1)
     return root
 
 
@@ -68,7 +68,7 @@ def test_the_split_moves_toward_the_better_variation(client: TestClient) -> None
     first = client.get(f"/datafile/{V2}")
     assert first.status_code == 200
     assert first.headers["cache-control"].startswith("public")
-    assert first.json() == json.loads((SHARED / "v2-production.json").read_text())
+    assert first.json() == json.loads((FEATUREVISOR_DATAFILES / "v2-production.json").read_text())
 
     feed(client, V2, "checkoutButton", {"control": (150, 5), "treatment": (150, 30)})
     stats = client.get("/stats", params={"datafile": V2, "feature": "checkoutButton"}).json()
@@ -203,7 +203,9 @@ def test_unknown_names_are_refused_and_nothing_is_counted(
     ],
 )
 def test_paths_outside_the_registry_are_404(client: TestClient, datafiles: Path, path: str) -> None:
-    (datafiles.parent / "outside.json").write_text((SHARED / "v2-production.json").read_text())
+    (datafiles.parent / "outside.json").write_text(
+        (FEATUREVISOR_DATAFILES / "v2-production.json").read_text()
+    )
     (datafiles / "link.json").symlink_to(datafiles.parent / "outside.json")
     client.app.state.companion.sync()  # type: ignore[attr-defined]
     assert client.get("/stats").json()["datafiles"] == [V1, V2]  # the link was not followed
@@ -231,7 +233,7 @@ def test_a_new_build_keeps_learned_weights_unless_variations_changed(
     feed(client, V2, "checkoutButton", {"control": (150, 5), "treatment": (150, 30)})
     feed(client, V2, "pricingPage", {"control": (120, 2), "b": (120, 20), "c": (120, 3)})
     client.post("/recalculate")
-    build = json.loads((SHARED / "v2-production.json").read_text())
+    build = json.loads((FEATUREVISOR_DATAFILES / "v2-production.json").read_text())
     build["revision"] = "2"
     pricing = build["features"]["pricingPage"]
     pricing["variations"].append({"value": "d", "weight": 0})

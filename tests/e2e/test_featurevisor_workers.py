@@ -12,8 +12,8 @@ import pytest
 
 from tests.conftest import backend_url
 from tests.e2e.server import running_server
+from tests.fixtures import FEATUREVISOR_DATAFILES
 
-SHARED = Path(__file__).parents[2].parent / "shared" / "featurevisor" / "datafiles"
 DATAFILE = "production/datafile.json"
 PER_CLIENT = 100
 
@@ -38,7 +38,7 @@ def test_concurrent_exposures_from_several_processes_count_exactly(
 ) -> None:
     datafiles = tmp_path / "datafiles"
     (datafiles / "production").mkdir(parents=True)
-    shutil.copy(SHARED / "v2-production.json", datafiles / DATAFILE)
+    shutil.copy(FEATUREVISOR_DATAFILES / "v2-production.json", datafiles / DATAFILE)
     with backend_url(backend, tmp_path) as (url, options):
         env = {"DATAFILES_DIR": str(datafiles), "SCHEDULER_ENABLED": "false"}
         if backend == "redis":

@@ -41,12 +41,12 @@ from schemathesis.checks import (
 from abpilot.api import create_app
 from abpilot.settings import Settings
 from tests.e2e.server import running_server
+from tests.fixtures import FEATUREVISOR_DATAFILES
 
 SEED = 20240601
 MAX_EXAMPLES = 75  # per operation, in the fuzzing phase (examples and coverage come on top)
 TIMEOUT = (5, 30)  # connect, read: a request that takes longer is a hang
 API = "/api/v1"
-SHARED = Path(__file__).parents[2].parent / "shared" / "featurevisor" / "datafiles"
 DATAFILE = "production/datafile.json"
 FEATURES = [{"checkoutButton": "treatment"}, {"checkoutButton": "control"}, {"pricingPage": "b"}]
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -419,7 +419,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     tmp = tmp_path_factory.mktemp("schemathesis")
     datafiles = tmp / "datafiles"
     (datafiles / "production").mkdir(parents=True)
-    shutil.copy(SHARED / "v2-production.json", datafiles / DATAFILE)
+    shutil.copy(FEATUREVISOR_DATAFILES / "v2-production.json", datafiles / DATAFILE)
     database = tmp / "s.db"
     env = {
         "STORE": "sql",

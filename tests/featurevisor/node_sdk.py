@@ -1,17 +1,20 @@
 """Run the OFFICIAL FeatureVisor JavaScript SDKs and CLI from Python tests.
 
-The packages are pinned in ``node/package.json`` / ``node/package-lock.json`` and installed from
-the npm registry with ``npm ci`` (``.ci/run`` does it). Both SDK majors sit side by side under npm
-aliases: ``fv-sdk1`` is ``@featurevisor/sdk@^1`` and ``fv-sdk2`` is ``@featurevisor/sdk@^2``;
-``@featurevisor/cli`` is 1.11.1 (a v1-schema datafile builder).
+The packages are pinned in ``node/package.json`` / ``node/package-lock.json``. Both SDK majors sit
+side by side under npm aliases: ``fv-sdk1`` is ``@featurevisor/sdk@^1`` and ``fv-sdk2`` is
+``@featurevisor/sdk@^2``; ``@featurevisor/cli`` is 1.11.1 (a v1-schema datafile builder).
 
-Tests call :func:`require_node` first: without Node or the installed packages it skips with the
-reason, and with ``CI=true`` it fails instead, so CI can never pass by skipping these tests.
+Tests call :func:`require_node` first. The first call in a test run installs the packages from the
+npm registry with ``npm ci`` when ``node_modules`` is missing or older than the lock file (see
+:func:`install_problem`; pytest-xdist workers take turns through a file lock, so one installs and
+the others find it done). Without Node, npm or a working install it skips with the reason, and with
+``CI=true`` it fails instead, so CI can never pass by skipping these tests.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -21,16 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock, Timeout
 
-ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = Path(__file__).resolve().parent / "node"
 EVALUATE_MJS = NODE_DIR / "evaluate.mjs"
 FEATUREVISOR_CLI = NODE_DIR / "node_modules" / ".bin" / "featurevisor"
-SHARED_FEATUREVISOR = ROOT.parent / "shared" / "featurevisor"
-SHARED_DATAFILES = SHARED_FEATUREVISOR / "datafiles"
-SHARED_PROJECT_V1 = SHARED_FEATUREVISOR / "project-v1"
 
 TIMEOUT_S = 120
+NPM_CI_TIMEOUT_S = 600
+LOCK_TIMEOUT_S = NPM_CI_TIMEOUT_S + 60  # a waiting worker outlasts another's whole `npm ci`
+INSTALL_STAMP = Path("node_modules") / ".abpilot-npm-ci"
+"""Written after a successful ``npm ci``: the digest of the package files it installed."""
+INSTALL_LOCK = ".npm-ci.lock"
 MIN_NODE_MAJOR = 18  # evaluate.mjs uses node:util parseArgs
 # Same convention as tests/conftest.py.
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -44,11 +49,15 @@ class NodeHarnessError(RuntimeError):
 
 @functools.cache
 def node_available() -> str | None:
-    """``None`` when Node, npm and the installed packages are all there, else the reason."""
+    """``None`` when Node, npm and the installed packages are all there, else the reason.
+
+    Installs the packages first when they are missing or stale (:func:`install_problem`).
+    """
     node = shutil.which("node")
     if node is None:
         return "node is not on PATH (install Node.js >= 18)"
-    if shutil.which("npm") is None:
+    npm = shutil.which("npm")
+    if npm is None:
         return "npm is not on PATH"
     try:
         version = subprocess.run(
@@ -62,13 +71,57 @@ def node_available() -> str | None:
         return f"cannot read the node version from {version!r}"
     if major < MIN_NODE_MAJOR:
         return f"node {version} is too old; evaluate.mjs needs node >= {MIN_NODE_MAJOR}"
-    install_hint = f"run `npm ci` in {NODE_DIR}"
+    problem = install_problem(NODE_DIR, npm)
+    if problem is not None:
+        return problem
     for package in _REQUIRED_PACKAGES:
         if not (NODE_DIR / "node_modules" / package / "package.json").is_file():
-            return f"the npm package {package} is not installed; {install_hint}"
+            return f"`npm ci` did not install the npm package {package} in {NODE_DIR}"
     if not FEATUREVISOR_CLI.exists():
-        return f"{FEATUREVISOR_CLI} is missing; {install_hint}"
+        return f"`npm ci` did not install {FEATUREVISOR_CLI}"
     return None
+
+
+def package_digest(node_dir: Path) -> str:
+    """The digest of ``package.json`` and ``package-lock.json``: what ``npm ci`` installs."""
+    digest = hashlib.sha256()
+    for name in ("package.json", "package-lock.json"):
+        digest.update((node_dir / name).read_bytes())
+    return digest.hexdigest()
+
+
+def installed(node_dir: Path) -> bool:
+    """``node_modules`` was installed by :func:`install_problem` from the current lock file."""
+    stamp = node_dir / INSTALL_STAMP
+    return stamp.is_file() and stamp.read_text().strip() == package_digest(node_dir)
+
+
+def install_problem(node_dir: Path, npm: str) -> str | None:
+    """Run ``npm ci`` in ``node_dir`` unless its ``node_modules`` is current; ``None`` when it is
+    ready, else why not.
+
+    One process installs at a time: the others wait on a file lock and then find the packages
+    installed. ``node_modules`` without the stamp (installed by hand, or an ``npm ci`` that was
+    cut short) is installed again, once.
+    """
+    if installed(node_dir):
+        return None
+    try:
+        with FileLock(node_dir / INSTALL_LOCK, timeout=LOCK_TIMEOUT_S):
+            if installed(node_dir):  # another process installed them while this one waited
+                return None
+            args = [npm, "ci", "--no-audit", "--no-fund"]
+            try:
+                done = _run(args, cwd=node_dir, timeout=NPM_CI_TIMEOUT_S)
+            except NodeHarnessError as error:
+                return str(error)
+            if done.returncode != 0:
+                output = (done.stderr.strip() or done.stdout.strip())[-2000:]
+                return f"`npm ci` in {node_dir} exited {done.returncode}: {output}"
+            (node_dir / INSTALL_STAMP).write_text(package_digest(node_dir) + "\n")
+            return None
+    except Timeout:
+        return f"another process held {node_dir / INSTALL_LOCK} for over {LOCK_TIMEOUT_S} s"
 
 
 def require_node() -> None:
@@ -81,7 +134,9 @@ def require_node() -> None:
     pytest.skip(f"FeatureVisor Node harness unavailable: {reason}")
 
 
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _run(
+    args: list[str], cwd: Path, timeout: float = TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NO_COLOR": "1", "FORCE_COLOR": "0"}
     try:
         return subprocess.run(
@@ -90,11 +145,13 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
             env=env,
             capture_output=True,
             text=True,
-            timeout=TIMEOUT_S,
+            timeout=timeout,
             check=False,
         )
     except subprocess.TimeoutExpired as error:
-        raise NodeHarnessError(f"{args[:3]} timed out after {TIMEOUT_S} s") from error
+        raise NodeHarnessError(f"{args[:3]} timed out after {timeout} s") from error
+    except OSError as error:
+        raise NodeHarnessError(f"{args[:3]} could not start: {error}") from error
 
 
 def evaluate(
@@ -141,7 +198,7 @@ def evaluate(
 
 
 def _make_writable(tree: Path) -> None:
-    # shared/ is read-only and copytree keeps modes; the CLI must write dist/ and .featurevisor/.
+    # A checkout may be read-only and copytree keeps modes; the CLI writes dist/ and .featurevisor/.
     for path in [tree, *tree.rglob("*")]:
         mode = path.stat().st_mode
         path.chmod(mode | stat.S_IWUSR | (stat.S_IXUSR if path.is_dir() else 0))

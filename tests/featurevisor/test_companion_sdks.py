@@ -15,12 +15,11 @@ from abpilot.api import create_app
 from abpilot.settings import Settings
 from abpilot.store.memory import MemoryStore
 from tests.featurevisor.node_sdk import (
-    SHARED_DATAFILES,
-    SHARED_FEATUREVISOR,
     build_v1_project,
     evaluate,
     require_node,
 )
+from tests.fixtures import FEATUREVISOR_DATAFILES, FEATUREVISOR_PROJECT_V1
 
 USERS = 100_000
 
@@ -29,9 +28,9 @@ USERS = 100_000
 def datafiles(tmp_path: Path) -> Path:
     require_node()
     root = tmp_path / "datafiles"
-    built = build_v1_project(SHARED_FEATUREVISOR / "project-v1", tmp_path / "build")
+    built = build_v1_project(FEATUREVISOR_PROJECT_V1, tmp_path / "build")
     shutil.copytree(built, root / "built")  # built/production/datafile-tag-all.json, ...
-    shutil.copy(SHARED_DATAFILES / "v2-production.json", root / "v2.json")
+    shutil.copy(FEATUREVISOR_DATAFILES / "v2-production.json", root / "v2.json")
     return root
 
 

@@ -29,12 +29,11 @@ import mmh3
 import pytest
 
 from tests.featurevisor.node_sdk import (
-    SHARED_DATAFILES,
-    SHARED_PROJECT_V1,
     build_v1_project,
     evaluate,
     require_node,
 )
+from tests.fixtures import FEATUREVISOR_DATAFILES, FEATUREVISOR_PROJECT_V1
 
 BUCKETS = 100_000
 USERS = 100_000
@@ -101,7 +100,7 @@ def assert_shares(counts: dict[str, int], expected: dict[str, float], users: int
 )
 def test_shares_match_datafile_ranges(sdk_major: int, datafile_name: str) -> None:
     require_node()
-    path = SHARED_DATAFILES / datafile_name
+    path = FEATUREVISOR_DATAFILES / datafile_name
     rule = rule_of(load(path), FEATURE, "everyone")
     expected = expected_shares(rule)
     # percentage 80000 with ranges [0, 40000] and [40000, 80000]: about 40/40/20.
@@ -136,7 +135,7 @@ def _first_user_with_bucket(targets: set[int], limit: int = 2_000_000) -> dict[i
 )
 def test_sdk_agrees_with_mmh3_per_user(sdk_major: int, datafile_name: str) -> None:
     require_node()
-    path = SHARED_DATAFILES / datafile_name
+    path = FEATUREVISOR_DATAFILES / datafile_name
     rule = rule_of(load(path), FEATURE, "everyone")
     percentage: int = rule["percentage"]
     inner_bounds = {entry["range"][1] for entry in rule["allocation"]} - {percentage, BUCKETS}
@@ -169,7 +168,7 @@ def test_sdk_agrees_with_mmh3_per_user(sdk_major: int, datafile_name: str) -> No
 @pytest.fixture(scope="module")
 def built_v1(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_node()
-    return build_v1_project(SHARED_PROJECT_V1, tmp_path_factory.mktemp("fv-v1"))
+    return build_v1_project(FEATUREVISOR_PROJECT_V1, tmp_path_factory.mktemp("fv-v1"))
 
 
 def test_cli_builds_v1_datafiles(built_v1: Path) -> None:

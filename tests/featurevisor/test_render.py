@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import featurevisor
 import pytest
 
 from abpilot.featurevisor import DatafileError, parse_datafile, render
+from tests.fixtures import FEATUREVISOR_DATAFILES
 
-SHARED = Path(__file__).parents[2].parent / "shared" / "featurevisor" / "datafiles"
 USERS = 100_000
 
 
 def load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((SHARED / name).read_text())
+    data: dict[str, Any] = json.loads((FEATUREVISOR_DATAFILES / name).read_text())
     return data
 
 
@@ -153,7 +152,13 @@ def test_malformed_datafiles_are_refused_with_the_path(
     assert caught.value.field == field
 
 
-def test_every_shared_sample_parses() -> None:
-    for path in SHARED.glob("*.json"):
-        parsed = parse_datafile(json.loads(path.read_text()))
-        assert parsed.features["checkoutButton"].adaptive
+def test_every_sample_datafile_parses() -> None:
+    paths = sorted(FEATUREVISOR_DATAFILES.glob("*.json"))
+    assert paths, f"no sample datafile in {FEATUREVISOR_DATAFILES}"
+    schemas = set()
+    for path in paths:
+        doc = json.loads(path.read_text())
+        parsed = parse_datafile(doc)
+        assert parsed.features["checkoutButton"].adaptive, path.name
+        schemas.add(doc["schemaVersion"])
+    assert schemas == {"1", "2"}  # the samples cover both datafile schemas

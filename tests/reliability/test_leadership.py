@@ -1,16 +1,19 @@
 """Scheduler leadership: two `abpilot serve` instances on one store with a short recalculation
-interval. The bandit's weight history gets one entry per interval (not one per instance), and
-when the leader is SIGKILLed the other instance takes over within an interval plus the lease's
-time to live.
+interval. Only the instance that holds the lease recalculates, and when it is SIGKILLed the
+other instance takes over.
 
+Who ran what is read from the instances' logs, not from the clock: each instance logs every
+weight change it stores with its period, so the periods logged by the two instances must be
+the bandit's history exactly, each period once, the first instance's before the second's.
 The bandit has three identical arms and draws Monte Carlo samples with a fresh seed on every
-run, so every recalculation changes the weights a little and leaves an entry in the history:
-two leaders would show as two entries per interval."""
+run, so every recalculation changes the weights a little and leaves an entry in the history.
+How often the leader runs and how soon a survivor takes over are the scheduler's, checked with
+an injected clock in tests/service/test_scheduler.py; the Redis lease's TTL is checked in
+tests/store/test_redis_store.py."""
 
 from __future__ import annotations
 
-import itertools
-from datetime import UTC, datetime
+import re
 from pathlib import Path
 
 import httpx
@@ -22,34 +25,27 @@ from tests.reliability.harness import Service, store_env, wait_until
 KEY = "leadership"
 INTERVAL_MINUTES = 0.025
 INTERVAL = INTERVAL_MINUTES * 60  # 1.5 s
-TICK = INTERVAL / 3  # how often each instance wakes (abpilot.scheduler)
-LEASE_TTL = 3 * TICK
-# The handover deadline: the lease lapses (Redis; PostgreSQL frees it as the connection
-# drops), the next tick takes it, the new leader waits one interval and runs on the next tick;
-# plus slack for two busy CPUs.
-HANDOVER_SECONDS = LEASE_TTL + TICK + INTERVAL + TICK + 2.0
+# Deadlines against a hang only: three runs need about three intervals.
+WAIT_SECONDS = 3 * INTERVAL + 60
+STORED = re.compile(rf"experiment {KEY}: weights .*? \(period (\d+)\)")
 
 
-def history(server: str) -> list[datetime]:
-    """When each weight change was computed, oldest first."""
+def history(server: str) -> list[int]:
+    """The periods of the bandit's weight changes, oldest first."""
     found = httpx.get(f"{server}/api/v1/experiments/{KEY}/history", timeout=10)
     assert found.status_code == 200, found.text
-    return [datetime.fromisoformat(c["computed_at"]) for c in found.json()["weight_changes"]]
+    return [change["period"] for change in found.json()["weight_changes"]]
+
+
+def stored_by(service: Service) -> list[int]:
+    """The periods of the weight changes this instance computed and stored, in order."""
+    return [int(period) for period in STORED.findall(service.log())]
 
 
 def leads(service: Service) -> bool:
     """The instance's log says it holds the recalculation lease now."""
     log = service.log()
     return log.count("leading recalculate") > log.count("lost the recalculate lease")
-
-
-def assert_one_run_per_interval(times: list[datetime]) -> None:
-    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
-    # Two leaders would interleave their runs: some gap would be at most half an interval.
-    assert min(gaps) > INTERVAL / 2, f"two runs within one interval: gaps {gaps}"
-    # And the one leader keeps running every interval (a run whose weights happened to round to
-    # the same basis points leaves no entry, hence two intervals and a half).
-    assert max(gaps) < 2.5 * INTERVAL, f"the leader skipped intervals: gaps {gaps}"
 
 
 @pytest.mark.parametrize("backend", ["postgres", "redis"])
@@ -85,38 +81,32 @@ def test_one_leader_recalculates_once_per_interval_and_a_survivor_takes_over(
 
             wait_until(
                 lambda: len(history(first)) >= 3,
-                seconds=3 * INTERVAL + 30,
+                seconds=WAIT_SECONDS,
                 what="three recalculations",
                 interval=0.2,
             )
-            before = history(first)
-            assert_one_run_per_interval(before)
             leaders = [i for i in instances if leads(i)]
             assert len(leaders) == 1, "exactly one instance should lead"
             (leader,) = leaders
             (survivor,) = [i for i in instances if i is not leader]
+            assert stored_by(survivor) == [], "the instance that does not lead recalculated"
 
             leader.kill()
-            killed_at = datetime.now(UTC)
-
+            by_leader = stored_by(leader)  # all of them: it is dead
+            assert len(by_leader) >= 3
             wait_until(
-                lambda: len([t for t in history(survivor.url) if t > killed_at]) >= 3,
-                seconds=HANDOVER_SECONDS + 3 * INTERVAL + 30,
+                lambda: len(stored_by(survivor)) >= 3,
+                seconds=WAIT_SECONDS,
                 what="three recalculations by the surviving instance",
                 interval=0.2,
             )
-            times = history(survivor.url)
-            after = [t for t in times if t > killed_at]
-            taken_over = (after[0] - killed_at).total_seconds()
-            assert taken_over <= HANDOVER_SECONDS, (
-                f"the survivor first recalculated {taken_over:.1f} s after the leader died "
-                f"(allowed: {HANDOVER_SECONDS:.1f} s)"
-            )
             assert leads(survivor)
-            assert_one_run_per_interval(after)
-            # Nothing was run twice around the handover either.
-            last_before = max(t for t in times if t <= killed_at)
-            assert (after[0] - last_before).total_seconds() > INTERVAL / 2
+            by_survivor = stored_by(survivor)
+            every = by_leader + by_survivor
+            # Each period was computed once, by one instance, the survivor's after the leader's,
+            # and these are the bandit's history (which may have gone on since the log was read).
+            assert every == list(range(every[0], every[0] + len(every))), (by_leader, by_survivor)
+            assert [p for p in history(survivor.url) if p <= every[-1]] == every
         finally:
             for instance in instances:
                 instance.stop()

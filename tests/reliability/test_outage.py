@@ -18,6 +18,7 @@ import pytest
 from abpilot.service import ExperimentService
 from abpilot.service.companion import Companion
 from abpilot.store.factory import open_store
+from tests.fixtures import FEATUREVISOR_DATAFILES
 from tests.reliability.harness import (
     Service,
     answers,
@@ -26,7 +27,6 @@ from tests.reliability.harness import (
     wait_until,
 )
 
-SHARED = Path(__file__).parents[2].parent / "shared" / "featurevisor" / "datafiles"
 DATAFILE = "production/datafile.json"
 KEY = "outage"
 RECOVERY_SECONDS = 30.0
@@ -120,7 +120,7 @@ def test_an_outage_refuses_writes_cleanly_and_the_service_recovers(
 ) -> None:
     datafiles = tmp_path / "datafiles"
     (datafiles / "production").mkdir(parents=True)
-    shutil.copy(SHARED / "v2-production.json", datafiles / DATAFILE)
+    shutil.copy(FEATUREVISOR_DATAFILES / "v2-production.json", datafiles / DATAFILE)
     with own_store(backend, tmp_path) as (store, stop_store, start_store):
         set_up_features(store, datafiles)
         env = store | {

@@ -9,43 +9,62 @@ import pytest
 from abpilot.scheduler import Scheduler
 from tests.conftest import StoreFactory
 
+INTERVAL = 60.0
+# Leases last 3 ticks (30 s) of real time: far longer than the test, so only stop() ends one.
+TICK = 10.0
 
-def run_for(schedulers: list[Scheduler], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for scheduler in schedulers:
-            scheduler.step()
-        time.sleep(0.01)
+
+class FakeClock:
+    """The schedulers' monotonic clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.mark.parametrize("store_factory", ["sqlite", "postgres", "redis"], indirect=True)
-def test_only_the_leader_runs_and_another_takes_over(store_factory: StoreFactory) -> None:
+def test_only_the_leader_runs_once_per_interval_and_another_takes_over(
+    store_factory: StoreFactory,
+) -> None:
+    clock = FakeClock()
     calls: list[str] = []
-    one = Scheduler(
-        store_factory(),
-        lambda: calls.append("one"),
-        name="recalculate",
-        interval_seconds=0.1,
-        tick_seconds=0.05,
-    )
-    two = Scheduler(
-        store_factory(),
-        lambda: calls.append("two"),
-        name="recalculate",
-        interval_seconds=0.1,
-        tick_seconds=0.05,
-    )
-    run_for([one, two], 1.0)
-    assert one.is_leader != two.is_leader
-    leader, follower = (one, two) if one.is_leader else (two, one)
-    assert leader.runs >= 5
-    assert follower.runs == 0
-    assert set(calls) == {"one" if leader is one else "two"}
-    leader.stop()  # the leader goes away (its lease is released)
-    run_for([follower], 0.5)
-    assert follower.is_leader
-    assert follower.runs >= 1
-    follower.stop()
+
+    def instance(name: str) -> Scheduler:
+        return Scheduler(
+            store_factory(),  # its own client, as another worker or host has
+            lambda: calls.append(name),
+            name="recalculate",
+            interval_seconds=INTERVAL,
+            tick_seconds=TICK,
+            clock=clock,
+        )
+
+    one, two = instance("one"), instance("two")
+    assert not one.step()  # takes the lease; a new leader waits one interval
+    assert not two.step()
+    assert one.is_leader
+    assert not two.is_leader
+    for _ in range(5):
+        clock.now += INTERVAL - 1
+        assert not one.step()  # not due yet
+        assert not two.step()
+        clock.now += 1
+        assert one.step()
+        assert not two.step()
+        assert not one.step()  # once per interval, however often it ticks
+    assert (one.runs, two.runs) == (5, 0)
+    assert calls == ["one"] * 5
+    one.stop()  # the leader goes away (its lease is released)
+    assert not two.step()  # takes the lease, and waits one interval
+    assert two.is_leader
+    clock.now += INTERVAL - 1
+    assert not two.step()
+    clock.now += 1
+    assert two.step()
+    assert calls == ["one"] * 5 + ["two"]
+    two.stop()
 
 
 def test_scheduler_in_the_app_runs_recalculation() -> None:
@@ -57,7 +76,7 @@ def test_scheduler_in_the_app_runs_recalculation() -> None:
     settings = Settings(store="memory", update_interval_minutes=0.002)  # 0.12 s
     with TestClient(create_app(settings)) as client:
         scheduler = client.app.state.scheduler  # type: ignore[attr-defined]
-        deadline = time.monotonic() + 5
-        while scheduler.runs < 2 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60  # against a hang only: it runs every 0.12 s
+        while scheduler.runs < 2:
+            assert time.monotonic() < deadline, f"{scheduler.runs} recalculations in 60 s"
             time.sleep(0.05)
-        assert scheduler.runs >= 2
