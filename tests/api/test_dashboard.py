@@ -50,6 +50,7 @@ def test_the_page_links_to_files_that_are_served(client: TestClient) -> None:
 def test_every_name_the_scripts_import_is_exported() -> None:
     """A bad import stops every module of the page from loading, so check them all here."""
     scripts = {path.name: path.read_text() for path in (STATIC / "js").glob("*.js")}
+    assert "main.js" in scripts, f"no dashboard scripts found under {STATIC / 'js'}"
     exported = {
         name: set(re.findall(r"^export (?:async )?(?:function|const|class) (\w+)", text, re.M))
         for name, text in scripts.items()

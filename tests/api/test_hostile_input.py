@@ -33,9 +33,10 @@ from hypothesis import strategies as st
 from abpilot.api import create_app
 from abpilot.settings import Settings
 from tests.conftest import StoreFactory
+from tests.fixtures import FEATUREVISOR_DATAFILES
 
 API = "/api/v1"
-DATAFILES = Path(__file__).parents[1] / "fixtures" / "featurevisor" / "datafiles"
+DATAFILES = FEATUREVISOR_DATAFILES
 DATAFILE = "production/v2.json"
 URL_PART = 1_000
 RAW_TOKENS = {"<NaN>": "NaN", "<Infinity>": "Infinity", "<1e309>": "1e309", "<-1e309>": "-1e309"}
