@@ -22,7 +22,6 @@ import math
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +31,8 @@ from hypothesis import strategies as st
 
 from abpilot.api import create_app
 from abpilot.settings import Settings
-from tests.conftest import StoreFactory
+from abpilot.store.factory import open_store
+from tests.conftest import BACKENDS, backend_url
 from tests.fixtures import FEATUREVISOR_DATAFILES
 
 API = "/api/v1"
@@ -381,8 +381,13 @@ def _seed(client: TestClient) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def server(store_factory: StoreFactory, tmp_path: Path) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One seeded server per store for every operation's cases (each case compares the store
+    before and after itself, so the cases need no fresh store of their own)."""
+    tmp_path = tmp_path_factory.mktemp(f"hostile-{request.param}")
     root = tmp_path / "datafiles"
     (root / "production").mkdir(parents=True)
     shutil.copy(DATAFILES / "v2-production.json", root / DATAFILE)
@@ -392,8 +397,13 @@ def server(store_factory: StoreFactory, tmp_path: Path) -> Iterator[Server]:
         scheduler_enabled=False,
         experiment_cache_seconds=0,
     )
-    with TestClient(create_app(settings_, store=store_factory())) as client:
-        yield Server(client, operations(_seed(client)))
+    with backend_url(request.param, tmp_path) as (url, options):
+        store = open_store(url, **options)
+        try:
+            with TestClient(create_app(settings_, store=store)) as client:
+                yield Server(client, operations(_seed(client)))
+        finally:
+            store.close()
 
 
 # ---- the property ---------------------------------------------------------------------------
