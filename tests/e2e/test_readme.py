@@ -355,7 +355,7 @@ def test_contextual_walk_through(shared: Site) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# OpenFeature and the HTTP client, with and without API keys.
+# The HTTP client (the OFREP snippet runs after the walk-through, and with a key below).
 
 
 @claims("README.md § HTTP client #0")
@@ -369,38 +369,6 @@ def test_http_client_snippet(shared: Site) -> None:
     assert experiment["status"] == "running"
     metrics = shared.get("/api/v1/experiments/signup-copy/metrics")
     assert sum(v["unique_units"] for v in metrics["variants"]) == 1
-
-
-def test_snippets_send_the_key_from_the_environment(tmp_path: Path) -> None:
-    """With API keys on, the HTTP client and OFREP snippets work with ABPILOT_API_KEY set (admin
-    and write keys) and the OFREP one gets no flag without it. (Runs the blocks the two tests
-    above claim.)"""
-    keys = {"API_KEYS": "admin:readme-admin-key,write:readme-write-key"}
-    with running_server({**SQLITE_HERE, **keys}, tmp_path) as url:
-        site = Site(url, tmp_path)
-        client = run(
-            readme("HTTP client"),
-            cwd=tmp_path,
-            server=url,
-            env=site.env(ABPILOT_API_KEY="readme-admin-key"),
-        )
-        assert client.stdout.splitlines()[-1] == "insufficient_data"
-
-        admin = {"Authorization": "Bearer readme-admin-key"}
-        api = f"{url}/api/v1/experiments"
-        variants = [{"key": "control", "weight": 0.5}, {"key": "green", "weight": 0.5}]
-        body = {"key": "checkout-button", "variants": variants}
-        httpx.post(api, json=body, headers=admin).raise_for_status()
-        for status in ({"status": "running"}, {"status": "completed", "winner": "green"}):
-            done = httpx.put(f"{api}/checkout-button/status", json=status, headers=admin)
-            done.raise_for_status()
-
-        ofrep = readme("OpenFeature (OFREP)")
-        writer = site.env(ABPILOT_API_KEY="readme-write-key")
-        keyed = run(ofrep, cwd=tmp_path, server=url, env=writer)
-        assert keyed.stdout.splitlines()[-1] == "green green STATIC"
-        anonymous = run(ofrep, cwd=tmp_path, server=url, env=site.env())
-        assert anonymous.stdout.splitlines()[-1] == "control None ERROR"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,37 +389,19 @@ def exposures(url: str) -> dict[str, tuple[int, int]]:
     return {v["value"]: (v["exposures"], v["conversions"]) for v in feature["variations"]}
 
 
-@claims("README.md § FeatureVisor companion #0", "README.md § FeatureVisor companion #1")
-def test_featurevisor_server_and_curl_as_printed(tmp_path: Path) -> None:
-    require_curl()
-    dist(tmp_path, 2)
-    serve, calls = readme("FeatureVisor companion"), readme("FeatureVisor companion", 1)
-    port = free_port()
-    env = block_env(tmp_path, PORT=str(port))
-    with background(serve, cwd=tmp_path, env=env) as process:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: httpx.get(f"{url}/readyz").status_code == 200,
-            process,
-            "a ready server",
-            lambda: readme_blocks.log_of(serve, tmp_path),
-        )
-        result = run(calls, cwd=tmp_path, server=url, env=block_env(tmp_path))
-        assert exposures(url) == {"control": (0, 0), "treatment": (1, 1)}
-        datafile = httpx.get(f"{url}/datafile/{DATAFILE}").json()
-        assert datafile == json.loads((FIXTURES / "v2-production.json").read_text())
-        assert '"status":"unchanged"' in result.stdout  # burn-in: too few exposures to move
-
-
-def run_sdk_block(b: Block, tmp: Path, url: str, sdk_major: int | None) -> dict[str, Any]:
-    """Run a FeatureVisor set-up against ``url`` until the exposure it sends is counted."""
+def run_sdk_block(
+    b: Block, tmp: Path, url: str, sdk_major: int | None, before: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run a FeatureVisor set-up against ``url`` until an exposure beyond ``before`` is counted
+    (a JavaScript one refreshes forever: it is stopped then)."""
+    total = sum(n for n, _ in (before or {}).values())
     if sdk_major is None:
         result = run(b, cwd=tmp, server=url)
         return {"stdout": result.stdout, "exposures": exposures(url)}
     project = readme_blocks.node_project(tmp, sdk_major)
     with background(b, cwd=project, env=block_env(project), server=url) as process:
         wait_until(
-            lambda: sum(n for n, _ in exposures(url).values()) > 0,
+            lambda: sum(n for n, _ in exposures(url).values()) > total,
             process,
             "an exposure counted by the service",
             lambda: readme_blocks.log_of(b, project),
@@ -480,23 +430,48 @@ def test_featurevisor_sdk1_snippet_counts_an_exposure(tmp_path: Path) -> None:
     assert sorted(counted.values()) == [(0, 0), (1, 0)], ran
 
 
-@claims("README.md § FeatureVisor companion #3")
-def test_featurevisor_sdk2_snippet_counts_an_exposure(tmp_path: Path) -> None:
-    require_node()
-    with running_server({**SQLITE_HERE, "DATAFILES_DIR": str(dist(tmp_path, 2))}, tmp_path) as url:
-        ran = run_sdk_block(readme("FeatureVisor companion", 3), tmp_path, url, 2)
+@claims(
+    "README.md § FeatureVisor companion #0",
+    "README.md § FeatureVisor companion #1",
+    "README.md § FeatureVisor companion #3",
+    "README.md § FeatureVisor companion #4",
+)
+def test_featurevisor_companion_in_readme_order(tmp_path: Path) -> None:
+    """The server as printed (a v2 build in ./dist), the curl calls, then the Python SDK and the
+    JavaScript SDK 2.x set-ups: each must get exactly one exposure counted, for the variation
+    the SDK gives user-123."""
+    require_curl()
+    dist(tmp_path, 2)
+    serve, calls = readme("FeatureVisor companion"), readme("FeatureVisor companion", 1)
+    port = free_port()
+    with background(serve, cwd=tmp_path, env=block_env(tmp_path, PORT=str(port))) as process:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(
+            lambda: httpx.get(f"{url}/readyz").status_code == 200,
+            process,
+            "a ready server",
+            lambda: readme_blocks.log_of(serve, tmp_path),
+        )
+        result = run(calls, cwd=tmp_path, server=url, env=block_env(tmp_path))
+        assert exposures(url) == {"control": (0, 0), "treatment": (1, 1)}
+        assert '"status":"unchanged"' in result.stdout  # burn-in: too few exposures to move
+        datafile = httpx.get(f"{url}/datafile/{DATAFILE}").json()
+        assert datafile == json.loads((FIXTURES / "v2-production.json").read_text())
         expected = sdk_variation(url, "user-123")
-    assert ran["exposures"][expected] == (1, 0), ran
-    assert sum(n for n, _ in ran["exposures"].values()) == 1, ran
 
-
-@claims("README.md § FeatureVisor companion #4")
-def test_featurevisor_python_snippet_counts_an_exposure(tmp_path: Path) -> None:
-    with running_server({**SQLITE_HERE, "DATAFILES_DIR": str(dist(tmp_path, 2))}, tmp_path) as url:
+        before = exposures(url)
         ran = run_sdk_block(readme("FeatureVisor companion", 4), tmp_path, url, None)
-        expected = sdk_variation(url, "user-123")
-    assert ran["exposures"][expected] == (1, 0), ran
-    assert sum(n for n, _ in ran["exposures"].values()) == 1, ran
+        assert ran["exposures"] == one_more(before, expected), ran
+
+        require_node()
+        before = exposures(url)
+        ran = run_sdk_block(readme("FeatureVisor companion", 3), tmp_path, url, 2, before)
+        assert ran["exposures"] == one_more(before, expected), ran
+
+
+def one_more(counts: dict[str, tuple[int, int]], variation: str) -> dict[str, tuple[int, int]]:
+    exposed, converted = counts[variation]
+    return {**counts, variation: (exposed + 1, converted)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,7 +479,10 @@ def test_featurevisor_python_snippet_counts_an_exposure(tmp_path: Path) -> None:
 
 
 @claims("README.md § API keys and roles #0", "README.md § API keys and roles #1")
-def test_api_key_commands(tmp_path: Path) -> None:
+def test_api_keys_then_the_snippets_with_a_key(tmp_path: Path) -> None:
+    """A key made by `abpilot keys create`, its hashed entry in API_KEYS (with an admin key):
+    the curl line, the HTTP client and the OFREP snippet work with a key in ABPILOT_API_KEY; the
+    curl line is refused with a wrong key, and OFREP gets no flag without one."""
     require_curl()
     created = run(readme("API keys and roles"), cwd=tmp_path)
     key_line, entry_line = created.stdout.splitlines()
@@ -512,15 +490,37 @@ def test_api_key_commands(tmp_path: Path) -> None:
     entry = re.fullmatch(r"API_KEYS entry: (write:sha256:[0-9a-f]{64})", entry_line)
     assert key, created.stdout
     assert entry, created.stdout
-    listing = readme("API keys and roles", 1)
-    with running_server({**SQLITE_HERE, "API_KEYS": entry[1]}, tmp_path) as url:
-        holder = block_env(tmp_path, ABPILOT_API_KEY=key[1])
-        keyed = run(listing, cwd=tmp_path, server=url, env=holder)
-        assert keyed.stdout.startswith("[")  # the list of experiments
+    keys = f"{entry[1]},admin:readme-admin-key"
+    with running_server({**SQLITE_HERE, "API_KEYS": keys}, tmp_path) as url:
+        site = Site(url, tmp_path)
+        writer, admin = (
+            site.env(ABPILOT_API_KEY=key[1]),
+            site.env(ABPILOT_API_KEY="readme-admin-key"),
+        )
+        listing = readme("API keys and roles", 1)
+        assert run(listing, cwd=tmp_path, server=url, env=writer).stdout.startswith("[")
         # With another key the same command is refused (curl fails on the 401).
-        wrong = block_env(tmp_path, ABPILOT_API_KEY="abp_not-a-key")
+        wrong = site.env(ABPILOT_API_KEY="abp_not-a-key")
         refused = run(listing, cwd=tmp_path, server=url, env=wrong, expect_returncode=22)
         assert "401" in refused.stderr
+
+        # The HTTP client creates and starts an experiment: the admin key.
+        client = run(readme("HTTP client"), cwd=tmp_path, server=url, env=admin)
+        assert client.stdout.splitlines()[-1] == "insufficient_data"
+        # The walk-through's end state, then OFREP with the write key, and without a key.
+        headers = {"Authorization": "Bearer readme-admin-key"}
+        api = f"{url}/api/v1/experiments"
+        variants = [{"key": "control", "weight": 0.5}, {"key": "green", "weight": 0.5}]
+        body = {"key": "checkout-button", "variants": variants}
+        httpx.post(api, json=body, headers=headers).raise_for_status()
+        for status in ({"status": "running"}, {"status": "completed", "winner": "green"}):
+            done = httpx.put(f"{api}/checkout-button/status", json=status, headers=headers)
+            done.raise_for_status()
+        ofrep = readme("OpenFeature (OFREP)")
+        keyed = run(ofrep, cwd=tmp_path, server=url, env=writer)
+        assert keyed.stdout.splitlines()[-1] == "green green STATIC"
+        anonymous = run(ofrep, cwd=tmp_path, server=url, env=site.env())
+        assert anonymous.stdout.splitlines()[-1] == "control None ERROR"
 
 
 # ---------------------------------------------------------------------------------------------
