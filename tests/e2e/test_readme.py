@@ -20,7 +20,12 @@ How:
   ``# e.g. {...}`` is an example: only its shape (keys and types) must agree. JSON blocks are
   compared with what the service really returns or accepts.
 - Blocks run in the order the README presents them where one depends on another (the OFREP
-  snippet and the Analysis commands read the state the curl walk-through left).
+  snippet and the Analysis commands read the state the curl walk-through left). Where a block
+  shows a state no earlier block makes (the error example, the monitoring report's 450/50
+  split), the test makes that state through the API first.
+- JavaScript blocks run with node in a directory whose ``node_modules/@featurevisor/sdk`` links
+  to the SDK major the block names (tests/featurevisor/node installs 1.x and 2.x side by side);
+  without node or those packages they skip with the reason, and fail under ``CI=true``.
 
 What is not run exactly as printed, and what is checked instead:
 - Quick start and Tests: the ``pip install`` lines are not run (they would reinstall the package
