@@ -39,14 +39,17 @@ def running_server(env: dict[str, str], cwd: Path, *args: str) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
+        for _ in range(600):
+            if process.poll() is not None:
+                raise AssertionError(f"the server exited with {process.returncode}: {log.name}")
             try:
                 if httpx.get(f"{url}/readyz").status_code == 200:
                     break
             except httpx.TransportError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         else:
-            raise AssertionError(f"the server did not become ready: {log.name}")
+            raise AssertionError(f"the server did not become ready in 60 s: {log.name}")
         yield url
     finally:
         process.terminate()

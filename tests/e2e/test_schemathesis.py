@@ -9,15 +9,20 @@ real objects: part of the cases get known values in place of generated ones, dra
 in the fuzzing phase (schema hooks) and counted through in the examples and coverage phases (in
 the test), where the part a negative case is about is left as generated.
 
-Refused changes are checked against the SQLite file itself: a mutating request answered with an
-error must leave every table as it was.
+It runs on every server store: SQLite, PostgreSQL and Redis (``ABPILOT_SCHEMATHESIS_STORES``, a
+comma list, narrows it). Refused changes are checked against the store itself: on SQLite every
+table of the file, on PostgreSQL and Redis everything the store exports; a mutating request
+answered with an error must leave it as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import itertools
+import json
+import os
 import re
 import shutil
 import sqlite3
@@ -38,8 +43,11 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+import abpilot
 from abpilot.api import create_app
+from abpilot.service import ExperimentService
 from abpilot.settings import Settings
+from tests.conftest import backend_url
 from tests.e2e.server import running_server
 from tests.fixtures import FEATUREVISOR_DATAFILES
 
@@ -50,6 +58,7 @@ API = "/api/v1"
 DATAFILE = "production/datafile.json"
 FEATURES = [{"checkoutButton": "treatment"}, {"checkoutButton": "control"}, {"pricingPage": "b"}]
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+STORES = os.environ.get("ABPILOT_SCHEMATHESIS_STORES", "sqlite,postgres,redis").split(",")
 KEEP = None  # in a list of candidates: leave the generated value as it is
 
 TYPES = ["ab_test", "bandit", "contextual_bandit", "interleaving"]
@@ -367,7 +376,8 @@ class Server:
 
     url = ""
     workdir = Path()  # the server's log is there
-    database = Path()
+    database = Path()  # SQLite's file
+    reader: ExperimentService | None = None  # PostgreSQL's or Redis's, read by the test
     seeded = Seeded()
     counters: ClassVar[dict[str, Iterator[int]]] = {}
 
@@ -396,6 +406,15 @@ def install_hooks(schema: Any) -> None:
         return choices.map(lambda c: tweak_body(Server.seeded, ctx.operation.path, body, c))
 
 
+def store_digest() -> str:
+    """Everything the server's store holds, as one digest."""
+    if Server.reader is None:
+        return database_digest(Server.database)
+    exported = Server.reader.transfer.export()
+    exported.pop("exported_at", None)
+    return hashlib.sha256(json.dumps(exported, sort_keys=True).encode()).hexdigest()
+
+
 def database_digest(path: Path) -> str:
     """Everything the SQLite store holds, as one digest."""
     digest = hashlib.sha256()
@@ -414,35 +433,54 @@ def database_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    tmp = tmp_path_factory.mktemp("schemathesis")
+@pytest.fixture(
+    scope="module",
+    autouse=True,
+    # One xdist worker runs a store's cases (with --dist loadgroup): one server per store, and
+    # the log check after its fuzzing.
+    params=[pytest.param(s, marks=pytest.mark.xdist_group(f"schemathesis-{s}")) for s in STORES],
+)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    tmp = tmp_path_factory.mktemp(f"schemathesis-{request.param}")
     datafiles = tmp / "datafiles"
     (datafiles / "production").mkdir(parents=True)
     shutil.copy(FEATUREVISOR_DATAFILES / "v2-production.json", datafiles / DATAFILE)
-    database = tmp / "s.db"
     env = {
-        "STORE": "sql",
-        "DATABASE_URL": f"sqlite:///{database}",
         "SCHEDULER_ENABLED": "false",
         "DATAFILES_DIR": str(datafiles),
         # Read once at start-up: a poll in the background would write while a check compares.
         "DATAFILES_POLL_SECONDS": "86400",
     }
-    with running_server(env, tmp) as url, httpx.Client(base_url=url, timeout=30) as http:
+    backend = request.param
+    with contextlib.ExitStack() as stack:
+        url, options = stack.enter_context(backend_url(backend, tmp))
+        if backend == "redis":
+            env |= {"STORE": "redis", "REDIS_URL": url, "REDIS_PREFIX": options["prefix"]}
+            Server.reader = abpilot.open(url, prefix=options["prefix"])
+        else:
+            env |= {"STORE": "sql", "DATABASE_URL": url}
+            Server.reader = abpilot.open(url) if backend == "postgres" else None
+        if Server.reader is not None:
+            stack.callback(Server.reader.store.close)
+        base = stack.enter_context(running_server(env, tmp))
+        http = stack.enter_context(httpx.Client(base_url=base, timeout=30))
         # The cases were generated from the app's schema; the server must serve the same one.
         assert http.get("/openapi.json").json() == RAW_SCHEMA
-        Server.url, Server.workdir, Server.database = url, tmp, database
+        Server.url, Server.workdir = base, tmp
+        Server.database = Path(url.removeprefix("sqlite:///")) if backend == "sqlite" else Path()
         Server.seeded = seed(http)
         Server.counters.clear()
         yield
+    Server.reader = None
 
 
 def no_partial_write(before: str) -> Callable[..., None]:
     def no_partial_write(ctx: Any, response: Any, case: Any) -> None:
         """A refused change leaves the store as it was."""
         refused = case.method.upper() in MUTATING and response.status_code >= 400
-        if refused and database_digest(Server.database) != before:
+        if refused and store_digest() != before:
             raise AssertionError(
                 f"Partial write: {case.method.upper()} {case.path} answered "
                 f"{response.status_code} but the store changed"
@@ -472,7 +510,7 @@ def test_hostile_input_is_refused_cleanly(case: Any) -> None:
     if case.meta is not None and case.meta.phase.name != "fuzzing":
         counter = Server.counters.setdefault(case.operation.label, itertools.count(1))
         tweak_case(Server.seeded, case, next(counter))
-    before = database_digest(Server.database) if case.method.upper() in MUTATING else ""
+    before = store_digest() if case.method.upper() in MUTATING else ""
     response = case.call(base_url=Server.url, timeout=TIMEOUT)
     case.validate_response(
         response,

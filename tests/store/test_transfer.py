@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from abpilot.domain.errors import DuplicateKey
+from abpilot.domain.errors import DuplicateKey, ValidationError
 from abpilot.domain.experiment import Experiment
 from abpilot.service.allocation import DailyInput
 from abpilot.service.core import ExperimentService
@@ -339,3 +340,33 @@ def test_every_type_survives_export_and_import_into_a_fresh_store_of_its_backend
         assert copy.contextual.stats(key) == origin.contextual.stats(key)
     else:
         assert copy.analyze_experiment(key) == origin.analyze_experiment(key)
+
+
+@pytest.mark.parametrize(
+    ("where", "text"),
+    [
+        (("assignments", 0, 0), "unit\x00"),
+        (("decisions", 0, "context", "time_of_day"), "eve\udfffning"),
+    ],
+)
+def test_an_import_file_with_text_no_store_can_hold_is_refused_naming_it(
+    two_stores: tuple[Store, Store], where: tuple[Any, ...], text: str
+) -> None:
+    """NUL (PostgreSQL refuses it) or a lone surrogate anywhere in an edited file is a
+    ValidationError naming the place, before anything is written, on every backend."""
+    source, target = two_stores
+    origin = ExperimentService(source, clock=lambda: T0)
+    kind = "ab_test" if where[0] == "assignments" else "contextual_bandit"
+    populate(origin, kind)
+    document = origin.transfer.export()
+    node: Any = document["experiments"][0]
+    for step in where[:-1]:
+        node = node[step]
+    node[where[-1]] = text
+    copy = ExperimentService(target, clock=lambda: T0)
+    with pytest.raises(ValidationError) as refused:
+        copy.transfer.import_(document)
+    assert refused.value.field == "experiments[0]." + ".".join(str(s) for s in where).replace(
+        ".0", "[0]"
+    )
+    assert copy.list_experiments() == []

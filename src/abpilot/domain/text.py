@@ -78,38 +78,45 @@ def check_json_value(value: Any, *, field: str, max_depth: int = MAX_JSON_DEPTH)
     """Refuse anything but plain JSON: objects with text keys, lists, text, finite numbers,
     booleans and null, nested at most ``max_depth`` levels. The error's field is ``field`` (the
     request's field); its message names the path inside it."""
-    stack: list[tuple[Any, str, int]] = [(value, field, 1)]
+    found = json_problem(value, root=field, max_depth=max_depth)
+    if found is not None:
+        where, problem = found
+        raise ValidationError(f"{where} {problem}", field=field)
+
+
+def json_problem(
+    value: Any, *, root: str = "", max_depth: int | None = MAX_JSON_DEPTH
+) -> tuple[str, str] | None:
+    """The first (path, problem) that keeps ``value`` from being plain JSON a store can hold,
+    or None. Paths read ``root.key[0].key``; ``max_depth`` None sets no depth limit."""
+    stack: list[tuple[Any, str, int]] = [(value, root, 1)]
     while stack:
         node, where, depth = stack.pop()
         if isinstance(node, Mapping | list | tuple):
-            if depth > max_depth:
-                raise ValidationError(
-                    f"{where} is nested deeper than {max_depth} levels of JSON objects and lists",
-                    field=field,
-                )
+            if max_depth is not None and depth > max_depth:
+                return where, f"is nested deeper than {max_depth} levels of JSON objects and lists"
             if isinstance(node, Mapping):
                 for key, item in node.items():
                     if not isinstance(key, str):
-                        raise ValidationError(f"{where} keys must be strings", field=field)
+                        return where, "keys must be strings"
                     problem = text_problem(key)
                     if problem:
-                        raise ValidationError(f"{where}: a key {problem}", field=field)
-                    stack.append((item, f"{where}.{key}", depth + 1))
+                        return where, f"has a key that {problem}"
+                    stack.append((item, f"{where}.{key}" if where else key, depth + 1))
             else:
                 stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(node))
         elif isinstance(node, str):
             problem = text_problem(node)
             if problem:
-                raise ValidationError(f"{where} {problem}", field=field)
+                return where, problem
         elif isinstance(node, bool) or node is None or isinstance(node, int):
             continue
         elif isinstance(node, float):
             if not math.isfinite(node):
-                raise ValidationError(f"{where} must be a finite number (got {node})", field=field)
+                return where, f"must be a finite number (got {node})"
         else:
-            raise ValidationError(
-                f"{where} must be plain JSON (got {type(node).__name__})", field=field
-            )
+            return where, f"must be plain JSON (got {type(node).__name__})"
+    return None
 
 
 def check_number(value: float, *, field: str, limit: float = 1e15) -> float:

@@ -25,6 +25,7 @@ import pydantic
 import abpilot
 from abpilot.domain.errors import DuplicateKey, ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentType
+from abpilot.domain.text import json_problem
 from abpilot.service import companion, monitoring
 from abpilot.service.interleaving import IMPRESSION
 from abpilot.service.specs import build_experiment
@@ -234,6 +235,10 @@ def _parse(document: Mapping[str, Any]) -> ExportFile:
             f"reads version {SCHEMA_VERSION})",
             field="schema_version",
         )
+    found = json_problem(document, max_depth=None)  # text every store can hold, finite numbers
+    if found is not None:
+        where, problem = found
+        raise ValidationError(f"{where} {problem}", field=where)
     try:
         return ExportFile.model_validate(document)
     except pydantic.ValidationError as error:
