@@ -2,19 +2,51 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from abpilot.bandits.config import BanditOptions
 from abpilot.monitoring.options import MonitoringOptions
 
+JWT_SECRET_MIN_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash output
+_ORIGIN = re.compile(
+    r"(?P<scheme>https?)://(?P<host>\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+    r"(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*)(?::(?P<port>[0-9]{1,5}))?",
+    re.IGNORECASE,
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def parse_origin(entry: str) -> str:
+    """A ``CORS_ORIGINS`` entry as the browser writes it in ``Origin`` (``*``, or
+    ``scheme://host[:port]`` in lower case without a default port), or a ValueError."""
+    if entry == "*":
+        return entry
+    match = _ORIGIN.fullmatch(entry)
+    port = int(match["port"]) if match and match["port"] else None
+    if match is None or (port is not None and not 1 <= port <= 65535):
+        hint = ""
+        if "://" in entry and entry.split("://", 1)[1].find("/") >= 0:
+            hint = "; an origin has no path, not even a trailing '/'"
+        raise ValueError(
+            f"CORS_ORIGINS entry {entry!r} is not an origin: expected '*' or "
+            f"'http(s)://host[:port]' such as 'https://app.example.com:8080'{hint}"
+        )
+    scheme, host = match["scheme"].lower(), match["host"].lower()
+    shown = "" if port is None or port == _DEFAULT_PORTS[scheme] else f":{port}"
+    return f"{scheme}://{host}{shown}"
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    # Errors name the setting but not its value: values may be secrets.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", case_sensitive=False, hide_input_in_errors=True
+    )
 
     database_url: str = "sqlite:///./abpilot.db"
     store: Literal["sql", "redis", "memory"] = "sql"
@@ -22,7 +54,7 @@ class Settings(BaseSettings):
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
     redis_db: int = 0
-    redis_password: str | None = None
+    redis_password: SecretStr | None = None
     redis_prefix: str = "abp"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -44,8 +76,10 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = True
     datafiles_dir: Path | None = None
     datafiles_public: bool = True
-    api_keys: str | None = None
-    jwt_secret: str | None = None
+    api_keys: SecretStr | None = None
+    jwt_secret: SecretStr | None = None
+    jwt_require_exp: bool = True
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     datafiles_poll_seconds: float = Field(default=2.0, gt=0)
     monitor_max_arm_dominance: float = Field(default=0.70, gt=0, le=1)
     monitor_stale_after_hours: float = Field(default=24.0, gt=0, le=24 * 366)
@@ -53,6 +87,28 @@ class Settings(BaseSettings):
     monitor_at: str = Field(default="09:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")  # UTC
     monitor_keep: int = Field(default=30, ge=1, le=1000)
     monitor_webhook_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+
+    @field_validator("jwt_secret", mode="after")
+    @classmethod
+    def _long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is None or not secret.get_secret_value():
+            return None  # unset
+        size = len(secret.get_secret_value().encode())
+        if size < JWT_SECRET_MIN_BYTES:
+            raise ValueError(
+                f"JWT_SECRET must be at least {JWT_SECRET_MIN_BYTES} bytes (got {size}): a short "
+                "HS256 secret can be found by brute force from one token; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return secret
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        entries = value.split(",") if isinstance(value, str) else value
+        if not isinstance(entries, list | tuple):
+            return value  # pydantic reports the type
+        return tuple(parse_origin(str(e).strip()) for e in entries if str(e).strip())
 
     def bandit_defaults(self) -> BanditOptions:
         """The service-wide bandit defaults that ``settings.bandit`` of an experiment overrides."""
@@ -78,7 +134,8 @@ class Settings(BaseSettings):
     def resolved_redis_url(self) -> str:
         if self.redis_url:
             return self.redis_url
-        auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
+        password = self.redis_password.get_secret_value() if self.redis_password else ""
+        auth = f":{quote(password, safe='')}@" if password else ""
         return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
     def store_url(self) -> str:

@@ -103,7 +103,7 @@ def test_jwt_roles(client: TestClient) -> None:
     )
     for bad in (expired, forged):
         assert client.get(f"{API}/experiments", headers=bearer(bad)).status_code == 401
-    reader = jwt.encode({"role": "read"}, SECRET, algorithm="HS256")
+    reader = jwt.encode({"role": "read", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
     assert client.delete(f"{API}/experiments/button", headers=bearer(reader)).status_code == 403
 
 

@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from abpilot import __version__
-from abpilot.api import errors
+from abpilot.api import cors, errors
 from abpilot.api.auth import API_PREFIX, Authenticator, authorize, route_template
+from abpilot.api.http_semantics import HeadAsGet
 from abpilot.api.limits import BodySizeLimit
 from abpilot.api.routes import (
     analysis,
@@ -93,9 +94,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     )
     app.state.settings = settings
     configure_logging(settings.log_format, debug=settings.debug)
-    app.state.auth = Authenticator.from_config(
-        settings.api_keys, settings.jwt_secret, datafiles_public=settings.datafiles_public
-    )
+    app.state.auth = Authenticator.from_settings(settings)
     if not app.state.auth.enabled:
         log.warning(
             "no API_KEYS or JWT_SECRET configured: the API is open to anyone who can reach %s:%s",
@@ -114,7 +113,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(ofrep.router)
     app.include_router(health.router)
     app.include_router(dashboard.router)
+    # The last added runs first: request ids and metrics, CORS (so that every answer, a 413
+    # included, carries its headers), the body limit, then HEAD as GET.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    cors.install(app, settings.cors_origins)
     app.add_middleware(RequestMetrics, route_of=route_template)
     return app
 

@@ -1,10 +1,11 @@
 """API keys and JWTs with roles: ``admin`` manages, ``write`` sends data, ``read`` reads.
 
 Keys come from ``API_KEYS`` (``role:key`` or, hashed at rest, ``role:sha256:<hex digest>``, comma
-separated), or are HS256 JWTs signed with ``JWT_SECRET`` whose ``role`` claim names the role. A
-request sends one as ``Authorization: Bearer <key or token>`` or ``X-API-Key: <key>``. Roles nest:
-an admin may do everything, a writer may also read. With neither keys nor a secret configured the
-service is open (a warning is logged at start-up).
+separated), or are HS256 JWTs signed with ``JWT_SECRET`` (32 bytes or more) whose ``role`` claim
+names the role and whose ``exp`` has not passed (a token without ``exp`` is refused unless
+``JWT_REQUIRE_EXP`` is false). A request sends one as ``Authorization: Bearer <key or token>``
+or ``X-API-Key: <key>``. Roles nest: an admin may do everything, a writer may also read. With
+neither keys nor a secret configured the service is open (a warning is logged at start-up).
 
 Which role a route needs is decided here, in one table, from the route's path template: reads
 (GET) need ``read``; the data-sending routes in ``WRITE_ROUTES`` need ``write``; every other
@@ -21,14 +22,17 @@ import hmac
 import logging
 import secrets
 from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from abpilot.domain.errors import AbpilotError
+
+if TYPE_CHECKING:
+    from abpilot.settings import Settings
 
 log = logging.getLogger("abpilot.auth")
 
@@ -119,9 +123,10 @@ def new_key() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Authenticator:
-    keys: tuple[tuple[Role, str], ...]  # (role, sha256 hex of the key)
-    jwt_secret: str | None = None
+    keys: tuple[tuple[Role, str], ...] = field(repr=False)  # (role, sha256 hex of the key)
+    jwt_secret: str | None = field(default=None, repr=False)
     datafiles_public: bool = True
+    require_exp: bool = True
 
     @property
     def enabled(self) -> bool:
@@ -129,9 +134,27 @@ class Authenticator:
 
     @classmethod
     def from_config(
-        cls, api_keys: str | None, jwt_secret: str | None, *, datafiles_public: bool = True
+        cls,
+        api_keys: str | None,
+        jwt_secret: str | None,
+        *,
+        datafiles_public: bool = True,
+        require_exp: bool = True,
     ) -> Authenticator:
-        return cls(tuple(parse_keys(api_keys or "")), jwt_secret or None, datafiles_public)
+        keys = tuple(parse_keys(api_keys or ""))
+        return cls(keys, jwt_secret or None, datafiles_public, require_exp)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Authenticator:
+        """From ``API_KEYS``, ``JWT_SECRET`` (its length is checked by the settings),
+        ``JWT_REQUIRE_EXP`` and ``DATAFILES_PUBLIC``."""
+        keys, secret = settings.api_keys, settings.jwt_secret
+        return cls.from_config(
+            keys.get_secret_value() if keys is not None else None,
+            secret.get_secret_value() if secret is not None else None,
+            datafiles_public=settings.datafiles_public,
+            require_exp=settings.jwt_require_exp,
+        )
 
     def role_of(self, credential: str) -> Role | None:
         digest = hash_key(credential)
@@ -148,7 +171,12 @@ class Authenticator:
         if secret is None:
             return None
         try:
-            claims = jwt.decode(token, secret, algorithms=["HS256"])
+            claims = jwt.decode(
+                token,
+                secret,
+                algorithms=["HS256"],
+                options={"require": ["exp"] if self.require_exp else []},
+            )
         except jwt.PyJWTError:
             return None
         role = claims.get("role")

@@ -1,8 +1,10 @@
-"""One place that turns every failure into ``{"error": {"code", "message", "field"}}``."""
+"""One place that turns every failure into ``{"error": {"code", "message", "field"}}``, with the
+headers RFC 9110 asks of some statuses: ``WWW-Authenticate`` on a 401, ``Allow`` on a 405."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from abpilot.api.http_semantics import allowed_methods
 from abpilot.domain.errors import AbpilotError, StoreUnavailable
 from abpilot.domain.text import safe_text
 from abpilot.observability import STORE_ERRORS
@@ -25,10 +28,19 @@ HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+# The challenge of every 401 (RFC 9110 11.6.1): a key or a JWT, sent as a bearer token (or in
+# X-API-Key, which no challenge syntax describes).
+CHALLENGE = 'Bearer realm="abpilot"'
 
 
 def error_response(
-    status: int, code: str, message: str, field: str | None = None, **extra: Any
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     """The error body; text UTF-8 cannot carry (a lone surrogate echoed from the input) is
     escaped, so no refusal can itself fail to render."""
@@ -38,7 +50,10 @@ def error_response(
         "field": None if field is None else safe_text(field),
         **extra,
     }
-    return JSONResponse({"error": body}, status_code=status)
+    response = JSONResponse({"error": body}, status_code=status, headers=headers)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = CHALLENGE
+    return response
 
 
 def _field(loc: tuple[Any, ...]) -> str | None:
@@ -73,9 +88,15 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(error.status_code, "http_error")
-        return error_response(error.status_code, code, str(error.detail))
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            # Starlette names the methods of one route; a path may have several.
+            methods = allowed_methods(request.app.router.routes, request.scope)
+            if methods:
+                headers["Allow"] = ", ".join(methods)
+        return error_response(error.status_code, code, str(error.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

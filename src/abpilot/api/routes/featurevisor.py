@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from abpilot.api.http_semantics import none_match
 from abpilot.api.routes.experiments import ERRORS
 from abpilot.api.schemas_featurevisor import (
     EventsRecorded,
@@ -49,7 +50,7 @@ def datafile(path: str, request: Request, companion: CompanionDep) -> Response:
     in ``If-None-Match`` to get a 304 while it is unchanged."""
     served = companion.datafile(_safe(path))
     headers = {"ETag": served.etag, "Cache-Control": CACHE_CONTROL}
-    if served.etag in request.headers.get("if-none-match", ""):
+    if none_match(request.headers.get("if-none-match"), served.etag):
         return Response(status_code=304, headers=headers)
     return Response(served.body, media_type="application/json", headers=headers)
 

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from abpilot.api.deps import Service
+from abpilot.api.http_semantics import none_match
 from abpilot.api.schemas import ErrorBody
 from abpilot.api.schemas_ofrep import (
     BulkEvaluationFailure,
@@ -176,14 +177,6 @@ def evaluate_all(
         BulkEvaluationSuccess.of(evaluations).body(), ensure_ascii=False, separators=(",", ":")
     ).encode()
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    if _matches(if_none_match, etag):
+    if none_match(if_none_match, etag):
         return Response(status_code=304, headers={"ETag": etag})
     return Response(body, media_type="application/json", headers={"ETag": etag})
-
-
-def _matches(if_none_match: str | None, etag: str) -> bool:
-    """RFC 9110's weak comparison of ``If-None-Match`` (``*`` or a list of tags) with ``etag``."""
-    if not if_none_match:
-        return False
-    tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
-    return "*" in tags or etag in tags
