@@ -9,14 +9,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from abpilot.cli_common import StoreUrl
+from abpilot.cli_common import StoreUrl, cli_settings
 from abpilot.cli_contextual import register as register_contextual
 from abpilot.cli_keys import register as register_keys
 from abpilot.cli_monitoring import register as register_monitoring
 from abpilot.cli_transfer import register as register_transfer
 from abpilot.demo import register as register_demo
 from abpilot.domain.errors import AbpilotError
-from abpilot.settings import get_settings
 from abpilot.simulation import register as register_simulate
 
 if TYPE_CHECKING:
@@ -50,7 +49,7 @@ def serve(
     # Workers are separate processes that build their own app from the environment.
     if database_url:
         os.environ["DATABASE_URL"] = database_url
-    settings = get_settings()
+    settings = cli_settings()
     host = host or settings.host
     port = port or settings.port
     workers = workers or settings.workers
@@ -83,7 +82,7 @@ def db_upgrade(
     """Bring the SQL schema to the latest revision (Alembic)."""
     from abpilot.store.sql import engine as sql_engine
 
-    url = database_url or get_settings().database_url
+    url = database_url or cli_settings().database_url
     engine = sql_engine.create_engine(url)
     try:
         sql_engine.upgrade(engine, revision)
@@ -97,7 +96,7 @@ def db_current(database_url: DatabaseUrl = None) -> None:
     """Print the schema revision of the database."""
     from abpilot.store.sql import engine as sql_engine
 
-    url = database_url or get_settings().database_url
+    url = database_url or cli_settings().database_url
     engine = sql_engine.create_engine(url)
     try:
         console.print(sql_engine.current_revision(engine) or "empty (run: abpilot db upgrade)")
@@ -115,7 +114,7 @@ def _safe(url: str) -> str:
 def _service(store_url: str | None) -> ExperimentService:
     import abpilot
 
-    settings = get_settings()
+    settings = cli_settings()
     defaults = settings.bandit_defaults()
     url = store_url or settings.store_url()
     if url.split(":", 1)[0].lower() in {"redis", "rediss", "unix"}:

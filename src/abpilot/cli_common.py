@@ -14,6 +14,7 @@ from abpilot.domain.errors import AbpilotError
 
 if TYPE_CHECKING:
     from abpilot.service import ExperimentService
+    from abpilot.settings import Settings
 
 T = TypeVar("T")
 console = Console()
@@ -35,6 +36,23 @@ def with_service(
         fail(error.message + (f" ({error.field})" if error.field else ""))
     finally:
         service.store.close()
+
+
+def cli_settings() -> Settings:
+    """The settings from the environment; a bad one is its message and exit code 2, not a
+    traceback (the message names the variable; values, which may be secrets, are not shown)."""
+    import pydantic
+
+    from abpilot.settings import get_settings
+
+    try:
+        return get_settings()
+    except pydantic.ValidationError as error:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}"
+            for e in error.errors()
+        ]
+        fail("invalid configuration: " + "; ".join(problems))
 
 
 def fail(message: str) -> NoReturn:

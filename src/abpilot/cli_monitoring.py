@@ -58,11 +58,11 @@ def register(app: typer.Typer, open_service: Callable[[str | None], ExperimentSe
         """Check every running experiment: sample ratio mismatch, arm dominance (bandits),
         minimum rate, staleness, conversions above exposures, guardrails. Exit code 1 when an
         experiment is in alert, else 0 (warnings are printed but do not fail)."""
+        from abpilot.cli_common import cli_settings
         from abpilot.monitoring.checks import Status
         from abpilot.service.monitoring import Monitor, report_to_dict
-        from abpilot.settings import get_settings
 
-        defaults = get_settings().monitoring_defaults()
+        defaults = cli_settings().monitoring_defaults()
         report = with_service(
             open_service,
             store_url,
