@@ -21,38 +21,13 @@ from fastapi.testclient import TestClient
 from abpilot.api import create_app
 from abpilot.domain.errors import Conflict
 from abpilot.settings import Settings
+from tests.api.datafile_sample import DATAFILE, FEATURE
 from tests.conftest import StoreFactory
 
 API = "/api/v1"
 OFREP = "/ofrep/v1/evaluate/flags"
 PATH = "production/v2.json"
-FEATURE = "checkoutButton"
 UNITS = [f"user-{i}" for i in range(40)]  # user-13 is control for the SDK
-DATAFILE: dict[str, Any] = {
-    "schemaVersion": "2",
-    "revision": "1",
-    "segments": {},
-    "features": {
-        FEATURE: {
-            "bucketBy": "userId",
-            "variations": [
-                {"value": "control", "weight": 50},
-                {"value": "treatment", "weight": 50},
-            ],
-            "traffic": [
-                {
-                    "key": "everyone",
-                    "segments": "*",
-                    "percentage": 100000,
-                    "allocation": [
-                        {"variation": "control", "range": [0, 50000]},
-                        {"variation": "treatment", "range": [50000, 100000]},
-                    ],
-                }
-            ],
-        }
-    },
-}
 
 
 @pytest.fixture
