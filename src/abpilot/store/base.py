@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
-from abpilot.domain.errors import ValidationError
+from abpilot.domain.errors import DuplicateKey, ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentStatus
 
 if TYPE_CHECKING:
@@ -191,6 +191,15 @@ def check_context_key(decision: Decision) -> None:
             f"a decision's context key cannot be '{GLOBAL_CONTEXT}' (it names the pooled state)",
             field="context_key",
         )
+
+
+def experiment_taken(field: str, value: str | None = None) -> DuplicateKey:
+    """What every store raises when a new or renamed experiment's ``field`` ("id" or "key") is
+    taken, whether its own check or the database's unique constraint caught it."""
+    if value is None:
+        return DuplicateKey(f"an experiment with this {field} already exists", field=field)
+    quoted = f"'{value}'" if field == "key" else value
+    return DuplicateKey(f"an experiment with {field} {quoted} already exists", field=field)
 
 
 class Lease(Protocol):

@@ -31,6 +31,7 @@ from abpilot.store.base import (
     StoredAssignment,
     VariantCounters,
     check_context_key,
+    experiment_taken,
 )
 from abpilot.store.codec import as_utc
 from abpilot.store.plan import (
@@ -92,7 +93,7 @@ class MemoryStore:
     def create_experiment(self, experiment: Experiment) -> None:
         with self._lock:
             if experiment.id in self._experiments:
-                raise DuplicateKey(f"an experiment with id {experiment.id} exists", field="id")
+                raise experiment_taken("id", experiment.id)
             self._check_key_free(experiment.key, experiment.id)
             self._experiments[experiment.id] = experiment
 
@@ -368,7 +369,7 @@ class MemoryStore:
         exp = state.experiment.id
         with self._lock:
             if exp in self._experiments:
-                raise DuplicateKey(f"an experiment with id {exp} exists", field="id")
+                raise experiment_taken("id", exp)
             self._check_key_free(state.experiment.key, exp)
             self._experiments[exp] = state.experiment
             self._assignments[exp] = dict(state.units.assignments)
@@ -450,4 +451,4 @@ class MemoryStore:
     def _check_key_free(self, key: str, own_id: str) -> None:
         for other in self._experiments.values():
             if other.key == key and other.id != own_id:
-                raise DuplicateKey(f"an experiment with key '{key}' already exists", field="key")
+                raise experiment_taken("key", key)
