@@ -11,11 +11,14 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import UTC, datetime
 from functools import partial
 from typing import TypeVar
 
-from abpilot.domain.errors import DuplicateKey
-from abpilot.store.base import Store
+import pytest
+
+from abpilot.domain.errors import ConcurrentModification, DuplicateKey
+from abpilot.store.base import AllocationRecord, Store
 from tests.conftest import StoreFactory
 from tests.factories import make_experiment
 
@@ -83,3 +86,93 @@ class TestKeyRaces:
                 f"duplicate key: an experiment with key '{key}' already exists",
             ]
         assert len(one.list_experiments()) == ROUNDS
+
+
+def allocation(experiment_id: str, control: float = 0.25) -> AllocationRecord:
+    return AllocationRecord(
+        experiment_id=experiment_id,
+        period=0,
+        computed_at=datetime(2025, 2, 1, 12, tzinfo=UTC),
+        weights={"control": control, "v1": 1 - control},
+        method="exact",
+        seed=None,
+        source="events",
+    )
+
+
+def add(client: Store, record: AllocationRecord, expected: int) -> str:
+    """Add ``record`` if its experiment is still at period ``expected``: its new period, or
+    how it was refused."""
+    try:
+        return f"period {client.add_allocation(record, expected_period=expected).period}"
+    except ConcurrentModification as error:
+        return f"refused {error.field}"
+
+
+class TestAllocationCompareAndSet:
+    def test_a_stale_expectation_stores_nothing(self, store: Store) -> None:
+        a, b = make_experiment("a"), make_experiment("b")
+        store.create_experiment(a)
+        store.create_experiment(b)
+        assert add(store, allocation(a.id), expected=0) == "period 1"
+        assert add(store, allocation(a.id, 0.5), expected=0) == "refused period"
+        assert add(store, allocation(a.id, 0.5), expected=2) == "refused period"
+        assert add(store, allocation(a.id, 0.5), expected=1) == "period 2"
+        assert [r.weights["control"] for r in store.list_allocations(a.id)] == [0.25, 0.5]
+        # A batch is refused whole when one of its experiments moved on, even one it only
+        # names in its expectations.
+        for expected in ({a.id: 1, b.id: 0}, {a.id: 2, b.id: 0, "other": 1}):
+            with pytest.raises(ConcurrentModification):
+                store.add_allocations(
+                    [allocation(a.id), allocation(b.id)], expected_periods=expected
+                )
+        assert (len(store.list_allocations(a.id)), store.list_allocations(b.id)) == (2, [])
+        stored = store.add_allocations(
+            [allocation(a.id), allocation(b.id), allocation(a.id)],
+            expected_periods={a.id: 2, b.id: 0, "other": 0},
+        )
+        assert [(r.experiment_id, r.period) for r in stored] == [(a.id, 3), (b.id, 1), (a.id, 4)]
+        # Without expectations an addition takes the next period, as before.
+        assert store.add_allocation(allocation(b.id)).period == 2
+
+    def test_two_clients_adding_the_next_period_at_once_store_one(
+        self, store_factory: StoreFactory
+    ) -> None:
+        one, two = store_factory(), store_factory()
+        exp = make_experiment()
+        one.create_experiment(exp)
+        for r in range(ROUNDS):
+            answers = race(
+                partial(add, one, allocation(exp.id, 0.1), r),
+                partial(add, two, allocation(exp.id, 0.2), r),
+            )
+            assert sorted(answers) == [f"period {r + 1}", "refused period"]
+            winner = 0.1 if answers[0] == f"period {r + 1}" else 0.2
+            assert one.latest_allocation(exp.id) == replace(
+                allocation(exp.id, winner), period=r + 1
+            )
+        assert [r.period for r in two.list_allocations(exp.id)] == list(range(1, ROUNDS + 1))
+
+    def test_two_clients_adding_batches_at_once_store_one(
+        self, store_factory: StoreFactory
+    ) -> None:
+        one, two = store_factory(), store_factory()
+        a, b = make_experiment("a"), make_experiment("b")
+        for exp in (a, b):
+            one.create_experiment(exp)
+
+        def batch(client: Store, expected: int) -> str:
+            try:
+                stored = client.add_allocations(
+                    [allocation(a.id), allocation(b.id)],
+                    expected_periods={a.id: expected, b.id: expected},
+                )
+            except ConcurrentModification:
+                return "refused"
+            return f"periods {[r.period for r in stored]}"
+
+        for r in range(ROUNDS):
+            answers = race(partial(batch, one, r), partial(batch, two, r))
+            assert sorted(answers) == [f"periods {[r + 1, r + 1]}", "refused"]
+        for exp in (a, b):
+            assert len(one.list_allocations(exp.id)) == ROUNDS

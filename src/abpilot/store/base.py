@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
-from abpilot.domain.errors import DuplicateKey, ValidationError
+from abpilot.domain.errors import ConcurrentModification, DuplicateKey, ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentStatus
 
 if TYPE_CHECKING:
@@ -202,6 +202,15 @@ def experiment_taken(field: str, value: str | None = None) -> DuplicateKey:
     return DuplicateKey(f"an experiment with {field} {quoted} already exists", field=field)
 
 
+def period_taken(experiment_id: str, expected: int, latest: int) -> ConcurrentModification:
+    """What every store raises when an allocation's compare-and-set finds another period."""
+    return ConcurrentModification(
+        f"experiment {experiment_id} is at allocation period {latest}, not {expected}: another "
+        "process stored new weights first; reload and retry",
+        field="period",
+    )
+
+
 class Lease(Protocol):
     """Leadership for scheduled work, held until released or (for Redis) until it expires."""
 
@@ -288,17 +297,35 @@ class Store(Protocol):
     def get_raw_metrics(self, experiment_id: str) -> list[RawMetrics]:
         """Every posted payload, oldest first."""
 
-    def add_allocation(self, record: AllocationRecord) -> AllocationRecord:
-        """Store a weight change as the next period (1, 2, ...; ``record.period`` is ignored)."""
+    def add_allocation(
+        self, record: AllocationRecord, *, expected_period: int | None = None
+    ) -> AllocationRecord:
+        """Store a weight change as the next period (1, 2, ...; ``record.period`` is ignored).
+
+        With ``expected_period`` it is a compare-and-set: the record becomes period
+        ``expected_period + 1`` only if the experiment's latest period is still
+        ``expected_period`` (0: none yet), checked and written in one atomic step. Otherwise
+        nothing is stored and ``ConcurrentModification`` is raised: another process (two workers
+        recalculating at once) stored a period since the caller read it.
+        """
 
     def list_allocations(self, experiment_id: str) -> list[AllocationRecord]:
         """Every weight change, oldest first."""
 
-    def add_allocations(self, records: Sequence[AllocationRecord]) -> list[AllocationRecord]:
+    def add_allocations(
+        self,
+        records: Sequence[AllocationRecord],
+        *,
+        expected_periods: Mapping[str, int] | None = None,
+    ) -> list[AllocationRecord]:
         """``add_allocation`` of each record, in one atomic step: each becomes the next period of
         its experiment (several records of one experiment take consecutive periods in the given
         order), concurrent additions never share a period, and on an error nothing is stored.
-        Returns the stored records in the given order."""
+        Returns the stored records in the given order.
+
+        ``expected_periods`` (experiment id -> the latest period the caller read, 0 for none)
+        makes it a compare-and-set as in ``add_allocation``: when any listed experiment's latest
+        period is another one, nothing is stored and ``ConcurrentModification`` is raised."""
 
     def latest_allocation(self, experiment_id: str) -> AllocationRecord | None: ...
 

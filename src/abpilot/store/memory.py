@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 
@@ -32,6 +32,7 @@ from abpilot.store.base import (
     VariantCounters,
     check_context_key,
     experiment_taken,
+    period_taken,
 )
 from abpilot.store.codec import as_utc
 from abpilot.store.plan import (
@@ -256,15 +257,28 @@ class MemoryStore:
     def get_raw_metrics(self, experiment_id: str) -> list[RawMetrics]:
         return list(self._raw.get(experiment_id, []))
 
-    def add_allocation(self, record: AllocationRecord) -> AllocationRecord:
-        with self._lock:
-            history = self._allocations.setdefault(record.experiment_id, [])
-            stored = replace(record, period=len(history) + 1)
-            history.append(stored)
-            return stored
+    def add_allocation(
+        self, record: AllocationRecord, *, expected_period: int | None = None
+    ) -> AllocationRecord:
+        expected = None if expected_period is None else {record.experiment_id: expected_period}
+        return self._append([record], expected)[0]
 
-    def add_allocations(self, records: Sequence[AllocationRecord]) -> list[AllocationRecord]:
+    def add_allocations(
+        self,
+        records: Sequence[AllocationRecord],
+        *,
+        expected_periods: Mapping[str, int] | None = None,
+    ) -> list[AllocationRecord]:
+        return self._append(records, expected_periods)
+
+    def _append(
+        self, records: Sequence[AllocationRecord], expected_periods: Mapping[str, int] | None
+    ) -> list[AllocationRecord]:
         with self._lock:
+            for experiment_id, expected in (expected_periods or {}).items():
+                latest = len(self._allocations.get(experiment_id, []))
+                if latest != expected:
+                    raise period_taken(experiment_id, expected, latest)
             stored = []
             for record in records:
                 history = self._allocations.setdefault(record.experiment_id, [])
