@@ -18,7 +18,7 @@ from typing import TypeVar
 import pytest
 
 from abpilot.domain.errors import ConcurrentModification, DuplicateKey
-from abpilot.store.base import AllocationRecord, Store
+from abpilot.store.base import AllocationRecord, EventKind, EventRecord, MetricTotals, Store
 from tests.conftest import StoreFactory
 from tests.factories import make_experiment
 
@@ -176,3 +176,87 @@ class TestAllocationCompareAndSet:
             assert sorted(answers) == [f"periods {[r + 1, r + 1]}", "refused"]
         for exp in (a, b):
             assert len(one.list_allocations(exp.id)) == ROUNDS
+
+
+def exposure(exp: str, variant: str, unit: str, period: int = 0) -> EventRecord:
+    return EventRecord(EventKind.EXPOSURE, exp, variant, unit_id=unit, period=period)
+
+
+def conversion(exp: str, variant: str, unit: str, value: float, period: int = 0) -> EventRecord:
+    return EventRecord(
+        EventKind.CONVERSION, exp, variant, unit, "revenue", value=value, period=period
+    )
+
+
+def counts(store: Store, experiment_id: str) -> dict[tuple[int, str], tuple[int, ...]]:
+    """(period, variant) -> (assigned units, exposures, unique units, revenue count, revenue
+    units, revenue sum): only the non-empty ones."""
+    found = {}
+    for period, by_variant in store.get_period_counters(experiment_id).items():
+        for variant, c in by_variant.items():
+            revenue = c.metrics.get("revenue", MetricTotals())
+            row = (c.assigned_units, c.exposures, c.unique_units)
+            row += (revenue.count, revenue.units, int(revenue.sum))
+            if any(row):
+                found[(period, variant)] = row
+    return found
+
+
+class TestEventsCountUnderTheStoredAssignment:
+    """An event of a unit with a stored assignment counts under it (variant and period), whatever
+    variant the event names; a unit without one gets its first exposure's (first one wins)."""
+
+    def test_an_event_naming_another_variant_counts_under_the_assigned_one(
+        self, store: Store
+    ) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        store.assign(exp.id, "u", "control", period=0)
+        result = store.apply_events(
+            [exposure(exp.id, "v1", "u", period=2), conversion(exp.id, "v1", "u", 5.0, period=2)]
+        )
+        assert (result.applied, result.duplicates) == (2, 0)
+        assert counts(store, exp.id) == {(0, "control"): (1, 1, 1, 1, 1, 5)}
+        assert store.get_assignments(exp.id, ["u"]) == {"u": ("control", 0)}
+
+    def test_a_new_unit_gets_its_first_exposure_for_the_whole_batch(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        store.apply_events(
+            [
+                conversion(exp.id, "control", "u", 2.0),  # before the exposure, same batch
+                exposure(exp.id, "v1", "u", period=1),
+                exposure(exp.id, "control", "u"),
+                conversion(exp.id, "control", "u", 3.0),
+            ]
+        )
+        assert store.get_assignments(exp.id, ["u"]) == {"u": ("v1", 1)}
+        assert counts(store, exp.id) == {(1, "v1"): (1, 2, 1, 2, 1, 5)}
+
+    def test_two_clients_with_different_weights_count_under_the_stored_assignment(
+        self, store_factory: StoreFactory
+    ) -> None:
+        """Worker one assigned the unit on the new weights (period 1); worker two, on stale
+        weights, hashed it to another variant in period 0 and sends what it hashed."""
+        one, two = store_factory(), store_factory()
+        exp = make_experiment()
+        one.create_experiment(exp)
+        assert one.assign(exp.id, "u", "v1", period=1).created
+        two.apply_events([exposure(exp.id, "control", "u"), exposure(exp.id, "control", "u")])
+        two.apply_events([conversion(exp.id, "control", "u", 4.0)])
+        assert counts(one, exp.id) == {(1, "v1"): (1, 2, 1, 1, 1, 4)}
+
+    def test_two_clients_exposing_a_new_unit_at_once_count_under_one_variant(
+        self, store_factory: StoreFactory
+    ) -> None:
+        one, two = store_factory(), store_factory()
+        for r in range(ROUNDS):
+            exp = make_experiment(f"race-{r}")
+            one.create_experiment(exp)
+            race(
+                partial(one.apply_events, [exposure(exp.id, "control", "u")]),
+                partial(two.apply_events, [exposure(exp.id, "v1", "u", period=1)]),
+            )
+            stored = one.get_assignments(exp.id, ["u"])["u"]
+            assert stored in {("control", 0), ("v1", 1)}
+            assert counts(two, exp.id) == {(stored.period, stored.variant): (1, 2, 1, 0, 0, 0)}

@@ -3,6 +3,9 @@
 Every backend keeps the same rules (DESIGN.md section 4, "Events and counters"):
 - counters change only by atomic increments, never read-modify-write;
 - an assignment is stored once per (experiment, unit): the first one wins;
+- every event of a unit counts under the unit's assignment (variant and period), read in the same
+  atomic step, whatever variant the event names; a unit without one gets its first exposure of
+  the batch as its assignment (a conversion of a unit never assigned counts as it names);
 - an event carrying an ``event_id`` is applied at most once per experiment;
 - ``apply_events`` applies a whole batch or nothing;
 - for each (unit, metric) the store keeps the unit's running total t; when it grows by v the
@@ -43,7 +46,9 @@ class EventKind(enum.StrEnum):
 class EventRecord:
     """A validated event, resolved to its variant, ready to be counted.
 
-    An exposure with a ``unit_id`` also stores the unit's assignment if it has none yet.
+    An exposure with a ``unit_id`` also stores the unit's assignment if it has none yet. When the
+    unit has one, the store counts the event under it (its variant and period) instead of
+    ``variant`` and ``period``: another worker may have assigned the unit since this one read.
     A conversion carries ``metric`` and ``value`` (1.0 for a plain binary conversion).
     ``period`` is the allocation period the event counts in (the unit's, or the current one).
     ``received_at`` is when the service accepted it (its clock, UTC): the store keeps the

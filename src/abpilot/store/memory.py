@@ -40,12 +40,15 @@ from abpilot.store.plan import (
     VariantKey,
     VariantMetricKey,
     add_totals,
+    first_exposures,
     group_counters,
     latest_received,
     metric_increments,
     plan_events,
     split_duplicates,
     sum_periods,
+    to_assignments,
+    unit_keys,
 )
 from abpilot.store.state import ExperimentState, UnitState
 
@@ -175,14 +178,20 @@ class MemoryStore:
                         continue
                     ids.add(event.event_id)
                 fresh.append(event)
-            plan = plan_events(fresh)
+            for (exp, unit), first in first_exposures(fresh).items():
+                units = self._assignments.setdefault(exp, {})
+                if unit not in units:
+                    units[unit] = first
+                    self._bump((exp, first.variant, first.period), 0)
+            assigned = {
+                (exp, unit): found
+                for exp, unit in unit_keys(fresh)
+                if (found := self._assignments.get(exp, {}).get(unit)) is not None
+            }
+            plan = plan_events(to_assignments(fresh, assigned))
             for key, n in plan.exposures.items():
                 self._bump(key, 1, n)
             for (exp, unit), (variant, period) in plan.exposed_units.items():
-                units = self._assignments.setdefault(exp, {})
-                if unit not in units:
-                    units[unit] = StoredAssignment(variant, period)
-                    self._bump((exp, variant, period), 0)
                 exposed = self._exposed.setdefault(exp, set())
                 if unit not in exposed:
                     exposed.add(unit)
