@@ -65,9 +65,9 @@ def first_exposures(events: Iterable[EventRecord]) -> dict[UnitKey, StoredAssign
     found: dict[UnitKey, StoredAssignment] = {}
     for event in events:
         if event.kind is EventKind.EXPOSURE and event.unit_id is not None:
-            found.setdefault(
-                (event.experiment_id, event.unit_id), StoredAssignment(event.variant, event.period)
-            )
+            key = (event.experiment_id, event.unit_id)
+            if key not in found:
+                found[key] = StoredAssignment(event.variant, event.period)
     return found
 
 
@@ -83,14 +83,13 @@ def to_assignments(
     event names (a client's idea, or a worker's hash on stale weights). ``assignments`` is what
     the store holds once the batch's first exposures are stored, read in the same atomic step.
     An event of a unit without one (a conversion of a unit never assigned) stays as it is."""
-    resolved = []
-    for event in events:
-        found = (
-            None if event.unit_id is None else assignments.get((event.experiment_id, event.unit_id))
-        )
-        if found is not None and (found.variant, found.period) != (event.variant, event.period):
-            event = replace(event, variant=found.variant, period=found.period)
-        resolved.append(event)
+    resolved = list(events)
+    for i, event in enumerate(resolved):
+        if event.unit_id is None:
+            continue
+        found = assignments.get((event.experiment_id, event.unit_id))
+        if found is not None and (found.variant != event.variant or found.period != event.period):
+            resolved[i] = replace(event, variant=found.variant, period=found.period)
     return resolved
 
 
