@@ -173,14 +173,23 @@ def test_refused_conversions_count_nothing(
     assert metrics(client) == before
 
 
-def test_conversion_naming_another_variant_than_assigned_conflicts(client: TestClient) -> None:
+def test_events_naming_another_variant_than_assigned_count_under_the_assigned_one(
+    client: TestClient,
+) -> None:
+    """The unit's stored assignment decides, as it does in the store when another worker stored
+    it meanwhile: the reply is the usual one and nothing counts under the named variant."""
     running(client)
     variant = assign(client, "frank").json()["variant"]["key"]
     other = "green" if variant == "control" else "control"
-    response = client.post(
-        f"{API}/experiments/button/conversions", json={"unit_id": "frank", "variant": other}
-    )
-    assert response.status_code == 409
+    url = f"{API}/experiments/button"
+    for kind in ("exposures", "conversions"):
+        response = client.post(f"{url}/{kind}", json={"unit_id": "frank", "variant": other})
+        assert response.json() == {"received": 1, "applied": 1, "duplicates": 0}
+    counts = metrics(client)
+    assert (counts[variant]["exposures"], counts[variant]["unique_units"]) == (1, 1)
+    assert counts[variant]["metrics"]["conversion"]["count"] == 1
+    assert counts[other]["exposures"] == 0
+    assert counts[other]["metrics"]["conversion"]["count"] == 0
 
 
 def test_events_need_a_running_experiment(client: TestClient) -> None:

@@ -9,7 +9,9 @@ histories must then be equal.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +26,7 @@ from abpilot.service import ExperimentService
 from abpilot.service.allocation import DailyInput
 from abpilot.store.base import AllocationRecord, EventKind, Store
 from abpilot.store.factory import open_store
-from tests.conftest import BACKENDS, backend_url
+from tests.conftest import BACKENDS, StoreFactory, backend_url
 
 MOMENT = datetime(2026, 5, 1, 12, tzinfo=UTC)
 ARMS = ("control", "b", "c")
@@ -160,10 +162,10 @@ def failing_additions(store: Store, monkeypatch: pytest.MonkeyPatch, experiment_
     """``add_allocation`` of one experiment fails as an unreachable store would."""
     original = store.add_allocation
 
-    def add_allocation(record: AllocationRecord) -> AllocationRecord:
+    def add_allocation(record: AllocationRecord, **options: Any) -> AllocationRecord:
         if record.experiment_id == experiment_id:
             raise StoreUnavailable("simulated outage")
-        return original(record)
+        return original(record, **options)
 
     monkeypatch.setattr(store, "add_allocation", add_allocation)
 
@@ -178,7 +180,7 @@ def test_a_failed_batch_write_is_retried_one_by_one(
         for service in (batched, single):
             failing_additions(service.store, monkeypatch, service.get_experiment(victim).id)
 
-        def add_allocations(records: list[AllocationRecord]) -> list[AllocationRecord]:
+        def add_allocations(records: list[AllocationRecord], **options: Any) -> Any:
             raise StoreUnavailable("simulated outage")
 
         monkeypatch.setattr(batched.store, "add_allocations", add_allocations)
@@ -196,8 +198,8 @@ def test_a_batch_stored_without_an_answer_is_not_stored_twice(
         fill(single)
         original = batched.store.add_allocations
 
-        def add_allocations(records: list[AllocationRecord]) -> list[AllocationRecord]:
-            original(records)
+        def add_allocations(records: list[AllocationRecord], **options: Any) -> Any:
+            original(records, **options)
             raise StoreUnavailable("connection lost before the answer came")
 
         monkeypatch.setattr(batched.store, "add_allocations", add_allocations)
@@ -220,3 +222,80 @@ def test_a_failed_batch_read_is_retried_one_by_one(
         outcomes = [(o.key, o.status, o.period, o.error) for o in batched.recalculate_all()]
         assert outcomes == one_by_one(single, [key for key, *_ in outcomes])
         assert histories(batched, keys) == histories(single, keys)
+
+
+class WriteAfter:
+    """A worker's store where ``before_write`` runs just before each weight change is written:
+    the other worker's recalculation, landing between this one's read and its write."""
+
+    def __init__(self, store: Store, before_write: Callable[[], object]) -> None:
+        self._store, self._before_write = store, [before_write]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def add_allocation(self, record: AllocationRecord, **options: Any) -> AllocationRecord:
+        self._other_worker_first()
+        return self._store.add_allocation(record, **options)
+
+    def add_allocations(self, records: list[AllocationRecord], **options: Any) -> Any:
+        self._other_worker_first()
+        return self._store.add_allocations(records, **options)
+
+    def _other_worker_first(self) -> None:
+        if self._before_write:
+            self._before_write.pop()()
+
+
+def two_workers(store_factory: StoreFactory) -> tuple[ExperimentService, ExperimentService]:
+    one = ExperimentService(store_factory(), clock=lambda: MOMENT)
+    later = MOMENT + timedelta(seconds=1)  # the same day, but not the same moment
+    two = ExperimentService(store_factory(), clock=lambda: later)
+    variants = [{"key": k, "weight": w} for k, w in zip(ARMS, (0.3, 0.3, 0.4), strict=True)]
+    one.create_experiment(key="ads", type="bandit", variants=variants)
+    one.start_experiment("ads")
+    return one, two
+
+
+def post_day(service: ExperimentService, days_ago: int, clicks: tuple[int, int, int]) -> None:
+    service.record_daily_metrics(
+        "ads",
+        day=MOMENT.date() - timedelta(days=days_ago),
+        metrics=[DailyInput(a, 1_000, c) for a, c in zip(ARMS, clicks, strict=True)],
+    )
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["recalculate", "recalculate_all"])
+def test_a_worker_that_loses_the_race_to_recalculate_reports_unchanged(
+    store_factory: StoreFactory, batched: bool
+) -> None:
+    one, two = two_workers(store_factory)
+    post_day(one, 1, (30, 60, 40))
+    winner: list[Any] = []
+    one.allocator.store = WriteAfter(one.store, lambda: winner.append(two.recalculate("ads")))
+    outcomes = one.recalculate_all() if batched else [one.recalculate("ads")]
+    assert [(o.status, o.period, o.error) for o in outcomes] == [("unchanged", None, None)]
+    assert [(o.status, o.period) for o in winner] == [("updated", 1)]
+    assert [r.period for r in two.store.list_allocations(one.get_experiment("ads").id)] == [1]
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["recalculate", "recalculate_all"])
+def test_two_workers_recalculating_at_once_store_one_period(
+    store_factory: StoreFactory, batched: bool
+) -> None:
+    one, two = two_workers(store_factory)
+    for r in range(6):
+        # Yesterday's figures again, with the other leader: new weights each round.
+        post_day(one, 1, (30, 60, 40) if r % 2 else (60, 30, 40))
+        barrier = threading.Barrier(2)
+
+        def recalculate(worker: ExperimentService, barrier: threading.Barrier = barrier) -> str:
+            barrier.wait()
+            outcomes = worker.recalculate_all() if batched else [worker.recalculate("ads")]
+            return " ".join(f"{o.status} {o.period}" for o in outcomes)
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            answers = sorted(pool.map(recalculate, (one, two)))
+        assert answers == ["unchanged None", f"updated {r + 1}"]
+    history = one.store.list_allocations(one.get_experiment("ads").id)
+    assert [r.period for r in history] == list(range(1, 7))

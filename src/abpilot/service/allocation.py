@@ -13,7 +13,12 @@ from typing import Any
 from abpilot.bandits.config import BanditOptions, bandit_options
 from abpilot.bandits.thompson import ArmData, allocate
 from abpilot.bandits.windows import Fallback, WindowedArm, windowed_counts
-from abpilot.domain.errors import AbpilotError, ValidationError, WrongStatus
+from abpilot.domain.errors import (
+    AbpilotError,
+    ConcurrentModification,
+    ValidationError,
+    WrongStatus,
+)
 from abpilot.domain.experiment import Experiment, ExperimentStatus, ExperimentType
 from abpilot.stats.summary import summarise_metric
 from abpilot.store.base import AllocationRecord, DailyRow, Store, VariantCounters
@@ -169,12 +174,20 @@ class Allocator:
     def recalculate(
         self, experiment: Experiment, counters: Mapping[str, VariantCounters]
     ) -> RecalculationOutcome:
-        """Compute and, when the weights changed, store them as the next period."""
+        """Compute and, when the weights changed, store them as the next period: the period
+        after the latest one read here, and only if it is still the latest (a compare-and-set),
+        so two workers recalculating at once store one period. The other reports
+        ``unchanged``: the weights it would have stored came from the same data."""
         result = self.compute(experiment, counters)
-        change = _change(experiment, result, self.store.latest_allocation(experiment.id))
+        latest = self.store.latest_allocation(experiment.id)
+        change = _change(experiment, result, latest)
         if change is None:
-            return RecalculationOutcome(experiment.id, experiment.key, "unchanged")
-        return _updated(experiment, self.store.add_allocation(change))
+            return _unchanged(experiment)
+        try:
+            stored = self.store.add_allocation(change, expected_period=_period(latest))
+        except ConcurrentModification:
+            return _lost_race(experiment)
+        return _updated(experiment, stored)
 
     def recalculate_all(self) -> list[RecalculationOutcome]:
         """Every running bandit, ``chunk_size`` at a time: one batched read of each kind per
@@ -203,6 +216,7 @@ class Allocator:
             return [self._recalculate_isolated(e) for e in chunk]
         outcomes: list[RecalculationOutcome | None] = []
         changes: list[tuple[int, Experiment, AllocationRecord]] = []
+        expected = {e.id: _period(latest.get(e.id)) for e in chunk}
         for experiment in chunk:
             try:
                 result = self.compute(
@@ -213,19 +227,25 @@ class Allocator:
                 outcomes.append(_failed(experiment, error))
                 continue
             if change is None:
-                outcomes.append(RecalculationOutcome(experiment.id, experiment.key, "unchanged"))
+                outcomes.append(_unchanged(experiment))
             else:
                 changes.append((len(outcomes), experiment, change))
                 outcomes.append(None)  # filled in once the change is stored
         if changes:
             try:
-                stored = self.store.add_allocations([change for _, _, change in changes])
-            except Exception:
-                # Store each change on its own instead, so that a failure is reported for the
-                # experiment it belongs to.
-                log.exception("batched write of %d weight changes failed", len(changes))
+                stored = self.store.add_allocations(
+                    [change for _, _, change in changes],
+                    expected_periods={e.id: expected[e.id] for _, e, _ in changes},
+                )
+            except Exception as error:
+                # Store each change on its own instead, so that a failure (or a period another
+                # process stored first) is reported for the experiment it belongs to.
+                if isinstance(error, ConcurrentModification):
+                    log.info("another process stored weights meanwhile; one by one instead")
+                else:
+                    log.exception("batched write of %d weight changes failed", len(changes))
                 for i, experiment, change in changes:
-                    outcomes[i] = self._store_isolated(experiment, change)
+                    outcomes[i] = self._store_isolated(experiment, change, expected[experiment.id])
             else:
                 for (i, experiment, _), record in zip(changes, stored, strict=True):
                     outcomes[i] = _updated(experiment, record)
@@ -238,17 +258,21 @@ class Allocator:
             return _failed(experiment, error)
 
     def _store_isolated(
-        self, experiment: Experiment, change: AllocationRecord
+        self, experiment: Experiment, change: AllocationRecord, expected_period: int
     ) -> RecalculationOutcome:
-        """Store one change after its batch failed. If the batch was stored after all (only its
-        answer was lost), report the stored record rather than store the change twice."""
+        """Store one change after its batch failed, if its experiment is still at
+        ``expected_period``. If the batch was stored after all (only its answer was lost),
+        report the stored record rather than store the change twice."""
         try:
             latest = self.store.latest_allocation(experiment.id)
             if latest is not None and _same_change(latest, change):
                 return _updated(experiment, latest)
-            return _updated(experiment, self.store.add_allocation(change))
+            stored = self.store.add_allocation(change, expected_period=expected_period)
+        except ConcurrentModification:
+            return _lost_race(experiment)
         except FAILURES as error:
             return _failed(experiment, error)
+        return _updated(experiment, stored)
 
     def record_daily(
         self, experiment: Experiment, day: date, metrics: Sequence[DailyInput], payload: Any
@@ -339,6 +363,11 @@ def _change(
     )
 
 
+def _period(latest: AllocationRecord | None) -> int:
+    """The latest period (0 before the first recalculation stored one)."""
+    return 0 if latest is None else latest.period
+
+
 def _same_change(stored: AllocationRecord, change: AllocationRecord) -> bool:
     def identity(record: AllocationRecord) -> tuple[object, ...]:
         return (record.computed_at, dict(record.weights), record.method, record.seed)
@@ -349,6 +378,16 @@ def _same_change(stored: AllocationRecord, change: AllocationRecord) -> bool:
 def _updated(experiment: Experiment, record: AllocationRecord) -> RecalculationOutcome:
     log.info("experiment %s: weights %s (period %d)", experiment.key, record.weights, record.period)
     return RecalculationOutcome(experiment.id, experiment.key, "updated", record.period)
+
+
+def _unchanged(experiment: Experiment) -> RecalculationOutcome:
+    return RecalculationOutcome(experiment.id, experiment.key, "unchanged")
+
+
+def _lost_race(experiment: Experiment) -> RecalculationOutcome:
+    """Another process stored new weights between this one's read and its write."""
+    log.info("experiment %s: another process recalculated it first", experiment.key)
+    return _unchanged(experiment)
 
 
 def _failed(experiment: Experiment, error: Exception) -> RecalculationOutcome:

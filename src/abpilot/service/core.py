@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -96,6 +97,52 @@ class _Cached:
     sticky: bool = False
 
 
+class _ExperimentCache:
+    """Cached experiments by id, key and the reference they were asked by, shared by the
+    threads of a worker (routes run in a threadpool while the scheduler thread recalculates).
+
+    Every access holds the lock: a lookup is one ``get`` (never a check, then an index that
+    another thread's ``clear`` may have emptied in between), and iteration never meets a
+    concurrent write. Each ``forget`` and ``clear`` starts a new generation; an entry built
+    from a read that began in an older generation is not stored (``put`` answers False), so a
+    slow load never puts back what this process has just changed.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Cached] = {}
+        self._generation = 0
+
+    def get(self, name: str) -> _Cached | None:
+        with self._lock:
+            return self._entries.get(name)
+
+    def generation(self) -> int:
+        """Take this before reading the store for an entry, and give it to ``put``."""
+        with self._lock:
+            return self._generation
+
+    def put(self, names: Iterable[str], entry: _Cached, generation: int) -> bool:
+        with self._lock:
+            if generation != self._generation:
+                return False
+            for name in names:
+                self._entries[name] = entry
+            return True
+
+    def forget(self, experiment_id: str) -> None:
+        with self._lock:
+            self._generation += 1
+            self._entries = {
+                n: c for n, c in self._entries.items() if c.experiment.id != experiment_id
+            }
+
+    def clear(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._entries = {}
+
+
 class ExperimentService:
     """Experiments, assignment and event intake on one store.
 
@@ -119,7 +166,7 @@ class ExperimentService:
         self.allocator = Allocator(store, clock=clock, defaults=self.bandit_defaults)
         self.clock = clock
         self.cache_seconds = cache_seconds
-        self._cache: dict[str, _Cached] = {}
+        self._cache = _ExperimentCache()
 
     # experiments -----------------------------------------------------------------------------
 
@@ -155,7 +202,12 @@ class ExperimentService:
 
     def get_experiment(self, experiment: str) -> Experiment:
         """The experiment with this id or key, read from the store."""
+        return self._load(experiment).experiment
+
+    def _load(self, experiment: str) -> _Cached:
+        """Read the experiment with this id or key from the store, and cache it."""
         check_reference(experiment)
+        generation = self._cache.generation()
         found = None
         if UUID_PATTERN.match(experiment):
             found = self.store.get_experiment(experiment)
@@ -166,8 +218,7 @@ class ExperimentService:
             raise ExperimentNotFound(
                 f"no experiment with id or key '{experiment[:100]}'", field="experiment_id"
             )
-        self._remember(experiment, found)
-        return found
+        return self._remember(experiment, found, generation)
 
     def get_cached_experiment(self, experiment: str) -> Experiment:
         """The experiment with this id or key as the assignment path sees it: from the cache, at
@@ -234,7 +285,7 @@ class ExperimentService:
         updated = replace(updated, version=current.version + 1)
         self.store.update_experiment(updated, expected_version=current.version)
         self._forget(current)
-        self._remember(updated.id, updated)
+        self._remember(updated.id, updated, self._cache.generation())
         return updated
 
     # assignment ------------------------------------------------------------------------------
@@ -457,10 +508,11 @@ class ExperimentService:
         hit = self._cache.get(experiment)
         if hit is not None and time.monotonic() - hit.loaded_at < self.cache_seconds:
             return hit
-        self.get_experiment(experiment)
-        return self._cache[experiment]
+        return self._load(experiment)
 
-    def _remember(self, ref: str, experiment: Experiment) -> None:
+    def _remember(self, ref: str, experiment: Experiment, generation: int) -> _Cached:
+        """The cache entry of ``experiment`` (as read from the store once ``generation`` was
+        taken), stored under ``ref``, its id and its key unless the cache was invalidated since."""
         period, weights = self.allocator.weights_in_force(experiment)
         sticky = False
         if experiment.type is ExperimentType.BANDIT:
@@ -472,9 +524,8 @@ class ExperimentService:
             period,
             sticky,
         )
-        for name in {ref, experiment.id, experiment.key}:
-            self._cache[name] = entry
+        self._cache.put({ref, experiment.id, experiment.key}, entry, generation)
+        return entry
 
     def _forget(self, experiment: Experiment) -> None:
-        for name in [n for n, c in self._cache.items() if c.experiment.id == experiment.id]:
-            del self._cache[name]
+        self._cache.forget(experiment.id)

@@ -65,8 +65,11 @@ def resolve_events(
     """Validate every event and resolve its variant; raise on the first bad one.
 
     A unit's variant comes from its stored assignment, or from an exposure earlier in the same
-    batch, or (for an exposure) from the deterministic hash. Conversions need an assignment.
-    An event counts in its unit's allocation period, or in the current one when it has no unit.
+    batch, or (for an exposure) from the variant it names, else the deterministic hash.
+    Conversions need an assignment. An event counts in its unit's allocation period, or in the
+    current one when it has no unit. An event of an assigned unit counts under the unit's
+    variant even when it names another: the store applies the same rule in its atomic step, so
+    an assignment stored meanwhile by another worker (on other weights) wins there too.
     """
     experiments: dict[str, Experiment] = {}
     for i, event in enumerate(events):  # the events' own fields first: no store call before
@@ -136,10 +139,6 @@ def _resolve(
     stored = found.variant if found is not None else None
     if found is not None:
         period = found.period
-    if unit is not None and stored is not None and variant is not None and variant != stored:
-        raise Conflict(
-            f"unit '{unit}' is assigned to variant '{stored}', not '{variant}'", field="variant"
-        )
     if event.kind is EventKind.EXPOSURE:
         if unit is None and variant is None:
             raise ValidationError(

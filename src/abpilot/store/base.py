@@ -3,6 +3,9 @@
 Every backend keeps the same rules (DESIGN.md section 4, "Events and counters"):
 - counters change only by atomic increments, never read-modify-write;
 - an assignment is stored once per (experiment, unit): the first one wins;
+- every event of a unit counts under the unit's assignment (variant and period), read in the same
+  atomic step, whatever variant the event names; a unit without one gets its first exposure of
+  the batch as its assignment (a conversion of a unit never assigned counts as it names);
 - an event carrying an ``event_id`` is applied at most once per experiment;
 - ``apply_events`` applies a whole batch or nothing;
 - for each (unit, metric) the store keeps the unit's running total t; when it grows by v the
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
-from abpilot.domain.errors import ValidationError
+from abpilot.domain.errors import ConcurrentModification, DuplicateKey, ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentStatus
 
 if TYPE_CHECKING:
@@ -43,7 +46,9 @@ class EventKind(enum.StrEnum):
 class EventRecord:
     """A validated event, resolved to its variant, ready to be counted.
 
-    An exposure with a ``unit_id`` also stores the unit's assignment if it has none yet.
+    An exposure with a ``unit_id`` also stores the unit's assignment if it has none yet. When the
+    unit has one, the store counts the event under it (its variant and period) instead of
+    ``variant`` and ``period``: another worker may have assigned the unit since this one read.
     A conversion carries ``metric`` and ``value`` (1.0 for a plain binary conversion).
     ``period`` is the allocation period the event counts in (the unit's, or the current one).
     ``received_at`` is when the service accepted it (its clock, UTC): the store keeps the
@@ -193,6 +198,24 @@ def check_context_key(decision: Decision) -> None:
         )
 
 
+def experiment_taken(field: str, value: str | None = None) -> DuplicateKey:
+    """What every store raises when a new or renamed experiment's ``field`` ("id" or "key") is
+    taken, whether its own check or the database's unique constraint caught it."""
+    if value is None:
+        return DuplicateKey(f"an experiment with this {field} already exists", field=field)
+    quoted = f"'{value}'" if field == "key" else value
+    return DuplicateKey(f"an experiment with {field} {quoted} already exists", field=field)
+
+
+def period_taken(experiment_id: str, expected: int, latest: int) -> ConcurrentModification:
+    """What every store raises when an allocation's compare-and-set finds another period."""
+    return ConcurrentModification(
+        f"experiment {experiment_id} is at allocation period {latest}, not {expected}: another "
+        "process stored new weights first; reload and retry",
+        field="period",
+    )
+
+
 class Lease(Protocol):
     """Leadership for scheduled work, held until released or (for Redis) until it expires."""
 
@@ -279,17 +302,35 @@ class Store(Protocol):
     def get_raw_metrics(self, experiment_id: str) -> list[RawMetrics]:
         """Every posted payload, oldest first."""
 
-    def add_allocation(self, record: AllocationRecord) -> AllocationRecord:
-        """Store a weight change as the next period (1, 2, ...; ``record.period`` is ignored)."""
+    def add_allocation(
+        self, record: AllocationRecord, *, expected_period: int | None = None
+    ) -> AllocationRecord:
+        """Store a weight change as the next period (1, 2, ...; ``record.period`` is ignored).
+
+        With ``expected_period`` it is a compare-and-set: the record becomes period
+        ``expected_period + 1`` only if the experiment's latest period is still
+        ``expected_period`` (0: none yet), checked and written in one atomic step. Otherwise
+        nothing is stored and ``ConcurrentModification`` is raised: another process (two workers
+        recalculating at once) stored a period since the caller read it.
+        """
 
     def list_allocations(self, experiment_id: str) -> list[AllocationRecord]:
         """Every weight change, oldest first."""
 
-    def add_allocations(self, records: Sequence[AllocationRecord]) -> list[AllocationRecord]:
+    def add_allocations(
+        self,
+        records: Sequence[AllocationRecord],
+        *,
+        expected_periods: Mapping[str, int] | None = None,
+    ) -> list[AllocationRecord]:
         """``add_allocation`` of each record, in one atomic step: each becomes the next period of
         its experiment (several records of one experiment take consecutive periods in the given
         order), concurrent additions never share a period, and on an error nothing is stored.
-        Returns the stored records in the given order."""
+        Returns the stored records in the given order.
+
+        ``expected_periods`` (experiment id -> the latest period the caller read, 0 for none)
+        makes it a compare-and-set as in ``add_allocation``: when any listed experiment's latest
+        period is another one, nothing is stored and ``ConcurrentModification`` is raised."""
 
     def latest_allocation(self, experiment_id: str) -> AllocationRecord | None: ...
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 
@@ -31,6 +31,8 @@ from abpilot.store.base import (
     StoredAssignment,
     VariantCounters,
     check_context_key,
+    experiment_taken,
+    period_taken,
 )
 from abpilot.store.codec import as_utc
 from abpilot.store.plan import (
@@ -38,12 +40,15 @@ from abpilot.store.plan import (
     VariantKey,
     VariantMetricKey,
     add_totals,
+    first_exposures,
     group_counters,
     latest_received,
     metric_increments,
     plan_events,
     split_duplicates,
     sum_periods,
+    to_assignments,
+    unit_keys,
 )
 from abpilot.store.state import ExperimentState, UnitState
 
@@ -92,7 +97,7 @@ class MemoryStore:
     def create_experiment(self, experiment: Experiment) -> None:
         with self._lock:
             if experiment.id in self._experiments:
-                raise DuplicateKey(f"an experiment with id {experiment.id} exists", field="id")
+                raise experiment_taken("id", experiment.id)
             self._check_key_free(experiment.key, experiment.id)
             self._experiments[experiment.id] = experiment
 
@@ -173,14 +178,20 @@ class MemoryStore:
                         continue
                     ids.add(event.event_id)
                 fresh.append(event)
-            plan = plan_events(fresh)
+            for (exp, unit), first in first_exposures(fresh).items():
+                units = self._assignments.setdefault(exp, {})
+                if unit not in units:
+                    units[unit] = first
+                    self._bump((exp, first.variant, first.period), 0)
+            assigned = {
+                (exp, unit): found
+                for exp, unit in unit_keys(fresh)
+                if (found := self._assignments.get(exp, {}).get(unit)) is not None
+            }
+            plan = plan_events(to_assignments(fresh, assigned))
             for key, n in plan.exposures.items():
                 self._bump(key, 1, n)
             for (exp, unit), (variant, period) in plan.exposed_units.items():
-                units = self._assignments.setdefault(exp, {})
-                if unit not in units:
-                    units[unit] = StoredAssignment(variant, period)
-                    self._bump((exp, variant, period), 0)
                 exposed = self._exposed.setdefault(exp, set())
                 if unit not in exposed:
                     exposed.add(unit)
@@ -255,15 +266,28 @@ class MemoryStore:
     def get_raw_metrics(self, experiment_id: str) -> list[RawMetrics]:
         return list(self._raw.get(experiment_id, []))
 
-    def add_allocation(self, record: AllocationRecord) -> AllocationRecord:
-        with self._lock:
-            history = self._allocations.setdefault(record.experiment_id, [])
-            stored = replace(record, period=len(history) + 1)
-            history.append(stored)
-            return stored
+    def add_allocation(
+        self, record: AllocationRecord, *, expected_period: int | None = None
+    ) -> AllocationRecord:
+        expected = None if expected_period is None else {record.experiment_id: expected_period}
+        return self._append([record], expected)[0]
 
-    def add_allocations(self, records: Sequence[AllocationRecord]) -> list[AllocationRecord]:
+    def add_allocations(
+        self,
+        records: Sequence[AllocationRecord],
+        *,
+        expected_periods: Mapping[str, int] | None = None,
+    ) -> list[AllocationRecord]:
+        return self._append(records, expected_periods)
+
+    def _append(
+        self, records: Sequence[AllocationRecord], expected_periods: Mapping[str, int] | None
+    ) -> list[AllocationRecord]:
         with self._lock:
+            for experiment_id, expected in (expected_periods or {}).items():
+                latest = len(self._allocations.get(experiment_id, []))
+                if latest != expected:
+                    raise period_taken(experiment_id, expected, latest)
             stored = []
             for record in records:
                 history = self._allocations.setdefault(record.experiment_id, [])
@@ -368,7 +392,7 @@ class MemoryStore:
         exp = state.experiment.id
         with self._lock:
             if exp in self._experiments:
-                raise DuplicateKey(f"an experiment with id {exp} exists", field="id")
+                raise experiment_taken("id", exp)
             self._check_key_free(state.experiment.key, exp)
             self._experiments[exp] = state.experiment
             self._assignments[exp] = dict(state.units.assignments)
@@ -450,4 +474,4 @@ class MemoryStore:
     def _check_key_free(self, key: str, own_id: str) -> None:
         for other in self._experiments.values():
             if other.key == key and other.id != own_id:
-                raise DuplicateKey(f"an experiment with key '{key}' already exists", field="key")
+                raise experiment_taken("key", key)

@@ -8,10 +8,16 @@ of one statement per event. Aggregating per key first also keeps PostgreSQL's
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from abpilot.store.base import EventKind, EventRecord, MetricTotals, VariantCounters
+from abpilot.store.base import (
+    EventKind,
+    EventRecord,
+    MetricTotals,
+    StoredAssignment,
+    VariantCounters,
+)
 from abpilot.store.codec import as_utc
 
 UnitKey = tuple[str, str]  # (experiment_id, unit_id)
@@ -30,6 +36,9 @@ class UnitDelta:
 
 @dataclass(slots=True)
 class EventPlan:
+    """The increments of a batch whose events are already moved to their units' assignments
+    (``to_assignments``): ``exposed_units`` holds each exposed unit's (variant, period)."""
+
     exposures: dict[VariantKey, int] = field(default_factory=dict)
     exposed_units: dict[UnitKey, tuple[str, int]] = field(default_factory=dict)
     unit_conversions: dict[UnitMetricKey, UnitDelta] = field(default_factory=dict)
@@ -48,6 +57,40 @@ def split_duplicates(events: Sequence[EventRecord]) -> tuple[list[EventRecord], 
             seen.add(key)
         kept.append(event)
     return kept, len(events) - len(kept)
+
+
+def first_exposures(events: Iterable[EventRecord]) -> dict[UnitKey, StoredAssignment]:
+    """The (variant, period) of each unit's first exposure in the batch: what is stored as the
+    assignment of a unit that has none yet (first one wins)."""
+    found: dict[UnitKey, StoredAssignment] = {}
+    for event in events:
+        if event.kind is EventKind.EXPOSURE and event.unit_id is not None:
+            key = (event.experiment_id, event.unit_id)
+            if key not in found:
+                found[key] = StoredAssignment(event.variant, event.period)
+    return found
+
+
+def unit_keys(events: Iterable[EventRecord]) -> set[UnitKey]:
+    """Every (experiment, unit) the events name."""
+    return {(e.experiment_id, e.unit_id) for e in events if e.unit_id is not None}
+
+
+def to_assignments(
+    events: Sequence[EventRecord], assignments: Mapping[UnitKey, StoredAssignment]
+) -> list[EventRecord]:
+    """Each event of a unit moved to the unit's assignment, variant and period, whatever the
+    event names (a client's idea, or a worker's hash on stale weights). ``assignments`` is what
+    the store holds once the batch's first exposures are stored, read in the same atomic step.
+    An event of a unit without one (a conversion of a unit never assigned) stays as it is."""
+    resolved = list(events)
+    for i, event in enumerate(resolved):
+        if event.unit_id is None:
+            continue
+        found = assignments.get((event.experiment_id, event.unit_id))
+        if found is not None and (found.variant != event.variant or found.period != event.period):
+            resolved[i] = replace(event, variant=found.variant, period=found.period)
+    return resolved
 
 
 def add_totals(old: MetricTotals, inc: MetricTotals) -> MetricTotals:

@@ -42,12 +42,9 @@ from typing import Any, cast
 import redis
 from redis.commands.core import Script
 
-from abpilot.domain.errors import (
-    ConcurrentModification,
-    DuplicateKey,
-    ExperimentNotFound,
-)
+from abpilot.domain.errors import ConcurrentModification, ExperimentNotFound
 from abpilot.domain.experiment import Experiment, ExperimentStatus
+from abpilot.store.base import experiment_taken
 from abpilot.store.codec import as_utc, experiment_from_dict, experiment_to_dict
 from abpilot.store.redis_contextual import CONTEXTUAL_KEYS, RedisContextual
 from abpilot.store.redis_documents import RedisDocuments
@@ -139,13 +136,9 @@ class RedisStore(RedisIntake, RedisHistory, RedisContextual, RedisDocuments, Red
             args=[experiment.id, experiment.key, *self._document(experiment)],
         )
         if text(outcome) == "id_taken":
-            raise DuplicateKey(
-                f"an experiment with id '{experiment.id}' already exists", field="id"
-            )
+            raise experiment_taken("id", experiment.id)
         if text(outcome) == "key_taken":
-            raise DuplicateKey(
-                f"an experiment with key '{experiment.key}' already exists", field="key"
-            )
+            raise experiment_taken("key", experiment.key)
 
     @reachable
     def get_experiment(self, experiment_id: str) -> Experiment | None:
@@ -184,9 +177,7 @@ class RedisStore(RedisIntake, RedisHistory, RedisContextual, RedisDocuments, Red
                 f"experiment '{stored_key}' was changed by someone else; reload and retry"
             )
         if outcome == "key_taken":
-            raise DuplicateKey(
-                f"an experiment with key '{experiment.key}' already exists", field="key"
-            )
+            raise experiment_taken("key", experiment.key)
 
     @reachable
     def delete_experiment(self, experiment_id: str) -> bool:

@@ -7,7 +7,8 @@ Keys, beside the experiment's others under its hash tag (``p`` is the store's pr
 - ``p:{id}:raw``          list of JSON ``{"received_at", "day", "payload"}``, oldest first
 - ``p:{id}:allocations``  list of JSON allocation documents; element ``n - 1`` is period ``n``.
                           RPUSH is atomic and answers with the new length, so concurrent
-                          additions get distinct consecutive periods without a read in Python.
+                          additions get distinct consecutive periods without a read in Python;
+                          a compare-and-set checks the length in the same script.
 
 Leases live outside any experiment: ``p:lease:<name>`` holds a random token, set with
 ``SET NX PX`` and renewed or released only by the holder of that token (a Lua check-and-act).
@@ -23,7 +24,7 @@ import functools
 import json
 import math
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -32,7 +33,7 @@ from redis.commands.core import Script
 from redis.typing import EncodableT
 
 from abpilot.domain.errors import StoreUnavailable
-from abpilot.store.base import AllocationRecord, DailyRow, RawMetrics
+from abpilot.store.base import AllocationRecord, DailyRow, RawMetrics, period_taken
 from abpilot.store.codec import as_utc
 
 HISTORY_KEYS = ("daily", "raw", "allocations")
@@ -52,19 +53,32 @@ return 0
 """
 
 # KEYS: the allocation list of each record (an experiment's list repeats for each of its
-# records). ARGV: the records' documents, in the same order. Every key is checked before the
-# first write, so a failing batch stores nothing; then each document is pushed in order and the
-# new lengths (the periods) come back. A script runs alone, so no other client's push comes in
-# between; like the event script, it spans experiments, so it needs one server, not a Cluster.
+# records), then the lists of experiments with an expectation but no record. ARGV[1]: the number
+# of records m; ARGV[2 .. m + 1]: their documents, in order; then for each key the period its
+# experiment is expected to be at (its list's length), or -1 for no expectation. Every key is
+# checked before the first write, so a failing batch stores nothing: a wrong type is an error,
+# and a length other than the expected one (another process added a period since the caller
+# read it) answers {-1, i, length} for the first such key i. Then each document is pushed in
+# order and the new lengths (the periods) come back. A script runs alone, so no other client's
+# push comes in between; like the event script, it spans experiments, so it needs one server,
+# not a Cluster.
 _ADD_ALLOCATIONS = """
-for i = 1, #KEYS do
+local n, m = #KEYS, tonumber(ARGV[1])
+for i = 1, n do
   local kind = redis.call('TYPE', KEYS[i])['ok']
   if kind ~= 'none' and kind ~= 'list' then
     return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. kind .. ', not a list')
   end
 end
+for i = 1, n do
+  local expected = tonumber(ARGV[m + 1 + i])
+  if expected >= 0 then
+    local length = redis.call('LLEN', KEYS[i])
+    if length ~= expected then return {-1, i, length} end
+  end
+end
 local periods = {}
-for i = 1, #KEYS do periods[i] = redis.call('RPUSH', KEYS[i], ARGV[i]) end
+for i = 1, m do periods[i] = redis.call('RPUSH', KEYS[i], ARGV[i + 1]) end
 return periods
 """
 
@@ -220,22 +234,38 @@ class RedisHistory(RedisKeys):
 
     # allocations -----------------------------------------------------------------------------
 
-    @reachable
-    def add_allocation(self, record: AllocationRecord) -> AllocationRecord:
-        document = _document(record)
-        key = self._key(record.experiment_id, "allocations")
-        period = self._client.rpush(key, _json(document))
-        return _allocation(record.experiment_id, period, document)
+    def add_allocation(
+        self, record: AllocationRecord, *, expected_period: int | None = None
+    ) -> AllocationRecord:
+        expected = None if expected_period is None else {record.experiment_id: expected_period}
+        return self.add_allocations([record], expected_periods=expected)[0]
 
     @reachable
-    def add_allocations(self, records: Sequence[AllocationRecord]) -> list[AllocationRecord]:
+    def add_allocations(
+        self,
+        records: Sequence[AllocationRecord],
+        *,
+        expected_periods: Mapping[str, int] | None = None,
+    ) -> list[AllocationRecord]:
         if not records:
             return []
         documents = [_document(r) for r in records]
+        expected = dict(expected_periods or {})
+        # An expectation about an experiment without a record here is checked on its own key.
+        extra = [e for e in expected if e not in {r.experiment_id for r in records}]
+        ids = [r.experiment_id for r in records] + extra
         periods = self._add_allocations(
-            keys=[self._key(r.experiment_id, "allocations") for r in records],
-            args=[_json(d) for d in documents],
+            keys=[self._key(e, "allocations") for e in ids],
+            args=[
+                len(records),
+                *(_json(d) for d in documents),
+                *(expected.get(e, -1) for e in ids),
+            ],
         )
+        if periods and int(periods[0]) == -1:
+            _, index, latest = (int(v) for v in periods)
+            experiment_id = ids[index - 1]
+            raise period_taken(experiment_id, expected[experiment_id], latest)
         return [
             _allocation(r.experiment_id, int(period), document)
             for r, period, document in zip(records, periods, documents, strict=True)

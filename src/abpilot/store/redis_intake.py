@@ -48,18 +48,31 @@ return {redis.call('HGET', KEYS[1], ARGV[1]), 0}
 # event goes to and time is a 1-based index into ARGV[2], a JSON array of distinct receive times
 # (integer microseconds since the epoch): the latest time of x's counted events moves x's
 # activity forward.
-# Phase 1 only reads: it drops repeated ids (stored, or earlier in the batch), aggregates the
-# rest per key (as plan.py does) and refuses the batch if an increment is not finite, which
-# HINCRBYFLOAT would reject halfway. Phase 2 writes. Returns {applied, duplicates}.
+# Phase 1 only reads: it drops repeated ids (stored, or earlier in the batch); moves every event
+# of a unit to the unit's assignment, the stored one or else its first exposure in this batch
+# (stored in phase 2), whatever cell the event names; aggregates the rest per key (as plan.py
+# does) and refuses the batch if an increment is not finite, which HINCRBYFLOAT would reject
+# halfway. Phase 2 writes. Returns {applied, duplicates}.
 _APPLY = """
 local null, overflow, applied, duplicates = cjson.null, false, 0, 0
-local seen, ids, exposures, exposed, per_unit, metrics = {}, {}, {}, {}, {}, {}
+local seen, ids, fresh, exposures, exposed, per_unit, metrics = {}, {}, {}, {}, {}, {}, {}
+local assigned, new_assignments = {}, {}
 local times, latest = cjson.decode(ARGV[2]), {}
 local function k(x, i) return KEYS[(x - 1) * 7 + i] end
 local function fmt(v) return string.format('%.17g', v) end
 local function at(t, key)
   if t[key] == nil then t[key] = {} end
   return t[key]
+end
+-- The unit's assignment as a cell (false: none); a bare variant is from before periods: 0.
+local function assignment(x, unit)
+  local a = at(assigned, x)
+  if a[unit] == nil then
+    local cell = redis.call('HGET', k(x, 2), unit)
+    if cell and not string.find(cell, '|', 1, true) then cell = cell .. '|0' end
+    a[unit] = cell or false
+  end
+  return a[unit]
 end
 -- metrics[x][variant][metric] = {count, units, sum, sum_squares}: increments to apply
 local function add(x, variant, metric, count, units, sum, sq)
@@ -71,8 +84,8 @@ local function add(x, variant, metric, count, units, sum, sq)
   end
 end
 for _, e in ipairs(cjson.decode(ARGV[1])) do
-  local x, kind, variant, unit, metric, value, id = e[1], e[2], e[3], e[4], e[5], e[6], e[7]
-  local repeated, time = false, e[8]
+  local x, id, time = e[1], e[7], e[8]
+  local repeated = false
   if id ~= null then
     local s = at(seen, x)
     repeated = s[id] or redis.call('SISMEMBER', k(x, 1), id) == 1
@@ -80,7 +93,23 @@ for _, e in ipairs(cjson.decode(ARGV[1])) do
   end
   if repeated then
     duplicates = duplicates + 1
-  elseif kind == 'exposure' then
+  else
+    applied = applied + 1
+    table.insert(fresh, e)
+    if time ~= null and times[time] > (latest[x] or -1) then latest[x] = times[time] end
+  end
+end
+for _, e in ipairs(fresh) do
+  local x, kind, variant, unit = e[1], e[2], e[3], e[4]
+  if kind == 'exposure' and unit ~= null and not assignment(x, unit) then
+    assigned[x][unit] = variant
+    at(new_assignments, x)[unit] = variant
+  end
+end
+for _, e in ipairs(fresh) do
+  local x, kind, variant, unit, metric, value = e[1], e[2], e[3], e[4], e[5], e[6]
+  if unit ~= null then variant = assignment(x, unit) or variant end
+  if kind == 'exposure' then
     local n = at(exposures, x)
     n[variant] = (n[variant] or 0) + 1
     if unit ~= null and at(exposed, x)[unit] == nil then exposed[x][unit] = variant end
@@ -89,10 +118,6 @@ for _, e in ipairs(cjson.decode(ARGV[1])) do
     d.variant, d.count, d.total = d.variant or variant, (d.count or 0) + 1, (d.total or 0) + value
   else
     add(x, variant, metric, 1, 0, value, value * value)
-  end
-  if not repeated then
-    applied = applied + 1
-    if time ~= null and times[time] > (latest[x] or -1) then latest[x] = times[time] end
   end
 end
 -- A unit's total goes from t to t + v: sum_squares grows by v(2t + v); no t yet: a new unit.
@@ -116,17 +141,24 @@ for x, by_variant in pairs(exposures) do
     redis.call('HINCRBY', k(x, 4), variant .. '|exposures', n)
   end
 end
+for x, by_unit in pairs(new_assignments) do
+  local grow = {}
+  for unit, variant in pairs(by_unit) do
+    redis.call('HSET', k(x, 2), unit, variant)
+    grow[variant] = (grow[variant] or 0) + 1
+  end
+  for variant, n in pairs(grow) do
+    redis.call('HINCRBY', k(x, 4), variant .. '|assigned_units', n)
+  end
+end
 for x, by_unit in pairs(exposed) do
   local grow = {}
   for unit, variant in pairs(by_unit) do
-    if redis.call('HSETNX', k(x, 2), unit, variant) == 1 then
-      grow[variant .. '|assigned_units'] = (grow[variant .. '|assigned_units'] or 0) + 1
-    end
-    if redis.call('SADD', k(x, 3), unit) == 1 then
-      grow[variant .. '|unique_units'] = (grow[variant .. '|unique_units'] or 0) + 1
-    end
+    if redis.call('SADD', k(x, 3), unit) == 1 then grow[variant] = (grow[variant] or 0) + 1 end
   end
-  for field, n in pairs(grow) do redis.call('HINCRBY', k(x, 4), field, n) end
+  for variant, n in pairs(grow) do
+    redis.call('HINCRBY', k(x, 4), variant .. '|unique_units', n)
+  end
 end
 for x, by_metric in pairs(per_unit) do
   for metric, by_unit in pairs(by_metric) do

@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 import redis
 from redis.commands.core import Script
 
-from abpilot.domain.errors import ConcurrentModification, DuplicateKey
+from abpilot.domain.errors import ConcurrentModification
+from abpilot.store.base import experiment_taken
 from abpilot.store.codec import as_utc, experiment_to_dict
 from abpilot.store.redis_history import RedisKeys, microseconds, reachable, text
 from abpilot.store.redis_history import _document as allocation_document
@@ -93,13 +94,9 @@ class RedisTransfer(RedisKeys):
             try:
                 pipe.watch(definition, self._index_keys)  # type: ignore[no-untyped-call]
                 if pipe.exists(definition):
-                    raise DuplicateKey(
-                        f"an experiment with id '{experiment.id}' already exists", field="id"
-                    )
+                    raise experiment_taken("id", experiment.id)
                 if pipe.hexists(self._index_keys, experiment.key):
-                    raise DuplicateKey(
-                        f"an experiment with key '{experiment.key}' already exists", field="key"
-                    )
+                    raise experiment_taken("key", experiment.key)
                 pipe.multi()
                 pipe.hset(
                     definition,

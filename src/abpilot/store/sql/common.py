@@ -10,7 +10,14 @@ from typing import Any, ParamSpec, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from abpilot.domain.errors import StoreUnavailable
+from abpilot.domain.errors import (
+    AbpilotError,
+    ConcurrentModification,
+    DuplicateKey,
+    StoreUnavailable,
+)
+from abpilot.store.base import experiment_taken
+from abpilot.store.sql.schema import metadata
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -18,10 +25,13 @@ CHUNK = 500
 RETRIES = 5
 # PostgreSQL SQLSTATEs worth retrying: serialization failure and deadlock.
 RETRYABLE = {"40001", "40P01"}
+UNIQUE_VIOLATION = "23505"  # PostgreSQL
+SQLITE_UNIQUE = {"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"}
 
 
 def guarded(method: Callable[P, T]) -> Callable[P, T]:
-    """Retry transient conflicts; report an unreachable database as ``StoreUnavailable``."""
+    """Retry transient conflicts; report an unreachable database as ``StoreUnavailable``.
+    (Unique violations become domain errors statement by statement: ``translate_conflicts``.)"""
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -39,6 +49,75 @@ def guarded(method: Callable[P, T]) -> Callable[P, T]:
         raise AssertionError("unreachable")
 
     return wrapper
+
+
+def translate_conflicts(context: sa.engine.ExceptionContext) -> AbpilotError | None:
+    """The engine's ``handle_error`` hook (installed by ``SqlStore``), so the one place where
+    every statement's unique violation becomes the domain's error: a race lost between a check
+    and a write (a key taken by a concurrent create or rename, a period taken by a concurrent
+    recalculation) gets the answer the memory and Redis stores give for the same race, not an
+    ``IntegrityError``. Any other error is left as it is."""
+    violated = unique_violation(context.original_exception)
+    if violated is None:
+        return None
+    table, columns = violated
+    rows = getattr(context.execution_context, "compiled_parameters", None) or []
+    return conflict_error(table, columns, rows[0] if len(rows) == 1 else None)
+
+
+def unique_violation(orig: BaseException) -> tuple[str, tuple[str, ...]] | None:
+    """(table, columns) of the unique constraint or primary key a statement violated, from the
+    driver's error; None for any other error."""
+    if getattr(orig, "sqlstate", None) == UNIQUE_VIOLATION:
+        diag = getattr(orig, "diag", None)
+        table = getattr(diag, "table_name", None) or ""
+        return table, _constraint_columns(table, getattr(diag, "constraint_name", None) or "")
+    if getattr(orig, "sqlite_errorname", None) in SQLITE_UNIQUE:
+        # "UNIQUE constraint failed: experiments.key" (or "t.a, t.b" for several columns)
+        _, _, spec = str(orig).partition(": ")
+        qualified = [c.strip().partition(".") for c in spec.split(",")]
+        return qualified[0][0], tuple(column for _, _, column in qualified)
+    return None
+
+
+def _constraint_columns(table: str, constraint: str) -> tuple[str, ...]:
+    """The columns of a PostgreSQL constraint named by its default name (``t_pkey``,
+    ``t_a_b_key``); every constraint of the schema has one (the migrations name none)."""
+    found = metadata.tables.get(table)
+    if found is None:
+        return ()
+    if constraint == f"{table}_pkey":
+        return tuple(c.name for c in found.primary_key.columns)
+    for unique in found.constraints:
+        if isinstance(unique, sa.UniqueConstraint):
+            columns = tuple(c.name for c in unique.columns)
+            if constraint == "_".join((table, *columns, "key")):
+                return columns
+    for column in found.columns:
+        if column.unique and constraint == f"{table}_{column.name}_key":
+            return (column.name,)
+    return ()
+
+
+def conflict_error(table: str, columns: Sequence[str], params: Any = None) -> AbpilotError:
+    """The domain error for a unique violation on ``table``: the same one, with the same
+    message, that the memory and Redis stores raise for the same race. ``params`` are the
+    failing statement's parameters by name, where the offending value may be found."""
+    column = columns[-1] if columns else None
+    value = params.get(column) if isinstance(params, Mapping) and column else None
+    if table == "experiments":
+        return experiment_taken(column or "key", None if value is None else str(value))
+    if table == "allocations":
+        return ConcurrentModification(
+            "another process stored this experiment's next allocation period first; reload and "
+            "retry",
+            field="period",
+        )
+    if table == "decisions":
+        what = "this id" if value is None else f"id '{value}'"
+        return DuplicateKey(f"a decision with {what} already exists", field="id")
+    names = ", ".join(columns) or "key"
+    return DuplicateKey(f"a row of {table or 'a table'} with this {names} exists", field=column)
 
 
 def chunks(rows: Sequence[T]) -> Iterator[Sequence[T]]:

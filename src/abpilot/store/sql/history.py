@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from filelock import FileLock, Timeout
 
-from abpilot.store.base import AllocationRecord, DailyRow, RawMetrics
+from abpilot.store.base import AllocationRecord, DailyRow, RawMetrics, period_taken
 from abpilot.store.codec import as_utc
 from abpilot.store.sql.common import chunks, guarded
 from abpilot.store.sql.engine import WRITE
@@ -149,18 +149,31 @@ class SqlHistory:
             ).mappings()
             return [RawMetrics(as_utc(r["received_at"]), r["day"], r["payload"]) for r in rows]
 
-    def add_allocation(self, record: AllocationRecord) -> AllocationRecord:
-        return self.add_allocations([record])[0]
+    def add_allocation(
+        self, record: AllocationRecord, *, expected_period: int | None = None
+    ) -> AllocationRecord:
+        expected = None if expected_period is None else {record.experiment_id: expected_period}
+        return self.add_allocations([record], expected_periods=expected)[0]
 
     @guarded
-    def add_allocations(self, records: Sequence[AllocationRecord]) -> list[AllocationRecord]:
+    def add_allocations(
+        self,
+        records: Sequence[AllocationRecord],
+        *,
+        expected_periods: Mapping[str, int] | None = None,
+    ) -> list[AllocationRecord]:
         if not records:
             return []
         last: dict[str, int] = {}
         with self._write() as conn, conn.begin():
-            for chunk in chunks(sorted({r.experiment_id for r in records})):
-                # Lock the experiments' rows so that concurrent changes take the next periods in
-                # turn; in id order, as every batch does, so two batches cannot deadlock.
+            touched = {r.experiment_id for r in records} | set(expected_periods or {})
+            for chunk in chunks(sorted(touched)):
+                # Lock the experiments' rows (SQLite: BEGIN IMMEDIATE locks the database) before
+                # reading their latest periods, so that concurrent changes take the next periods
+                # in turn and no addition comes between the compare and the set below; in id
+                # order, as every batch does, so two batches cannot deadlock. (experiment_id,
+                # period) is the primary key besides: a period taken anyway is a
+                # ConcurrentModification (translate_conflicts).
                 conn.execute(
                     sa.select(experiments.c.id)
                     .where(experiments.c.id.in_(chunk))
@@ -173,6 +186,9 @@ class SqlHistory:
                     .group_by(allocations.c.experiment_id)
                 )
                 last.update((e, int(period)) for e, period in found)
+            for experiment_id, expected in (expected_periods or {}).items():
+                if last.get(experiment_id, 0) != expected:
+                    raise period_taken(experiment_id, expected, last.get(experiment_id, 0))
             stored = []
             for record in records:
                 last[record.experiment_id] = last.get(record.experiment_id, 0) + 1

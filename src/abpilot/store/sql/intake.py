@@ -1,6 +1,9 @@
 """Counting events in SQL: a batch is a few bulk ``INSERT .. ON CONFLICT`` statements in one
 transaction, in a fixed table order and with rows sorted by key, so concurrent transactions on
-PostgreSQL take row locks in the same order.
+PostgreSQL take row locks in the same order. The batch's new assignments are inserted first and
+the other units' assignments read back in the same transaction, so every event of a unit counts
+under the assignment it has (whatever variant the event names), even one another worker stored
+a moment ago.
 
 Each statement is built once per dialect and executed with a list of parameter rows: SQLAlchemy
 compiles it once and sends the rows as multi-row ``VALUES`` pages ("insertmanyvalues", with
@@ -18,16 +21,20 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from abpilot.store.base import ApplyResult, EventRecord, MetricTotals
+from abpilot.store.base import ApplyResult, EventRecord, MetricTotals, StoredAssignment
 from abpilot.store.plan import (
+    UnitKey,
     UnitMetricKey,
+    first_exposures,
     latest_received,
     metric_increments,
     plan_events,
     split_duplicates,
+    to_assignments,
+    unit_keys,
 )
 from abpilot.store.sql.activity import later_time, stored_time
-from abpilot.store.sql.common import adding_upsert, dialect_insert, guarded
+from abpilot.store.sql.common import adding_upsert, chunks, dialect_insert, guarded
 from abpilot.store.sql.schema import (
     assignments,
     exposed_units,
@@ -111,18 +118,26 @@ class SqlIntake:
         with self._write() as conn, conn.begin():
             fresh = self._claim_event_ids(conn, kept)
             duplicates += len(kept) - len(fresh)
-            plan = plan_events(fresh)
             bumps: dict[tuple[str, str, int], dict[str, int]] = {}
 
             def bump(key: tuple[str, str, int], name: str) -> None:
                 counts = bumps.setdefault(key, {})
                 counts[name] = counts.get(name, 0) + 1
 
+            # Units first: store the batch's first exposures as assignments where there are
+            # none (first one wins), then count every event of a unit under the assignment the
+            # unit has now, read in this transaction, whatever variant the event names.
+            first = first_exposures(fresh)
+            candidates = [(e, u, a.variant, a.period) for (e, u), a in first.items()]
+            assigned: dict[UnitKey, StoredAssignment] = {}
+            for exp, unit, variant, period in self._insert_assignments(conn, candidates):
+                bump((exp, variant, period), "assigned_units")
+                assigned[(exp, unit)] = StoredAssignment(variant, period)
+            assigned.update(self._read_assignments(conn, unit_keys(fresh) - assigned.keys()))
+            plan = plan_events(to_assignments(fresh, assigned))
             for key, n in plan.exposures.items():
                 bumps.setdefault(key, {})["exposures"] = n
             units = [(e, u, v, p) for (e, u), (v, p) in plan.exposed_units.items()]
-            for exp, _unit, variant, period in self._insert_assignments(conn, units):
-                bump((exp, variant, period), "assigned_units")
             for exp, _unit, variant, period in self._insert_exposed(conn, units):
                 bump((exp, variant, period), "unique_units")
             latest = latest_received(fresh)
@@ -153,6 +168,22 @@ class SqlIntake:
         ]
         created = _run(conn, self._statements.insert_assignments, values)
         return [(r[0], r[1], r[2], int(r[3])) for r in created]
+
+    def _read_assignments(
+        self, conn: sa.Connection, units: Iterable[UnitKey]
+    ) -> dict[UnitKey, StoredAssignment]:
+        """The stored assignments of these (experiment, unit) pairs that have one. Rows are only
+        ever inserted (or deleted with their experiment), so what this reads after the batch's
+        inserts stays true until the transaction ends."""
+        a = assignments.c
+        found: dict[UnitKey, StoredAssignment] = {}
+        for chunk in chunks(sorted(units)):
+            query = sa.select(a.experiment_id, a.unit_id, a.variant, a.period).where(
+                sa.tuple_(a.experiment_id, a.unit_id).in_(chunk)
+            )
+            for exp, unit, variant, period in conn.execute(query):
+                found[(exp, unit)] = StoredAssignment(variant, int(period))
+        return found
 
     def _insert_exposed(
         self, conn: sa.Connection, units: Sequence[tuple[str, str, str, int]]

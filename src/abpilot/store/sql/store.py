@@ -12,7 +12,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from abpilot.domain.errors import (
     ConcurrentModification,
-    DuplicateKey,
     ExperimentNotFound,
     StoreUnavailable,
 )
@@ -22,6 +21,7 @@ from abpilot.store.base import (
     MetricTotals,
     StoredAssignment,
     VariantCounters,
+    experiment_taken,
 )
 from abpilot.store.codec import (
     as_utc,
@@ -36,7 +36,7 @@ from abpilot.store.plan import (
 )
 from abpilot.store.sql import engine as sql_engine
 from abpilot.store.sql.activity import SqlActivity
-from abpilot.store.sql.common import CHUNK, chunks, guarded
+from abpilot.store.sql.common import CHUNK, chunks, guarded, translate_conflicts
 from abpilot.store.sql.contextual import SqlContextual
 from abpilot.store.sql.documents import SqlDocuments
 from abpilot.store.sql.history import SqlHistory
@@ -55,6 +55,8 @@ from abpilot.store.sql.transfer import SqlTransfer
 class SqlStore(SqlIntake, SqlHistory, SqlContextual, SqlDocuments, SqlActivity, SqlTransfer):
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        if not sa.event.contains(engine, "handle_error", translate_conflicts):
+            sa.event.listen(engine, "handle_error", translate_conflicts)
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._insert = dialect.insert
 
@@ -73,16 +75,10 @@ class SqlStore(SqlIntake, SqlHistory, SqlContextual, SqlDocuments, SqlActivity, 
 
     @guarded
     def create_experiment(self, experiment: Experiment) -> None:
-        try:
-            with self._write() as conn, conn.begin():
-                self._insert_definition(conn, experiment)
-        except sa.exc.IntegrityError as error:
-            # Another process inserted the same key (or id) after the check: the database's
-            # unique constraint caught it.
-            raise DuplicateKey(
-                f"an experiment with key '{experiment.key}' or id {experiment.id} already exists",
-                field="key",
-            ) from error
+        # When another process takes the key (or id) between the check and the insert, the
+        # database's unique constraint refuses the insert: DuplicateKey (translate_conflicts).
+        with self._write() as conn, conn.begin():
+            self._insert_definition(conn, experiment)
 
     def _insert_definition(self, conn: sa.Connection, experiment: Experiment) -> None:
         self._check_key_free(conn, experiment.key, experiment.id)
@@ -107,6 +103,7 @@ class SqlStore(SqlIntake, SqlHistory, SqlContextual, SqlDocuments, SqlActivity, 
 
     @guarded
     def update_experiment(self, experiment: Experiment, *, expected_version: int) -> None:
+        # A key taken by a concurrent rename after the check: DuplicateKey, as for create.
         with self._write() as conn, conn.begin():
             self._check_key_free(conn, experiment.key, experiment.id)
             updated = conn.execute(
@@ -163,7 +160,7 @@ class SqlStore(SqlIntake, SqlHistory, SqlContextual, SqlDocuments, SqlActivity, 
         query = sa.select(experiments.c.id).where(experiments.c.key == key)
         other = conn.execute(query).scalar_one_or_none()
         if other is not None and other != own_id:
-            raise DuplicateKey(f"an experiment with key '{key}' already exists", field="key")
+            raise experiment_taken("key", key)
 
     # assignments -----------------------------------------------------------------------------
 

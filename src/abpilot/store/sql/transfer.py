@@ -9,9 +9,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from abpilot.domain.errors import DuplicateKey
 from abpilot.domain.experiment import Experiment
-from abpilot.store.base import StoredAssignment
+from abpilot.store.base import StoredAssignment, experiment_taken
 from abpilot.store.codec import as_utc
 from abpilot.store.sql.common import chunks, guarded
 from abpilot.store.sql.contextual import _context_json
@@ -64,19 +63,15 @@ class SqlTransfer:
     def restore_experiment(self, state: ExperimentState) -> None:
         exp = state.experiment.id
         now = datetime.now(UTC)
-        try:
-            with self._write() as conn, conn.begin():
-                taken = conn.execute(sa.select(experiments.c.id).where(experiments.c.id == exp))
-                if taken.first() is not None:
-                    raise DuplicateKey(f"an experiment with id {exp} exists", field="id")
-                self._insert_definition(conn, state.experiment)
-                for table, values in _rows(state, now):
-                    for chunk in chunks(values):
-                        conn.execute(table.insert(), [{"experiment_id": exp, **v} for v in chunk])
-        except sa.exc.IntegrityError as error:  # inserted by someone else meanwhile
-            raise DuplicateKey(
-                f"an experiment with id {exp} or key '{state.experiment.key}' exists", field="id"
-            ) from error
+        # Inserted by someone else after the checks: DuplicateKey (translate_conflicts).
+        with self._write() as conn, conn.begin():
+            taken = conn.execute(sa.select(experiments.c.id).where(experiments.c.id == exp))
+            if taken.first() is not None:
+                raise experiment_taken("id", exp)
+            self._insert_definition(conn, state.experiment)
+            for table, values in _rows(state, now):
+                for chunk in chunks(values):
+                    conn.execute(table.insert(), [{"experiment_id": exp, **v} for v in chunk])
 
 
 def _rows(state: ExperimentState, now: datetime) -> list[tuple[sa.Table, list[dict[str, Any]]]]:
