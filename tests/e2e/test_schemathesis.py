@@ -50,7 +50,7 @@ from tests.fixtures import FEATUREVISOR_DATAFILES
 
 SEED = 20240601
 # Per operation and store, in the fuzzing phase (examples and coverage come on top). The README's
-# test command runs 40; .ci/run adds a deeper pass (ABPILOT_SCHEMATHESIS_EXAMPLES=150).
+# test command runs 40; .ci/run adds a deeper pass (ABPILOT_SCHEMATHESIS_EXAMPLES=100).
 MAX_EXAMPLES = int(os.environ.get("ABPILOT_SCHEMATHESIS_EXAMPLES", "40"))
 TIMEOUT = (5, 30)  # connect, read: a request that takes longer is a hang
 API = "/api/v1"
