@@ -7,6 +7,7 @@ what is recorded), then with the real OpenFeature SDK and its OFREP provider aga
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -521,7 +522,7 @@ def test_the_readme_example_runs(server: str, tmp_path: Path) -> None:
     section = README.read_text().split("## OpenFeature (OFREP)", 1)[1]
     match = re.search(r"```python\n(.*?)```", section, re.S)
     assert match, "no python block in the README's OpenFeature section"
-    script = match.group(1).replace("http://localhost:8000", server).replace("abp_…", "wr-key")
+    script = match.group(1).replace("http://localhost:8000", server)
     admin = {"Authorization": "Bearer adm-key"}
     variants = [VARIANTS[0], {**VARIANTS[1], "weight": 0.6}]
     body = {"key": "checkout-button", "variants": variants}
@@ -533,7 +534,12 @@ def test_the_readme_example_runs(server: str, tmp_path: Path) -> None:
     )
     assert started.status_code == 200
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "ABPILOT_API_KEY": "wr-key"},  # the snippet reads its key from here
     )
     assert done.returncode == 0, done.stderr
     assign = httpx.post(
