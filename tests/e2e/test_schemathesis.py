@@ -420,21 +420,12 @@ def postgres_digest(url: str) -> str:
     """Every row of every table in the server's schema (the URL's search_path)."""
     import psycopg
 
-    digest = hashlib.sha256()
     with psycopg.connect(url, autocommit=True) as db:
-        tables = [
-            name
-            for (name,) in db.execute(
-                "SELECT table_name FROM information_schema.tables"
-                " WHERE table_schema = current_schema() ORDER BY table_name"
-            )
-        ]
-        for table in tables:
-            rows = sorted(repr(row) for row in db.execute(f'SELECT * FROM "{table}"'))
-            digest.update(f"{table}:{len(rows)}:".encode())
-            for row in rows:
-                digest.update(row.encode())
-    return digest.hexdigest()
+        return tables_digest(
+            db,
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = current_schema() ORDER BY table_name",
+        )
 
 
 def redis_digest(url: str, prefix: str) -> str:
@@ -467,19 +458,20 @@ def redis_digest(url: str, prefix: str) -> str:
 
 def database_digest(path: Path) -> str:
     """Everything the SQLite store holds, as one digest."""
-    digest = hashlib.sha256()
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        tables = [
-            name
-            for (name,) in db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
-            )
-        ]
-        for table in tables:
-            rows = sorted(repr(row) for row in db.execute(f'SELECT * FROM "{table}"'))
-            digest.update(f"{table}:{len(rows)}:".encode())
-            for row in rows:
-                digest.update(row.encode())
+        return tables_digest(
+            db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+        )
+
+
+def tables_digest(db: Any, list_tables: str) -> str:
+    """Every row of every table ``list_tables`` names, on a DB-API connection with execute()."""
+    digest = hashlib.sha256()
+    for (table,) in list(db.execute(list_tables)):
+        rows = sorted(repr(row) for row in db.execute(f'SELECT * FROM "{table}"'))
+        digest.update(f"{table}:{len(rows)}:".encode())
+        for row in rows:
+            digest.update(row.encode())
     return digest.hexdigest()
 
 
