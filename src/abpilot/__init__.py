@@ -3,7 +3,8 @@
 ``abpilot.open(url)`` gives the service for in-process use on any store::
 
     import abpilot
-    service = abpilot.open("sqlite:///abpilot.db")   # or postgresql://, redis://, memory://
+    with abpilot.open("sqlite:///abpilot.db") as service:  # or postgresql://, redis://, memory://
+        ...  # the store's connections are closed when the block ends (or call service.close())
 """
 
 from __future__ import annotations

@@ -151,7 +151,7 @@ def analyze(
         console.print(f"[red]{error.message}[/red]")
         raise typer.Exit(2) from None
     finally:
-        service.store.close()
+        service.close()
     if as_json:
         typer.echo(AnalysisRead.of(experiment_id, result).model_dump_json(indent=2))
         return
@@ -250,7 +250,7 @@ def recalculate(
         console.print(f"[red]{error.message}[/red]")
         raise typer.Exit(2) from None
     finally:
-        service.store.close()
+        service.close()
     table = Table(title="Recalculation")
     for column in ("experiment", "status", "period", "error"):
         table.add_column(column)

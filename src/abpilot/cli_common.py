@@ -35,7 +35,7 @@ def with_service(
     except AbpilotError as error:
         fail(error.message + (f" ({error.field})" if error.field else ""))
     finally:
-        service.store.close()
+        service.close()
 
 
 def cli_settings() -> Settings:

@@ -229,13 +229,12 @@ def demo_command(
         console.print(f"[red]{path} already exists; the demo needs a new file[/red]")
         raise typer.Exit(2)
     url = f"sqlite:///{path}"
-    service = abpilot.open(url)
     rng = np.random.default_rng(seed)
     console.print(f"[bold]abpilot demo[/bold] on {path}\n")
-    run_ab_test(service, rng, users)
-    run_bandit(service, rng, days=14)
-    run_contextual(service, rng, decisions=4_000)
-    service.store.close()
+    with abpilot.open(url) as service:
+        run_ab_test(service, rng, users)
+        run_bandit(service, rng, days=14)
+        run_contextual(service, rng, decisions=4_000)
     if serve:
         import uvicorn
 

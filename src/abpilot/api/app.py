@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
@@ -44,45 +45,51 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = store is None
-        active = store if store is not None else _open(settings)
-        service = ExperimentService(
-            active,
-            cache_seconds=settings.experiment_cache_seconds,
-            max_batch_events=settings.max_batch_events,
-            bandit_defaults=settings.bandit_defaults(),
-        )
-        app.state.service = service
-        scheduler = Scheduler(
-            active,
-            service.recalculate_all,
-            name="recalculate",
-            interval_seconds=settings.update_interval_minutes * 60,
-        )
-        app.state.scheduler = scheduler
-        companion = Companion(
-            service, settings.datafiles_dir, cache_seconds=settings.experiment_cache_seconds
-        )
-        app.state.companion = companion
-        app.state.contextual = service.contextual
-        watcher = Repeater(
-            companion.sync, name="datafiles", interval_seconds=settings.datafiles_poll_seconds
-        )
-        if settings.datafiles_dir is not None:
-            companion.sync()
-            watcher.start()
-        app.state.monitoring, monitor_scheduler = daily_monitoring(service, settings)
-        if settings.scheduler_enabled:
-            scheduler.start()
-            monitor_scheduler.start()
-        try:
+        # Everything started is registered on the stack as it starts, so a start-up step that
+        # fails (a datafile sync, a scheduler) still stops what came before it and closes an
+        # opened store. Blocking start-up work (migrations, reading datafiles from disk) runs
+        # in a worker thread, off the event loop.
+        async with AsyncExitStack() as stack:
+            if store is None:
+                active = await asyncio.to_thread(_open, settings)
+                stack.callback(active.close)
+            else:
+                active = store  # the caller's: the caller closes it
+            service = ExperimentService(
+                active,
+                cache_seconds=settings.experiment_cache_seconds,
+                max_batch_events=settings.max_batch_events,
+                bandit_defaults=settings.bandit_defaults(),
+            )
+            app.state.service = service
+            scheduler = Scheduler(
+                active,
+                service.recalculate_all,
+                name="recalculate",
+                interval_seconds=settings.update_interval_minutes * 60,
+            )
+            app.state.scheduler = scheduler
+            companion = Companion(
+                service, settings.datafiles_dir, cache_seconds=settings.experiment_cache_seconds
+            )
+            app.state.companion = companion
+            app.state.contextual = service.contextual
+            if settings.datafiles_dir is not None:
+                await asyncio.to_thread(companion.sync)
+                watcher = Repeater(
+                    companion.sync,
+                    name="datafiles",
+                    interval_seconds=settings.datafiles_poll_seconds,
+                )
+                watcher.start()
+                stack.callback(watcher.stop)
+            app.state.monitoring, monitor_scheduler = daily_monitoring(service, settings)
+            if settings.scheduler_enabled:
+                scheduler.start()
+                stack.callback(scheduler.stop)
+                monitor_scheduler.start()
+                stack.callback(monitor_scheduler.stop)
             yield
-        finally:
-            watcher.stop()
-            scheduler.stop()
-            monitor_scheduler.stop()
-            if owned:
-                active.close()
 
     app = FastAPI(
         title="abpilot",

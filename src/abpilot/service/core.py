@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from abpilot.bandits.config import BanditOptions
 from abpilot.domain.assignment import NOT_IN_EXPERIMENT, Bucketing
@@ -149,6 +149,9 @@ class ExperimentService:
     Experiment definitions are cached for ``cache_seconds`` so the assignment path does not read
     the store on every call; this process sees its own changes at once, other workers' changes
     within ``cache_seconds``.
+
+    ``close()`` closes the store (once; later calls do nothing), and the service is a context
+    manager that does so on exit: ``with abpilot.open(url) as service: ...``.
     """
 
     def __init__(
@@ -167,6 +170,28 @@ class ExperimentService:
         self.clock = clock
         self.cache_seconds = cache_seconds
         self._cache = _ExperimentCache()
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    # lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the store (its connections); idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.store.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # experiments -----------------------------------------------------------------------------
 
