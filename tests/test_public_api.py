@@ -100,3 +100,49 @@ def test_client_verbs() -> None:
         "close",
     }
     assert verbs <= set(dir(abpilot.Client))
+
+
+HEAVY = ("numpy", "scipy", "statsmodels")
+
+
+def heavy_modules_after(code: str) -> list[str]:
+    """The statistics modules a fresh interpreter has loaded after running ``code``."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        f"{code}; import json, sys; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    loaded: list[str] = json.loads(done.stdout)
+    return loaded
+
+
+def test_the_http_client_loads_no_statistics() -> None:
+    """A client-only program (``abpilot.Client`` with its ``EventInput``/``DailyInput`` records)
+    starts without NumPy, SciPy or statsmodels."""
+    assert heavy_modules_after("import abpilot.client") == []
+    assert heavy_modules_after("import abpilot; abpilot.Client; abpilot.EventInput") == []
+    assert heavy_modules_after("from abpilot.domain.inputs import DailyInput, EventInput") == []
+
+
+def test_input_records_keep_their_old_import_paths() -> None:
+    from abpilot.client import DailyInput as ClientDaily
+    from abpilot.client import EventInput as ClientEvent
+    from abpilot.domain.inputs import DailyInput, EventInput, EventKind
+    from abpilot.service import EventInput as ServiceEvent
+    from abpilot.service.allocation import DailyInput as AllocationDaily
+    from abpilot.service.events import EventInput as EventsEvent
+    from abpilot.store.base import EventKind as StoreEventKind
+
+    assert ClientEvent is ServiceEvent is EventsEvent is EventInput is abpilot.EventInput
+    assert ClientDaily is AllocationDaily is DailyInput
+    assert StoreEventKind is EventKind is abpilot.EventKind

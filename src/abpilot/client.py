@@ -33,8 +33,7 @@ from abpilot.client_errors import (
     ServiceUnavailable,
     error_from,
 )
-from abpilot.service.allocation import DailyInput
-from abpilot.service.events import EventInput
+from abpilot.domain.inputs import DailyInput, EventInput
 
 __all__ = ["Client", "ClientAuthError", "ClientError", "ServiceUnavailable"]
 

@@ -20,6 +20,7 @@ from abpilot.domain.errors import (
     WrongStatus,
 )
 from abpilot.domain.experiment import Experiment, ExperimentStatus, ExperimentType
+from abpilot.domain.inputs import DailyInput as DailyInput  # re-exported: its old home
 from abpilot.stats.summary import summarise_metric
 from abpilot.store.base import AllocationRecord, DailyRow, Store, VariantCounters
 
@@ -68,13 +69,6 @@ class RecalculationOutcome:
     status: str  # updated, unchanged, failed
     period: int | None = None
     error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DailyInput:
-    variant: str
-    impressions: int
-    clicks: int
 
 
 def require_bandit(experiment: Experiment, action: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from abpilot.domain.assignment import NOT_IN_EXPERIMENT, Bucketing
@@ -15,26 +14,13 @@ from abpilot.domain.errors import (
     WrongStatus,
 )
 from abpilot.domain.experiment import Experiment, ExperimentStatus, MetricKind
+from abpilot.domain.inputs import EventInput as EventInput  # re-exported: its old home
 from abpilot.domain.text import check_number, check_text
 from abpilot.service.specs import check_reference
 from abpilot.store.base import EventKind, EventRecord, StoredAssignment
 
 MAX_ID_LENGTH = 256
 MAX_CLOCK_SKEW = timedelta(days=1)
-
-
-@dataclass(frozen=True, slots=True)
-class EventInput:
-    """An exposure or conversion as a client sends it; ``experiment`` is an id or a key."""
-
-    kind: EventKind
-    experiment: str
-    unit_id: str | None = None
-    variant: str | None = None
-    metric: str | None = None
-    value: float | None = None
-    event_id: str | None = None
-    timestamp: datetime | None = None
 
 
 def _prefixed(error: AbpilotError, prefix: str) -> AbpilotError:

@@ -32,14 +32,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from abpilot.domain.errors import ConcurrentModification, DuplicateKey, ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentStatus
+from abpilot.domain.inputs import EventKind as EventKind  # re-exported: its old home
 
 if TYPE_CHECKING:
     from abpilot.store.state import ExperimentState, UnitState
-
-
-class EventKind(enum.StrEnum):
-    EXPOSURE = "exposure"
-    CONVERSION = "conversion"
 
 
 @dataclass(frozen=True, slots=True)
