@@ -1,4 +1,5 @@
-"""Settings from the environment (and a ``.env`` file), with the names of DESIGN.md section 7."""
+"""Settings from the environment (and a ``.env`` file), named as README.md § Configuration
+lists them."""
 
 from __future__ import annotations
 

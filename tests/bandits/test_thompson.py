@@ -61,7 +61,8 @@ def test_exact_agrees_with_a_million_draws(posteriors: list[tuple[float, float]]
 
 
 def test_ad_team_posterior() -> None:
-    # DESIGN.md: 320 clicks on 10,000 impressions under Beta(1, 99) give Beta(321, 9779).
+    # docs/architecture.md §3: 320 clicks on 10,000 impressions under Beta(1, 99) give
+    # Beta(321, 9779).
     config = ThompsonConfig(prior_alpha=1, prior_beta=99)
     assert posterior_of(ArmData("a", 10_000, 320), config) == (321, 9779)
 

@@ -22,7 +22,7 @@ UNITS = [f"user-{i}" for i in range(100_000)]
 
 
 def test_bucket_is_murmur3_scaled_to_ten_thousand() -> None:
-    # Closed form from DESIGN.md: floor(hash / 2^32 * 10000) of "{salt}.{key}.{unit}".
+    # Closed form from docs/architecture.md §5: floor(hash / 2^32 * 10000) of "{salt}.{key}.{unit}".
     for text in ["checkout.checkout.user-123", "s.k.ünïcode", ""]:
         expected = int(mmh3.hash(text, 0, signed=False) / 2**32 * 10_000)
         assert bucket(text) == expected

@@ -176,6 +176,22 @@ def test_the_registry_sees_every_fence() -> None:
         assert fences == 2 * len(found), f"{path.name}: {fences} fences, {len(found)} blocks"
 
 
+@claims("docs/architecture.md § 1. Layers #0")
+def test_the_architecture_tree_names_what_exists() -> None:
+    """The layer tree of docs/architecture.md lists every package of src/abpilot (and the client
+    module), each of which exists: the doc cannot drift from the code unnoticed."""
+    tree = block("docs/architecture.md § 1. Layers #0")
+    readme_blocks.EXERCISED.add(tree.id)
+    assert tree.language == "text"
+    named = set(re.findall(r"[├└]── (\S+)", tree.text))
+    src = ROOT / "src" / "abpilot"
+    for name in named:
+        assert (src / name.rstrip("/")).exists(), f"the tree names {name}, not in src/abpilot"
+    packages = {p.name + "/" for p in src.iterdir() if (p / "__init__.py").exists()}
+    assert packages <= named, f"packages missing from the tree: {sorted(packages - named)}"
+    assert "client.py" in named
+
+
 # ---------------------------------------------------------------------------------------------
 # Quick start and Tests: what can be checked without reinstalling.
 

@@ -72,7 +72,8 @@ def test_binary_metrics_match_the_references(case: dict[str, Any]) -> None:
 
 
 def test_ad_team_seed_example_probabilities() -> None:
-    # DESIGN.md: prior Beta(1, 99); 4480, 5880, 5320 clicks on 140,000 impressions each.
+    # The ad team's prior Beta(1, 99) (docs/architecture.md §3); 4480, 5880, 5320 clicks on
+    # 140,000 impressions each.
     case = CASES["binary_ad_prior"]
     result = binary_analysis(case["arms"], case["prior"])
     shares = [v.probability_best for v in result.variants]

@@ -1,4 +1,5 @@
-"""Many processes writing to one store at once give exact counts (DESIGN.md 4, counters).
+"""Many processes writing to one store at once give exact counts (docs/architecture.md §6,
+atomic counters).
 
 Eight processes each send 500 events through the service, in batches, retry every batch once
 (as a client would after a timeout), and all send the same shared event ids at the same moment.

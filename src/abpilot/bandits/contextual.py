@@ -42,7 +42,7 @@ HOLDOUT_BUCKETS = 10_000
 
 @dataclass(frozen=True, slots=True)
 class FeedbackRules:
-    """How a feedback event maps to a Bernoulli outcome (DESIGN.md 4, "Contextual bandits")."""
+    """How a feedback event maps to a Bernoulli outcome (docs/architecture.md §3)."""
 
     success_events: tuple[str, ...] = ("click", "thumbs_up")
     failure_events: tuple[str, ...] = ("thumbs_down",)

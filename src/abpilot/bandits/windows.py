@@ -1,4 +1,4 @@
-"""Time windows over daily aggregates, for a world that changes (DESIGN.md section 4).
+"""Time windows over daily aggregates, for a world that changes (docs/architecture.md §3).
 
 Each arm uses the last ``window_days`` days (ending at the reference day, inclusive). An arm with
 fewer than ``min_impressions`` there widens to ``max_window_days``; still short, it uses the prior

@@ -1,4 +1,4 @@
-"""Deterministic assignment: salted MurmurHash3 bucketing (DESIGN.md section 4).
+"""Deterministic assignment: salted MurmurHash3 bucketing (docs/architecture.md §5).
 
 The variant hash is MurmurHash3 x86 32-bit (seed 0) of ``"{salt}.{experiment_key}.{unit_id}"``;
 bucket = floor(hash / 2**32 * 10000), so 0..9999. The traffic gate uses an independent hash of

@@ -1,8 +1,9 @@
 """FeatureVisor datafiles, schema v1 and v2: read and validate what the companion needs (pure).
 
-Only the parts the SDKs bucket by are modelled (DESIGN.md 6): each feature's variations and its
-traffic rules with their ``percentage`` and ``allocation`` ranges. Everything else in the document
-(segments, attributes, variables, force entries) is carried through untouched by ``render``.
+Only the parts the SDKs bucket by are modelled (docs/architecture.md §5): each feature's variations
+and its traffic rules with their ``percentage`` and ``allocation`` ranges. Everything else in the
+document (segments, attributes, variables, force entries) is carried through untouched by
+``render``.
 
 A datafile that breaks these rules is refused with a ``DatafileError`` naming the JSON path, so
 the registry can report it and keep serving the last good one.

@@ -1,14 +1,13 @@
 """Write learned weights into a FeatureVisor datafile so that the SDKs follow them (pure).
 
-The SDKs bucket only by ``traffic[].allocation[].range`` (DESIGN.md 6), so for every feature with
-learned weights each bucketing rule's ranges are re-laid by ``layout.rebalance``, replaying the
-feature's weight changes in order from the built datafile: every change moves the fewest users,
-and every worker derives the same ranges from the same history. ``variations[].weight`` and v2
-``variationWeights`` are set to the weights in force, the revision is the caller's, and in v2 the
-feature's ``hash`` changes with its ranges so SDKs see the feature as changed. Rules that force one
-``variation``, features without variations, ``force`` entries and everything else are left as
-they are.
-"""
+The SDKs bucket only by ``traffic[].allocation[].range`` (docs/architecture.md §5), so for every
+feature with learned weights each bucketing rule's ranges are re-laid by ``layout.rebalance``,
+replaying the feature's weight changes in order from the built datafile: every change moves the
+fewest users, and every worker derives the same ranges from the same history.
+``variations[].weight`` and v2 ``variationWeights`` are set to the weights in force, the revision is
+the caller's, and in v2 the feature's ``hash`` changes with its ranges so SDKs see the feature as
+changed. Rules that force one ``variation``, features without variations, ``force`` entries and
+everything else are left as they are."""
 
 from __future__ import annotations
 

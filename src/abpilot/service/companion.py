@@ -1,5 +1,5 @@
 """The FeatureVisor companion: datafiles served with learned weights, fed by exposures and
-conversions (DESIGN.md 5 and 6).
+conversions (docs/architecture.md §5).
 
 Each feature with two or more variations in a datafile is a running ``bandit`` experiment of the
 core service, keyed by a hash of (datafile path, feature key, variations), so its counters,

@@ -1,4 +1,4 @@
-"""Analysis that a bandit's changing weights cannot fool (DESIGN.md section 4).
+"""Analysis that a bandit's changing weights cannot fool (docs/architecture.md §6, "Periods").
 
 When the allocation changes over time and the world changes too, pooled counts mix periods in
 different proportions per arm and can reverse a comparison (Simpson's paradox). Here every

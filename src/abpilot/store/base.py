@@ -1,6 +1,6 @@
 """The Store protocol and the plain records that cross it.
 
-Every backend keeps the same rules (DESIGN.md section 4, "Events and counters"):
+Every backend keeps the same rules (docs/architecture.md §6):
 - counters change only by atomic increments, never read-modify-write;
 - an assignment is stored once per (experiment, unit): the first one wins;
 - every event of a unit counts under the unit's assignment (variant and period), read in the same
