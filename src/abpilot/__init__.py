@@ -35,7 +35,8 @@ if TYPE_CHECKING:
         MetricKind,
         Variant,
     )
-    from abpilot.domain.inputs import EventInput
+    from abpilot.domain.inputs import EventInput, EventKind
+    from abpilot.domain.records import ApplyResult
     from abpilot.service import (
         Assignment,
         ExperimentChanges,
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
         VariantMetrics,
     )
     from abpilot.service.monitoring import Monitor
-    from abpilot.store.base import ApplyResult, EventKind
 
 # Public names -> the module that defines them. They are imported on first use (PEP 562), so that
 # ``import abpilot.cli`` or ``abpilot.settings`` does not load SciPy, statsmodels and the service.

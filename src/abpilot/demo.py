@@ -24,7 +24,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 import abpilot
-from abpilot.store.base import EventKind
+from abpilot.domain.inputs import EventKind
 
 if TYPE_CHECKING:  # the service is imported when the demo runs, not with the CLI
     from abpilot.service.allocation import DailyInput

@@ -37,7 +37,7 @@ from rich.table import Table
 
 from abpilot.bandits.config import bandit_options
 from abpilot.domain.errors import AbpilotError, ValidationError
-from abpilot.store.base import EventKind
+from abpilot.domain.inputs import EventKind
 
 if TYPE_CHECKING:  # the service is imported when a simulation runs, not with the CLI
     from abpilot.service import Assignment, ExperimentService

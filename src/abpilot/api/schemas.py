@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from abpilot.domain.experiment import Experiment
+from abpilot.domain.records import ApplyResult
 from abpilot.service import Assignment, ExperimentMetrics
-from abpilot.store.base import ApplyResult
 
 Key = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 Id = Field(min_length=1, max_length=256)

@@ -8,8 +8,8 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, Field
 
 from abpilot.api.schemas import Lenient
+from abpilot.domain.records import AllocationRecord, DailyRow
 from abpilot.service.allocation import AllocationResult, RecalculationOutcome
-from abpilot.store.base import AllocationRecord, DailyRow
 
 Count = Field(ge=0, le=10**15)
 

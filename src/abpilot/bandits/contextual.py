@@ -32,8 +32,8 @@ from abpilot.bandits.thompson import (
     probability_best_monte_carlo,
 )
 from abpilot.domain.errors import ValidationError
+from abpilot.domain.records import GLOBAL_CONTEXT, ArmState, FeedbackOutcome
 from abpilot.domain.text import check_section
-from abpilot.store.base import GLOBAL_CONTEXT, ArmState, FeedbackOutcome
 
 NO_CONTEXT = "default"
 MAX_ATTRIBUTE_VALUES = 100

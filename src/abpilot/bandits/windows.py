@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from abpilot.store.base import DailyRow
+from abpilot.domain.records import DailyRow
 
 
 class Fallback(enum.StrEnum):

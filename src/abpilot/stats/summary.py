@@ -19,7 +19,7 @@ import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from abpilot.store.base import MetricTotals, VariantCounters
+from abpilot.domain.records import MetricTotals, VariantCounters
 
 
 class Basis(enum.StrEnum):

@@ -15,8 +15,8 @@ from abpilot.api.schemas import (
     ExposureIn,
     SonaConversionIn,
 )
+from abpilot.domain.inputs import EventKind
 from abpilot.service import EventInput
-from abpilot.store.base import EventKind
 
 router = APIRouter(tags=["events"], responses=ERRORS)
 

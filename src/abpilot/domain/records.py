@@ -1,0 +1,161 @@
+"""The plain records that cross the store boundary: what a store keeps and gives back.
+
+They are pure data (frozen dataclasses and named tuples) so that the statistics, the bandits and
+the service read them without importing storage; ``abpilot.store.base`` re-exports them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, NamedTuple
+
+from abpilot.domain.inputs import EventKind
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A validated event, resolved to its variant, ready to be counted.
+
+    An exposure with a ``unit_id`` also stores the unit's assignment if it has none yet. When the
+    unit has one, the store counts the event under it (its variant and period) instead of
+    ``variant`` and ``period``: another worker may have assigned the unit since this one read.
+    A conversion carries ``metric`` and ``value`` (1.0 for a plain binary conversion).
+    ``period`` is the allocation period the event counts in (the unit's, or the current one).
+    ``received_at`` is when the service accepted it (its clock, UTC): the store keeps the
+    latest per experiment (``last_event_at``), so monitoring can tell when traffic stopped.
+    """
+
+    kind: EventKind
+    experiment_id: str
+    variant: str
+    unit_id: str | None = None
+    metric: str | None = None
+    value: float = 1.0
+    event_id: str | None = None
+    period: int = 0
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    applied: int
+    duplicates: int
+
+
+@dataclass(frozen=True, slots=True)
+class AssignResult:
+    variant: str
+    created: bool
+    period: int = 0
+
+
+class StoredAssignment(NamedTuple):
+    variant: str
+    period: int
+
+
+@dataclass(frozen=True, slots=True)
+class MetricTotals:
+    """Per (variant, metric): conversion events, converting units, and per-unit sums."""
+
+    count: int = 0
+    units: int = 0
+    sum: float = 0.0
+    sum_squares: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class VariantCounters:
+    assigned_units: int = 0
+    exposures: int = 0
+    unique_units: int = 0
+    metrics: Mapping[str, MetricTotals] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DailyRow:
+    """Aggregated impressions and clicks of one variant on one day (the MAB intake)."""
+
+    day: date
+    variant: str
+    impressions: int
+    clicks: int
+
+
+@dataclass(frozen=True, slots=True)
+class RawMetrics:
+    """A daily-intake payload exactly as it was posted (append-only audit)."""
+
+    received_at: datetime
+    day: date
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationRecord:
+    """One change of weights: period ``n`` starts at ``computed_at``. ``details`` holds the
+    inputs (counts per arm), probabilities, windows and fallbacks, as plain JSON."""
+
+    experiment_id: str
+    period: int
+    computed_at: datetime
+    weights: Mapping[str, float]
+    method: str
+    seed: int | None
+    source: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A named text document (a FeatureVisor datafile, say) shared by every worker."""
+
+    namespace: str
+    key: str
+    content: str
+    digest: str  # the caller's content hash (e.g. sha256 hex), compared to detect changes
+    updated_at: datetime  # UTC
+    version: int  # 1 on first put, +1 on every put that changes the digest
+
+
+class FeedbackOutcome(enum.StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    NEUTRAL = "neutral"
+
+
+GLOBAL_CONTEXT = "*"  # the context key whose state pools every context
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One contextual-bandit decision as logged: which arm, chosen by which policy, with what
+    probability."""
+
+    id: str  # decision id (uuid4 hex from the service)
+    experiment_id: str
+    unit_id: str | None
+    context_key: str  # e.g. "time_of_day=evening|user_type=new" (never GLOBAL_CONTEXT)
+    context: Mapping[str, str]  # the attributes as sent (stored as JSON)
+    arm: str
+    propensity: float  # in (0, 1]
+    policy: str  # "bandit" or "control"
+    method: str  # how the propensity was computed: "exact", "monte_carlo", "fixed"
+    decided_at: datetime  # UTC
+    successes: int = 0  # feedback applied so far (read back from the store)
+    failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ArmState:
+    """Counts behind the Beta posterior of one arm in one context (GLOBAL_CONTEXT pools all)."""
+
+    context_key: str
+    arm: str
+    pulls: int  # decisions that chose this arm here
+    successes: int  # success feedback applied
+    failures: int  # failure feedback applied
+    updated_at: datetime | None
