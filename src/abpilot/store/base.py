@@ -169,6 +169,7 @@ class Decision:
     decided_at: datetime  # UTC
     successes: int = 0  # feedback applied so far (read back from the store)
     failures: int = 0
+    rating: float | None = None  # the value of the rating feedback applied to it, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +336,7 @@ class Store(Protocol):
         event: str,
         outcome: FeedbackOutcome,
         at: datetime,
+        rating: float | None = None,
     ) -> bool:
         """Apply one feedback event to a decision, atomically and at most once.
 
@@ -342,7 +344,8 @@ class Store(Protocol):
         is False. Otherwise it is recorded and, for a SUCCESS (FAILURE) outcome, 1 is added to
         the decision's successes (failures) and to those of its (context, arm) and
         (``GLOBAL_CONTEXT``, arm) states, whose ``updated_at`` becomes ``at``; a NEUTRAL outcome
-        is recorded (so the event counts once) but increments nothing. Answers True.
+        is recorded (so the event counts once) but increments nothing. A ``rating`` given
+        becomes the decision's ``rating`` in the same step (whatever the outcome). Answers True.
         Raises ``NotFound`` and changes nothing when the decision does not exist.
         """
 
@@ -352,6 +355,12 @@ class Store(Protocol):
 
     def list_decisions(self, experiment_id: str, since: datetime | None = None) -> list[Decision]:
         """Decisions with ``decided_at >= since`` (all when None), oldest first, ties by id."""
+
+    def latest_unit_decision(self, experiment_id: str, unit_id: str) -> Decision | None:
+        """The unit's decision with the latest ``decided_at`` (of equal times, the greatest id
+        in code point order), with its counts, or None. Found by an index on the unit (SQL:
+        (experiment_id, unit_id, decided_at); Redis: a hash of each unit's latest decision id;
+        memory: a dict), never by reading the experiment's other decisions."""
 
     def list_feedback(self, experiment_id: str) -> list[tuple[str, str]]:
         """Every (decision id, event) feedback recorded, sorted."""
