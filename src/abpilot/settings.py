@@ -87,6 +87,7 @@ class Settings(BaseSettings):
     monitor_at: str = Field(default="09:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")  # UTC
     monitor_keep: int = Field(default=30, ge=1, le=1000)
     monitor_webhook_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    monitor_min_avg_rating: float | None = Field(default=None, allow_inf_nan=False)
 
     @field_validator("jwt_secret", mode="after")
     @classmethod
@@ -150,3 +151,4 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Read the settings now (environment and ``.env``); nothing is read at import time."""
     return Settings()
+            min_avg_rating=self.monitor_min_avg_rating,
