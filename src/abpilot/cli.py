@@ -61,7 +61,8 @@ def serve(
         SqlStore.from_url(settings.database_url).close()
     console.print(
         f"abpilot on http://{host}:{port} (store: {settings.store}, workers: {workers}); "
-        f"API docs at http://{host}:{port}/docs"
+        f"API docs at http://{host}:{port}/docs\n{settings.store_choice()}",
+        soft_wrap=True,
     )
     uvicorn.run(
         "abpilot.api.app:create_app",
