@@ -167,6 +167,21 @@ def test_redis_password_reaches_a_protected_server(
             assert client.get("/readyz").status_code == 503  # refused: no silent SQLite
 
 
+def test_db_upgrade_leaves_sqlite_alone_when_redis_is_chosen(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The Docker image migrates before serving unless STORE=redis: with only REDIS_HOST set
+    there is no SQL schema to create (and no ./abpilot.db to write)."""
+    monkeypatch.setenv("REDIS_HOST", "redis")
+    result = CliRunner().invoke(cli, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "nothing to upgrade: store: Redis at redis://redis:6379/0" in result.output
+    assert not (tmp_path / "abpilot.db").exists()
+    url = f"sqlite:///{tmp_path / 'asked.db'}"  # a URL given on the command line is upgraded
+    assert CliRunner().invoke(cli, ["db", "upgrade", "--database-url", url]).exit_code == 0
+    assert (tmp_path / "asked.db").is_file()
+
+
 def test_api_host_and_api_port_are_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
     """The Multi-Armed Bandit Optimization API's names; HOST and PORT win when both are set."""
     monkeypatch.setenv("API_HOST", "0.0.0.0")

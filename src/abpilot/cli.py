@@ -83,6 +83,13 @@ def db_upgrade(
     """Bring the SQL schema to the latest revision (Alembic)."""
     from abpilot.store.sql import engine as sql_engine
 
+    if database_url is None:
+        settings = cli_settings()
+        if settings.store != "sql":  # e.g. FeatureVisor Pilot's REDIS_HOST chose Redis
+            console.print(
+                f"nothing to upgrade: {settings.store_choice()} has no SQL schema", soft_wrap=True
+            )
+            return
     url = database_url or cli_settings().database_url
     engine = sql_engine.create_engine(url)
     try:
