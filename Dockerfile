@@ -13,6 +13,6 @@ RUN pip install . && mkdir -p /tmp/abpilot-metrics && chown abpilot /tmp/abpilot
 USER abpilot
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status == 200 else 1)"
+  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:${PORT:-8000}/readyz', timeout=2).status == 200 else 1)"
 # Migrate the SQL schema (Redis has none), then serve with WORKERS uvicorn worker processes.
 CMD ["sh", "-c", "[ \"$STORE\" = redis ] || abpilot db upgrade; exec abpilot serve --host \"$HOST\" --port \"$PORT\" --workers \"$WORKERS\""]

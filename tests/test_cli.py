@@ -76,6 +76,19 @@ def test_contextual_verbs(tmp_path: Path) -> None:
     )
     assert fed.exit_code == 0, fed.output
     assert "success (applied)" in fed.output
+    by_unit = runner.invoke(
+        app, ["decide", "recs", "-c", "time_of_day=morning", "--unit-id", "1", "--store-url", url]
+    )
+    assert by_unit.exit_code == 0, by_unit.output
+    mine = json.loads(by_unit.output)["decision_id"]
+    fed = runner.invoke(
+        app, ["feedback", "recs", "--unit-id", "1", "thumbs-up", "--store-url", url]
+    )
+    assert fed.exit_code == 0, fed.output
+    assert f"success (applied) on decision {mine}" in fed.output
+    nobody = runner.invoke(app, ["feedback", "recs", "--unit-id", "2", "click", "--store-url", url])
+    assert nobody.exit_code == 2
+    assert "unit '2' has no decision" in nobody.output
     stats = runner.invoke(app, ["bandit-stats", "recs", "--store-url", url])
     assert stats.exit_code == 0, stats.output
     assert "time_of_day=night" in stats.output

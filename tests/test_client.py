@@ -172,6 +172,11 @@ def test_contextual_verbs(client: abpilot.Client) -> None:
     click = {"decision_id": decision["decision_id"], "event": "click"}
     assert client.feedback(key, **click)["applied"] is True
     assert client.feedback(key, **click)["applied"] is False  # once per decision and event
+    by_unit = client.feedback(key, unit_id="user-1", event="thumbs-up")  # its latest decision
+    assert (by_unit["decision_id"], by_unit["event"]) == (decision["decision_id"], "thumbs_up")
+    with pytest.raises(abpilot.NotFound) as caught:
+        client.feedback(key, unit_id="user-2", event="click")
+    assert caught.value.field == "unit_id"
     stats = client.bandit_stats(key, days=7)
     assert (stats["overall"]["decisions"], stats["overall"]["successes"]) == (1, 1)
     days = client.performance(key, days=3)["days"]

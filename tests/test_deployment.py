@@ -15,6 +15,8 @@ def test_dockerfile_runs_as_a_user_with_a_readiness_check() -> None:
     health = next(line for line in lines if line.startswith("HEALTHCHECK"))
     assert "--interval" in health
     assert any("/readyz" in line for line in lines)
+    # On the port the server listens on (PORT=5050 keeps FeatureVisor Pilot's port).
+    assert any("127.0.0.1:${PORT:-8000}/readyz" in line for line in lines)
     cmd = next(line for line in lines if line.startswith("CMD"))
     assert "abpilot db upgrade" in cmd
     assert "--workers" in cmd

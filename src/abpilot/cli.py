@@ -61,7 +61,8 @@ def serve(
         SqlStore.from_url(settings.database_url).close()
     console.print(
         f"abpilot on http://{host}:{port} (store: {settings.store}, workers: {workers}); "
-        f"API docs at http://{host}:{port}/docs"
+        f"API docs at http://{host}:{port}/docs\n{settings.store_choice()}",
+        soft_wrap=True,
     )
     uvicorn.run(
         "abpilot.api.app:create_app",
@@ -82,6 +83,13 @@ def db_upgrade(
     """Bring the SQL schema to the latest revision (Alembic)."""
     from abpilot.store.sql import engine as sql_engine
 
+    if database_url is None:
+        settings = cli_settings()
+        if settings.store != "sql":  # e.g. FeatureVisor Pilot's REDIS_HOST chose Redis
+            console.print(
+                f"nothing to upgrade: {settings.store_choice()} has no SQL schema", soft_wrap=True
+            )
+            return
     url = database_url or cli_settings().database_url
     engine = sql_engine.create_engine(url)
     try:

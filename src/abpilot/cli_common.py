@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
+from pydantic import AliasChoices
 from rich.console import Console
 from rich.markup import escape
 
@@ -43,16 +44,25 @@ def cli_settings() -> Settings:
     traceback (the message names the variable; values, which may be secrets, are not shown)."""
     import pydantic
 
-    from abpilot.settings import get_settings
+    from abpilot.settings import Settings, get_settings
 
     try:
         return get_settings()
     except pydantic.ValidationError as error:
         problems = [
-            f"{'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}"
-            for e in error.errors()
+            f"{_variables(Settings, e['loc']) or 'settings'}: {e['msg']}" for e in error.errors()
         ]
         fail("invalid configuration: " + "; ".join(problems))
+
+
+def _variables(settings: type[Settings], loc: tuple[int | str, ...]) -> str:
+    """The environment variable(s) behind an error's location: ``PORT or API_PORT``."""
+    name = ".".join(str(p) for p in loc)
+    field = settings.model_fields.get(name)
+    alias = field.validation_alias if field is not None else None
+    if isinstance(alias, AliasChoices):
+        return " or ".join(str(choice).upper() for choice in alias.choices)
+    return name.upper()
 
 
 def fail(message: str) -> NoReturn:

@@ -63,19 +63,34 @@ def register(app: typer.Typer, open_service: Callable[[str | None], ExperimentSe
     @app.command()
     def feedback(
         experiment: Experiment,
-        decision_id: Annotated[str, typer.Argument(help="The decision's id.")],
-        event: Annotated[str, typer.Argument(help="click, rating, thumbs_up, thumbs_down...")],
+        decision_id: Annotated[
+            str | None, typer.Argument(help="The decision's id (leave out with --unit-id).")
+        ] = None,
+        event: Annotated[
+            str | None, typer.Argument(help="click, rating, thumbs_up (or thumbs-up)...")
+        ] = None,
+        unit_id: Annotated[
+            str | None,
+            typer.Option(help="Instead of a decision id: the unit's latest decision."),
+        ] = None,
         value: Annotated[float | None, typer.Option(help="The rating, for rating events.")] = None,
         store_url: StoreUrl = None,
     ) -> None:
-        """Apply feedback to a decision (once per event type)."""
+        """Apply feedback to a decision (once per event type): `abpilot feedback EXPERIMENT
+        DECISION_ID EVENT`, or `abpilot feedback EXPERIMENT --unit-id UNIT EVENT`."""
+        if unit_id is not None and event is None:
+            decision_id, event = None, decision_id  # the one argument given is the event
+        if event is None:
+            console.print("[red]give DECISION_ID EVENT, or --unit-id UNIT EVENT[/red]")
+            raise typer.Exit(2)
 
         def action(service: ExperimentService) -> None:
+            assert event is not None
             result = service.contextual.feedback(
-                experiment, decision_id=decision_id, event=event, value=value
+                experiment, decision_id=decision_id, unit_id=unit_id, event=event, value=value
             )
             state = "applied" if result.applied else "already applied"
-            console.print(f"{result.outcome.value} ({state})")
+            console.print(f"{result.outcome.value} ({state}) on decision {result.decision_id}")
 
         run(store_url, action)
 

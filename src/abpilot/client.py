@@ -358,10 +358,17 @@ class Client:
         return self._call("POST", _at(experiment, "/decide"), retry=False, body=body)
 
     def feedback(
-        self, experiment: str, *, decision_id: str, event: str, value: float | None = None
+        self,
+        experiment: str,
+        *,
+        decision_id: str | None = None,
+        unit_id: str | None = None,
+        event: str,
+        value: float | None = None,
     ) -> JSON:
-        """Applied at most once per decision and event (``applied: false`` for a repeat)."""
-        body = _dropped_none(decision_id=decision_id, event=event, value=value)
+        """Applied at most once per decision and event (``applied: false`` for a repeat); by
+        ``unit_id`` instead of ``decision_id``, to the unit's latest decision."""
+        body = _dropped_none(decision_id=decision_id, unit_id=unit_id, event=event, value=value)
         return self._call("POST", _at(experiment, "/feedback"), retry=True, body=body)
 
     def bandit_stats(self, experiment: str, *, days: float | None = None) -> JSON:

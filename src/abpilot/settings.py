@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from abpilot.bandits.config import BanditOptions
@@ -57,8 +57,11 @@ class Settings(BaseSettings):
     redis_db: int = 0
     redis_password: SecretStr | None = None
     redis_prefix: str = "abp"
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
+    # API_HOST / API_PORT: the names the Multi-Armed Bandit Optimization API reads (HOST wins).
+    host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("host", "api_host"))
+    port: int = Field(
+        default=8000, ge=1, le=65535, validation_alias=AliasChoices("port", "api_port")
+    )
     workers: int = Field(default=1, ge=1)
     debug: bool = False
     log_format: Literal["text", "json"] = "text"
@@ -85,9 +88,44 @@ class Settings(BaseSettings):
     monitor_max_arm_dominance: float = Field(default=0.70, gt=0, le=1)
     monitor_stale_after_hours: float = Field(default=24.0, gt=0, le=24 * 366)
     monitor_min_rate: float | None = Field(default=None, gt=0, lt=1)
+    monitor_min_avg_rating: float | None = Field(default=None, allow_inf_nan=False)
     monitor_at: str = Field(default="09:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")  # UTC
     monitor_keep: int = Field(default=30, ge=1, le=1000)
     monitor_webhook_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+
+    _store_reason: str = PrivateAttr(default="")
+
+    @model_validator(mode="after")
+    def _choose_store(self) -> Settings:
+        """Without ``STORE``, a Redis connection setting (``REDIS_URL`` or ``REDIS_HOST``, as
+        FeatureVisor Pilot's ``.env`` has) chooses Redis unless ``DATABASE_URL`` is set too."""
+        given = self.model_fields_set
+        if "store" in given:
+            self._store_reason = f"STORE={self.store}"
+        elif "database_url" in given:
+            redis = (
+                " (it wins over the REDIS_* settings)"
+                if self.redis_url or ("redis_host" in given and self.redis_host)
+                else ""
+            )
+            self._store_reason = f"STORE is not set and DATABASE_URL is{redis}"
+        elif self.redis_url or ("redis_host" in given and self.redis_host):
+            which = "REDIS_URL" if self.redis_url else "REDIS_HOST"
+            self.store = "redis"
+            self._store_reason = f"STORE and DATABASE_URL are not set and {which} is"
+        else:
+            self._store_reason = "the default: no STORE, DATABASE_URL, REDIS_URL or REDIS_HOST set"
+        return self
+
+    def store_choice(self) -> str:
+        """Which store the settings choose, where, and why, for the start-up log (no secrets)."""
+        if self.store == "memory":
+            where = "memory"
+        elif self.store == "redis":
+            where = f"Redis at {_without_password(self.resolved_redis_url())}"
+        else:
+            where = f"SQL at {_without_password(self.database_url)}"
+        return f"store: {where} ({self._store_reason})"
 
     @field_validator("jwt_secret", mode="after")
     @classmethod
@@ -130,6 +168,7 @@ class Settings(BaseSettings):
             max_arm_dominance=self.monitor_max_arm_dominance,
             stale_after_hours=self.monitor_stale_after_hours,
             min_rate=self.monitor_min_rate,
+            min_avg_rating=self.monitor_min_avg_rating,
         )
 
     def resolved_redis_url(self) -> str:
@@ -146,6 +185,15 @@ class Settings(BaseSettings):
         if self.store == "redis":
             return self.resolved_redis_url()
         return self.database_url
+
+
+def _without_password(url: str) -> str:
+    """``url`` with the password of its user part, if any, replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def get_settings() -> Settings:

@@ -99,6 +99,10 @@ def test_decide_feedback_and_stats(client: TestClient, recs: dict[str, Any]) -> 
         ("feedback", {"decision_id": "nope", "event": "click"}, 404, "decision_id"),
         ("feedback", {"decision_id": "x", "event": "purchase"}, 422, "event"),
         ("feedback", {"decision_id": "x", "event": "rating"}, 422, "value"),
+        ("feedback", {"unit_id": "nobody", "event": "thumbs-up"}, 404, "unit_id"),
+        ("feedback", {"unit_id": "u", "decision_id": "x", "event": "click"}, 422, "unit_id"),
+        ("feedback", {"event": "click"}, 422, "decision_id"),
+        ("feedback", {"unit_id": "", "event": "click"}, 422, "unit_id"),
     ],
 )
 def test_refusals_name_the_field(
@@ -112,6 +116,29 @@ def test_refusals_name_the_field(
     response = client.post(f"{API}/experiments/recs/{path}", json=body)
     assert response.status_code == status, response.text
     assert response.json()["error"]["field"] == field
+
+
+def test_feedback_by_unit_and_hyphenated_events(client: TestClient, recs: dict[str, Any]) -> None:
+    """Bandit Selector's `POST /analytics/track/thumbs-up {"user_id": 1}`, on every store: the
+    unit's latest decision gets it, named in the answer."""
+    decide(client, "1")
+    latest = decide(client, "1")
+    decide(client, "2")
+    url = f"{API}/experiments/recs/feedback"
+    response = client.post(url, json={"unit_id": "1", "event": "thumbs-up"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "decision_id": latest["decision_id"],
+        "event": "thumbs_up",
+        "outcome": "success",
+        "applied": True,
+    }
+    repeat = client.post(url, json={"unit_id": "1", "event": "thumbs_up"}).json()
+    assert (repeat["decision_id"], repeat["applied"]) == (latest["decision_id"], False)
+    rated = client.post(url, json={"unit_id": "2", "event": "rating", "value": 1.5}).json()
+    assert rated["outcome"] == "failure"
+    stats = client.get(f"{API}/experiments/recs/bandit/stats").json()
+    assert (stats["overall"]["decisions"], stats["overall"]["successes"]) == (3, 1)
 
 
 def test_only_contextual_experiments_decide(client: TestClient) -> None:

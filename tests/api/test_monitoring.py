@@ -98,3 +98,58 @@ def test_kept_reports_newest_first(client: TestClient) -> None:
     assert [r["days"] for r in kept] == [1, 7]
     assert kept[1]["experiments"][0]["key"] == "quiet"
     assert kept[0]["generated_at"] > kept[1]["generated_at"]
+
+
+def contextual_traffic(client: TestClient, **monitoring: Any) -> None:
+    """A contextual bandit whose 20 decisions got 2 successes and ratings averaging 3.0."""
+    arms = [{"key": a, "weight": 0.5} for a in ("svd", "graph")]
+    contextual = {"attributes": {"user_type": ["new", "returning"]}}
+    settings = {"contextual": contextual, "monitoring": monitoring}
+    running(client, "recs", type="contextual_bandit", variants=arms, metrics=[], settings=settings)
+    for i in range(20):
+        body = {"unit_id": f"user-{i}", "context": {"user_type": "new"}}
+        assert client.post(f"{API}/experiments/recs/decide", json=body).status_code == 200
+    feedback = [("thumbs-up", None)] * 2 + [("rating", 3.0)] * 6
+    for i, (event, value) in enumerate(feedback):
+        body = {"unit_id": f"user-{i}", "event": event, "value": value}
+        response = client.post(f"{API}/experiments/recs/feedback", json=body)
+        assert response.status_code == 200, response.text
+
+
+def test_contextual_thresholds_per_experiment_on_every_store(client: TestClient) -> None:
+    contextual_traffic(client, min_rate=0.10, min_avg_rating=3.5, min_units=5)
+    (health,) = report(client)["experiments"]
+    by_name = {c["name"]: c for c in health["checks"]}
+    assert list(by_name) == ["arm_dominance", "min_rate", "min_avg_rating", "stale"]
+    assert (by_name["min_rate"]["status"], by_name["min_rate"]["figures"]["successes"]) == (
+        "ok",
+        2,
+    )  # 2 of 20 is 10%: exactly the minimum
+    rating = by_name["min_avg_rating"]
+    assert (rating["status"], rating["figures"]["ratings"]) == ("warning", 6)
+    assert rating["figures"]["avg_rating"] == 3.0
+    assert health["status"] == "warning"
+
+
+def test_contextual_thresholds_from_the_environment_reach_the_report_and_the_daily_run(
+    monkeypatch: Any,
+) -> None:
+    from abpilot.api import create_app
+    from abpilot.settings import Settings
+
+    monkeypatch.setenv("MONITOR_MIN_RATE", "0.15")
+    monkeypatch.setenv("MONITOR_MIN_AVG_RATING", "3.5")
+    monkeypatch.setenv("MONITOR_MAX_ARM_DOMINANCE", "0.9")
+    with TestClient(create_app(Settings(store="memory", scheduler_enabled=False))) as client:
+        contextual_traffic(client, min_units=5)
+        checks = {c["name"]: c for c in report(client)["experiments"][0]["checks"]}
+        assert checks["min_rate"]["status"] == "warning"  # 10% < 15%
+        assert checks["min_rate"]["figures"]["min_rate"] == 0.15
+        assert checks["min_avg_rating"]["figures"]["min_avg_rating"] == 3.5
+        assert checks["arm_dominance"]["figures"]["max_arm_dominance"] == 0.9
+        daily = client.app.state.monitoring  # type: ignore[attr-defined]
+        daily.at = time(0, 0, tzinfo=UTC)
+        assert daily.run_if_due() is not None
+        (kept,) = client.get(f"{API}/monitoring/reports").json()["reports"]
+        names = [c["name"] for c in kept["experiments"][0]["checks"]]
+        assert names == ["arm_dominance", "min_rate", "min_avg_rating", "stale"]

@@ -1,4 +1,4 @@
-"""Find the fenced code blocks of README.md and docs/*.md, and run them as printed.
+"""Find the fenced code blocks of README.md and docs/**/*.md, and run them as printed.
 
 A block is named by its file, the heading it sits under and its position among that heading's
 blocks: ``README.md § Walk-through with curl #0``. test_readme.py claims every block by that name.
@@ -100,7 +100,8 @@ def parse_blocks(path: Path) -> list[Block]:
 
 
 def doc_files() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    """README.md and every Markdown file under docs/ (docs/migrating/*.md included)."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 
 
 def all_blocks() -> dict[str, Block]:

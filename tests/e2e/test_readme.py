@@ -1,4 +1,6 @@
-"""Every code block of README.md and docs/*.md runs here, as printed, against a real service.
+"""Every code block of README.md and docs/**/*.md runs here (or, for docs/migrating/, in a test
+module of its own that claims its blocks with :func:`claims`), as printed, against a real
+service.
 
 How:
 - :mod:`tests.e2e.readme_blocks` finds every fenced block (```bash, ```python, ```js, ```json …)
@@ -158,7 +160,18 @@ def require_node() -> None:
 # The registry itself.
 
 
+def claiming_modules() -> list[str]:
+    """Every test module of tests/e2e: the docs' blocks may be claimed in any of them (the
+    migration guides of docs/migrating/ have their own files)."""
+    here = Path(__file__).parent
+    return sorted(f"tests.e2e.{p.stem}" for p in here.glob("test_*.py"))
+
+
 def test_every_block_is_claimed() -> None:
+    import importlib
+
+    for module in claiming_modules():  # each module's claims register when it is imported
+        importlib.import_module(module)
     unclaimed = [
         f"{b.id} (line {b.line}, {b.language or 'no language'}): {b.text.splitlines()[0]!r}"
         for b in BLOCKS.values()

@@ -12,13 +12,17 @@ from abpilot.monitoring.checks import (
     ArmRate,
     ConversionCount,
     GuardrailComparison,
+    SelectionShare,
     Status,
     arm_dominance_check,
+    average_rating_check,
     conversions_check,
     guardrail_check,
     min_rate_check,
+    selection_dominance_check,
     srm_check,
     stale_check,
+    success_rate_check,
     worst,
 )
 from abpilot.monitoring.options import Guardrail, Harm, MonitoringOptions, monitoring_options
@@ -91,6 +95,78 @@ class TestArmDominance:
         assert check.message.startswith("Arm 'b' holds 80.0% of the traffic (above 70.0%)")
         assert "probability of being best is 60.0%" in check.message
         assert check.figures["arm"] == "b"
+
+
+def share(context: str | None, counts: dict[str, int], best: float = 0.5) -> SelectionShare:
+    """Selections per arm; the most chosen arm's probability of being best is ``best``."""
+    top = max(counts, key=lambda arm: counts[arm])
+    rest = (1 - best) / max(len(counts) - 1, 1)
+    return SelectionShare(context, counts, {a: best if a == top else rest for a in counts})
+
+
+class TestContextualDominance:
+    def check(self, overall: SelectionShare, *contexts: SelectionShare) -> Any:
+        return selection_dominance_check(
+            overall, contexts, max_dominance=0.7, min_decisions=100, days=7
+        )
+
+    def test_the_reported_case_77_5_percent_warns(self) -> None:
+        """An arm at 77.5% of selections with max_arm_dominance 0.70 was reported ok."""
+        check = self.check(share(None, {"svd": 310, "graph": 50, "item_cf": 40}, best=0.6))
+        assert check.status is Status.WARNING
+        assert "overall 'svd' got 77.5% of 400 decisions" in check.message
+        assert check.figures["overall"]["dominant"] is True
+        assert check.figures["overall"]["share"] == 0.775
+
+    def test_exactly_at_the_limit_and_strong_evidence_are_fine(self) -> None:
+        assert self.check(share(None, {"a": 70, "b": 30})).status is Status.OK
+        assert self.check(share(None, {"a": 71, "b": 29}, best=0.95)).status is Status.OK
+        assert self.check(share(None, {"a": 71, "b": 29}, best=0.9499)).status is Status.WARNING
+
+    def test_each_context_is_judged_once_it_has_enough_decisions(self) -> None:
+        overall = share(None, {"a": 150, "b": 150})
+        evening = share("time_of_day=evening", {"a": 10, "b": 90})  # 90%, but 100 decisions
+        night = share("time_of_day=night", {"a": 99, "b": 0})  # 100%, 99 decisions: not yet
+        check = self.check(overall, evening, night)
+        assert check.status is Status.WARNING
+        assert "in context time_of_day=evening 'b' got 90.0% of 100 decisions" in check.message
+        assert "night" not in check.message
+        assert [c["judged"] for c in check.figures["contexts"]] == [True, False]
+        quiet = self.check(overall, share("time_of_day=night", {"a": 99, "b": 0}))
+        assert quiet.status is Status.OK
+        assert "in the 0 contexts with 100 decisions or more" in quiet.message
+
+    def test_too_few_decisions_are_not_judged(self) -> None:
+        check = self.check(share(None, {"a": 99, "b": 0}))
+        assert check.status is Status.OK
+        assert check.message.startswith("Too few bandit decisions")
+        empty = self.check(SelectionShare(None, {"a": 0, "b": 0}, {"a": 0.5, "b": 0.5}))
+        assert empty.status is Status.OK
+        assert empty.figures["overall"]["share"] is None
+
+
+class TestContextualRates:
+    def test_success_rate_exactly_at_the_minimum_is_fine(self) -> None:
+        def status(successes: int, decisions: int = 200) -> Status:
+            return success_rate_check(
+                decisions, successes, min_rate=0.10, min_decisions=100, days=7
+            ).status
+
+        assert status(20) is Status.OK
+        assert status(19) is Status.WARNING
+        assert status(0, decisions=99) is Status.OK  # too few to judge
+
+    def test_average_rating_exactly_at_the_minimum_is_fine(self) -> None:
+        def check(ratings: list[float]) -> Any:
+            return average_rating_check(ratings, min_avg_rating=3.5, min_ratings=4, days=7)
+
+        assert check([3.0, 4.0, 3.0, 4.0]).status is Status.OK
+        low = check([3.0, 4.0, 3.0, 3.5])
+        assert low.status is Status.WARNING
+        assert low.message.startswith("The 4 ratings in the last 7 days average 3.38, below 3.5")
+        assert low.figures["avg_rating"] == 3.375
+        assert check([1.0, 1.0, 1.0]).status is Status.OK  # 3 ratings: too few
+        assert check([]).figures["avg_rating"] is None
 
 
 class TestMinRate:
@@ -183,6 +259,12 @@ class TestOptions:
     def parse(self, section: Any, *, arms: int = 2) -> MonitoringOptions:
         return monitoring_options({"monitoring": section}, metrics=self.METRICS, arms=arms)
 
+    def test_bandit_selector_thresholds(self) -> None:
+        """Bandit Selector's max_algorithm_dominance, min_ctr and min_avg_rating."""
+        found = self.parse({"max_arm_dominance": 0.70, "min_rate": 0.10, "min_avg_rating": 3.5})
+        assert (found.max_arm_dominance, found.min_rate, found.min_avg_rating) == (0.7, 0.1, 3.5)
+        assert self.parse({"min_avg_rating": None}).min_avg_rating is None
+
     def test_defaults_and_overrides(self) -> None:
         defaults = MonitoringOptions(stale_after_hours=12, min_rate=0.01)
         assert monitoring_options({}, defaults) == defaults
@@ -212,6 +294,8 @@ class TestOptions:
             ({"min_rate": 0}, "settings.monitoring.min_rate"),
             ({"min_rate": "5%"}, "settings.monitoring.min_rate"),
             ({"min_units": 0}, "settings.monitoring.min_units"),
+            ({"min_avg_rating": "3.5"}, "settings.monitoring.min_avg_rating"),
+            ({"min_avg_rating": float("nan")}, "settings.monitoring.min_avg_rating"),
             ({"stale_after_hours": 0}, "settings.monitoring.stale_after_hours"),
             ({"stale_after_hours": float("inf")}, "settings.monitoring.stale_after_hours"),
             ({"guardrails": "revenue"}, "settings.monitoring.guardrails"),

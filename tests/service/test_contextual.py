@@ -132,6 +132,101 @@ def test_expired_decisions_are_refused() -> None:
         contextual.feedback("recs", decision_id=decision.decision_id, event="click")
 
 
+NIGHT_NEW = {"time_of_day": "night", "user_type": "new"}
+
+
+class NoScans(MemoryStore):
+    """A store that fails any read of a whole experiment's decisions."""
+
+    def list_decisions(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("feedback by unit read every decision of the experiment")
+
+
+def test_feedback_by_unit_goes_to_its_latest_decision() -> None:
+    """Bandit Selector's clients say "user 1 gave thumbs up" (`thumbs-up`, no decision id)."""
+    clock = Clock()
+    service = ExperimentService(NoScans(), clock=clock, cache_seconds=0)
+    service.create_experiment(
+        key="recs",
+        type="contextual_bandit",
+        variants=[{"key": a, "weight": 1 / 3} for a in ARMS],
+        settings={"contextual": {"attributes": CONTEXT["attributes"]}},
+    )
+    service.start_experiment("recs")
+    first = service.contextual.decide("recs", unit_id="1", context=NIGHT_NEW)
+    clock.now += timedelta(minutes=5)
+    latest = service.contextual.decide("recs", unit_id="1", context=NIGHT_NEW)
+    other = service.contextual.decide("recs", unit_id="2", context=NIGHT_NEW)
+    result = service.contextual.feedback("recs", unit_id="1", event="thumbs-up")
+    assert (result.decision_id, result.event) == (latest.decision_id, "thumbs_up")
+    assert (result.outcome, result.applied) == (FeedbackOutcome.SUCCESS, True)
+    # The same event again, by id or by unit and with either spelling: counted once.
+    assert not service.contextual.feedback("recs", unit_id="1", event="thumbs_up").applied
+    again = service.contextual.feedback("recs", decision_id=latest.decision_id, event="thumbs-up")
+    assert not again.applied
+    exp = service.get_experiment("recs").id
+    successes = {
+        d: service.store.get_decision(exp, d).successes  # type: ignore[union-attr]
+        for d in (first.decision_id, latest.decision_id, other.decision_id)
+    }
+    assert successes == {first.decision_id: 0, latest.decision_id: 1, other.decision_id: 0}
+    rated = service.contextual.feedback("recs", unit_id="2", event="rating", value=4.5)
+    assert rated.decision_id == other.decision_id
+    stored = service.store.get_decision(exp, other.decision_id)
+    assert stored is not None
+    assert (stored.rating, stored.successes) == (4.5, 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "field"),
+    [
+        ({"unit_id": "stranger"}, NotFound, "unit_id"),  # no decision at all
+        ({"unit_id": "1", "decision_id": "d00000000"}, ValidationError, "unit_id"),  # both
+        ({}, ValidationError, "decision_id"),  # neither
+        ({"unit_id": "1", "event": "thumbs--up"}, ValidationError, "event"),
+        ({"unit_id": "\udfff"}, ValidationError, "unit_id"),
+    ],
+)
+def test_bad_feedback_by_unit_is_refused(
+    kwargs: dict[str, Any], error: type[Exception], field: str
+) -> None:
+    contextual, _ = make()
+    contextual.decide("recs", unit_id="1", context=NIGHT_NEW)
+    with pytest.raises(error) as caught:
+        contextual.feedback("recs", **{"event": "click", **kwargs})
+    assert caught.value.field == field  # type: ignore[attr-defined]
+    states = contextual.store.get_bandit_states(contextual.service.get_experiment("recs").id)
+    assert {s.successes for s in states} == {0}  # nothing applied
+
+
+def test_feedback_by_unit_only_within_the_decision_ttl() -> None:
+    contextual, clock = make({**CONTEXT, "decision_ttl_hours": 24})
+    decision = contextual.decide("recs", unit_id="1", context=NIGHT_NEW)
+    clock.now += timedelta(hours=24)  # exactly at the limit: still in time
+    assert contextual.feedback("recs", unit_id="1", event="click").applied
+    clock.now += timedelta(microseconds=1)
+    with pytest.raises(NotFound, match="within the last 24 hours") as caught:
+        contextual.feedback("recs", unit_id="1", event="thumbs_up")
+    assert caught.value.field == "unit_id"
+    newer = contextual.decide("recs", unit_id="1", context=NIGHT_NEW)
+    result = contextual.feedback("recs", unit_id="1", event="thumbs_up")
+    assert (result.decision_id, result.applied) == (newer.decision_id, True)
+    assert newer.decision_id != decision.decision_id
+
+
+def test_hyphens_match_configured_names_both_ways() -> None:
+    rules = {"success_events": ["add-to-list"], "failure_events": ["not_interested"]}
+    contextual, _ = make({**CONTEXT, "rules": rules})
+    decision = contextual.decide("recs", unit_id="1", context=NIGHT_NEW)
+    up = contextual.feedback("recs", unit_id="1", event="add_to_list")
+    down = contextual.feedback("recs", decision_id=decision.decision_id, event="not-interested")
+    assert (up.event, up.outcome) == ("add-to-list", FeedbackOutcome.SUCCESS)
+    assert (down.event, down.outcome) == ("not_interested", FeedbackOutcome.FAILURE)
+    with pytest.raises(ValidationError) as caught:  # one meaning per name, whatever the dashes
+        make({**CONTEXT, "rules": {"success_events": ["a-b"], "failure_events": ["a_b"]}})
+    assert caught.value.field == "settings.contextual.rules"
+
+
 @pytest.mark.parametrize(
     ("context", "field"),
     [

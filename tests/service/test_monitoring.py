@@ -27,7 +27,7 @@ from abpilot.service.monitoring import ExperimentHealth, Monitor
 from abpilot.service.monitoring_daily import DailyMonitor, post_alert
 from abpilot.settings import Settings
 from abpilot.stats.srm import sample_ratio_check
-from abpilot.store.base import AllocationRecord, EventKind, Store
+from abpilot.store.base import AllocationRecord, Decision, EventKind, FeedbackOutcome, Store
 from abpilot.store.factory import open_store
 from abpilot.store.memory import MemoryStore
 from tests.conftest import StoreFactory
@@ -202,10 +202,138 @@ def test_stale_contextual_bandit_reads_its_decisions() -> None:
     )
     service.contextual.decide("recs", unit_id="u1", context={"user_type": "new"})
     found = checks(Monitor(service).check_experiment("recs"))
-    assert list(found) == ["stale"]
+    assert list(found) == ["arm_dominance", "stale"]  # min_rate, min_avg_rating: none set
     assert (found["stale"].status, found["stale"].figures["source"]) == (Status.OK, "decisions")
     clock.now += timedelta(hours=30)
     assert checks(Monitor(service).check_experiment("recs"))["stale"].status is Status.ALERT
+
+
+ALGORITHMS = ["svd", "embeddings", "graph"]
+EVENING, NIGHT = "time_of_day=evening", "time_of_day=night"
+
+
+def recommender(service: ExperimentService, **monitoring: Any) -> str:
+    """A contextual bandit over three algorithms, as Bandit Selector runs one."""
+    contextual = {
+        "attributes": {"time_of_day": ["evening", "night"]},
+        "holdout": 0.1,
+        "control": {"arm": "svd"},
+    }
+    return running(
+        service,
+        "recs",
+        type="contextual_bandit",
+        variants=[{"key": a, "weight": 1 / 3} for a in ALGORITHMS],
+        metrics=[],
+        settings={"contextual": contextual, "monitoring": monitoring},
+    )
+
+
+def log_decisions(
+    service: ExperimentService,
+    counts: dict[str, int],
+    *,
+    context: str = EVENING,
+    policy: str = "bandit",
+    at: datetime = T0,
+    successes: int = 0,
+) -> None:
+    """``counts[arm]`` decisions of ``policy`` in ``context``, the first ``successes`` of each
+    arm clicked (stored as the service logs them: the arms are chosen here, not drawn)."""
+    exp = service.get_experiment("recs").id
+    for arm, n in counts.items():
+        for i in range(n):
+            unit = f"u{next(UNITS)}"
+            decision = Decision(
+                unit, exp, unit, context, dict([context.split("=")]), arm, 0.5, policy, "exact", at
+            )
+            service.store.record_decision(decision)
+            if i < successes:
+                service.store.apply_feedback(exp, unit, "click", FeedbackOutcome.SUCCESS, at)
+
+
+def test_contextual_arm_dominance_overall_the_reported_case() -> None:
+    """An arm at 77.5% of the bandit's selections with max_arm_dominance 0.70 was reported
+    `ok` (contextual bandits got only the staleness check)."""
+    service = service_on(MemoryStore())
+    recommender(service, max_arm_dominance=0.70)
+    log_decisions(service, {"svd": 155, "embeddings": 25, "graph": 20})
+    log_decisions(service, {"svd": 155, "embeddings": 25, "graph": 20}, context=NIGHT)
+    log_decisions(service, {"svd": 0, "embeddings": 300}, policy="control")  # not the bandit's
+    check = checks(Monitor(service).check_experiment("recs"))["arm_dominance"]
+    assert check.status is Status.WARNING
+    assert "overall 'svd' got 77.5% of 400 decisions" in check.message
+    overall = check.figures["overall"]
+    assert (overall["decisions"], overall["arm"], overall["share"]) == (400, "svd", 0.775)
+    assert overall["probability_best"] < 0.95  # no feedback: no evidence at all
+    assert [c["context_key"] for c in check.figures["contexts"]] == [EVENING, NIGHT]
+
+
+def test_contextual_arm_dominance_per_context_and_with_evidence() -> None:
+    service = service_on(MemoryStore())
+    recommender(service)  # the default 0.70
+    log_decisions(service, {"svd": 10, "embeddings": 90, "graph": 0}, context=EVENING)
+    log_decisions(service, {"svd": 10, "embeddings": 0, "graph": 90}, context=NIGHT)
+    check = checks(Monitor(service).check_experiment("recs"))["arm_dominance"]
+    assert check.status is Status.WARNING  # balanced overall (45%), dominated in each context
+    assert check.figures["overall"]["dominant"] is False
+    assert [c["dominant"] for c in check.figures["contexts"]] == [True, True]
+
+    # Evening's 'embeddings' earns its 90%: 60 of 90 clicked, none of the others' 5 each.
+    strong = service_on(MemoryStore())
+    recommender(strong)
+    log_decisions(strong, {"svd": 5, "graph": 5}, context=EVENING)
+    log_decisions(strong, {"embeddings": 90}, context=EVENING, successes=60)
+    check = checks(Monitor(strong).check_experiment("recs"))["arm_dominance"]
+    (evening,) = check.figures["contexts"]
+    assert evening["probability_best"] >= 0.95
+    assert check.status is Status.OK
+
+
+def rated_recommender(**monitoring: Any) -> ExperimentService:
+    """100 decisions this week: 10 rated (four 4.0, six 3.0: mean 3.4), 9 with a success (the
+    four good ratings and five clicks: 9%); 100 older ones, all clicked, outside the week."""
+    service = service_on(MemoryStore())
+    recommender(service, **monitoring)
+    log_decisions(service, {"svd": 50, "embeddings": 50}, at=T0 - timedelta(days=8), successes=50)
+    context = {"time_of_day": "evening"}
+    decided = [
+        service.contextual.decide("recs", unit_id=f"r{i}", context=context) for i in range(100)
+    ]
+    for n in range(10):
+        value = 4.0 if n < 4 else 3.0
+        service.contextual.feedback("recs", unit_id=f"r{n}", event="rating", value=value)
+    for decision in decided[10:15]:
+        service.contextual.feedback("recs", decision_id=decision.decision_id, event="click")
+    stored = service.store.get_decision(decided[0].experiment_id, decided[0].decision_id)
+    assert stored is not None
+    assert stored.rating == 4.0
+    return service
+
+
+def test_contextual_success_rate_and_average_rating_over_the_days() -> None:
+    """Bandit Selector's min_ctr 0.10 and min_avg_rating 3.5: service-wide (MONITOR_MIN_RATE,
+    MONITOR_MIN_AVG_RATING) or per experiment; the ratings are those of rating feedback."""
+    service = rated_recommender(min_units=10)
+    assert set(checks(Monitor(service).check_experiment("recs"))) == {"arm_dominance", "stale"}
+    defaults = Settings(monitor_min_rate=0.10, monitor_min_avg_rating=3.5).monitoring_defaults()
+    found = checks(Monitor(service, defaults=defaults).check_experiment("recs"))
+    assert list(found) == ["arm_dominance", "min_rate", "min_avg_rating", "stale"]
+    rate, rating = found["min_rate"], found["min_avg_rating"]
+    assert (rate.status, rate.figures["decisions"], rate.figures["successes"]) == (
+        Status.WARNING,
+        100,
+        9,
+    )
+    assert rate.message.startswith("Only 9.0% of the 100 decisions in the last 7 days")
+    assert (rating.status, rating.figures["ratings"]) == (Status.WARNING, 10)
+    assert rating.figures["avg_rating"] == pytest.approx(3.4)
+    assert Monitor(service, defaults=defaults).report().status is Status.WARNING
+
+    # The experiment's own thresholds win over the service-wide ones; exactly at them is fine.
+    lenient = rated_recommender(min_units=10, min_rate=0.09, min_avg_rating=3.4)
+    found = checks(Monitor(lenient, defaults=defaults).check_experiment("recs"))
+    assert (found["min_rate"].status, found["min_avg_rating"].status) == (Status.OK, Status.OK)
 
 
 def test_event_level_conversions_above_exposures() -> None:

@@ -1061,6 +1061,83 @@ class TestContextual:
         assert store.apply_feedback(exp.id, "d1", "click", SUCCESS, T0)  # and its event
         assert store.get_bandit_states(exp.id)[0] == state(GLOBAL_CONTEXT, "v1", 1, 1, 0, T0)
 
+    def test_a_units_latest_decision(self, store: Store) -> None:
+        """Feedback that names a unit (Bandit Selector's "user 1 gave thumbs up") goes to the
+        unit's latest decision: by decision time whatever the order of recording, of equal
+        times the greatest id, per experiment and unit, with its counts."""
+        exp, other = make_experiment("a"), make_experiment("b")
+        store.create_experiment(exp)
+        store.create_experiment(other)
+        t1, t2 = T0 + timedelta(microseconds=1), T0 + timedelta(hours=2)
+        store.record_decision(decision(exp.id, "late", unit_id="u1", at=t2))
+        store.record_decision(decision(exp.id, "early", unit_id="u1", at=t1))  # recorded after
+        store.record_decision(decision(exp.id, "u2-a", unit_id="u2", at=T0))
+        store.record_decision(decision(exp.id, "u2-b", unit_id="u2", at=T0))  # a tie: greatest id
+        store.record_decision(decision(exp.id, "u2-0", unit_id="u2", at=T0))
+        store.record_decision(decision(exp.id, "anon", unit_id=None, at=t2 + timedelta(hours=1)))
+        store.record_decision(decision(other.id, "newest", unit_id="u1", at=t2 + timedelta(1)))
+        store.apply_feedback(exp.id, "late", "click", SUCCESS, t2)
+        latest = store.latest_unit_decision(exp.id, "u1")
+        assert latest == decision(exp.id, "late", unit_id="u1", at=t2, successes=1)
+        assert store.get_decision(exp.id, "late") == latest
+        found = store.latest_unit_decision(exp.id, "u2")
+        assert found is not None
+        assert found.id == "u2-b"
+        assert store.latest_unit_decision(exp.id, "user-anon") is None  # anonymous: no unit
+        assert store.latest_unit_decision(exp.id, "nobody") is None
+        assert store.latest_unit_decision("nope", "u1") is None
+        newest = store.latest_unit_decision(other.id, "u1")
+        assert newest is not None
+        assert newest.id == "newest"
+        store.record_decision(decision(exp.id, "later", unit_id="u1", at=t2 + timedelta(days=1)))
+        moved = store.latest_unit_decision(exp.id, "u1")
+        assert moved is not None
+        assert moved.id == "later"
+
+    def test_unit_ids_are_kept_exactly(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        units = ["1", "01", " 1", 'ü|é="x"', "a" * 256]
+        for n, unit in enumerate(units):
+            store.record_decision(decision(exp.id, f"d{n}", unit_id=unit))
+        for n, unit in enumerate(units):
+            found = store.latest_unit_decision(exp.id, unit)
+            assert found is not None
+            assert (found.id, found.unit_id) == (f"d{n}", unit)
+
+    def test_deleting_forgets_the_units_decisions(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        store.record_decision(decision(exp.id, "d1", unit_id="u1"))
+        assert store.delete_experiment(exp.id)
+        assert store.latest_unit_decision(exp.id, "u1") is None
+        store.create_experiment(make_experiment(id=exp.id))
+        store.record_decision(decision(exp.id, "d2", unit_id="u1", at=T0 - timedelta(days=9)))
+        found = store.latest_unit_decision(exp.id, "u1")
+        assert found is not None
+        assert found.id == "d2"
+
+    def test_a_rating_is_kept_with_its_feedback(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        for decision_id in ("d1", "d2", "d3"):
+            store.record_decision(decision(exp.id, decision_id))
+        assert store.apply_feedback(exp.id, "d1", "rating", SUCCESS, T0, rating=4.5)
+        assert store.apply_feedback(exp.id, "d2", "rating", NEUTRAL, T0, rating=3.25)
+        assert store.apply_feedback(exp.id, "d2", "click", SUCCESS, T0)  # no rating: kept
+        assert not store.apply_feedback(exp.id, "d1", "rating", FAILURE, T0, rating=1.0)
+        assert store.get_decision(exp.id, "d1") == decision(exp.id, "d1", successes=1, rating=4.5)
+        assert [(d.rating, d.successes) for d in store.list_decisions(exp.id)] == [
+            (4.5, 1),
+            (3.25, 1),
+            (None, 0),
+        ]
+        latest = store.latest_unit_decision(exp.id, "user-d2")
+        assert latest is not None
+        assert latest.rating == 3.25
+        with pytest.raises(NotFound):
+            store.apply_feedback(exp.id, "ghost", "rating", SUCCESS, T0, rating=5.0)
+
     def test_two_clients_see_the_same_state(self, store_factory: StoreFactory) -> None:
         one, two = store_factory(), store_factory()
         exp = make_experiment()

@@ -13,21 +13,24 @@ from abpilot.store.sql import engine as sql_engine
 from abpilot.store.sql.schema import metadata
 from tests.conftest import backend_url
 
-HEAD = "0004"
-# The tables ("table") and columns ("table.column") each revision adds, to check its upgrade and
-# downgrade.
+HEAD = "0005"
+# The tables ("table"), columns ("table.column") and indexes ("index:name") each revision adds,
+# to check its upgrade and downgrade.
 ADDED = {
     "0002": {"documents"},
     "0003": {"decisions", "decision_feedback", "bandit_states"},
     "0004": {"variant_counters.last_event_at", "metric_counters.last_event_at"},
+    "0005": {"decisions.rating", "index:ix_decisions_experiment_id_unit_id_decided_at"},
 }
 
 
 def schema_names(engine: sa.Engine) -> set[str]:
-    """Every table, and every column as "table.column"."""
+    """Every table, every column as "table.column" and every index as "index:name"."""
     inspector = sa.inspect(engine)
     tables = set(inspector.get_table_names())
-    return tables | {f"{t}.{c['name']}" for t in tables for c in inspector.get_columns(t)}
+    columns = {f"{t}.{c['name']}" for t in tables for c in inspector.get_columns(t)}
+    indexes = {f"index:{i['name']}" for t in tables for i in inspector.get_indexes(t)}
+    return tables | columns | indexes
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

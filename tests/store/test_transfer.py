@@ -143,6 +143,7 @@ def record(store: Store, key: str = "checkout") -> Experiment:
     store.apply_feedback(e, "d0", "click", FeedbackOutcome.SUCCESS, T0 + timedelta(hours=1))
     store.apply_feedback(e, "d1", "bounce/quick", FeedbackOutcome.FAILURE, T0 + timedelta(hours=2))
     store.apply_feedback(e, "d2", "view", FeedbackOutcome.NEUTRAL, T0 + timedelta(hours=3))
+    store.apply_feedback(e, "d1", "stars", FeedbackOutcome.FAILURE, T0, rating=1.5)
     return exp
 
 
@@ -189,6 +190,11 @@ def test_later_events_count_as_they_would_have_on_the_original(store: Store) -> 
     assert store.get_period_counters(e) == reference.get_period_counters(e)
     store.apply_feedback(e, "d0", "click", FeedbackOutcome.SUCCESS, T0)  # applied before
     assert store.get_bandit_states(e) == reference.get_bandit_states(e)
+    # Feedback by unit finds the restored decisions: u1's is d1, with its rating.
+    restored = store.latest_unit_decision(e, "u1")
+    assert restored == reference.latest_unit_decision(e, "u1")
+    assert restored is not None
+    assert (restored.id, restored.rating) == ("d1", 1.5)
     added = store.add_allocation(
         AllocationRecord(
             e, 0, T0 + timedelta(days=1), {"control": 0.5, "v1": 0.5}, "exact", 1, "recalculate"

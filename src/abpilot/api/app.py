@@ -130,6 +130,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
 
 def _open(settings: Settings) -> Store:
+    log.info("%s", settings.store_choice())
     if settings.store == "redis":
         return open_store(settings.store_url(), prefix=settings.redis_prefix)
     return open_store(settings.store_url())

@@ -56,8 +56,21 @@ class DecisionRead(BaseModel):
 class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    decision_id: str = Field(min_length=1, max_length=100)
-    event: str = Field(min_length=1, max_length=100, examples=["click", "rating", "thumbs_up"])
+    decision_id: str | None = Field(
+        default=None, min_length=1, max_length=100, description="the decision (or give unit_id)"
+    )
+    unit_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="instead of decision_id: the unit's latest decision within decision_ttl_hours",
+    )
+    event: str = Field(
+        min_length=1,
+        max_length=100,
+        examples=["click", "rating", "thumbs_up"],
+        description="hyphens match underscores: thumbs-up is thumbs_up",
+    )
     value: float | None = Field(default=None, description="the rating, for rating events")
 
 

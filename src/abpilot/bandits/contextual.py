@@ -54,7 +54,22 @@ class FeedbackRules:
     def events(self) -> tuple[str, ...]:
         return (*self.success_events, *self.failure_events, self.rating_event)
 
+    def canonical(self, event: str) -> str:
+        """The configured event that ``event`` names: itself, or the one it equals with
+        hyphens read as underscores (Bandit Selector's ``thumbs-up`` is ``thumbs_up``)."""
+        if event in self.events:
+            return event
+        folded = fold_event(event)
+        for known in self.events:
+            if fold_event(known) == folded:
+                return known
+        raise ValidationError(
+            f"unknown feedback event '{event[:100]}' (events: {', '.join(self.events)})",
+            field="event",
+        )
+
     def classify(self, event: str, value: float | None) -> FeedbackOutcome:
+        event = self.canonical(event)
         if event == self.rating_event:
             if value is None:
                 raise ValidationError(f"a '{event}' event needs a value", field="value")
@@ -65,12 +80,12 @@ class FeedbackRules:
             return FeedbackOutcome.NEUTRAL
         if event in self.success_events:
             return FeedbackOutcome.SUCCESS
-        if event in self.failure_events:
-            return FeedbackOutcome.FAILURE
-        raise ValidationError(
-            f"unknown feedback event '{event[:100]}' (events: {', '.join(self.events)})",
-            field="event",
-        )
+        return FeedbackOutcome.FAILURE  # canonical() refused every other event
+
+
+def fold_event(event: str) -> str:
+    """The form two event names are compared in: hyphens read as underscores."""
+    return event.replace("-", "_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +341,10 @@ def _rules(value: Any, at: str) -> FeedbackRules:
         raise ValidationError(
             f"{at}.failure_rating must be below success_rating", field=f"{at}.failure_rating"
         )
-    names = [*rules.success_events, *rules.failure_events, rules.rating_event]
+    names = [fold_event(e) for e in rules.events]  # thumbs-up and thumbs_up are one event
     if len(set(names)) != len(names):
-        raise ValidationError(f"{at}: an event may have only one meaning", field=at)
+        raise ValidationError(
+            f"{at}: an event may have only one meaning ('-' and '_' are the same in names)",
+            field=at,
+        )
     return rules

@@ -147,6 +147,7 @@ class Decision:
     decided_at: datetime  # UTC
     successes: int = 0  # feedback applied so far (read back from the store)
     failures: int = 0
+    rating: float | None = None  # the value of the rating feedback applied to it, if any
 
 
 @dataclass(frozen=True, slots=True)

@@ -361,3 +361,190 @@ def guardrail_check(comparisons: Sequence[GuardrailComparison], *, alpha: float)
         f"(alpha = {alpha:g}).",
         figures,
     )
+
+
+# contextual bandits ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SelectionShare:
+    """How often the bandit chose each arm in one context (``None``: every context pooled),
+    and each arm's probability of being best there under the posteriors now."""
+
+    context: str | None
+    selections: Mapping[str, int]
+    probability_best: Mapping[str, float]
+
+    @property
+    def decisions(self) -> int:
+        return sum(self.selections.values())
+
+    @property
+    def top(self) -> str:
+        return max(self.selections, key=lambda arm: self.selections[arm])
+
+    @property
+    def share(self) -> float:
+        return self.selections[self.top] / self.decisions if self.decisions else 0.0
+
+
+def selection_dominance_check(
+    overall: SelectionShare,
+    contexts: Sequence[SelectionShare],
+    *,
+    max_dominance: float,
+    min_decisions: int,
+    days: int,
+    strong_evidence: float = STRONG_EVIDENCE,
+) -> Check:
+    """A contextual bandit choosing one arm for more than ``max_dominance`` of its decisions,
+    overall or in one context (each judged once it has ``min_decisions`` decisions), while
+    that arm's probability of being best there is below ``strong_evidence``: a warning."""
+
+    def judged(s: SelectionShare) -> bool:
+        return s.decisions >= min_decisions and s.decisions > 0
+
+    def dominant(s: SelectionShare) -> bool:
+        best = s.probability_best.get(s.top)
+        return judged(s) and s.share > max_dominance and (best is None or best < strong_evidence)
+
+    def plain(s: SelectionShare) -> dict[str, Any]:
+        n = s.decisions
+        return {
+            "decisions": n,
+            "arm": s.top if n else None,
+            "share": s.share if n else None,
+            "probability_best": s.probability_best.get(s.top) if n else None,
+            "selection_rates": {a: (c / n if n else None) for a, c in s.selections.items()},
+            "judged": judged(s),
+            "dominant": dominant(s),
+        }
+
+    figures: dict[str, Any] = {
+        "max_arm_dominance": max_dominance,
+        "strong_evidence": strong_evidence,
+        "min_decisions": min_decisions,
+        "days": days,
+        "overall": plain(overall),
+        "contexts": [{"context_key": s.context, **plain(s)} for s in contexts],
+    }
+    period = f"in the last {days} day{'s' if days != 1 else ''}"
+
+    def said(s: SelectionShare) -> str:
+        best = s.probability_best.get(s.top)
+        evidence = "unknown" if best is None else _pct(best)
+        return (
+            f"'{s.top}' got {_pct(s.share)} of {s.decisions} decisions (probability of being "
+            f"best {evidence})"
+        )
+
+    found = [s for s in (overall, *contexts) if dominant(s)]
+    if found:
+        parts = [
+            f"{'overall' if s.context is None else f'in context {s.context}'} {said(s)}"
+            for s in found
+        ]
+        return Check(
+            "arm_dominance",
+            Status.WARNING,
+            f"One arm takes more than {_pct(max_dominance)} of the bandit's decisions {period} "
+            f"without strong evidence (below {_pct(strong_evidence)} of being best): "
+            f"{'; '.join(parts)}; the bandit may be locking in on weak evidence.",
+            figures,
+        )
+    if not judged(overall):
+        return Check(
+            "arm_dominance",
+            Status.OK,
+            f"Too few bandit decisions to judge arm dominance yet ({overall.decisions} {period}; "
+            f"{min_decisions} needed).",
+            figures,
+        )
+    checked = sum(judged(s) for s in contexts)
+    return Check(
+        "arm_dominance",
+        Status.OK,
+        f"No arm takes more than {_pct(max_dominance)} of the bandit's decisions {period} "
+        f"without strong evidence, overall (largest: {said(overall)}) or in the {checked} "
+        f"context{'s' if checked != 1 else ''} with {min_decisions} decisions or more.",
+        figures,
+    )
+
+
+def success_rate_check(
+    decisions: int, successes: int, *, min_rate: float, min_decisions: int, days: int
+) -> Check:
+    """A contextual bandit whose decisions succeed (click, thumbs up, good rating) less often
+    than ``min_rate``, once it has ``min_decisions`` decisions: a warning."""
+    rate = successes / decisions if decisions else None
+    figures: dict[str, Any] = {
+        "decisions": decisions,
+        "successes": successes,
+        "success_rate": rate,
+        "min_rate": min_rate,
+        "min_units": min_decisions,
+        "source": f"decisions_last_{days}_days",
+    }
+    period = f"in the last {days} day{'s' if days != 1 else ''}"
+    if rate is None or decisions < min_decisions:
+        return Check(
+            "min_rate",
+            Status.OK,
+            f"Too few decisions to judge the success rate yet ({decisions} {period}; "
+            f"{min_decisions} needed).",
+            figures,
+        )
+    if rate < min_rate:
+        return Check(
+            "min_rate",
+            Status.WARNING,
+            f"Only {_pct(rate)} of the {decisions} decisions {period} got a success (click, "
+            f"thumbs up or a good rating), below {_pct(min_rate)}; check the recommendations, "
+            "and that feedback is being sent.",
+            figures,
+        )
+    return Check(
+        "min_rate",
+        Status.OK,
+        f"{_pct(rate)} of the {decisions} decisions {period} got a success (at least "
+        f"{_pct(min_rate)}).",
+        figures,
+    )
+
+
+def average_rating_check(
+    ratings: Sequence[float], *, min_avg_rating: float, min_ratings: int, days: int
+) -> Check:
+    """The mean of the ratings given to a contextual bandit's decisions below
+    ``min_avg_rating``, once there are ``min_ratings`` of them: a warning."""
+    mean = math.fsum(ratings) / len(ratings) if ratings else None
+    figures: dict[str, Any] = {
+        "ratings": len(ratings),
+        "avg_rating": mean,
+        "min_avg_rating": min_avg_rating,
+        "min_units": min_ratings,
+        "source": f"decisions_last_{days}_days",
+    }
+    period = f"in the last {days} day{'s' if days != 1 else ''}"
+    if mean is None or len(ratings) < min_ratings:
+        return Check(
+            "min_avg_rating",
+            Status.OK,
+            f"Too few ratings to judge the average yet ({len(ratings)} {period}; {min_ratings} "
+            "needed).",
+            figures,
+        )
+    if mean < min_avg_rating:
+        return Check(
+            "min_avg_rating",
+            Status.WARNING,
+            f"The {len(ratings)} ratings {period} average {mean:.3g}, below {min_avg_rating:g}; "
+            "users rate what they are shown poorly.",
+            figures,
+        )
+    return Check(
+        "min_avg_rating",
+        Status.OK,
+        f"The {len(ratings)} ratings {period} average {mean:.3g} (at least {min_avg_rating:g}).",
+        figures,
+    )

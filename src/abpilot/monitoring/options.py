@@ -1,5 +1,6 @@
 """Monitoring thresholds of an experiment (``settings.monitoring``) over the service-wide
-defaults (``MONITOR_MAX_ARM_DOMINANCE``, ``MONITOR_STALE_AFTER_HOURS``, ``MONITOR_MIN_RATE``),
+defaults (``MONITOR_MAX_ARM_DOMINANCE``, ``MONITOR_STALE_AFTER_HOURS``, ``MONITOR_MIN_RATE``,
+``MONITOR_MIN_AVG_RATING``),
 checked when the experiment is created so that a bad threshold is refused, not repaired."""
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class MonitoringOptions:
     srm_p: float = SRM_THRESHOLD
     max_arm_dominance: float = 0.70
     min_rate: float | None = None  # None: the min_rate check is skipped
-    min_units: int = 100
+    min_units: int = 100  # units (decisions, ratings) a figure needs before it is judged
+    min_avg_rating: float | None = None  # contextual bandits; None: the check is skipped
     stale_after_hours: float = 24.0
     guardrails: tuple[Guardrail, ...] = ()
 
@@ -120,6 +122,8 @@ def monitoring_options(
                 )
         elif name == "min_rate":
             values[name] = None if value is None else _fraction(value, field)
+        elif name == "min_avg_rating":
+            values[name] = None if value is None else _number(value, field)
         elif name == "min_units":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValidationError(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
-from abpilot.bandits.config import BanditOptions, bandit_options
+from abpilot.bandits.config import BanditOptions, Method, bandit_options
 from abpilot.bandits.thompson import ArmData, allocate
 from abpilot.bandits.windows import Fallback, WindowedArm, windowed_counts
 from abpilot.domain.errors import (
@@ -56,6 +56,7 @@ class AllocationResult:
     burn_in: bool
     arms: tuple[ArmAllocation, ...]
     period: int | None = None
+    samples: int | None = None  # Monte Carlo draws (THOMPSON_SAMPLES or settings.bandit.samples)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -148,6 +149,7 @@ class Allocator:
             source=source,
             window_days=window,
             burn_in=result.burn_in,
+            samples=config.samples if result.method == Method.MONTE_CARLO.value else None,
             arms=tuple(
                 ArmAllocation(
                     key=variant.key,
@@ -341,6 +343,7 @@ def _change(
         seed=result.seed,
         source=result.source,
         details={
+            **({} if result.samples is None else {"samples": result.samples}),
             "window_days": result.window_days,
             "burn_in": result.burn_in,
             "arms": {

@@ -218,15 +218,68 @@ class ContextualService:
         )
 
     def feedback(
-        self, experiment: str, *, decision_id: str, event: str, value: float | None = None
+        self,
+        experiment: str,
+        *,
+        decision_id: str | None = None,
+        unit_id: str | None = None,
+        event: str,
+        value: float | None = None,
     ) -> FeedbackResult:
-        """Apply a feedback event to its decision at most once per event type."""
+        """Apply a feedback event to a decision at most once per event type. The decision is
+        named by ``decision_id``, or by ``unit_id``: that unit's latest decision in the
+        experiment, if it was made within ``decision_ttl_hours``. Event names match with
+        hyphens read as underscores (``thumbs-up`` is ``thumbs_up``)."""
         exp, options = self._experiment(experiment)
         check_running(exp, "feedback is accepted")
         check_text(event, field="event", max_length=100)
         if value is not None:
             value = check_number(value, field="value")
+        event = options.rules.canonical(event)
         outcome = options.rules.classify(event, value)
+        now = self.service.clock()
+        decision = self._feedback_target(exp, options, decision_id, unit_id, now)
+        rating = value if event == options.rules.rating_event else None
+        applied = self.store.apply_feedback(exp.id, decision.id, event, outcome, now, rating)
+        return FeedbackResult(decision.id, event, outcome, applied)
+
+    def _feedback_target(
+        self,
+        exp: Experiment,
+        options: ContextualOptions,
+        decision_id: str | None,
+        unit_id: str | None,
+        now: datetime,
+    ) -> Decision:
+        """The decision feedback is for: by id (404 unknown, 410 expired), or the unit's
+        latest (404 when it has none within ``decision_ttl_hours``)."""
+        if decision_id is not None and unit_id is not None:
+            raise ValidationError(
+                "give decision_id or unit_id (the unit's latest decision), not both",
+                field="unit_id",
+            )
+        if decision_id is None and unit_id is None:
+            raise ValidationError(
+                "feedback needs a decision_id, or a unit_id for the unit's latest decision",
+                field="decision_id",
+            )
+        ttl = timedelta(hours=options.decision_ttl_hours)
+        if unit_id is not None:
+            check_text(unit_id, field="unit_id", max_length=256)
+            latest = self.store.latest_unit_decision(exp.id, unit_id)
+            if latest is None:
+                raise NotFound(
+                    f"unit '{unit_id}' has no decision in experiment '{exp.key}'", field="unit_id"
+                )
+            if latest.decided_at + ttl < now:
+                raise NotFound(
+                    f"unit '{unit_id}' has no decision in experiment '{exp.key}' within the last "
+                    f"{options.decision_ttl_hours:g} hours (decision_ttl_hours; its latest was "
+                    f"made at {latest.decided_at.isoformat()})",
+                    field="unit_id",
+                )
+            return latest
+        assert decision_id is not None
         check_text(decision_id, field="decision_id", max_length=100)
         decision = self.store.get_decision(exp.id, decision_id)
         if decision is None:
@@ -234,15 +287,13 @@ class ContextualService:
                 f"experiment '{exp.key}' has no decision '{decision_id[:100]}'",
                 field="decision_id",
             )
-        now = self.service.clock()
-        if decision.decided_at + timedelta(hours=options.decision_ttl_hours) < now:
+        if decision.decided_at + ttl < now:
             raise DecisionExpired(
                 f"decision '{decision_id}' was made at {decision.decided_at.isoformat()} and "
                 f"expired after {options.decision_ttl_hours:g} hours",
                 field="decision_id",
             )
-        applied = self.store.apply_feedback(exp.id, decision_id, event, outcome, now)
-        return FeedbackResult(decision_id, event, outcome, applied)
+        return decision
 
     # reading ---------------------------------------------------------------------------------
 

@@ -8,7 +8,10 @@ What each experiment type is checked for:
 - A/B tests and bandits (traffic arrives as exposures and conversions): ``srm``,
   ``arm_dominance`` (bandits), ``min_rate`` (when a minimum rate is set), ``stale``,
   ``conversions_exceed_exposures`` and ``guardrail`` (when guardrails are listed);
-- contextual bandits and interleaving (traffic arrives as decisions and feedback): ``stale``.
+- contextual bandits (decisions and feedback over the report's days): ``arm_dominance``
+  (overall and per context, bandit decisions only), ``min_rate`` (the success rate, when a
+  minimum rate is set), ``min_avg_rating`` (the mean rating, when a minimum is set) and ``stale``;
+- interleaving (traffic arrives as impressions and clicks): ``stale``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from abpilot.bandits.contextual import contextual_options, posteriors
+from abpilot.bandits.thompson import probability_best_exact
 from abpilot.domain.errors import AbpilotError, ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentStatus, ExperimentType, MetricKind
 from abpilot.monitoring.checks import (
@@ -29,13 +34,17 @@ from abpilot.monitoring.checks import (
     Check,
     ConversionCount,
     GuardrailComparison,
+    SelectionShare,
     Status,
     arm_dominance_check,
+    average_rating_check,
     conversions_check,
     guardrail_check,
     min_rate_check,
+    selection_dominance_check,
     srm_check,
     stale_check,
+    success_rate_check,
     worst,
 )
 from abpilot.monitoring.options import DEFAULT_DAYS as DEFAULT_DAYS
@@ -43,6 +52,7 @@ from abpilot.monitoring.options import MonitoringOptions, monitoring_options
 from abpilot.service.core import ExperimentService
 from abpilot.service.reading import ExperimentMetrics
 from abpilot.stats.summary import Basis
+from abpilot.store.base import GLOBAL_CONTEXT, Decision
 
 log = logging.getLogger("abpilot.monitoring")
 
@@ -176,6 +186,8 @@ class Monitor:
     def _checks(self, experiment: Experiment, *, days: int, now: datetime) -> list[Check]:
         options = self.options(experiment)
         stale = self._stale(experiment, options, now)
+        if experiment.type is ExperimentType.CONTEXTUAL_BANDIT:
+            return [*self._contextual(experiment, options, days=days, now=now), stale]
         if experiment.type not in EVENT_TYPES:
             return [stale]
         analysis = self.service.analyze_experiment(experiment.id)
@@ -280,6 +292,58 @@ class Monitor:
             source=source,
         )
 
+    def _contextual(
+        self, experiment: Experiment, options: MonitoringOptions, *, days: int, now: datetime
+    ) -> list[Check]:
+        """Arm dominance, success rate and average rating over the decisions of the last
+        ``days`` days (what Bandit Selector's daily report judged)."""
+        store = self.service.store
+        decisions = store.list_decisions(experiment.id, now - timedelta(days=days))
+        arms = [v.key for v in experiment.variants]
+        states = store.get_bandit_states(experiment.id)
+        contextual = contextual_options(experiment.settings, arms)
+        bandit = [d for d in decisions if d.policy == "bandit"]
+
+        def share(context: str | None) -> SelectionShare:
+            here = [d for d in bandit if context is None or d.context_key == context]
+            post = posteriors(contextual, arms, states, context or GLOBAL_CONTEXT)
+            best = probability_best_exact(list(zip(post.alpha, post.beta, strict=True)))
+            return SelectionShare(
+                context,
+                {a: sum(1 for d in here if d.arm == a) for a in arms},
+                dict(zip(arms, best, strict=True)),
+            )
+
+        found = [
+            selection_dominance_check(
+                share(None),
+                [share(key) for key in sorted({d.context_key for d in bandit})],
+                max_dominance=options.max_arm_dominance,
+                min_decisions=options.min_units,
+                days=days,
+            )
+        ]
+        if options.min_rate is not None:
+            found.append(
+                success_rate_check(
+                    len(decisions),
+                    sum(1 for d in decisions if d.successes > 0),
+                    min_rate=options.min_rate,
+                    min_decisions=options.min_units,
+                    days=days,
+                )
+            )
+        if options.min_avg_rating is not None:
+            found.append(
+                average_rating_check(
+                    _ratings(decisions),
+                    min_avg_rating=options.min_avg_rating,
+                    min_ratings=options.min_units,
+                    days=days,
+                )
+            )
+        return found
+
     def _guardrails(self, experiment: Experiment, options: MonitoringOptions) -> Check:
         comparisons: list[GuardrailComparison] = []
         alpha = 0.05
@@ -292,6 +356,10 @@ class Monitor:
                 if not v.is_control
             )
         return guardrail_check(comparisons, alpha=alpha)
+
+
+def _ratings(decisions: Sequence[Decision]) -> list[float]:
+    return [d.rating for d in decisions if d.rating is not None]
 
 
 def _conversions(experiment: Experiment, metrics: ExperimentMetrics) -> Check:

@@ -363,6 +363,7 @@ def _decision(experiment_id: str, d: DecisionEntry) -> Decision:
         decided_at=as_utc(d.decided_at),
         successes=d.successes,
         failures=d.failures,
+        rating=d.rating,
     )
 
 

@@ -83,6 +83,7 @@ class DecisionEntry(_Strict):
     decided_at: datetime
     successes: int = Count
     failures: int = Count
+    rating: float | None = Field(default=None, allow_inf_nan=False)  # its rating feedback
 
 
 class ArmStateEntry(_Strict):

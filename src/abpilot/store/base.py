@@ -266,6 +266,7 @@ class Store(Protocol):
         event: str,
         outcome: FeedbackOutcome,
         at: datetime,
+        rating: float | None = None,
     ) -> bool:
         """Apply one feedback event to a decision, atomically and at most once.
 
@@ -273,7 +274,8 @@ class Store(Protocol):
         is False. Otherwise it is recorded and, for a SUCCESS (FAILURE) outcome, 1 is added to
         the decision's successes (failures) and to those of its (context, arm) and
         (``GLOBAL_CONTEXT``, arm) states, whose ``updated_at`` becomes ``at``; a NEUTRAL outcome
-        is recorded (so the event counts once) but increments nothing. Answers True.
+        is recorded (so the event counts once) but increments nothing. A ``rating`` given
+        becomes the decision's ``rating`` in the same step (whatever the outcome). Answers True.
         Raises ``NotFound`` and changes nothing when the decision does not exist.
         """
 
@@ -283,6 +285,12 @@ class Store(Protocol):
 
     def list_decisions(self, experiment_id: str, since: datetime | None = None) -> list[Decision]:
         """Decisions with ``decided_at >= since`` (all when None), oldest first, ties by id."""
+
+    def latest_unit_decision(self, experiment_id: str, unit_id: str) -> Decision | None:
+        """The unit's decision with the latest ``decided_at`` (of equal times, the greatest id
+        in code point order), with its counts, or None. Found by an index on the unit (SQL:
+        (experiment_id, unit_id, decided_at); Redis: a hash of each unit's latest decision id;
+        memory: a dict), never by reading the experiment's other decisions."""
 
     def list_feedback(self, experiment_id: str) -> list[tuple[str, str]]:
         """Every (decision id, event) feedback recorded, sorted."""

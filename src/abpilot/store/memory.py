@@ -92,6 +92,7 @@ class MemoryStore:
         self._documents: dict[tuple[str, str], Document] = {}
         self._decisions: dict[str, dict[str, Decision]] = {}
         self._feedback: dict[str, set[tuple[str, str]]] = {}  # (decision id, event)
+        self._unit_decisions: dict[str, dict[str, str]] = {}  # unit -> its latest decision id
         self._arm_states: dict[str, dict[tuple[str, str], ArmState]] = {}  # (context, arm)
 
     def create_experiment(self, experiment: Experiment) -> None:
@@ -137,6 +138,7 @@ class MemoryStore:
                 self._allocations,
                 self._decisions,
                 self._feedback,
+                self._unit_decisions,
                 self._arm_states,
             ):
                 per_experiment.pop(experiment_id, None)
@@ -322,7 +324,9 @@ class MemoryStore:
                 decided_at=as_utc(decision.decided_at),
                 successes=0,
                 failures=0,
+                rating=None,
             )
+            self._note_unit_decision(stored[decision.id])
             self._count_arm(decision, "pulls", decision.decided_at)
 
     def get_decision(self, experiment_id: str, decision_id: str) -> Decision | None:
@@ -336,6 +340,7 @@ class MemoryStore:
         event: str,
         outcome: FeedbackOutcome,
         at: datetime,
+        rating: float | None = None,
     ) -> bool:
         with self._lock:
             decision = self._decisions.get(experiment_id, {}).get(decision_id)
@@ -348,14 +353,13 @@ class MemoryStore:
             if (decision_id, event) in seen:
                 return False
             seen.add((decision_id, event))
+            counted = decision if rating is None else replace(decision, rating=float(rating))
             if outcome is FeedbackOutcome.SUCCESS:
-                counted = replace(decision, successes=decision.successes + 1)
+                counted = replace(counted, successes=decision.successes + 1)
                 self._count_arm(decision, "successes", at)
             elif outcome is FeedbackOutcome.FAILURE:
-                counted = replace(decision, failures=decision.failures + 1)
+                counted = replace(counted, failures=decision.failures + 1)
                 self._count_arm(decision, "failures", at)
-            else:
-                return True
             self._decisions[experiment_id][decision_id] = counted
             return True
 
@@ -370,6 +374,11 @@ class MemoryStore:
         if since is not None:
             found = [d for d in found if d.decided_at >= as_utc(since)]
         return sorted(found, key=lambda d: (d.decided_at, d.id))
+
+    def latest_unit_decision(self, experiment_id: str, unit_id: str) -> Decision | None:
+        with self._lock:
+            found = self._unit_decisions.get(experiment_id, {}).get(unit_id)
+            return None if found is None else self._decisions[experiment_id][found]
 
     def list_feedback(self, experiment_id: str) -> list[tuple[str, str]]:
         with self._lock:
@@ -413,6 +422,8 @@ class MemoryStore:
             self._raw[exp] = list(state.raw)
             self._allocations[exp] = [replace(r, experiment_id=exp) for r in state.allocations]
             self._decisions[exp] = {d.id: replace(d, experiment_id=exp) for d in state.decisions}
+            for restored in self._decisions[exp].values():
+                self._note_unit_decision(restored)
             self._feedback[exp] = set(state.feedback)
             self._arm_states[exp] = {(a.context_key, a.arm): a for a in state.arm_states}
 
@@ -459,6 +470,18 @@ class MemoryStore:
         """Add ``n`` to counter ``index`` (0 assigned units, 1 exposures, 2 unique units)."""
         counts = self._variant_counts.setdefault(key, [0, 0, 0])
         counts[index] += n
+
+    def _note_unit_decision(self, decision: Decision) -> None:
+        """Make ``decision`` its unit's latest if it is later (by time, then id)."""
+        if decision.unit_id is None:
+            return
+        units = self._unit_decisions.setdefault(decision.experiment_id, {})
+        current = units.get(decision.unit_id)
+        if current is not None:
+            known = self._decisions[decision.experiment_id][current]
+            if (known.decided_at, known.id) >= (decision.decided_at, decision.id):
+                return
+        units[decision.unit_id] = decision.id
 
     def _count_arm(self, decision: Decision, counter: str, at: datetime) -> None:
         """Add 1 to ``counter`` of the decision's arm in its context and in the global one."""

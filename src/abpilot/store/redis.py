@@ -18,7 +18,8 @@ script can touch all of it:
                        received: only ever moved forward, by the apply script
 - ``p:{id}:daily``, ``p:{id}:raw``, ``p:{id}:allocations``: see ``redis_history``
 - ``p:{id}:decisions``, ``p:{id}:decision_counts``, ``p:{id}:decision_times``,
-  ``p:{id}:feedback``, ``p:{id}:states`` (contextual bandits): see ``redis_contextual``
+  ``p:{id}:feedback``, ``p:{id}:states``, ``p:{id}:unit_decisions`` (contextual bandits): see
+  ``redis_contextual``
 
 Global keys, outside any tag: ``p:index:keys`` (hash experiment key -> id), ``p:index:ids``
 (sorted set of ids scored by ``created_at``) and leases ``p:lease:<name>``. Variant and metric

@@ -4,7 +4,11 @@ Keys, beside the experiment's others under its hash tag (``p`` is the store's pr
 
 - ``p:{id}:decisions``        hash decision id -> JSON document (everything but the counts)
 - ``p:{id}:decision_counts``  hash ``<decision id>|s`` and ``<decision id>|f`` -> successes and
-                              failures applied to the decision
+                              failures applied to the decision; ``<decision id>|r`` -> the value
+                              of its rating feedback
+- ``p:{id}:unit_decisions``   hash unit id -> the id of the unit's latest decision (by
+                              ``decided_at``, then id in byte order), kept by the record script:
+                              feedback that names a unit finds its decision with one HGET
 - ``p:{id}:decision_times``   sorted set of decision ids scored by ``decided_at`` in integer
                               microseconds since the epoch (exact in a double up to year 2255);
                               equal scores sort by id, as ``list_decisions`` wants
@@ -44,13 +48,30 @@ from abpilot.store.base import (
 from abpilot.store.codec import as_utc
 from abpilot.store.redis_history import microseconds, reachable, text
 
-CONTEXTUAL_KEYS = ("decisions", "decision_counts", "decision_times", "feedback", "states")
+CONTEXTUAL_KEYS = (
+    "decisions",
+    "decision_counts",
+    "decision_times",
+    "feedback",
+    "states",
+    "unit_decisions",
+)
 _STATE_COUNTERS = ("pulls", "successes", "failures")
+COUNT_FIELDS = ("s", "f", "r")  # decision_counts fields: successes, failures, rating
 
-# KEYS: decisions, decision_times, states.
-# ARGV: decision id, document, score, context key, arm, updated_at (ISO), GLOBAL_CONTEXT.
-# Returns 1 when recorded, 0 (writing nothing) when the id is taken.
+# KEYS: decisions, decision_times, states, unit_decisions.
+# ARGV: decision id, document, score, context key, arm, updated_at (ISO), GLOBAL_CONTEXT,
+# '1' and the unit id when the decision has a unit (else '0' and '').
+# Returns 1 when recorded, 0 (writing nothing) when the id is taken. Ids are compared byte by
+# byte (UTF-8 byte order is code point order; Lua's own comparison follows the server's locale).
 _RECORD = """
+local function after(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = a:byte(i), b:byte(i)
+    if x ~= y then return x > y end
+  end
+  return #a > #b
+end
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 for _, context in ipairs({ARGV[4], ARGV[7]}) do
@@ -58,17 +79,27 @@ for _, context in ipairs({ARGV[4], ARGV[7]}) do
   redis.call('HINCRBY', KEYS[3], 'pulls|' .. cell, 1)
   redis.call('HSET', KEYS[3], 'updated_at|' .. cell, ARGV[6])
 end
+if ARGV[8] == '1' then
+  local current = redis.call('HGET', KEYS[4], ARGV[9])
+  local latest = not current
+  if current then
+    local mine, theirs = tonumber(ARGV[3]), tonumber(redis.call('ZSCORE', KEYS[2], current))
+    latest = theirs == nil or mine > theirs or (mine == theirs and after(ARGV[1], current))
+  end
+  if latest then redis.call('HSET', KEYS[4], ARGV[9], ARGV[1]) end
+end
 return 1
 """
 
 # KEYS: decisions, decision_counts, feedback, states.
-# ARGV: decision id, event, outcome, updated_at (ISO), GLOBAL_CONTEXT.
+# ARGV: decision id, event, outcome, updated_at (ISO), GLOBAL_CONTEXT, rating ('' for none).
 # Returns -1 (writing nothing) when the decision does not exist, 0 when this event was applied
 # to it before, 1 when applied now.
 _FEEDBACK = """
 local doc = redis.call('HGET', KEYS[1], ARGV[1])
 if not doc then return -1 end
 if redis.call('SADD', KEYS[3], cjson.encode({ARGV[1], ARGV[2]})) == 0 then return 0 end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], ARGV[1] .. '|r', ARGV[6]) end
 local counter, short
 if ARGV[3] == 'success' then counter, short = 'successes', 's'
 elseif ARGV[3] == 'failure' then counter, short = 'failures', 'f'
@@ -120,6 +151,7 @@ class RedisContextual:
                 self._key(exp, "decisions"),
                 self._key(exp, "decision_times"),
                 self._key(exp, "states"),
+                self._key(exp, "unit_decisions"),
             ],
             args=[
                 decision.id,
@@ -129,6 +161,8 @@ class RedisContextual:
                 decision.arm,
                 moment.isoformat(),
                 GLOBAL_CONTEXT,
+                "0" if decision.unit_id is None else "1",
+                decision.unit_id or "",
             ],
         )
         if not int(recorded):
@@ -149,6 +183,7 @@ class RedisContextual:
         event: str,
         outcome: FeedbackOutcome,
         at: datetime,
+        rating: float | None = None,
     ) -> bool:
         applied = int(
             self._apply_feedback(
@@ -162,6 +197,7 @@ class RedisContextual:
                     outcome.value,
                     as_utc(at).isoformat(),
                     GLOBAL_CONTEXT,
+                    "" if rating is None else repr(float(rating)),
                 ],
             )
         )
@@ -197,6 +233,14 @@ class RedisContextual:
         return sorted((str(d), str(e)) for d, e in pairs)
 
     @reachable
+    def latest_unit_decision(self, experiment_id: str, unit_id: str) -> Decision | None:
+        found = self._client.hget(self._key(experiment_id, "unit_decisions"), unit_id)
+        if found is None:
+            return None
+        loaded = self._load_decisions(experiment_id, [text(cast(str, found))])
+        return loaded[0] if loaded else None
+
+    @reachable
     def list_decisions(self, experiment_id: str, since: datetime | None = None) -> list[Decision]:
         low = "-inf" if since is None else microseconds(since)
         ids = self._client.zrangebyscore(self._key(experiment_id, "decision_times"), low, "+inf")
@@ -211,11 +255,17 @@ class RedisContextual:
         pipe.hmget(self._key(experiment_id, "decisions"), ids)
         pipe.hmget(
             self._key(experiment_id, "decision_counts"),
-            [f"{i}|{short}" for i in ids for short in ("s", "f")],
+            [f"{i}|{short}" for i in ids for short in COUNT_FIELDS],
         )
         documents, counts = pipe.execute()
+        width = len(COUNT_FIELDS)
         return [
-            _decision(experiment_id, decision_id, json.loads(text(doc)), counts[2 * n : 2 * n + 2])
+            _decision(
+                experiment_id,
+                decision_id,
+                json.loads(text(doc)),
+                counts[width * n : width * (n + 1)],
+            )
             for n, (decision_id, doc) in enumerate(zip(ids, documents, strict=True))
             if doc is not None  # deleted since the ids were read
         ]
@@ -228,7 +278,8 @@ def _time(value: str | None) -> datetime | None:
 def _decision(
     experiment_id: str, decision_id: str, document: Mapping[str, Any], counts: Sequence[Any]
 ) -> Decision:
-    successes, failures = (0 if c is None else int(c) for c in counts)
+    successes, failures = (0 if c is None else int(c) for c in counts[:2])
+    rating = None if counts[2] is None else float(text(counts[2]))
     return Decision(
         id=decision_id,
         experiment_id=experiment_id,
@@ -242,4 +293,5 @@ def _decision(
         decided_at=as_utc(datetime.fromisoformat(document["decided_at"])),
         successes=successes,
         failures=failures,
+        rating=rating,
     )

@@ -178,7 +178,10 @@ class RedisTransfer(RedisKeys):
 
     def _queue_decisions(self, pipe: Any, state: ExperimentState) -> None:
         exp = state.experiment.id
-        documents, counts, times = {}, {}, {}
+        documents: dict[str, str] = {}
+        counts: dict[str, int | str] = {}
+        times: dict[str, int] = {}
+        latest: dict[str, Any] = {}  # unit -> its latest decision (by time, then id)
         for d in state.decisions:
             moment = as_utc(d.decided_at)
             documents[d.id] = _json(
@@ -197,8 +200,19 @@ class RedisTransfer(RedisKeys):
                 counts[f"{d.id}|s"] = d.successes
             if d.failures:
                 counts[f"{d.id}|f"] = d.failures
+            if d.rating is not None:
+                counts[f"{d.id}|r"] = repr(float(d.rating))
             times[d.id] = microseconds(moment)
-        for name, fields in (("decisions", documents), ("decision_counts", counts)):
+            if d.unit_id is not None:
+                known = latest.get(d.unit_id)
+                if known is None or (as_utc(known.decided_at), known.id) < (moment, d.id):
+                    latest[d.unit_id] = d
+        units = {unit: d.id for unit, d in latest.items()}
+        for name, fields in (
+            ("decisions", documents),
+            ("decision_counts", counts),
+            ("unit_decisions", units),
+        ):
             for batch in _batches(list(fields.items())):
                 pipe.hset(self._key(exp, name), mapping=dict(batch))
         for batch in _batches(list(times.items())):

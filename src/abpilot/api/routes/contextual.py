@@ -41,10 +41,15 @@ def decide(experiment_id: str, body: DecideIn, contextual: Contextual) -> Decisi
 
 @router.post("/experiments/{experiment_id}/feedback", response_model=FeedbackRead)
 def feedback(experiment_id: str, body: FeedbackIn, contextual: Contextual) -> FeedbackRead:
-    """Feedback on a decision: success, failure or neutral by the experiment's rules; applied at
-    most once per event type (``applied: false`` for a repeat)."""
+    """Feedback on a decision (``decision_id``), or on a unit's latest decision (``unit_id``):
+    success, failure or neutral by the experiment's rules; applied at most once per event type
+    (``applied: false`` for a repeat)."""
     result = contextual.feedback(
-        experiment_id, decision_id=body.decision_id, event=body.event, value=body.value
+        experiment_id,
+        decision_id=body.decision_id,
+        unit_id=body.unit_id,
+        event=body.event,
+        value=body.value,
     )
     return FeedbackRead(
         decision_id=result.decision_id,

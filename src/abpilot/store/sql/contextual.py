@@ -100,6 +100,7 @@ class SqlContextual:
         event: str,
         outcome: FeedbackOutcome,
         at: datetime,
+        rating: float | None = None,
     ) -> bool:
         moment = as_utc(at)
         claim = (
@@ -128,14 +129,15 @@ class SqlContextual:
             if conn.execute(claim).first() is None:
                 return False  # this (decision, event) was applied before
             counter = _COUNTED.get(outcome)
-            if counter is None:
-                return True
-            conn.execute(
-                decisions.update()
-                .where(_the(experiment_id, decision_id))
-                .values({counter: decisions.c[counter] + 1})
-            )
-            self._count_arm(conn, experiment_id, found.context_key, found.arm, counter, moment)
+            changes: dict[Any, Any] = {} if rating is None else {"rating": float(rating)}
+            if counter is not None:
+                changes[counter] = decisions.c[counter] + 1
+            if changes:
+                conn.execute(
+                    decisions.update().where(_the(experiment_id, decision_id)).values(changes)
+                )
+            if counter is not None:
+                self._count_arm(conn, experiment_id, found.context_key, found.arm, counter, moment)
             return True
 
     @guarded
@@ -166,6 +168,17 @@ class SqlContextual:
         with self.engine.connect() as conn:
             found = [_decision(r) for r in conn.execute(query).mappings()]
         return sorted(found, key=lambda d: (d.decided_at, d.id))
+
+    @guarded
+    def latest_unit_decision(self, experiment_id: str, unit_id: str) -> Decision | None:
+        # The unit's decisions at its latest time, by the (experiment_id, unit_id, decided_at)
+        # index; of equal times the greatest id in code point order (a collation may differ).
+        mine = sa.and_(decisions.c.experiment_id == experiment_id, decisions.c.unit_id == unit_id)
+        latest = sa.select(sa.func.max(decisions.c.decided_at)).where(mine).scalar_subquery()
+        query = sa.select(decisions).where(mine, decisions.c.decided_at == latest)
+        with self.engine.connect() as conn:
+            found = [_decision(r) for r in conn.execute(query).mappings()]
+        return max(found, key=lambda d: d.id, default=None)
 
     @guarded
     def list_feedback(self, experiment_id: str) -> list[tuple[str, str]]:
@@ -221,4 +234,5 @@ def _decision(row: Any) -> Decision:
         decided_at=as_utc(row["decided_at"]),
         successes=int(row["successes"]),
         failures=int(row["failures"]),
+        rating=None if row["rating"] is None else float(row["rating"]),
     )

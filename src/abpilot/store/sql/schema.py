@@ -164,7 +164,12 @@ decisions = sa.Table(
     sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("successes", Counter, nullable=False),
     sa.Column("failures", Counter, nullable=False),
+    sa.Column("rating", sa.Double),  # the value of the rating feedback applied to it (0005)
     sa.Index("ix_decisions_experiment_id_decided_at", "experiment_id", "decided_at"),
+    # A unit's latest decision, for feedback that names the unit (0005).
+    sa.Index(
+        "ix_decisions_experiment_id_unit_id_decided_at", "experiment_id", "unit_id", "decided_at"
+    ),
 )
 
 decision_feedback = sa.Table(

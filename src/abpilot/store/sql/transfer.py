@@ -171,6 +171,7 @@ def _rows(state: ExperimentState, now: datetime) -> list[tuple[sa.Table, list[di
                     "decided_at": as_utc(d.decided_at),
                     "successes": d.successes,
                     "failures": d.failures,
+                    "rating": d.rating,
                 }
                 for d in state.decisions
             ],
