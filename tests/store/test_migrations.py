@@ -13,13 +13,14 @@ from abpilot.store.sql import engine as sql_engine
 from abpilot.store.sql.schema import metadata
 from tests.conftest import backend_url
 
-HEAD = "0004"
+HEAD = "0005"
 # The tables ("table") and columns ("table.column") each revision adds, to check its upgrade and
 # downgrade.
 ADDED = {
     "0002": {"documents"},
     "0003": {"decisions", "decision_feedback", "bandit_states"},
     "0004": {"variant_counters.last_event_at", "metric_counters.last_event_at"},
+    "0005": {"experiments.open_metrics"},
 }
 
 
