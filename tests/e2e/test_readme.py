@@ -1,4 +1,5 @@
-"""Every code block of README.md and docs/*.md runs here, as printed, against a real service.
+"""Every code block of README.md and docs/**/*.md runs here (or in the modules
+``readme_blocks.CLAIM_MODULES`` names), as printed, against a real service.
 
 How:
 - :mod:`tests.e2e.readme_blocks` finds every fenced block (```bash, ```python, ```js, ```json …)
@@ -41,6 +42,7 @@ What is not run exactly as printed, and what is checked instead:
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.metadata
 import json
 import re
@@ -159,11 +161,15 @@ def require_node() -> None:
 
 
 def test_every_block_is_claimed() -> None:
+    for module in sorted(Path(__file__).parent.glob(readme_blocks.CLAIM_MODULES)):
+        importlib.import_module(f"tests.e2e.{module.stem}")  # their @claims register here
     unclaimed = [
         f"{b.id} (line {b.line}, {b.language or 'no language'}): {b.text.splitlines()[0]!r}"
         for b in BLOCKS.values()
-        if b.id not in CLAIMED
+        if b.id not in CLAIMED and not b.not_abpilot
     ]
+    misplaced = [b.id for b in BLOCKS.values() if b.not_abpilot and "/migrating/" not in b.path]
+    assert not misplaced, f"only migration guides show other systems' requests: {misplaced}"
     assert not unclaimed, "code blocks no test runs:\n" + "\n".join(unclaimed)
     stale = sorted(set(CLAIMED) - set(BLOCKS))
     assert not stale, f"claims of blocks that do not exist (renamed or moved?): {stale}"

@@ -67,9 +67,7 @@ class TestExperiments:
         exp = make_experiment(open_metrics=True, metrics=(Metric("conversion"),))
         store.create_experiment(exp)
         assert store.get_experiment(exp.id) == exp
-        grown = replace(
-            exp, metrics=(*exp.metrics, Metric("watch", MetricKind.VALUE)), version=2
-        )
+        grown = replace(exp, metrics=(*exp.metrics, Metric("watch", MetricKind.VALUE)), version=2)
         store.update_experiment(grown, expected_version=1)
         assert store.get_experiment(exp.id) == grown
         with pytest.raises(ConcurrentModification):  # a second registration on the old version
