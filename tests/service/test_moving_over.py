@@ -172,6 +172,26 @@ def test_a_new_metric_name_is_registered_and_its_conversion_counted(store: Store
     assert analysis.kind == "value"
 
 
+def test_one_batch_naming_an_experiment_by_id_and_key_registers_a_metric_once(
+    store: Store,
+) -> None:
+    manager = ExperimentService(store)
+    experiment = started(manager, key="sona")
+    manager.get_variant_for_user("sona", "u1")
+    batch = [
+        abpilot.EventInput(abpilot.EventKind.CONVERSION, "sona", "u1", metric="watch", value=2.0),
+        abpilot.EventInput(
+            abpilot.EventKind.CONVERSION, experiment.id, "u1", metric="watch", value=3.0
+        ),
+    ]
+    assert manager.record_events(batch).applied == 2
+    metrics = manager.get_experiment("sona").metrics
+    assert [(m.key, m.kind) for m in metrics] == [
+        ("conversion", MetricKind.BINARY),
+        ("watch", MetricKind.VALUE),
+    ]
+
+
 def test_a_value_metric_then_needs_values_as_a_declared_one_does(store: Store) -> None:
     manager = ExperimentService(store)
     started(manager, key="sona")

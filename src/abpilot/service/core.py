@@ -439,7 +439,12 @@ class ExperimentService:
         stored; registrations are bounded by ``MAX_METRICS``, so the loop ends."""
         for _ in range(MAX_METRICS + REGISTRATION_ROUNDS):
             current = self.get_experiment(experiment_id)
-            missing = [m for m in metrics if current.metric(m.key) is None]
+            missing: list[Metric] = []  # each new key once, as its first conversion set it
+            for metric in metrics:
+                if current.metric(metric.key) is None and metric.key not in {
+                    m.key for m in missing
+                }:
+                    missing.append(metric)
             if not missing:
                 return
             changes = ExperimentChanges(metrics=[*current.metrics, *missing])
