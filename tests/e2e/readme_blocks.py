@@ -1,13 +1,7 @@
 """Find the fenced code blocks of README.md and docs/**/*.md, and run them as printed.
 
 A block is named by its file, the heading it sits under and its position among that heading's
-blocks: ``README.md § Walk-through with curl #0``. test_readme.py, and the modules named by
-``CLAIM_MODULES`` (the migration guides' tests), claim every block by that name.
-
-The migration guides (docs/migrating/*.md) also show the requests of the systems abpilot
-replaces, next to abpilot's. Such a block says so in its fence's info string, after the language:
-```` ```bash not-abpilot ````. It is another system's call, so no test runs it; every other block
-is abpilot's and is claimed and run like any other.
+blocks: ``README.md § Walk-through with curl #0``. test_readme.py claims every block by that name.
 
 The only change made to a block's text before it runs is :func:`point_at`: the service's base URL
 (``http://localhost:8000``, ``localhost:8000``, ``https://abpilot.example.com``) becomes the test
@@ -30,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -42,12 +36,6 @@ EFFECT_TIMEOUT_S = 60
 
 # The base URLs the docs print, longest first so "http://localhost:8000" is replaced whole.
 PRINTED_BASE_URLS = ("http://localhost:8000", "https://abpilot.example.com", "localhost:8000")
-
-# Test modules besides test_readme.py that claim blocks (tests/e2e/<pattern>): the registry test
-# imports them, so it sees every claim whichever tests run.
-CLAIM_MODULES = "test_migrating_guides*.py"
-# The info-string word of a block that shows another system's request, not abpilot's.
-NOT_ABPILOT = "not-abpilot"
 
 # Settings a block must not inherit from whoever runs the tests: each block's environment is the
 # test's own, as a fresh shell on a fresh machine would have it.
@@ -74,19 +62,13 @@ class Block:
     language: str
     text: str
     line: int  # line of the opening fence
-    info: str = ""  # the rest of the fence's info string, after the language
 
     @property
     def id(self) -> str:
         return f"{self.path} § {self.heading} #{self.index}"
 
-    @property
-    def not_abpilot(self) -> bool:
-        """Another system's request, shown for comparison (never run)."""
-        return NOT_ABPILOT in self.info.split()
 
-
-_FENCE = re.compile(r"^(`{3,}|~{3,})\s*([\w+-]*)(.*)$")
+_FENCE = re.compile(r"^(`{3,}|~{3,})\s*([\w+-]*)")
 
 
 def parse_blocks(path: Path) -> list[Block]:
@@ -104,7 +86,7 @@ def parse_blocks(path: Path) -> list[Block]:
                 heading = lines[i].lstrip("#").strip()
             i += 1
             continue
-        marker, language, info = fence.groups()
+        marker, language = fence.groups()
         end = i + 1
         while end < len(lines) and not lines[end].startswith(marker):
             end += 1
@@ -112,13 +94,14 @@ def parse_blocks(path: Path) -> list[Block]:
         index = seen.get(heading, 0)
         seen[heading] = index + 1
         text = "\n".join(lines[i + 1 : end]) + "\n"
-        blocks.append(Block(relative, heading, index, language, text, i + 1, info.strip()))
+        blocks.append(Block(relative, heading, index, language, text, i + 1))
         i = end + 1
     return blocks
 
 
 def doc_files() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    """README.md and every Markdown file under docs/ (docs/migrating/*.md included)."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 
 
 def all_blocks() -> dict[str, Block]:
@@ -148,7 +131,7 @@ def on_store(block: Block, printed: str, url: str) -> Block:
     """``block`` with the store URL it prints replaced by the test's ``url``."""
     assert printed in block.text, f"{block.id} no longer names {printed}"
     text = block.text.replace(printed, url)
-    return replace(block, text=text)
+    return Block(block.path, block.heading, block.index, block.language, text, block.line)
 
 
 def block_env(tmp: Path, **extra: str) -> dict[str, str]:

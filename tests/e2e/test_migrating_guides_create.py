@@ -8,11 +8,13 @@ changed before it runs only where its printed base URL (``http://localhost:8000`
 (PostgreSQL, Redis) becomes the test's own. Here the Redis example's printed ``prefix`` is part of
 its store URL, so it becomes the test's own key prefix too.
 
-The rule for other systems' code: a guide shows SONA's, OpenInsight's or the MAB API's own request
-next to abpilot's in a block whose fence says ``not-abpilot`` after the language
-(```` ```bash not-abpilot ````). Those blocks are another system's and are never run; every other
-block of a guide is abpilot's and is claimed below. Outputs printed as comments (``# {…}``) must be
-what the block really printed, in order; ``# e.g. {…}`` checks the shape only.
+The rule for other systems' code: a guide shows SONA's or the MAB API's own request next to
+abpilot's in a ``text`` block whose first line names the system, "SONA (not abpilot):" (the rule
+the other guides of docs/migrating/ follow too). Those blocks are another system's and are never
+run: :func:`test_the_other_systems_blocks_are_text_only` claims them after checking that. Every
+other block of a guide is abpilot's and is claimed by a test that runs it. Outputs printed as
+comments (``# {…}``) must be what the block really printed, in order; ``# e.g. {…}`` checks the
+shape only.
 """
 
 from __future__ import annotations
@@ -49,13 +51,21 @@ SONA, OPENINSIGHT, MAB = (
 )
 
 
+SYSTEMS = {SONA: "SONA", OPENINSIGHT: "OpenInsight", MAB: "MAB API"}
+OTHER_SYSTEMS_BLOCKS = [
+    f"{SONA} § 1. Database #0",
+    f"{SONA} § 4. Assignment with exposure (SONA's recommendations) #0",
+    f"{MAB} § 1. Create an experiment #0",
+]
+
+
 def guide(path: str, heading: str, index: int = 0) -> Block:
     block_id = f"{path} § {heading} #{index}"
     assert block_id in BLOCKS, f"no block {block_id}; the guide's blocks are " + ", ".join(
         sorted(b for b in BLOCKS if b.startswith(path))
     )
     found = BLOCKS[block_id]
-    assert not found.not_abpilot, f"{block_id} is another system's block"
+    assert found.language != "text", f"{block_id} is another system's block"
     return found
 
 
@@ -74,15 +84,19 @@ def site(tmp_path: Path) -> Iterator[Site]:
         yield Site(url, tmp_path)
 
 
-def test_the_guides_mark_the_other_systems_blocks() -> None:
-    """Each guide shows other systems' requests only in marked blocks, and has abpilot's."""
-    for path in (SONA, OPENINSIGHT, MAB):
-        blocks = [b for b in BLOCKS.values() if b.path == path]
-        assert any(not b.not_abpilot for b in blocks), path
-        for b in blocks:
-            if b.not_abpilot:
-                assert b.text.startswith(("# SONA\n", "# MAB API\n", "# OpenInsight\n")), b.id
-            else:
+@claims(*OTHER_SYSTEMS_BLOCKS)
+def test_the_other_systems_blocks_are_text_only() -> None:
+    """SONA's and the MAB API's requests are shown, never run: each is a ``text`` block that
+    says whose it is, and every block of a guide that is not one is abpilot's (and runnable)."""
+    for block_id in OTHER_SYSTEMS_BLOCKS:
+        b = BLOCKS[block_id]
+        readme_blocks.EXERCISED.add(block_id)
+        assert b.language == "text", f"{block_id} must be a text block (it is not abpilot's)"
+        assert b.text.startswith(f"{SYSTEMS[b.path]} (not abpilot):\n"), block_id
+    for path in SYSTEMS:
+        for b in (b for b in BLOCKS.values() if b.path == path):
+            if b.id not in OTHER_SYSTEMS_BLOCKS:
+                assert b.language in {"bash", "python", "json", "env"}, b.id
                 assert "8082" not in b.text, f"{b.id} calls SONA's port"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
@@ -109,8 +109,9 @@ def equal_weights(n: int) -> list[float]:
 def _variants(raws: Sequence[Variant | Mapping[str, Any]]) -> list[Variant]:
     """Variants from user input: a variant without a key takes it from its name; when no
     variant has a weight they split the traffic equally (a weight for some only is refused)."""
-    if isinstance(raws, str | bytes) or not isinstance(raws, Sequence):
+    if isinstance(raws, str | bytes | Mapping) or not isinstance(raws, Iterable):
         raise ValidationError("variants must be a list of variants", field="variants")
+    raws = list(raws)
     weighted = [
         isinstance(raw, Variant) or (isinstance(raw, Mapping) and raw.get("weight") is not None)
         for raw in raws
