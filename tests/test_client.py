@@ -415,6 +415,35 @@ def test_a_resent_exposure_counts_once(
     assert exposures(client, key) == 2  # the second exposure, counted once
 
 
+def test_a_resent_assignment_with_exposure_counts_once(
+    client: abpilot.Client, proxy: Flaky, flaky: abpilot.Client
+) -> None:
+    key = running(client)["key"]
+    proxy.reset(2, forward_failed=True)  # applied twice on the server, both replies lost
+    assigned = flaky.get_variant_for_user(key, "user-1", expose=True)  # no event_id given
+    assert assigned["in_experiment"]
+    assert len(proxy.seen) == 3
+    assert len({body["event_id"] for body in proxy.bodies()}) == 1
+    assert exposures(client, key) == 1
+    assert client.get_variant_for_user(key, "user-1") == assigned
+
+
+def test_create_from_names_with_experiment_type(client: abpilot.Client) -> None:
+    """OpenInsight's create arguments through the HTTP client: no key, no weights."""
+    name = unique("Homepage Button Color Test")
+    created = client.create_experiment(
+        name=name,
+        variants=[{"name": "Blue Button"}, {"name": "Green Button"}],
+        experiment_type="bandit",
+    )
+    assert created["key"] == name.lower().replace(" ", "-")
+    assert created["type"] == "bandit"
+    assert [(v["key"], v["weight"]) for v in created["variants"]] == [
+        ("blue-button", 0.5),
+        ("green-button", 0.5),
+    ]
+
+
 def test_creation_is_not_resent(
     client: abpilot.Client, proxy: Flaky, flaky: abpilot.Client
 ) -> None:

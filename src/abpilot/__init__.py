@@ -105,10 +105,12 @@ __version__ = "0.1.0"
 def open(url: str = "sqlite:///./abpilot.db", **options: Any) -> ExperimentService:
     """The service on the store at ``url``: ``sqlite:///path``, ``postgresql://...``,
     ``redis://...`` or ``memory://``. ``cache_seconds`` and ``bandit_defaults`` (a
-    ``BanditOptions``) go to the service, other options to the store (``prefix=`` for Redis)."""
+    ``BanditOptions``) go to the service, other options to the store (``prefix=`` for Redis).
+    An option neither takes is a TypeError that lists the accepted ones."""
     from abpilot.service import ExperimentService
-    from abpilot.store.factory import open_store
+    from abpilot.store.factory import check_options, open_store
 
+    check_options(url, options, caller="abpilot.open()", also=("cache_seconds", "bandit_defaults"))
     cache_seconds = options.pop("cache_seconds", 1.0)
     bandit_defaults = options.pop("bandit_defaults", None)
     return ExperimentService(

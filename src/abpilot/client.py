@@ -164,21 +164,24 @@ class Client:
     def create_experiment(
         self,
         *,
-        key: str,
+        key: str | None = None,
         variants: Sequence[Mapping[str, Any]],
         name: str | None = None,
-        type: str = "ab_test",
+        type: str | None = None,
         description: str = "",
         traffic_allocation: float = 1.0,
         metrics: Sequence[Mapping[str, Any]] = (),
         salt: str | None = None,
         settings: Mapping[str, Any] | None = None,
+        experiment_type: str | None = None,
     ) -> JSON:
-        """Never resent on a 503 or a timeout: it may have been created."""
+        """Never resent on a 503 or a timeout: it may have been created. Without ``key`` the
+        server makes one from ``name``; ``experiment_type`` is an alias of ``type``."""
         body = _dropped_none(
             key=key,
             name=name,
             type=type,
+            experiment_type=experiment_type,
             description=description,
             traffic_allocation=traffic_allocation,
             variants=[dict(v) for v in variants],
@@ -256,9 +259,17 @@ class Client:
 
     # assignment and events -------------------------------------------------------------------
 
-    def get_variant_for_user(self, experiment: str, unit_id: str) -> JSON:
-        """The unit's variant, stored (the first assignment wins, so resending is harmless)."""
-        body = {"unit_id": unit_id}
+    def get_variant_for_user(
+        self, experiment: str, unit_id: str, *, expose: bool = False, event_id: str | None = None
+    ) -> JSON:
+        """The unit's variant, stored (the first assignment wins, so resending is harmless).
+        With ``expose`` its exposure is counted in the same step; ``event_id`` defaults to a
+        new UUID then, so a resent request counts once."""
+        body: JSON = {"unit_id": unit_id}
+        if expose:
+            body.update(expose=True, event_id=event_id or str(uuid.uuid4()))
+        elif event_id is not None:
+            body["event_id"] = event_id  # the server refuses it without expose
         return self._call("POST", _at(experiment, "/assign"), retry=True, body=body)
 
     def record_exposure(

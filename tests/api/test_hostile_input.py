@@ -208,6 +208,12 @@ def operations(seeded: dict[str, str]) -> dict[str, Request]:
             },
         ),
         "assign": Request("POST", [*exp, "@ab", "assign"], body={"unit_id": "u-1"}),
+        "assign-expose": Request(
+            "POST",
+            [*exp, "@ab", "assign"],
+            body={"user_id": "u-1", "expose": True, "event_id": "e-9"},
+        ),
+        "end": Request("POST", [*exp, "@paused", "end"], body={"winner": "control"}),
         "sona": Request(
             "POST",
             [*exp, "conversions"],
@@ -222,6 +228,11 @@ def operations(seeded: dict[str, str]) -> dict[str, Request]:
             "POST",
             [*exp, "@ab", "conversions"],
             body={"unit_id": "u-1", "metric": "revenue", "value": 2.5, "event_id": "e-2"},
+        ),
+        "openinsight-convert": Request(
+            "POST",
+            [*exp, "@ab", "convert"],
+            body={"unit_id": "u-1", "metric": "revenue", "value": 2.5, "event_id": "e-4"},
         ),
         "events": Request(
             "POST",

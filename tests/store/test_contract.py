@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from abpilot.domain.errors import ConcurrentModification, DuplicateKey, NotFound, ValidationError
-from abpilot.domain.experiment import ExperimentStatus
+from abpilot.domain.experiment import ExperimentStatus, Metric, MetricKind
 from abpilot.store.base import (
     GLOBAL_CONTEXT,
     AllocationRecord,
@@ -62,6 +62,20 @@ class TestExperiments:
         store.create_experiment(exp)
         assert store.get_experiment(exp.id) == exp
         assert store.get_experiment_id("checkout") == exp.id
+
+    def test_open_metrics_round_trips_and_metrics_grow(self, store: Store) -> None:
+        exp = make_experiment(open_metrics=True, metrics=(Metric("conversion"),))
+        store.create_experiment(exp)
+        assert store.get_experiment(exp.id) == exp
+        grown = replace(exp, metrics=(*exp.metrics, Metric("watch", MetricKind.VALUE)), version=2)
+        store.update_experiment(grown, expected_version=1)
+        assert store.get_experiment(exp.id) == grown
+        with pytest.raises(ConcurrentModification):  # a second registration on the old version
+            store.update_experiment(
+                replace(exp, metrics=(*exp.metrics, Metric("other")), version=2),
+                expected_version=1,
+            )
+        assert store.list_experiments() == [grown]
 
     def test_unknown_experiment_is_none(self, store: Store) -> None:
         assert store.get_experiment("nope") is None
@@ -162,6 +176,91 @@ class TestAssignments:
         for unit in odd:
             store.assign(exp.id, unit, "v1")
         assert store.get_assignments(exp.id, odd) == dict.fromkeys(odd, ("v1", 0))
+
+
+class TestAssignAndExpose:
+    """``assign_and_expose``: the assignment and the exposure in one atomic step, as SONA's
+    recommendation call does (``POST …/assign`` with ``"expose": true``)."""
+
+    T1 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+
+    def test_a_new_unit_is_assigned_and_exposed(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        event = replace(exposure(exp.id, "v1", "u1"), period=0, received_at=self.T1)
+        result = store.assign_and_expose(event)
+        assert (result.variant, result.created, result.period, result.exposed) == (
+            "v1",
+            True,
+            0,
+            True,
+        )
+        assert store.get_assignments(exp.id, ["u1"]) == {"u1": ("v1", 0)}
+        counters = store.get_counters(exp.id)["v1"]
+        assert (counters.assigned_units, counters.exposures, counters.unique_units) == (1, 1, 1)
+        assert store.last_event_at(exp.id) == self.T1
+
+    def test_the_stored_assignment_wins_and_takes_the_exposure(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        store.assign(exp.id, "u1", "control", period=0)
+        again = store.assign_and_expose(exposure(exp.id, "v1", "u1"))
+        store.assign_and_expose(exposure(exp.id, "v1", "u1"))
+        assert (again.variant, again.created, again.exposed) == ("control", False, True)
+        counters = store.get_counters(exp.id)
+        assert "v1" not in counters or counters["v1"].exposures == 0
+        control = counters["control"]
+        assert (control.assigned_units, control.exposures, control.unique_units) == (1, 2, 1)
+
+    def test_a_repeated_event_id_counts_once(self, store: Store) -> None:
+        exp = make_experiment()
+        store.create_experiment(exp)
+        first = store.assign_and_expose(exposure(exp.id, "v1", "u1", event_id="rec-1"))
+        again = store.assign_and_expose(exposure(exp.id, "control", "u1", event_id="rec-1"))
+        assert (first.exposed, again.exposed, again.variant) == (True, False, "v1")
+        # The id is shared with the batch path: a batch resending it is a duplicate too.
+        resent = store.apply_events([exposure(exp.id, "v1", "u1", event_id="rec-1")])
+        assert (resent.applied, resent.duplicates) == (0, 1)
+        assert store.get_counters(exp.id)["v1"].exposures == 1
+
+    def test_counts_what_assign_then_apply_events_counts(self, store_factory: StoreFactory) -> None:
+        store = store_factory()
+        one, two = make_experiment("one"), make_experiment("two")
+        store.create_experiment(one)
+        store.create_experiment(two)
+        calls = [("u1", "v1"), ("u2", "control"), ("u1", "control"), ("u3", "v1"), ("u2", "v1")]
+        for unit, variant in calls:
+            store.assign_and_expose(exposure(one.id, variant, unit))
+            stored = store.assign(two.id, unit, variant)
+            store.apply_events([exposure(two.id, stored.variant, unit)])
+        assert store.get_period_counters(one.id) == store.get_period_counters(two.id)
+        units = ["u1", "u2", "u3"]
+        assert store.get_assignments(one.id, units) == store.get_assignments(two.id, units)
+
+    def test_concurrent_calls_assign_each_unit_once(self, store_factory: StoreFactory) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        exp = make_experiment()
+        store_factory().create_experiment(exp)
+        clients = [store_factory() for _ in range(4)]
+        calls = [(f"u{i % 10}", "control" if i % 3 else "v1") for i in range(60)]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(
+                pool.map(
+                    lambda item: clients[item[0] % 4].assign_and_expose(
+                        exposure(exp.id, item[1][1], item[1][0])
+                    ),
+                    enumerate(calls),
+                )
+            )
+        assert sum(r.created for r in results) == 10
+        stored = clients[0].get_assignments(exp.id, [f"u{i}" for i in range(10)])
+        for (unit, _), result in zip(calls, results, strict=True):
+            assert (result.variant, result.period) == stored[unit]
+        counters = clients[0].get_counters(exp.id).values()
+        assert sum(c.assigned_units for c in counters) == 10
+        assert sum(c.unique_units for c in counters) == 10
+        assert sum(c.exposures for c in counters) == 60
 
 
 class TestCounters:

@@ -69,6 +69,7 @@ WRITE_ROUTES = frozenset(
         "/api/v1/experiments/{experiment_id}/assign",
         "/api/v1/experiments/{experiment_id}/exposures",
         "/api/v1/experiments/{experiment_id}/conversions",
+        "/api/v1/experiments/{experiment_id}/convert",
         "/api/v1/experiments/conversions",
         "/api/v1/events",
         "/api/v1/experiments/{experiment_id}/metrics",

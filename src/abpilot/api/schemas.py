@@ -27,11 +27,19 @@ class Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False, str_max_length=10_000)
 
 
+OptionalKey = Field(
+    default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+)
+
+
 class VariantIn(Strict):
-    key: str = Key
+    """Without a key the variant takes one made from its name; without weights on every variant
+    the variants split the traffic equally."""
+
+    key: str | None = OptionalKey
     name: str | None = Field(default=None, max_length=200)
     description: str = ""
-    weight: float
+    weight: float | None = None
     is_control: bool = False
     config: dict[str, Any] = Field(default_factory=dict)
 
@@ -43,10 +51,14 @@ class MetricIn(Strict):
 
 
 class ExperimentCreate(Strict):
-    key: str = Key
+    """Without a key the experiment takes one made from its name (lowercase, ``-`` between
+    words); ``experiment_type`` is an alias of ``type`` (``ab_test`` when neither is given)."""
+
+    key: str | None = OptionalKey
     name: str | None = Field(default=None, max_length=200)
     description: str = ""
-    type: ExperimentType = "ab_test"
+    type: ExperimentType | None = None
+    experiment_type: ExperimentType | None = None
     traffic_allocation: float = 1.0
     variants: list[VariantIn] = Field(min_length=2, max_length=100)
     metrics: list[MetricIn] = Field(default_factory=list, max_length=50)
@@ -102,6 +114,10 @@ class ExperimentRead(BaseModel):
     ended_at: datetime | None
     winner: str | None
     version: int
+    open_metrics: bool = Field(
+        description="Created without declared metrics: a conversion naming a new metric "
+        "registers it instead of being refused."
+    )
 
     @classmethod
     def of(cls, experiment: Experiment) -> ExperimentRead:
@@ -136,11 +152,18 @@ class ExperimentRead(BaseModel):
             ended_at=experiment.ended_at,
             winner=experiment.winner,
             version=experiment.version,
+            open_metrics=experiment.open_metrics,
         )
 
 
 class AssignRequest(Lenient):
-    unit_id: str = Id
+    """``user_id`` is an alias of ``unit_id`` (SONA's name). With ``expose`` the exposure is
+    recorded with the assignment, in one atomic step (``event_id`` makes a retry count once)."""
+
+    unit_id: str | None = Field(default=None, min_length=1, max_length=256)
+    user_id: str | None = Field(default=None, min_length=1, max_length=256)
+    expose: bool = False
+    event_id: str | None = Field(default=None, min_length=1, max_length=256)
 
 
 class AssignedVariant(BaseModel):
@@ -189,6 +212,13 @@ class SonaConversionIn(Lenient):
     value: float | None = None
     event_id: str | None = Field(default=None, min_length=1, max_length=256)
     timestamp: datetime | None = None
+
+
+class EndRequest(Strict):
+    """OpenInsight's ``/end``: complete the experiment, naming the winner or letting the final
+    analysis name it."""
+
+    winner: str | None = Field(default=None, max_length=100)
 
 
 class EventIn(ConversionIn):

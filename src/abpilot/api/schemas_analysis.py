@@ -41,6 +41,7 @@ class SrmRead(BaseModel):
 
 class WinnerRead(BaseModel):
     key: str
+    name: str
     conversion_rate: float | None
     mean: float | None
     p_value: float

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -86,6 +87,14 @@ class Experiment:
     ended_at: datetime | None = None
     winner: str | None = None
     version: int = 1
+    # Created without declared metrics: a conversion naming a metric the experiment does not
+    # have yet registers it (see ``abpilot.service.specs.new_metric``) instead of being refused.
+    open_metrics: bool = False
+
+    @property
+    def experiment_id(self) -> str:
+        """The id, under the name OpenInsight's experiments give it."""
+        return self.id
 
     @property
     def control(self) -> Variant:
@@ -131,6 +140,15 @@ def validate_key(value: str, *, field_name: str) -> str:
             field=field_name,
         )
     return value
+
+
+def key_from_name(name: str) -> str:
+    """A key made from a name: lowercase ASCII letters and digits, ``_`` and ``.`` kept, every
+    other run of characters one ``-`` ("Homepage Button Color Test" ->
+    "homepage-button-color-test"); empty when the name has no letter or digit to keep."""
+    ascii_text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9_.]+", "-", ascii_text.lower()).strip("-_.")
+    return slug[:100].rstrip("-_.")
 
 
 def normalise_variants(variants: Sequence[Variant]) -> tuple[Variant, ...]:

@@ -47,9 +47,13 @@ class ApplyResult:
 
 @dataclass(frozen=True, slots=True)
 class AssignResult:
+    """The unit's stored assignment; ``created`` when this call stored it, ``exposed`` when
+    ``assign_and_expose`` counted its exposure (False for a repeated event id)."""
+
     variant: str
     created: bool
     period: int = 0
+    exposed: bool = False
 
 
 class StoredAssignment(NamedTuple):

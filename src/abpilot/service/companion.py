@@ -56,6 +56,7 @@ from abpilot.service.companion_features import (
 )
 from abpilot.service.core import ExperimentService
 from abpilot.service.events import EventInput
+from abpilot.service.specs import check_unit_id
 from abpilot.store.base import ApplyResult, Document, EventKind
 
 NAMESPACE = "featurevisor"
@@ -304,6 +305,8 @@ class Companion:
     ) -> ApplyResult:
         if not features:
             raise ValidationError("features must name at least one feature", field="features")
+        if unit_id is not None:  # checked before the store looks its assignment up
+            check_unit_id(unit_id)
         try:
             entry = self._entry(datafile)
         except DatafileNotFound as error:  # a name in the body, not the resource: 422

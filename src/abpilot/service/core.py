@@ -15,11 +15,13 @@ from abpilot.bandits.config import BanditOptions
 from abpilot.domain.assignment import NOT_IN_EXPERIMENT, Bucketing
 from abpilot.domain.errors import (
     AbpilotError,
+    ConcurrentModification,
     ExperimentNotFound,
     ValidationError,
     WrongStatus,
 )
 from abpilot.domain.experiment import (
+    MAX_METRICS,
     UUID_PATTERN,
     Experiment,
     ExperimentStatus,
@@ -49,11 +51,13 @@ from abpilot.service.reading import (
 from abpilot.service.specs import (
     MAX_UNIT_ID,
     ExperimentChanges,
+    aliased,
     build_experiment,
     check_reference,
     check_unit_id,
     updated_experiment,
 )
+from abpilot.service.specs import experiment_type as resolve_type
 from abpilot.stats.analysis import Analysis
 from abpilot.stats.corrections import Correction
 from abpilot.store.base import (
@@ -61,6 +65,7 @@ from abpilot.store.base import (
     ApplyResult,
     DailyRow,
     EventKind,
+    EventRecord,
     MetricTotals,
     Store,
 )
@@ -74,18 +79,27 @@ Clock = Callable[[], datetime]
 _ZERO = MetricTotals()
 
 
+REGISTRATION_ROUNDS = 3
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
 class Assignment(NamedTuple):
     """A unit's variant (None outside the traffic allocation). A NamedTuple rather than a frozen
-    dataclass: it is as immutable and four times cheaper to build on the hot path."""
+    dataclass: it is as immutable and four times cheaper to build on the hot path.
+
+    It is true when the unit is in the experiment and false outside the traffic allocation, so
+    ``if assignment:`` reads as "show the unit its variant"."""
 
     experiment_id: str
     unit_id: str
     in_experiment: bool
     variant: Variant | None
+
+    def __bool__(self) -> bool:
+        return self.in_experiment
 
 
 @dataclass(slots=True)
@@ -198,22 +212,27 @@ class ExperimentService:
     def create_experiment(
         self,
         *,
-        key: str,
+        key: str | None = None,
         variants: Sequence[Variant | Mapping[str, Any]],
         name: str | None = None,
-        type: ExperimentType | str = ExperimentType.AB_TEST,
+        type: ExperimentType | str | None = None,
         description: str = "",
         traffic_allocation: float = 1.0,
         metrics: Sequence[Metric | Mapping[str, Any]] = (),
         salt: str | None = None,
         settings: Mapping[str, Any] | None = None,
+        experiment_type: ExperimentType | str | None = None,
     ) -> Experiment:
+        """A new draft. ``key`` defaults to a slug of ``name`` (409 when taken), a variant's
+        key to a slug of its name, and weights to an equal split; ``experiment_type`` is an
+        alias of ``type`` (``ab_test`` by default). Without ``metrics`` the experiment registers
+        each metric a conversion names on first use."""
         experiment = build_experiment(
             bandit_defaults=self.bandit_defaults,
             id=str(uuid.uuid4()),
             key=key,
             name=name,
-            type=type,
+            type=resolve_type(type, experiment_type),
             description=description,
             traffic_allocation=traffic_allocation,
             variants=variants,
@@ -316,17 +335,39 @@ class ExperimentService:
     # assignment ------------------------------------------------------------------------------
 
     def get_variant_for_user(
-        self, experiment: str, unit_id: str, *, record: bool = True
+        self,
+        experiment: str,
+        unit_id: str,
+        *,
+        record: bool = True,
+        expose: bool = False,
+        event_id: str | None = None,
     ) -> Assignment:
         """The unit's variant. With ``record`` the assignment is stored (first one wins) and
         counted; without it nothing is written. A/B tests answer from the hash alone; a bandit
         answers with the unit's stored (sticky) variant, else by the hash on the weights in force,
-        so a weight change moves new units only."""
+        so a weight change moves new units only.
+
+        With ``expose`` the unit's exposure is counted too, in the same atomic store step as the
+        assignment (one round trip), under the variant returned; ``event_id`` makes a retried
+        call count once. A unit outside the traffic allocation is neither assigned nor exposed.
+        """
         cached = self._cached(experiment)
         exp = cached.experiment
         check_running(exp, "units are assigned")
         check_hash_assigned(exp)
         check_unit_id(unit_id)
+        if event_id is not None and not expose:
+            raise ValidationError("event_id names the exposure: it needs expose", field="event_id")
+        if expose:
+            if not record:
+                raise ValidationError(
+                    "an exposure is recorded with the assignment: expose needs record",
+                    field="expose",
+                )
+            if event_id is not None:
+                check_text(event_id, field="event_id", max_length=MAX_UNIT_ID)
+            return self._assign_exposed(cached, unit_id, event_id)
         if cached.sticky and not record:
             stored = self.store.get_assignments(exp.id, [unit_id]).get(unit_id)
             if stored is not None:
@@ -339,6 +380,26 @@ class ExperimentService:
             result = self.store.assign(exp.id, unit_id, variant.key, cached.period)
             if result.variant != variant.key:
                 variant = exp.variant(result.variant) or variant
+        return Assignment(exp.id, unit_id, in_experiment=True, variant=variant)
+
+    def _assign_exposed(self, cached: _Cached, unit_id: str, event_id: str | None) -> Assignment:
+        exp = cached.experiment
+        index = cached.bucketing.variant_index(unit_id)
+        if index == NOT_IN_EXPERIMENT:
+            return Assignment(exp.id, unit_id, in_experiment=False, variant=None)
+        hashed = exp.variants[index]
+        event = EventRecord(
+            EventKind.EXPOSURE,
+            exp.id,
+            hashed.key,
+            unit_id=unit_id,
+            event_id=event_id,
+            period=cached.period,
+            received_at=self.clock(),
+        )
+        result = self.store.assign_and_expose(event)
+        EVENTS.labels("applied" if result.exposed else "duplicate").inc()
+        variant = exp.variant(result.variant) or hashed
         return Assignment(exp.id, unit_id, in_experiment=True, variant=variant)
 
     def get_variants_for_users(self, experiment: str, unit_ids: Sequence[str]) -> list[str | None]:
@@ -359,17 +420,21 @@ class ExperimentService:
     def record_exposure(
         self,
         *,
-        experiment: str,
+        experiment: str | None = None,
         unit_id: str | None = None,
         variant: str | None = None,
         event_id: str | None = None,
         timestamp: datetime | None = None,
+        experiment_id: str | None = None,
+        variant_id: str | None = None,
     ) -> ApplyResult:
+        """One exposure; ``experiment_id`` and ``variant_id`` are aliases of ``experiment`` and
+        ``variant`` (OpenInsight's names)."""
         event = EventInput(
             EventKind.EXPOSURE,
-            experiment,
+            aliased(experiment, experiment_id, "experiment", "experiment_id", required=True),
             unit_id,
-            variant,
+            aliased(variant, variant_id, "variant", "variant_id"),
             event_id=event_id,
             timestamp=timestamp,
         )
@@ -378,36 +443,64 @@ class ExperimentService:
     def record_conversion(
         self,
         *,
-        experiment: str,
+        experiment: str | None = None,
         unit_id: str | None = None,
         variant: str | None = None,
         metric: str | None = None,
         value: float | None = None,
         event_id: str | None = None,
         timestamp: datetime | None = None,
+        experiment_id: str | None = None,
+        variant_id: str | None = None,
     ) -> ApplyResult:
+        """One conversion; ``experiment_id`` and ``variant_id`` are aliases of ``experiment`` and
+        ``variant`` (OpenInsight's names)."""
         event = EventInput(
-            EventKind.CONVERSION, experiment, unit_id, variant, metric, value, event_id, timestamp
+            EventKind.CONVERSION,
+            aliased(experiment, experiment_id, "experiment", "experiment_id", required=True),
+            unit_id,
+            aliased(variant, variant_id, "variant", "variant_id"),
+            metric,
+            value,
+            event_id,
+            timestamp,
         )
         return self.record_events([event])
 
     def record_events(self, events: Sequence[EventInput], *, field_prefix: str = "") -> ApplyResult:
-        """Validate all events, then count all of them or none."""
+        """Validate all events, then count all of them or none.
+
+        Conversions naming a metric new to an experiment with open metrics register it first
+        (a compare-and-set of the definition, retried when another worker changed it), then
+        the batch is resolved again against the stored definitions and counted."""
         if len(events) > self.max_batch_events:
             raise ValidationError(
                 f"a batch holds at most {self.max_batch_events} events (got {len(events)})",
                 field=field_prefix or "events",
             )
         try:
-            records = resolve_events(
-                events,
-                load=self.get_experiment,
-                stored_assignments=self.store.get_assignments,
-                bucketing=lambda exp: self._cached(exp.id).bucketing,
-                current_period=lambda exp: self._cached(exp.id).period,
-                now=self.clock(),
-                field_prefix=(lambda i: f"{field_prefix}[{i}]") if field_prefix else (lambda i: ""),
-            )
+            for _ in range(REGISTRATION_ROUNDS):
+                new_metrics: dict[str, list[Metric]] = {}
+                records = resolve_events(
+                    events,
+                    load=self.get_experiment,
+                    stored_assignments=self.store.get_assignments,
+                    bucketing=lambda exp: self._cached(exp.id).bucketing,
+                    current_period=lambda exp: self._cached(exp.id).period,
+                    now=self.clock(),
+                    field_prefix=(
+                        (lambda i: f"{field_prefix}[{i}]") if field_prefix else (lambda i: "")
+                    ),
+                    new_metrics=new_metrics,
+                )
+                if not new_metrics:
+                    break
+                for experiment_id, metrics in new_metrics.items():
+                    self._register_metrics(experiment_id, metrics)
+            else:  # pragma: no cover - each round registers what the previous one found
+                raise ConcurrentModification(
+                    "the experiment's metrics kept changing while this batch was resolved; retry"
+                )
         except AbpilotError:
             EVENTS.labels("refused").inc(len(events))
             raise
@@ -415,6 +508,36 @@ class ExperimentService:
         EVENTS.labels("applied").inc(result.applied)
         EVENTS.labels("duplicate").inc(result.duplicates)
         return result
+
+    def _register_metrics(self, experiment_id: str, metrics: Sequence[Metric]) -> None:
+        """Add ``metrics`` to the stored definition unless it has them (a metric another worker
+        registered first keeps its kind). Each failed compare-and-set means another change was
+        stored; registrations are bounded by ``MAX_METRICS``, so the loop ends."""
+        for _ in range(MAX_METRICS + REGISTRATION_ROUNDS):
+            current = self.get_experiment(experiment_id)
+            missing: list[Metric] = []  # each new key once, as its first conversion set it
+            for metric in metrics:
+                if current.metric(metric.key) is None and metric.key not in {
+                    m.key for m in missing
+                }:
+                    missing.append(metric)
+            if not missing:
+                return
+            changes = ExperimentChanges(metrics=[*current.metrics, *missing])
+            try:
+                self._save(
+                    current,
+                    updated_experiment(
+                        current, changes, now=self.clock(), bandit_defaults=self.bandit_defaults
+                    ),
+                )
+                return
+            except ConcurrentModification:
+                continue
+        raise ConcurrentModification(  # pragma: no cover - see the docstring
+            f"experiment {experiment_id} kept changing while metrics were registered; retry",
+            field="metric",
+        )
 
     # reading -------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from abpilot.domain.assignment import NOT_IN_EXPERIMENT, Bucketing
@@ -13,10 +14,16 @@ from abpilot.domain.errors import (
     ValidationError,
     WrongStatus,
 )
-from abpilot.domain.experiment import Experiment, ExperimentStatus, MetricKind
+from abpilot.domain.experiment import (
+    MAX_METRICS,
+    Experiment,
+    ExperimentStatus,
+    Metric,
+    MetricKind,
+)
 from abpilot.domain.inputs import EventInput as EventInput  # re-exported: its old home
 from abpilot.domain.text import check_number, check_text
-from abpilot.service.specs import check_reference
+from abpilot.service.specs import check_reference, new_metric
 from abpilot.store.base import EventKind, EventRecord, StoredAssignment
 
 MAX_ID_LENGTH = 256
@@ -47,6 +54,7 @@ def resolve_events(
     current_period: Callable[[Experiment], int],
     now: datetime,
     field_prefix: Callable[[int], str] = lambda i: "",
+    new_metrics: dict[str, list[Metric]] | None = None,
 ) -> list[EventRecord]:
     """Validate every event and resolve its variant; raise on the first bad one.
 
@@ -56,6 +64,11 @@ def resolve_events(
     current one when it has no unit. An event of an assigned unit counts under the unit's
     variant even when it names another: the store applies the same rule in its atomic step, so
     an assignment stored meanwhile by another worker (on other weights) wins there too.
+
+    A conversion naming a metric its experiment does not have is refused, unless the experiment
+    has open metrics and ``new_metrics`` is given: then the metric is added there (experiment id
+    -> metrics, the kind set by the first such conversion) for the caller to register before the
+    records are counted.
     """
     experiments: dict[str, Experiment] = {}
     for i, event in enumerate(events):  # the events' own fields first: no store call before
@@ -80,11 +93,35 @@ def resolve_events(
     for i, event in enumerate(events):
         experiment = experiments[event.experiment]
         try:
+            if new_metrics is not None and experiment.open_metrics:
+                experiment = _with_new_metric(experiment, event, new_metrics)
+                experiments[event.experiment] = experiment
             assigned, period = known[experiment.id], periods[experiment.id]
             records.append(_resolve(event, experiment, assigned, bucketing, period, now))
         except AbpilotError as error:
             raise _prefixed(error, field_prefix(i)) from None
     return records
+
+
+def _with_new_metric(
+    experiment: Experiment, event: EventInput, new_metrics: dict[str, list[Metric]]
+) -> Experiment:
+    """``experiment`` with the metric ``event`` names added when it is new (and noted in
+    ``new_metrics``), so later events of the batch see its kind."""
+    if event.kind is not EventKind.CONVERSION or event.metric is None:
+        return experiment
+    if experiment.metric(event.metric) is not None:
+        return experiment
+    metric = new_metric(event.metric, event.value)
+    added = new_metrics.setdefault(experiment.id, [])
+    if len(experiment.metrics) >= MAX_METRICS:
+        raise ValidationError(
+            f"experiment '{experiment.key}' has {MAX_METRICS} metrics, the most it may have; "
+            f"'{event.metric[:100]}' cannot be added",
+            field="metric",
+        )
+    added.append(metric)
+    return replace(experiment, metrics=(*experiment.metrics, metric))
 
 
 def _check_fields(event: EventInput, now: datetime) -> None:
@@ -148,7 +185,8 @@ def _resolve(
         allowed = ", ".join(m.key for m in experiment.metrics)
         raise ValidationError(
             f"experiment '{experiment.key}' has no metric '{metric_key[:100]}' "
-            f"(metrics: {allowed})",
+            f"(metrics: {allowed}); add it to the experiment's metrics first (PATCH, also "
+            "while running)",
             field="metric",
         )
     if event.value is None and metric.kind is MetricKind.VALUE:

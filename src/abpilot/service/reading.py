@@ -169,6 +169,7 @@ def _arm(variant: VariantMetrics, metric: str) -> Arm:
         successes=summary.conversions,
         mean=summary.mean,
         variance=summary.variance,
+        name=variant.name,
     )
 
 

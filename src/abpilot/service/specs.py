@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from abpilot.bandits.config import BanditOptions, bandit_options
 from abpilot.bandits.contextual import contextual_options
@@ -17,9 +17,11 @@ from abpilot.domain.experiment import (
     Metric,
     MetricKind,
     Variant,
+    key_from_name,
     normalise_metrics,
     normalise_variants,
     validate_experiment_key,
+    validate_key,
     validate_traffic_allocation,
 )
 from abpilot.domain.text import check_json_object, check_number, check_text, text_problem
@@ -31,6 +33,34 @@ T = TypeVar("T")
 MAX_NAME = 200
 MAX_DESCRIPTION = 10_000
 MAX_UNIT_ID = 256
+
+
+@overload
+def aliased(
+    value: str | None, alias: str | None, name: str, alias_name: str, *, required: Literal[True]
+) -> str: ...
+
+
+@overload
+def aliased(
+    value: str | None, alias: str | None, name: str, alias_name: str, *, required: bool = False
+) -> str | None: ...
+
+
+def aliased(
+    value: str | None, alias: str | None, name: str, alias_name: str, *, required: bool = False
+) -> str | None:
+    """``value``, or ``alias`` (another system's name for the same field: ``user_id`` for
+    ``unit_id``); a 422 when both are given and disagree, or (``required``) when neither is."""
+    if alias is not None and value is not None and value != alias:
+        raise ValidationError(
+            f"{name} and {alias_name} name the same thing and disagree; give one of them",
+            field=alias_name,
+        )
+    found = value if value is not None else alias
+    if found is None and required:
+        raise ValidationError(f"{name} (or {alias_name}) is required", field=name)
+    return found
 
 
 def check_unit_id(unit_id: str) -> str:
@@ -49,30 +79,97 @@ def check_reference(experiment: str, field: str = "experiment_id") -> str:
     return experiment
 
 
-def _variant(raw: Variant | Mapping[str, Any], i: int) -> Variant:
-    if isinstance(raw, Variant):
-        variant = raw
-    else:
-        if "key" not in raw or "weight" not in raw:
-            raise ValidationError("each variant needs a key and a weight", field=f"variants[{i}]")
-        variant = Variant(
-            key=str(raw["key"]),
-            name=str(raw.get("name") or raw["key"]),
-            weight=float(raw["weight"]),
-            is_control=bool(raw.get("is_control", False)),
-            description=str(raw.get("description") or ""),
-            config=raw.get("config") or {},
+BASIS_POINTS = 10_000
+
+
+def derived_key(key: str | None, name: str | None, *, field: str) -> str:
+    """``key`` when given, else the key made from ``name`` (``key_from_name``); a 422 naming
+    ``field`` when neither gives one."""
+    if key is not None:
+        return key
+    if name is None:
+        raise ValidationError(f"{field} is required (or a name to make it from)", field=field)
+    check_text(name, field=field.rsplit("key", 1)[0] + "name", max_length=MAX_NAME)
+    made = key_from_name(name)
+    if not made:
+        raise ValidationError(
+            f"no {field} can be made from the name {name[:100]!r} (it has no ASCII letter or "
+            f"digit); give a {field}",
+            field=field,
         )
-    where = f"variants[{i}]"
-    check_text(variant.name, field=f"{where}.name", max_length=MAX_NAME)
-    check_text(
-        variant.description,
-        field=f"{where}.description",
-        max_length=MAX_DESCRIPTION,
-        required=False,
-    )
-    check_number(variant.weight, field=f"{where}.weight")
-    return replace(variant, config=check_json_object(variant.config, field=f"{where}.config"))
+    return made
+
+
+def equal_weights(n: int) -> list[float]:
+    """``n`` equal weights in basis points that sum to exactly 1 (3: 0.3334, 0.3333, 0.3333)."""
+    base, extra = divmod(BASIS_POINTS, n)
+    return [(base + (1 if i < extra else 0)) / BASIS_POINTS for i in range(n)]
+
+
+def _variants(raws: Sequence[Variant | Mapping[str, Any]]) -> list[Variant]:
+    """Variants from user input: a variant without a key takes it from its name; when no
+    variant has a weight they split the traffic equally (a weight for some only is refused)."""
+    if isinstance(raws, str | bytes | Mapping) or not isinstance(raws, Iterable):
+        raise ValidationError("variants must be a list of variants", field="variants")
+    raws = list(raws)
+    weighted = [
+        isinstance(raw, Variant) or (isinstance(raw, Mapping) and raw.get("weight") is not None)
+        for raw in raws
+    ]
+    split = equal_weights(len(raws)) if raws and not any(weighted) else None
+    found: list[Variant] = []
+    derived: dict[str, int] = {}
+    for i, raw in enumerate(raws):
+        where = f"variants[{i}]"
+        if isinstance(raw, Variant):
+            variant = raw
+        else:
+            if not isinstance(raw, Mapping):
+                raise ValidationError(f"{where} must be an object", field=where)
+            if split is None and not weighted[i]:
+                raise ValidationError(
+                    f"{where} has no weight: give every variant a weight, or none for an equal "
+                    "split",
+                    field=f"{where}.weight",
+                )
+            raw_name = raw.get("name")
+            key = derived_key(
+                None if raw.get("key") is None else str(raw["key"]),
+                None if raw_name is None else str(raw_name),
+                field=f"{where}.key",
+            )
+            if raw.get("key") is None:
+                other = derived.get(key)
+                if other is not None:
+                    raise ValidationError(
+                        f"{where} has no key and its name gives the key '{key}', which "
+                        f"variants[{other}] has too; give the variants keys",
+                        field=f"{where}.key",
+                    )
+                derived[key] = i
+            weight = split[i] if split is not None else raw["weight"]
+            if isinstance(weight, bool) or not isinstance(weight, int | float):
+                raise ValidationError(f"{where}.weight must be a number", field=f"{where}.weight")
+            variant = Variant(
+                key=key,
+                name=str(raw_name or key),
+                weight=float(weight),
+                is_control=bool(raw.get("is_control", False)),
+                description=str(raw.get("description") or ""),
+                config=raw.get("config") or {},
+            )
+        check_text(variant.name, field=f"{where}.name", max_length=MAX_NAME)
+        check_text(
+            variant.description,
+            field=f"{where}.description",
+            max_length=MAX_DESCRIPTION,
+            required=False,
+        )
+        check_number(variant.weight, field=f"{where}.weight")
+        found.append(
+            replace(variant, config=check_json_object(variant.config, field=f"{where}.config"))
+        )
+    return found
 
 
 def _metric(raw: Metric | Mapping[str, Any], i: int) -> Metric:
@@ -94,21 +191,37 @@ def _metric(raw: Metric | Mapping[str, Any], i: int) -> Metric:
     return Metric(key=str(raw["key"]), kind=kind, description=description)
 
 
-def _type(value: ExperimentType | str) -> ExperimentType:
+def _type(value: ExperimentType | str, field: str = "type") -> ExperimentType:
     try:
         return ExperimentType(value)
     except ValueError:
         allowed = ", ".join(t.value for t in ExperimentType)
         raise ValidationError(
-            f"unknown experiment type '{value}' (allowed: {allowed})", field="type"
+            f"unknown experiment type '{value}' (allowed: {allowed})", field=field
         ) from None
+
+
+def experiment_type(
+    type: ExperimentType | str | None, experiment_type: ExperimentType | str | None = None
+) -> ExperimentType:
+    """The type given as ``type`` or as its alias ``experiment_type`` (OpenInsight's name);
+    ``ab_test`` when neither is given, a 422 when they disagree."""
+    if experiment_type is None:
+        return ExperimentType.AB_TEST if type is None else _type(type)
+    alias = _type(experiment_type, "experiment_type")
+    if type is not None and _type(type) is not alias:
+        raise ValidationError(
+            f"type '{type}' and experiment_type '{experiment_type}' disagree; give one of them",
+            field="experiment_type",
+        )
+    return alias
 
 
 def build_experiment(
     *,
     bandit_defaults: BanditOptions,
     id: str,
-    key: str,
+    key: str | None,
     name: str | None,
     type: ExperimentType | str,
     description: str,
@@ -118,7 +231,12 @@ def build_experiment(
     salt: str | None,
     settings: Mapping[str, Any],
     now: datetime,
+    open_metrics: bool | None = None,
 ) -> Experiment:
+    """A new draft. Without a key, the key is made from the name; without metrics, one binary
+    ``conversion`` metric, and (unless ``open_metrics`` says otherwise) conversions may name new
+    metrics, registered on first use."""
+    key = derived_key(key, name, field="key")
     validate_experiment_key(key)
     name = key if name is None else name
     check_text(name, field="name", max_length=MAX_NAME)
@@ -127,7 +245,7 @@ def build_experiment(
         check_text(salt, field="salt", max_length=MAX_NAME)
     checked_settings = check_json_object(settings, field="settings")
     analysis_options(checked_settings)
-    checked_variants = normalise_variants([_variant(v, i) for i, v in enumerate(variants)])
+    checked_variants = normalise_variants(_variants(variants))
     checked_metrics = normalise_metrics([_metric(m, i) for i, m in enumerate(metrics)])
     experiment_type = _type(type)
     if experiment_type is ExperimentType.BANDIT or "bandit" in checked_settings:
@@ -161,13 +279,15 @@ def build_experiment(
         created_at=now,
         updated_at=now,
         description=description,
+        open_metrics=not metrics if open_metrics is None else open_metrics,
     )
 
 
 @dataclass(frozen=True, slots=True)
 class ExperimentChanges:
     """Fields to change; None leaves a field as it is. Name and description may change in any
-    status but completed; everything else only in draft."""
+    status but completed, and metrics may be added while running or paused; everything else
+    changes only in draft."""
 
     name: str | None = None
     description: str | None = None
@@ -188,6 +308,10 @@ def updated_experiment(
     bandit_defaults: BanditOptions,
 ) -> Experiment:
     touched = [f for f in ExperimentChanges.DRAFT_ONLY if getattr(changes, f) is not None]
+    live = current.status in (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
+    if live and changes.metrics is not None:
+        _check_metrics_added(current, changes.metrics)
+        touched.remove("metrics")
     if touched and current.status is not ExperimentStatus.DRAFT:
         raise WrongStatus(
             f"{', '.join(touched)} can change only while the experiment is a draft "
@@ -211,6 +335,8 @@ def updated_experiment(
         salt=_pick(changes.salt, current.salt),
         settings=_pick(changes.settings, current.settings),
         now=now,
+        # Metrics listed in a draft are declared; metrics added later leave the rule as it is.
+        open_metrics=current.open_metrics and (live or changes.metrics is None),
     )
     return replace(
         rebuilt,
@@ -221,6 +347,30 @@ def updated_experiment(
         winner=current.winner,
         version=current.version,
     )
+
+
+def _check_metrics_added(
+    current: Experiment, metrics: Sequence[Metric | Mapping[str, Any]]
+) -> None:
+    """While running or paused metrics may only be added: the new list starts with the current
+    metrics, each with its key and kind, in order (the first stays the primary one)."""
+    given = [_metric(m, i) for i, m in enumerate(metrics)]
+    for i, metric in enumerate(current.metrics):
+        if i >= len(given) or (given[i].key, given[i].kind) != (metric.key, metric.kind):
+            keep = ", ".join(f"{m.key} ({m.kind})" for m in current.metrics)
+            raise WrongStatus(
+                f"experiment '{current.key}' is {current.status}: its metrics can only be added "
+                f"to; list its metrics first, unchanged and in order ({keep}), then the new ones",
+                field=f"metrics[{i}]",
+            )
+
+
+def new_metric(key: str, value: float | None) -> Metric:
+    """The metric a conversion registers when it names a metric an experiment without declared
+    metrics does not have yet: ``value`` when its value is other than 1, else ``binary``."""
+    validate_key(key, field_name="metric")
+    binary = value is None or value == 1
+    return Metric(key=key, kind=MetricKind.BINARY if binary else MetricKind.VALUE)
 
 
 def _pick(new: T | None, old: T) -> T:

@@ -48,6 +48,7 @@ class Arm:
     successes: int
     mean: float | None
     variance: float | None
+    name: str | None = None  # the variant's display name (the key when None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,8 @@ class Winner:
     conversion_rate: float | None
     mean: float | None
     p_value: float
-    relative_improvement: float
+    relative_improvement: float  # the lift, a fraction (0.25 is 25% better than the control)
+    name: str = ""  # the variant's display name
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +404,7 @@ def _verdict(
         mean=best.mean,
         p_value=best.p_value_adjusted or 0.0,
         relative_improvement=best.lift or 0.0,
+        name=next((a.name for a in metric.arms if a.key == best.key and a.name), best.key),
     )
     return (
         winner,

@@ -146,6 +146,13 @@ class Store(Protocol):
     ) -> AssignResult:
         """Store the unit's assignment unless it has one; return the stored one (first wins)."""
 
+    def assign_and_expose(self, event: EventRecord) -> AssignResult:
+        """Assign and expose a unit in one atomic step (one round trip): store the assignment
+        (``event.variant``, ``event.period``) unless ``event.unit_id`` has one, and count the
+        exposure ``event`` as ``apply_events`` would, under the assignment the unit has then.
+        An ``event_id`` already counted counts nothing (``exposed`` False) but the assignment is
+        still returned. ``event`` is an exposure with a unit id."""
+
     def get_assignments(
         self, experiment_id: str, unit_ids: Iterable[str]
     ) -> dict[str, StoredAssignment]:

@@ -83,6 +83,7 @@ def experiment_to_dict(experiment: Experiment) -> dict[str, Any]:
         "ended_at": iso(experiment.ended_at),
         "winner": experiment.winner,
         "version": experiment.version,
+        "open_metrics": experiment.open_metrics,
     }
 
 
@@ -105,4 +106,5 @@ def experiment_from_dict(raw: dict[str, Any]) -> Experiment:
         ended_at=_time(raw.get("ended_at")),
         winner=raw.get("winner"),
         version=int(raw["version"]),
+        open_metrics=bool(raw.get("open_metrics", False)),
     )

@@ -24,6 +24,7 @@ from abpilot.store.base import (
     DailyRow,
     Decision,
     Document,
+    EventKind,
     EventRecord,
     FeedbackOutcome,
     MetricTotals,
@@ -76,7 +77,8 @@ class MemoryStore:
     """Everything in dictionaries behind one lock: each operation is atomic in this process."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Reentrant: assign_and_expose holds it across assign and apply_events.
+        self._lock = threading.RLock()
         self._experiments: dict[str, Experiment] = {}
         self._assignments: dict[str, dict[str, StoredAssignment]] = {}
         self._exposed: dict[str, set[str]] = {}
@@ -161,6 +163,16 @@ class MemoryStore:
             units[unit_id] = StoredAssignment(variant, period)
             self._bump((experiment_id, variant, period), 0)
             return AssignResult(variant, True, period)
+
+    def assign_and_expose(self, event: EventRecord) -> AssignResult:
+        assert event.kind is EventKind.EXPOSURE
+        assert event.unit_id is not None
+        with self._lock:
+            stored = self.assign(event.experiment_id, event.unit_id, event.variant, event.period)
+            counted = self.apply_events(
+                [replace(event, variant=stored.variant, period=stored.period)]
+            )
+            return replace(stored, exposed=counted.applied == 1)
 
     def get_assignments(
         self, experiment_id: str, unit_ids: Iterable[str]

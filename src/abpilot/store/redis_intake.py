@@ -29,6 +29,7 @@ from abpilot.store.redis_history import EPOCH, RedisKeys, microseconds, reachabl
 
 # Per-experiment keys, in the order the event script expects them.
 EVENT_KEYS = ("events", "assign", "exposed", "counters", "metrics", "units", "activity")
+ASSIGN_EXPOSE_KEYS = ("events", "assign", "exposed", "counters", "activity")
 
 # KEYS: assign, counters. ARGV: unit id, cell '<variant>|<period>'.
 # Returns {stored cell, 1 if stored now}.
@@ -38,6 +39,31 @@ if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   return {ARGV[2], 1}
 end
 return {redis.call('HGET', KEYS[1], ARGV[1]), 0}
+"""
+
+# Assign and expose one unit. KEYS: events, assign, exposed, counters, activity.
+# ARGV: unit id, cell '<variant>|<period>' to store when the unit has none, event id ('' for
+# none), receive time in microseconds ('' for none). The exposure counts under the stored cell
+# (a bare variant is from before periods: 0) unless the event id was counted before.
+# Returns {stored cell, 1 if stored now, 1 if the exposure was counted}.
+_ASSIGN_EXPOSE = """
+local created, cell = 0, redis.call('HGET', KEYS[2], ARGV[1])
+if not cell then
+  cell, created = ARGV[2], 1
+  redis.call('HSET', KEYS[2], ARGV[1], cell)
+  redis.call('HINCRBY', KEYS[4], cell .. '|assigned_units', 1)
+elseif not string.find(cell, '|', 1, true) then
+  cell = cell .. '|0'
+end
+if ARGV[3] ~= '' and redis.call('SADD', KEYS[1], ARGV[3]) == 0 then return {cell, created, 0} end
+redis.call('HINCRBY', KEYS[4], cell .. '|exposures', 1)
+if redis.call('SADD', KEYS[3], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[4], cell .. '|unique_units', 1)
+end
+if ARGV[4] ~= '' and tonumber(ARGV[4]) > tonumber(redis.call('GET', KEYS[5]) or '-1') then
+  redis.call('SET', KEYS[5], ARGV[4])
+end
+return {cell, created, 1}
 """
 
 # A whole batch, all or nothing, each (experiment, event id) at most once.
@@ -263,10 +289,12 @@ class RedisIntake(RedisKeys):
     location: str
     _assign: Script
     _apply: Script
+    _assign_expose: Script
 
     def _register_intake_scripts(self) -> None:
         self._assign = self._client.register_script(_ASSIGN)
         self._apply = self._client.register_script(_APPLY)
+        self._assign_expose = self._client.register_script(_ASSIGN_EXPOSE)
 
     @reachable
     def assign(
@@ -278,6 +306,24 @@ class RedisIntake(RedisKeys):
         )
         found = stored_assignment(stored)
         return AssignResult(variant=found.variant, created=bool(created), period=found.period)
+
+    @reachable
+    def assign_and_expose(self, event: EventRecord) -> AssignResult:
+        assert event.kind is EventKind.EXPOSURE
+        assert event.unit_id is not None
+        exp = event.experiment_id
+        moment = "" if event.received_at is None else str(microseconds(event.received_at))
+        stored, created, counted = self._assign_expose(
+            keys=[self._key(exp, name) for name in ASSIGN_EXPOSE_KEYS],
+            args=[
+                event.unit_id,
+                _cell(event.variant, event.period),
+                event.event_id or "",
+                moment,
+            ],
+        )
+        found = stored_assignment(stored)
+        return AssignResult(found.variant, bool(created), found.period, exposed=bool(counted))
 
     @reachable
     def get_assignments(

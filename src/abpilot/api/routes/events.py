@@ -17,14 +17,21 @@ from abpilot.api.schemas import (
 )
 from abpilot.domain.inputs import EventKind
 from abpilot.service import EventInput
+from abpilot.service.specs import aliased
 
 router = APIRouter(tags=["events"], responses=ERRORS)
 
 
 @router.post("/experiments/{experiment_id}/assign", response_model=AssignmentRead)
 def assign(experiment_id: str, body: AssignRequest, service: Service) -> AssignmentRead:
-    """The unit's variant (the same on every call and every worker); the assignment is stored."""
-    return AssignmentRead.of(service.get_variant_for_user(experiment_id, body.unit_id))
+    """The unit's variant (the same on every call and every worker); the assignment is stored.
+    ``user_id`` is an alias of ``unit_id``. With ``"expose": true`` the unit's exposure is
+    counted in the same atomic step (what SONA's recommendation endpoint does)."""
+    unit = aliased(body.unit_id, body.user_id, "unit_id", "user_id", required=True)
+    assignment = service.get_variant_for_user(
+        experiment_id, unit, expose=body.expose, event_id=body.event_id
+    )
+    return AssignmentRead.of(assignment)
 
 
 @router.post("/experiments/conversions", response_model=EventResult)
@@ -54,7 +61,9 @@ def record_exposure(experiment_id: str, body: ExposureIn, service: Service) -> E
 
 
 @router.post("/experiments/{experiment_id}/conversions", response_model=EventResult)
+@router.post("/experiments/{experiment_id}/convert", response_model=EventResult)
 def record_conversion(experiment_id: str, body: ConversionIn, service: Service) -> EventResult:
+    """One conversion (``/convert`` is OpenInsight's name for the same route)."""
     result = service.record_conversion(
         experiment=experiment_id,
         unit_id=body.unit_id,

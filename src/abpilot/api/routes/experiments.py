@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response, status
 
 from abpilot.api.deps import Service
 from abpilot.api.schemas import (
+    EndRequest,
     ErrorBody,
     ExperimentCreate,
     ExperimentRead,
@@ -36,6 +37,7 @@ def create_experiment(body: ExperimentCreate, service: Service) -> ExperimentRea
         name=body.name,
         description=body.description,
         type=body.type,
+        experiment_type=body.experiment_type,
         traffic_allocation=body.traffic_allocation,
         variants=[v.model_dump() for v in body.variants],
         metrics=[m.model_dump() for m in body.metrics],
@@ -62,7 +64,8 @@ def get_experiment(experiment_id: str, service: Service) -> ExperimentRead:
 def update_experiment(
     experiment_id: str, body: ExperimentUpdate, service: Service
 ) -> ExperimentRead:
-    """Change a draft. Name and description may also change while running or paused."""
+    """Change a draft. Name and description may also change while running or paused, and
+    metrics may be added then (list the current ones first, unchanged, then the new ones)."""
     changes = ExperimentChanges(
         name=body.name,
         description=body.description,
@@ -89,6 +92,16 @@ def set_status(experiment_id: str, body: StatusUpdate, service: Service) -> Expe
     if body.status == "completed":
         return ExperimentRead.of(service.end_experiment(experiment_id, winner=body.winner))
     return ExperimentRead.of(service.set_status(experiment_id, body.status, winner=body.winner))
+
+
+@router.post("/{experiment_id}/end", response_model=ExperimentRead)
+def end_experiment(
+    experiment_id: str, service: Service, body: EndRequest | None = None
+) -> ExperimentRead:
+    """Complete the experiment (OpenInsight's route), as ``PUT …/status`` with
+    ``{"status": "completed"}`` does: the ``winner`` given, else the final analysis's."""
+    winner = None if body is None else body.winner
+    return ExperimentRead.of(service.end_experiment(experiment_id, winner=winner))
 
 
 @router.get("/{experiment_id}/metrics", response_model=MetricsRead)

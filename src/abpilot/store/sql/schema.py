@@ -33,6 +33,7 @@ experiments = sa.Table(
     sa.Column("ended_at", sa.DateTime(timezone=True)),
     sa.Column("winner", Key),
     sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("open_metrics", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 variants = sa.Table(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,8 @@ from abpilot.domain.errors import (
 from abpilot.domain.experiment import Experiment, ExperimentStatus, ExperimentType
 from abpilot.store.base import (
     AssignResult,
+    EventKind,
+    EventRecord,
     MetricTotals,
     StoredAssignment,
     VariantCounters,
@@ -32,6 +35,7 @@ from abpilot.store.codec import (
 )
 from abpilot.store.plan import (
     group_counters,
+    latest_received,
     sum_periods,
 )
 from abpilot.store.sql import engine as sql_engine
@@ -182,6 +186,33 @@ class SqlStore(SqlIntake, SqlHistory, SqlContextual, SqlDocuments, SqlActivity, 
             return AssignResult(stored.variant, False, int(stored.period))
 
     @guarded
+    def assign_and_expose(self, event: EventRecord) -> AssignResult:
+        """One transaction: the assignment (first one wins), then the exposure under it."""
+        assert event.kind is EventKind.EXPOSURE
+        assert event.unit_id is not None
+        exp, unit = event.experiment_id, event.unit_id
+        with self._write() as conn, conn.begin():
+            counted = bool(self._claim_event_ids(conn, [event]))
+            bumps: dict[tuple[str, str, int], dict[str, int]] = {}
+            if self._insert_assignments(conn, [(exp, unit, event.variant, event.period)]):
+                stored = AssignResult(event.variant, True, event.period)
+                bumps[(exp, event.variant, event.period)] = {"assigned_units": 1}
+            else:
+                row = conn.execute(
+                    sa.select(assignments.c.variant, assignments.c.period).where(
+                        assignments.c.experiment_id == exp, assignments.c.unit_id == unit
+                    )
+                ).one()
+                stored = AssignResult(row.variant, False, int(row.period))
+            if counted:
+                cell = bumps.setdefault((exp, stored.variant, stored.period), {})
+                cell["exposures"] = 1
+                if self._insert_exposed(conn, [(exp, unit, stored.variant, stored.period)]):
+                    cell["unique_units"] = 1
+            self._bump_variants(conn, bumps, latest_received([event] if counted else []))
+        return replace(stored, exposed=counted)
+
+    @guarded
     def get_assignments(
         self, experiment_id: str, unit_ids: Iterable[str]
     ) -> dict[str, StoredAssignment]:
@@ -279,6 +310,7 @@ def _experiment_row(experiment: Experiment) -> dict[str, Any]:
         "ended_at": experiment.ended_at,
         "winner": experiment.winner,
         "version": experiment.version,
+        "open_metrics": experiment.open_metrics,
     }
 
 
@@ -311,4 +343,5 @@ def _experiment_from_row(row: Any, variant_rows: list[dict[str, Any]]) -> Experi
         ended_at=moment(row["ended_at"]),
         winner=row["winner"],
         version=int(row["version"]),
+        open_metrics=bool(row["open_metrics"]),
     )
