@@ -408,6 +408,16 @@ def wait_until(
     raise AssertionError(f"still waiting for {what} after {EFFECT_TIMEOUT_S} s:\n{log()}")
 
 
+def wait_ready(url: str, process: subprocess.Popen[bytes], block: Block, cwd: Path) -> None:
+    """Wait until the server ``block`` started (in ``cwd``) answers ``/readyz`` with 200."""
+    wait_until(
+        lambda: httpx.get(f"{url}/readyz").status_code == 200,
+        process,
+        "a ready server",
+        lambda: log_of(block, cwd),
+    )
+
+
 def node_project(tmp: Path, sdk_major: int) -> Path:
     """A directory where ``import ... from "@featurevisor/sdk"`` resolves to the official SDK of
     major ``sdk_major`` (tests/featurevisor installs both side by side under npm aliases)."""

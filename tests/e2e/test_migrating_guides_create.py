@@ -31,7 +31,14 @@ import sqlalchemy as sa
 
 from tests.conftest import REDIS_URL, postgres_schema_url, redis_prefix
 from tests.e2e import readme_blocks
-from tests.e2e.readme_blocks import Block, background, block_env, on_store, run, wait_until
+from tests.e2e.readme_blocks import (
+    Block,
+    background,
+    block_env,
+    on_store,
+    run,
+    wait_ready,
+)
 from tests.e2e.server import free_port, running_server
 from tests.e2e.test_readme import (
     BLOCKS,
@@ -281,12 +288,7 @@ def test_mab_guide_on_the_server_it_configures(tmp_path: Path) -> None:
     env = block_env(tmp_path, HOST="127.0.0.1", PORT=str(port))
     with background(serve, cwd=tmp_path, env=env) as process:
         url = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: httpx.get(f"{url}/readyz").status_code == 200,
-            process,
-            "a ready server",
-            lambda: readme_blocks.log_of(serve, tmp_path),
-        )
+        wait_ready(url, process, serve, tmp_path)
         site = Site(url, tmp_path)
         ran(guide(MAB, "1. Create an experiment", 1), site, comments=1)
         ran(guide(MAB, "2. Post the day's metrics"), site, comments=1)

@@ -33,7 +33,15 @@ import yaml
 
 from tests.conftest import postgres_schema_url
 from tests.e2e import readme_blocks
-from tests.e2e.readme_blocks import Block, background, block_env, on_store, run, wait_until
+from tests.e2e.readme_blocks import (
+    Block,
+    background,
+    block_env,
+    on_store,
+    run,
+    wait_ready,
+    wait_until,
+)
 from tests.e2e.server import free_port
 from tests.e2e.test_readme import BLOCKS, claims, require_curl, require_node
 from tests.protected_redis import ProtectedRedis, protected_redis
@@ -76,15 +84,6 @@ def at_server(block: Block, url: str) -> Block:
     assert PILOT_PORT in block.text, f"{block.id} no longer prints {PILOT_PORT}"
     text = block.text.replace(f"http://{PILOT_PORT}", url).replace(PILOT_PORT, url[7:])
     return Block(block.path, block.heading, block.index, block.language, text, block.line)
-
-
-def ready(process: Any, url: str, b: Block, cwd: Path) -> None:
-    wait_until(
-        lambda: httpx.get(f"{url}/readyz").status_code == 200,
-        process,
-        "a ready server",
-        lambda: readme_blocks.log_of(b, cwd),
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +207,7 @@ def test_pilot_env_then_the_endpoints(tmp_path: Path, pilot_redis: ProtectedRedi
     serve = guide(PILOT, "Configuring: the same .env", 2)
     with background(serve, cwd=tmp_path, env=env_for(tmp_path)) as process:
         url = f"http://127.0.0.1:{port}"
-        ready(process, url, serve, tmp_path)
+        wait_ready(url, process, serve, tmp_path)
         log = readme_blocks.log_of(serve, tmp_path)
         assert (
             f"store: Redis at redis://:***@127.0.0.1:{pilot_redis.port}/0 "
@@ -272,7 +271,7 @@ def test_pilot_compose_environment(tmp_path: Path, pilot_redis: ProtectedRedis) 
     serve = Block(b.path, b.heading, b.index, "bash", "abpilot serve --host 127.0.0.1\n", b.line)
     with background(serve, cwd=tmp_path, env=env_for(tmp_path, **here)) as process:
         url = f"http://127.0.0.1:{port}"
-        ready(process, url, serve, tmp_path)
+        wait_ready(url, process, serve, tmp_path)
         body = {"datafile": DATAFILE, "features": {"checkout_button": "variant_a"}}
         assert httpx.post(f"{url}/expose", json=body).json()["applied"] == 1
         assert httpx.get(f"{url}/datafile/{DATAFILE}").status_code == 200
@@ -356,7 +355,7 @@ def test_bandit_selector_guide_in_order(tmp_path: Path) -> None:
         serve = guide(SELECTOR, "Step 2: starting the server", 1)
         with background(serve, cwd=tmp_path, env=env_for(tmp_path, **server)) as process:
             url = f"http://127.0.0.1:{port}"
-            ready(process, url, serve, tmp_path)
+            wait_ready(url, process, serve, tmp_path)
             assert "workers: 4" in readme_blocks.log_of(serve, tmp_path)
             as_admin = env_for(tmp_path, TOKEN=admin, DATABASE_URL=database)
             as_writer = env_for(tmp_path, TOKEN=writer)

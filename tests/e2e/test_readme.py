@@ -61,7 +61,16 @@ from packaging.requirements import Requirement
 
 from tests.conftest import REDIS_URL, postgres_schema_url, redis_prefix
 from tests.e2e import readme_blocks
-from tests.e2e.readme_blocks import ROOT, Block, background, block_env, on_store, run, wait_until
+from tests.e2e.readme_blocks import (
+    ROOT,
+    Block,
+    background,
+    block_env,
+    on_store,
+    run,
+    wait_ready,
+    wait_until,
+)
 from tests.e2e.server import free_port, running_server
 
 BLOCKS = readme_blocks.all_blocks()
@@ -233,12 +242,7 @@ def test_quick_start_and_test_commands(tmp_path: Path) -> None:
     port = free_port()
     with background(serve, cwd=tmp_path, env=block_env(tmp_path, PORT=str(port))) as process:
         url = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: httpx.get(f"{url}/readyz").status_code == 200,
-            process,
-            "a ready server",
-            lambda: readme_blocks.log_of(serve, tmp_path),
-        )
+        wait_ready(url, process, serve, tmp_path)
         for page in ("/docs", "/redoc"):
             assert httpx.get(f"{url}{page}").status_code == 200
     assert (tmp_path / "abpilot.db").is_file()
@@ -480,12 +484,7 @@ def test_featurevisor_companion_in_readme_order(tmp_path: Path) -> None:
     port = free_port()
     with background(serve, cwd=tmp_path, env=block_env(tmp_path, PORT=str(port))) as process:
         url = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: httpx.get(f"{url}/readyz").status_code == 200,
-            process,
-            "a ready server",
-            lambda: readme_blocks.log_of(serve, tmp_path),
-        )
+        wait_ready(url, process, serve, tmp_path)
         result = run(calls, cwd=tmp_path, server=url, env=block_env(tmp_path))
         assert exposures(url) == {"control": (0, 0), "treatment": (1, 1)}
         assert '"status":"unchanged"' in result.stdout  # burn-in: too few exposures to move
@@ -635,12 +634,7 @@ def check_served_store(b: Block, tmp: Path, env: dict[str, str], banner: str) ->
     port = free_port()
     with background(b, cwd=tmp, env={**env, "PORT": str(port)}) as process:
         url = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: httpx.get(f"{url}/readyz").status_code == 200,
-            process,
-            "a ready server",
-            lambda: readme_blocks.log_of(b, tmp),
-        )
+        wait_ready(url, process, b, tmp)
         api = f"{url}/api/v1/experiments"
         variants = [{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}]
         httpx.post(api, json={"key": "pg-or-redis", "variants": variants}).raise_for_status()
