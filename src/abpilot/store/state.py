@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from abpilot.domain.experiment import Experiment
-from abpilot.store.base import (
+from abpilot.domain.records import (
     AllocationRecord,
     ArmState,
     DailyRow,
