@@ -1,17 +1,24 @@
-"""Storage behind one protocol: SQL (SQLite, PostgreSQL), Redis and memory."""
+"""Storage behind one protocol, in roles: SQL (SQLite, PostgreSQL), Redis and memory."""
 
 from abpilot.store.base import (
     AllocationRecord,
     ApplyResult,
     AssignResult,
     DailyRow,
+    DecisionStore,
+    DocumentStore,
     EventKind,
     EventRecord,
+    EventStore,
+    ExperimentStore,
+    HistoryStore,
+    LeaderStore,
     Lease,
     MetricTotals,
     RawMetrics,
     Store,
     StoredAssignment,
+    TransferStore,
     VariantCounters,
 )
 from abpilot.store.factory import open_store
@@ -21,13 +28,20 @@ __all__ = [
     "ApplyResult",
     "AssignResult",
     "DailyRow",
+    "DecisionStore",
+    "DocumentStore",
     "EventKind",
     "EventRecord",
+    "EventStore",
+    "ExperimentStore",
+    "HistoryStore",
+    "LeaderStore",
     "Lease",
     "MetricTotals",
     "RawMetrics",
     "Store",
     "StoredAssignment",
+    "TransferStore",
     "VariantCounters",
     "open_store",
 ]

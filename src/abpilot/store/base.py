@@ -1,4 +1,14 @@
-"""The Store protocol and the plain records that cross it.
+"""The Store protocol, in roles, and the plain records that cross it (their home is
+``abpilot.domain.records``; they are re-exported here).
+
+``Store`` is the union of seven role protocols, one per kind of thing stored
+(docs/architecture.md §1): ``ExperimentStore`` (definitions), ``EventStore`` (assignments, event
+intake, counters), ``HistoryStore`` (daily intake, allocation periods), ``DecisionStore``
+(contextual decisions and feedback), ``DocumentStore`` (shared documents), ``LeaderStore``
+(leases) and ``TransferStore`` (what export and import move), plus ``ping`` and ``close``. Code
+that needs one role asks for that role, and a test double implements only it. The methods that
+follow from others (a batch read from the single read, ``get_counters`` from the periods) are
+written once in ``abpilot.store.defaults``; a backend overrides one only with a faster path.
 
 Every backend keeps the same rules (docs/architecture.md §6):
 - counters change only by atomic increments, never read-modify-write;
@@ -26,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from abpilot.domain.errors import ConcurrentModification, DuplicateKey, ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentStatus
@@ -73,9 +83,7 @@ from abpilot.domain.records import (
 from abpilot.domain.records import (
     VariantCounters as VariantCounters,
 )
-
-if TYPE_CHECKING:
-    from abpilot.store.state import ExperimentState, UnitState
+from abpilot.store.state import ExperimentState, UnitState
 
 
 def check_context_key(decision: Decision) -> None:
@@ -106,18 +114,10 @@ def period_taken(experiment_id: str, expected: int, latest: int) -> ConcurrentMo
     )
 
 
-class Lease(Protocol):
-    """Leadership for scheduled work, held until released or (for Redis) until it expires."""
-
-    def renew(self) -> bool:
-        """Extend the lease; False when it was lost."""
-
-    def release(self) -> None: ...
-
-
 @runtime_checkable
-class Store(Protocol):
-    """What the service needs from storage. Implementations must pass tests/store/."""
+class ExperimentStore(Protocol):
+    """Experiment definitions: created once per id and key, changed under a version check
+    (compare-and-set), deleted with everything recorded for them. Every service reads it."""
 
     def create_experiment(self, experiment: Experiment) -> None:
         """Insert a new experiment; raise ``DuplicateKey`` if its key is taken."""
@@ -140,6 +140,13 @@ class Store(Protocol):
 
     def delete_experiment(self, experiment_id: str) -> bool:
         """Remove the experiment and everything recorded for it; False if it did not exist."""
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """Assignments and event intake, and the counters they build (the counting rules above):
+    what assignment, ``record_events`` and analysis use. ``get_counters`` and
+    ``get_counters_many`` have defaults in ``abpilot.store.defaults``."""
 
     def assign(
         self, experiment_id: str, unit_id: str, variant: str, period: int = 0
@@ -179,6 +186,14 @@ class Store(Protocol):
         """The latest ``received_at`` among the events counted for the experiment (UTC), or
         None when none carried one."""
 
+
+@runtime_checkable
+class HistoryStore(Protocol):
+    """Daily intake (each posted payload, and one clean row per variant and day) and the
+    allocation history (the periods of a bandit's weights, stored by compare-and-set): what
+    the allocator and monitoring use. ``get_daily_metrics_many``, ``add_allocation`` and
+    ``latest_allocations`` have defaults in ``abpilot.store.defaults``."""
+
     def record_daily_metrics(
         self,
         experiment_id: str,
@@ -211,9 +226,6 @@ class Store(Protocol):
         recalculating at once) stored a period since the caller read it.
         """
 
-    def list_allocations(self, experiment_id: str) -> list[AllocationRecord]:
-        """Every weight change, oldest first."""
-
     def add_allocations(
         self,
         records: Sequence[AllocationRecord],
@@ -229,30 +241,19 @@ class Store(Protocol):
         makes it a compare-and-set as in ``add_allocation``: when any listed experiment's latest
         period is another one, nothing is stored and ``ConcurrentModification`` is raised."""
 
+    def list_allocations(self, experiment_id: str) -> list[AllocationRecord]:
+        """Every weight change, oldest first."""
+
     def latest_allocation(self, experiment_id: str) -> AllocationRecord | None: ...
 
     def latest_allocations(self, experiment_ids: Iterable[str]) -> dict[str, AllocationRecord]:
         """``latest_allocation`` of many experiments at once; one without any is absent."""
 
-    def put_document(
-        self, namespace: str, key: str, content: str, digest: str, updated_at: datetime
-    ) -> Document:
-        """Insert or replace a document, atomically; return what is stored afterwards.
 
-        When the stored digest equals ``digest`` nothing is written and the stored document
-        comes back unchanged (same version and ``updated_at``). Otherwise content, digest and
-        ``updated_at`` are replaced and the version becomes the previous one + 1 (1 when new):
-        concurrent puts of one key get consecutive versions and the last writer's content wins.
-        """
-
-    def get_document(self, namespace: str, key: str) -> Document | None:
-        """The stored document, or None."""
-
-    def list_documents(self, namespace: str) -> list[Document]:
-        """Every document of ``namespace``, sorted by key (code point order)."""
-
-    def delete_document(self, namespace: str, key: str) -> bool:
-        """Remove the document; False if it did not exist."""
+@runtime_checkable
+class DecisionStore(Protocol):
+    """Contextual-bandit decisions, the feedback on them and the (context, arm) states they
+    count on: what the contextual and interleaving services use."""
 
     def record_decision(self, decision: Decision) -> None:
         """Insert the decision (its ``successes`` and ``failures`` are ignored: stored as 0) and,
@@ -302,6 +303,58 @@ class Store(Protocol):
     def list_feedback(self, experiment_id: str) -> list[tuple[str, str]]:
         """Every (decision id, event) feedback recorded, sorted."""
 
+
+@runtime_checkable
+class DocumentStore(Protocol):
+    """Shared documents by namespace and key (the FeatureVisor companion's datafiles, the
+    monitor's reports), versioned by digest. They belong to no experiment: ``delete_experiment``
+    leaves them alone."""
+
+    def put_document(
+        self, namespace: str, key: str, content: str, digest: str, updated_at: datetime
+    ) -> Document:
+        """Insert or replace a document, atomically; return what is stored afterwards.
+
+        When the stored digest equals ``digest`` nothing is written and the stored document
+        comes back unchanged (same version and ``updated_at``). Otherwise content, digest and
+        ``updated_at`` are replaced and the version becomes the previous one + 1 (1 when new):
+        concurrent puts of one key get consecutive versions and the last writer's content wins.
+        """
+
+    def get_document(self, namespace: str, key: str) -> Document | None:
+        """The stored document, or None."""
+
+    def list_documents(self, namespace: str) -> list[Document]:
+        """Every document of ``namespace``, sorted by key (code point order)."""
+
+    def delete_document(self, namespace: str, key: str) -> bool:
+        """Remove the document; False if it did not exist."""
+
+
+class Lease(Protocol):
+    """Leadership for scheduled work, held until released or (for Redis) until it expires."""
+
+    def renew(self) -> bool:
+        """Extend the lease; False when it was lost."""
+
+    def release(self) -> None: ...
+
+
+@runtime_checkable
+class LeaderStore(Protocol):
+    """Leadership for scheduled work across every process sharing the store: what the
+    ``Scheduler`` uses."""
+
+    def try_lead(self, name: str, ttl_seconds: float) -> Lease | None:
+        """Become the one leader for ``name`` across every process using this store, or None
+        when another process leads."""
+
+
+@runtime_checkable
+class TransferStore(Protocol):
+    """What export and import move beyond the public reads of the other roles: the per-unit
+    bookkeeping of an experiment out, a whole experiment (``ExperimentState``) in."""
+
     def get_unit_state(self, experiment_id: str) -> UnitState:
         """Every unit's assignment, the exposed units, each unit's running total per metric and
         the event ids counted (empty for an unknown experiment)."""
@@ -311,9 +364,21 @@ class Store(Protocol):
         every read (and every later event) behaves as in the store it was read from. Raise
         ``DuplicateKey`` and write nothing when its id or key is taken."""
 
-    def try_lead(self, name: str, ttl_seconds: float) -> Lease | None:
-        """Become the one leader for ``name`` across every process using this store, or None
-        when another process leads."""
+
+@runtime_checkable
+class Store(
+    ExperimentStore,
+    EventStore,
+    HistoryStore,
+    DecisionStore,
+    DocumentStore,
+    LeaderStore,
+    TransferStore,
+    Protocol,
+):
+    """Every role, and the store's own life: what a backend implements (by subclassing
+    ``abpilot.store.defaults.StoreDefaults``) and must prove in tests/store/. A caller that
+    needs one role asks for that role."""
 
     def ping(self) -> None:
         """Raise ``StoreUnavailable`` when the store cannot be reached."""

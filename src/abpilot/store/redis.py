@@ -47,6 +47,7 @@ from abpilot.domain.errors import ConcurrentModification, ExperimentNotFound
 from abpilot.domain.experiment import Experiment, ExperimentStatus
 from abpilot.store.base import experiment_taken
 from abpilot.store.codec import as_utc, experiment_from_dict, experiment_to_dict
+from abpilot.store.defaults import StoreDefaults
 from abpilot.store.redis_contextual import CONTEXTUAL_KEYS, RedisContextual
 from abpilot.store.redis_documents import RedisDocuments
 from abpilot.store.redis_history import HISTORY_KEYS, RedisHistory, reachable, text
@@ -101,7 +102,9 @@ return 0
 """
 
 
-class RedisStore(RedisIntake, RedisHistory, RedisContextual, RedisDocuments, RedisTransfer):
+class RedisStore(
+    RedisIntake, RedisHistory, RedisContextual, RedisDocuments, RedisTransfer, StoreDefaults
+):
     """The ``Store`` protocol on one Redis server (or, per experiment, one Cluster shard)."""
 
     def __init__(self, client: redis.Redis, prefix: str = "abp") -> None:

@@ -215,6 +215,7 @@ class RedisHistory(RedisKeys):
 
     @reachable
     def get_daily_metrics_many(self, experiment_ids: Iterable[str]) -> dict[str, list[DailyRow]]:
+        # Faster than the default: one pipeline (one round trip), not one read per experiment.
         ids = list(dict.fromkeys(experiment_ids))
         pipe = self._client.pipeline(transaction=False)
         for experiment_id in ids:
@@ -233,12 +234,6 @@ class RedisHistory(RedisKeys):
         return found
 
     # allocations -----------------------------------------------------------------------------
-
-    def add_allocation(
-        self, record: AllocationRecord, *, expected_period: int | None = None
-    ) -> AllocationRecord:
-        expected = None if expected_period is None else {record.experiment_id: expected_period}
-        return self.add_allocations([record], expected_periods=expected)[0]
 
     @reachable
     def add_allocations(
@@ -293,6 +288,8 @@ class RedisHistory(RedisKeys):
 
     @reachable
     def latest_allocations(self, experiment_ids: Iterable[str]) -> dict[str, AllocationRecord]:
+        # Faster than the default: one MULTI/EXEC pipeline (one round trip), not one per
+        # experiment.
         ids = list(dict.fromkeys(experiment_ids))
         pipe = self._client.pipeline(transaction=True)  # each length goes with its last element
         for experiment_id in ids:

@@ -356,13 +356,12 @@ class RedisIntake(RedisKeys):
             raise ValidationError(message, field="value") from error
         return ApplyResult(applied=int(applied), duplicates=int(duplicates))
 
-    def get_counters(self, experiment_id: str) -> dict[str, VariantCounters]:
-        return sum_periods(self.get_period_counters(experiment_id))
-
     @reachable
     def get_counters_many(
         self, experiment_ids: Iterable[str]
     ) -> dict[str, dict[str, VariantCounters]]:
+        # Faster than the default: one MULTI/EXEC pipeline for every experiment's hashes (one
+        # round trip), not one per experiment.
         ids = list(dict.fromkeys(experiment_ids))
         pipe = self._client.pipeline(transaction=True)  # one snapshot of every hash read
         for experiment_id in ids:

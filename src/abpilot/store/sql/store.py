@@ -33,6 +33,7 @@ from abpilot.store.codec import (
     variant_from_dict,
     variant_to_dict,
 )
+from abpilot.store.defaults import StoreDefaults
 from abpilot.store.plan import (
     group_counters,
     latest_received,
@@ -56,7 +57,9 @@ from abpilot.store.sql.schema import (
 from abpilot.store.sql.transfer import SqlTransfer
 
 
-class SqlStore(SqlIntake, SqlHistory, SqlContextual, SqlDocuments, SqlActivity, SqlTransfer):
+class SqlStore(
+    SqlIntake, SqlHistory, SqlContextual, SqlDocuments, SqlActivity, SqlTransfer, StoreDefaults
+):
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         if not sa.event.contains(engine, "handle_error", translate_conflicts):
@@ -230,13 +233,12 @@ class SqlStore(SqlIntake, SqlHistory, SqlContextual, SqlDocuments, SqlActivity, 
                     found[row.unit_id] = StoredAssignment(row.variant, int(row.period))
         return found
 
-    def get_counters(self, experiment_id: str) -> dict[str, VariantCounters]:
-        return sum_periods(self.get_period_counters(experiment_id))
-
     @guarded
     def get_counters_many(
         self, experiment_ids: Iterable[str]
     ) -> dict[str, dict[str, VariantCounters]]:
+        # Faster than the default: two queries per chunk of ids in one transaction, where the
+        # default makes two per experiment.
         by_experiment = self._period_counters(sorted(set(experiment_ids)))
         return {e: sum_periods(by_period) for e, by_period in by_experiment.items()}
 

@@ -1,0 +1,58 @@
+"""The Store methods that follow from others, written once for every backend.
+
+A batch read defaults to the single read of each experiment, ``get_counters`` to the sum over
+periods of ``get_period_counters``, and ``add_allocation`` to a batch of one. Every backend
+subclasses ``StoreDefaults`` and inherits these; it overrides one only where it has a genuinely
+faster path (one SQL query per chunk of ids, one Redis pipeline, one pass under the memory
+store's lock), and says so beside the override. A copy that merely loops is not an override.
+
+The bandit recalculation reads thousands of experiments at once through the batch reads
+(docs/architecture.md §3), so every backend overrides ``get_counters_many`` today, and SQL and
+Redis ``get_daily_metrics_many`` and ``latest_allocations``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from abpilot.domain.records import AllocationRecord, DailyRow, VariantCounters
+from abpilot.store.base import EventStore, HistoryStore, Store
+from abpilot.store.plan import sum_periods
+
+
+class EventDefaults(EventStore):
+    """``EventStore`` with its counter reads derived from ``get_period_counters``."""
+
+    def get_counters(self, experiment_id: str) -> dict[str, VariantCounters]:
+        return sum_periods(self.get_period_counters(experiment_id))
+
+    def get_counters_many(
+        self, experiment_ids: Iterable[str]
+    ) -> dict[str, dict[str, VariantCounters]]:
+        found = {e: self.get_counters(e) for e in dict.fromkeys(experiment_ids)}
+        return {e: counters for e, counters in found.items() if counters}
+
+
+class HistoryDefaults(HistoryStore):
+    """``HistoryStore`` with its batch reads derived from the single reads, and
+    ``add_allocation`` from ``add_allocations``."""
+
+    def get_daily_metrics_many(self, experiment_ids: Iterable[str]) -> dict[str, list[DailyRow]]:
+        found = {e: self.get_daily_metrics(e) for e in dict.fromkeys(experiment_ids)}
+        return {e: rows for e, rows in found.items() if rows}
+
+    def add_allocation(
+        self, record: AllocationRecord, *, expected_period: int | None = None
+    ) -> AllocationRecord:
+        expected = None if expected_period is None else {record.experiment_id: expected_period}
+        return self.add_allocations([record], expected_periods=expected)[0]
+
+    def latest_allocations(self, experiment_ids: Iterable[str]) -> dict[str, AllocationRecord]:
+        found = {e: self.latest_allocation(e) for e in dict.fromkeys(experiment_ids)}
+        return {e: record for e, record in found.items() if record is not None}
+
+
+class StoreDefaults(EventDefaults, HistoryDefaults, Store):
+    """What a backend subclasses: the whole ``Store`` contract with the defaults above. mypy
+    checks the backend's methods against every role, and refuses to build a backend that
+    leaves one out."""
