@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from abpilot.domain.errors import AbpilotError
-from abpilot.store.base import Lease, Store
+from abpilot.store.base import LeaderStore, Lease
 
 log = logging.getLogger("abpilot.scheduler")
 
@@ -25,7 +25,7 @@ log = logging.getLogger("abpilot.scheduler")
 class Scheduler:
     def __init__(
         self,
-        store: Store,
+        store: LeaderStore,
         job: Callable[[], object],
         *,
         name: str,

@@ -129,8 +129,10 @@ class Lease:
 def test_a_lost_lease_is_released_and_leadership_taken_again() -> None:
     leases: list[Lease] = []
 
-    class Leading(MemoryStore):
-        def try_lead(self, name: str, ttl_seconds: float) -> Lease:  # type: ignore[override]
+    class Leading:
+        """Only the leadership role: all a scheduler asks of its store."""
+
+        def try_lead(self, name: str, ttl_seconds: float) -> Lease:
             leases.append(Lease())
             return leases[-1]
 
