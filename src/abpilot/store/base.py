@@ -191,8 +191,8 @@ class EventStore(Protocol):
 class HistoryStore(Protocol):
     """Daily intake (each posted payload, and one clean row per variant and day) and the
     allocation history (the periods of a bandit's weights, stored by compare-and-set): what
-    the allocator and monitoring use. ``get_daily_metrics_many``, ``add_allocation`` and
-    ``latest_allocations`` have defaults in ``abpilot.store.defaults``."""
+    the allocator and monitoring use. ``get_daily_metrics_many`` and ``latest_allocations``
+    have defaults in ``abpilot.store.defaults``."""
 
     def record_daily_metrics(
         self,

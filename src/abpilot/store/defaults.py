@@ -1,7 +1,7 @@
 """The Store methods that follow from others, written once for every backend.
 
-A batch read defaults to the single read of each experiment, ``get_counters`` to the sum over
-periods of ``get_period_counters``, and ``add_allocation`` to a batch of one. Every backend
+A batch read defaults to the single read of each experiment, and ``get_counters`` to the sum
+over periods of ``get_period_counters``. Every backend
 subclasses ``StoreDefaults`` and inherits these; it overrides one only where it has a genuinely
 faster path (one SQL query per chunk of ids, one Redis pipeline, one pass under the memory
 store's lock), and says so beside the override. A copy that merely loops is not an override.
@@ -34,18 +34,11 @@ class EventDefaults(EventStore):
 
 
 class HistoryDefaults(HistoryStore):
-    """``HistoryStore`` with its batch reads derived from the single reads, and
-    ``add_allocation`` from ``add_allocations``."""
+    """``HistoryStore`` with its batch reads derived from the single reads."""
 
     def get_daily_metrics_many(self, experiment_ids: Iterable[str]) -> dict[str, list[DailyRow]]:
         found = {e: self.get_daily_metrics(e) for e in dict.fromkeys(experiment_ids)}
         return {e: rows for e, rows in found.items() if rows}
-
-    def add_allocation(
-        self, record: AllocationRecord, *, expected_period: int | None = None
-    ) -> AllocationRecord:
-        expected = None if expected_period is None else {record.experiment_id: expected_period}
-        return self.add_allocations([record], expected_periods=expected)[0]
 
     def latest_allocations(self, experiment_ids: Iterable[str]) -> dict[str, AllocationRecord]:
         found = {e: self.latest_allocation(e) for e in dict.fromkeys(experiment_ids)}

@@ -276,11 +276,22 @@ class MemoryStore(StoreDefaults):
     def get_raw_metrics(self, experiment_id: str) -> list[RawMetrics]:
         return list(self._raw.get(experiment_id, []))
 
+    def add_allocation(
+        self, record: AllocationRecord, *, expected_period: int | None = None
+    ) -> AllocationRecord:
+        expected = None if expected_period is None else {record.experiment_id: expected_period}
+        return self._append([record], expected)[0]
+
     def add_allocations(
         self,
         records: Sequence[AllocationRecord],
         *,
         expected_periods: Mapping[str, int] | None = None,
+    ) -> list[AllocationRecord]:
+        return self._append(records, expected_periods)
+
+    def _append(
+        self, records: Sequence[AllocationRecord], expected_periods: Mapping[str, int] | None
     ) -> list[AllocationRecord]:
         with self._lock:
             for experiment_id, expected in (expected_periods or {}).items():

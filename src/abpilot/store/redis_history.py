@@ -235,6 +235,12 @@ class RedisHistory(RedisKeys):
 
     # allocations -----------------------------------------------------------------------------
 
+    def add_allocation(
+        self, record: AllocationRecord, *, expected_period: int | None = None
+    ) -> AllocationRecord:
+        expected = None if expected_period is None else {record.experiment_id: expected_period}
+        return self.add_allocations([record], expected_periods=expected)[0]
+
     @reachable
     def add_allocations(
         self,

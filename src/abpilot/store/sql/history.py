@@ -150,6 +150,12 @@ class SqlHistory:
             ).mappings()
             return [RawMetrics(as_utc(r["received_at"]), r["day"], r["payload"]) for r in rows]
 
+    def add_allocation(
+        self, record: AllocationRecord, *, expected_period: int | None = None
+    ) -> AllocationRecord:
+        expected = None if expected_period is None else {record.experiment_id: expected_period}
+        return self.add_allocations([record], expected_periods=expected)[0]
+
     @guarded
     def add_allocations(
         self,
