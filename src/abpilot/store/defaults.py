@@ -1,10 +1,10 @@
 """The Store methods that follow from others, written once for every backend.
 
 A batch read defaults to the single read of each experiment, and ``get_counters`` to the sum
-over periods of ``get_period_counters``. Every backend
-subclasses ``StoreDefaults`` and inherits these; it overrides one only where it has a genuinely
-faster path (one SQL query per chunk of ids, one Redis pipeline, one pass under the memory
-store's lock), and says so beside the override. A copy that merely loops is not an override.
+over periods of ``get_period_counters``. Every backend subclasses ``StoreDefaults`` and inherits
+these; it overrides one only where it has a genuinely faster path (one SQL query per chunk of
+ids, one Redis pipeline, one pass under the memory store's lock), and says so beside the
+override. A copy that merely loops is not an override.
 
 The bandit recalculation reads thousands of experiments at once through the batch reads
 (docs/architecture.md §3), so every backend overrides ``get_counters_many`` today, and SQL and
