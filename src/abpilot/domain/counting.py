@@ -38,12 +38,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from abpilot.domain.errors import ValidationError
 from abpilot.domain.inputs import EventKind
-from abpilot.domain.records import EventRecord, MetricTotals, StoredAssignment
+from abpilot.domain.records import EventRecord, MetricTotals, StoredAssignment, as_utc
 
 EventKey = tuple[str, str]  # (experiment_id, event_id)
 UnitKey = tuple[str, str]  # (experiment_id, unit_id)
@@ -272,11 +272,6 @@ def latest_received(events: Iterable[EventRecord]) -> dict[str, datetime]:
         if event.experiment_id not in latest or moment > latest[event.experiment_id]:
             latest[event.experiment_id] = moment
     return latest
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Stores without time zones give back naive datetimes: they were written in UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _split_duplicates(events: Sequence[EventRecord]) -> tuple[list[EventRecord], int]:
