@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -328,7 +330,9 @@ class RedisIntake(RedisKeys):
         exposure) and reads the snapshot in the same round trip as its commit, for the next
         attempt if the guess was wrong; otherwise a first round trip reads the snapshot."""
         snapshot = None if guess else self._read(keys)
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt > 1:  # repeated conflicts on hot units: spread the retries out
+                time.sleep(random.uniform(0.0, min(0.05, 0.0005 * 2**attempt)))
             step = _RedisStep(self, snapshot or _Snapshot())
             result = count(step)
             if not step.writes and snapshot is not None:
