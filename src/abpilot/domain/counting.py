@@ -36,8 +36,9 @@ statement or script field per store that applies an increment.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -167,43 +168,51 @@ def count_events(step: CountingStep, events: Sequence[EventRecord]) -> Counted:
     claimed = step.claim_event_ids(ids) if ids else set()
     fresh = [e for e in kept if e.event_id is None or (e.experiment_id, e.event_id) in claimed]
     duplicates += len(kept) - len(fresh)
-    increments = CounterIncrements()
-
     first = _first_exposures(fresh)
     created = step.store_assignments(first) if first else set()
     assignments = {unit: first[unit] for unit in created}
     others = sorted(_unit_keys(fresh) - created)
     if others:
         assignments.update(step.read_assignments(others))
-    for unit in created:
-        variant, period = first[unit]
-        increments.add_variant((unit[0], variant, period), VariantCounts(assigned_units=1))
+    assigned = Counter((unit[0], *first[unit]) for unit in created)
 
+    exposures: Counter[VariantKey] = Counter()
     exposed: dict[UnitKey, VariantKey] = {}
-    unit_deltas: dict[UnitMetricKey, tuple[VariantKey, UnitTotals]] = {}
-    for event in _to_assignments(fresh, assignments):
-        exp, unit_id, metric = event.experiment_id, event.unit_id, event.metric or ""
-        vkey = (exp, event.variant, event.period)
+    unit_deltas: dict[UnitMetricKey, tuple[VariantKey, list[float]]] = {}  # [count, total]
+    anonymous: dict[VariantMetricKey, list[float]] = {}  # [count, sum, sum of squares]
+    for event in fresh:
+        exp, unit_id = event.experiment_id, event.unit_id
+        found = None if unit_id is None else assignments.get((exp, unit_id))
+        vkey = (exp, event.variant, event.period) if found is None else (exp, *found)
         if event.kind is EventKind.EXPOSURE:
-            increments.add_variant(vkey, VariantCounts(exposures=1))
+            exposures[vkey] += 1
             if unit_id is not None:
                 exposed.setdefault((exp, unit_id), vkey)
-        elif unit_id is not None:
-            ukey = (exp, unit_id, metric)
-            owner, delta = unit_deltas.get(ukey, (vkey, UnitTotals()))
-            unit_deltas[ukey] = (owner, UnitTotals(delta.count + 1, delta.total + event.value))
+            continue
+        metric, value = event.metric or "", event.value
+        if unit_id is not None:
+            delta = unit_deltas.setdefault((exp, unit_id, metric), (vkey, [0, 0.0]))[1]
+            delta[0] += 1
+            delta[1] += value
         else:
-            value = event.value
-            increments.add_metric((*vkey, metric), MetricTotals(1, 0, value, value * value))
+            sums = anonymous.setdefault((*vkey, metric), [0, 0.0, 0.0])
+            sums[0] += 1
+            sums[1] += value
+            sums[2] += value * value
 
+    unique: Counter[VariantKey] = Counter()
     if exposed:
-        for unit in step.mark_exposed(sorted(exposed)):
-            increments.add_variant(exposed[unit], VariantCounts(unique_units=1))
+        unique.update(exposed[unit] for unit in step.mark_exposed(sorted(exposed)))
+    increments = CounterIncrements()
+    for vkey in sorted(assigned.keys() | exposures.keys() | unique.keys()):
+        increments.variants[vkey] = VariantCounts(assigned[vkey], exposures[vkey], unique[vkey])
+    for mkey, (count, total, squares) in anonymous.items():
+        increments.add_metric(mkey, MetricTotals(int(count), 0, total, squares))
     if unit_deltas:
-        deltas = {key: delta for key, (_, delta) in sorted(unit_deltas.items())}
+        deltas = {key: UnitTotals(int(d[0]), d[1]) for key, (_, d) in sorted(unit_deltas.items())}
         before = step.add_unit_totals(deltas)
-        for key, (vkey, delta) in unit_deltas.items():
-            increments.add_metric((*vkey, key[2]), unit_increment(before[key], delta))
+        for key, (vkey, _) in unit_deltas.items():
+            increments.add_metric((*vkey, key[2]), unit_increment(before[key], deltas[key]))
     _check_finite(increments)
     increments.latest = latest_received(fresh)
     if increments.variants or increments.metrics or increments.latest:
@@ -301,20 +310,6 @@ def _first_exposures(events: Iterable[EventRecord]) -> dict[UnitKey, StoredAssig
 
 def _unit_keys(events: Iterable[EventRecord]) -> set[UnitKey]:
     return {(e.experiment_id, e.unit_id) for e in events if e.unit_id is not None}
-
-
-def _to_assignments(
-    events: Sequence[EventRecord], assignments: Mapping[UnitKey, StoredAssignment]
-) -> list[EventRecord]:
-    """Each event of a unit moved to the unit's assignment (rule 3)."""
-    resolved = list(events)
-    for i, event in enumerate(resolved):
-        if event.unit_id is None:
-            continue
-        found = assignments.get((event.experiment_id, event.unit_id))
-        if found is not None and (found.variant != event.variant or found.period != event.period):
-            resolved[i] = replace(event, variant=found.variant, period=found.period)
-    return resolved
 
 
 def _check_finite(increments: CounterIncrements) -> None:

@@ -116,7 +116,6 @@ class RedisStore(RedisIntake, RedisHistory, RedisContextual, RedisDocuments, Red
         self._create: Script = client.register_script(_CREATE)
         self._update: Script = client.register_script(_UPDATE)
         self._delete: Script = client.register_script(_DELETE)
-        self._register_intake_scripts()
         self._register_history_scripts()
         self._register_contextual_scripts()
         self._register_document_scripts()

@@ -13,7 +13,10 @@ batches). The script holds no counting rule: it knows nothing of events, units o
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import itertools
 import json
+import operator
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,7 +25,6 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import redis
-from redis.commands.core import Script
 
 from abpilot.domain.counting import (
     BatchKeys,
@@ -59,45 +61,56 @@ EVENT_KEYS = ("events", "assign", "exposed", "counters", "metrics", "units", "ac
 # the batch may be sent again, its event ids make that safe).
 MAX_ATTEMPTS = 50
 
-# Check, then write. KEYS: the keys the step touches. ARGV[1]: JSON [checks, writes]; a check is
-# [kind, key index, field or member, expected]: 'h' (HGET equals expected, null: no field) or
-# 's' (SISMEMBER equals expected, 0 or 1); a write is [op, key index, arg, arg]: 'sadd' member,
-# 'hset' field value, 'hincrby' field n, 'hincrbyfloat' field x, or 'max' value (SET the key if
-# the value is larger than the number it holds). Returns 1 if written, 0 if a check failed
-# (nothing written).
-_COMMIT = """
-local plan = cjson.decode(ARGV[1])
-for _, c in ipairs(plan[1]) do
-  local key, member, want = KEYS[c[2]], c[3], c[4]
-  if c[1] == 'h' then
-    local got = redis.call('HGET', key, member)
-    if want == cjson.null then
-      if got then return 0 end
-    elseif got ~= want then
-      return 0
+# Read, check, then write: the one script of the event path, and it holds no counting rule.
+# KEYS: the keys the step touches. ARGV[1]: JSON [reads, checks, writes]. A read is [kind, key
+# index, members]: 'h' (HMGET of the fields) or 's' (SMISMEMBER of the members). A check is a
+# read with the values expected ([kind, key index, members, expected], null: no field). A write
+# is [op, key index, args]: 'sadd' members, 'hset' field value ..., 'hincrby' or 'hincrbyfloat'
+# field increment ..., or 'max' value (SET the key if the value is larger than the number it
+# holds). Returns JSON [1 if written else 0 (a check failed: nothing written), what the reads
+# found (before any write)].
+_STEP = """
+local plan, step = cjson.decode(ARGV[1]), 1000
+local function fetch(kind, key, members)
+  local out = {}
+  for i = 1, #members, step do
+    local last = math.min(i + step - 1, #members)
+    local command = kind == 'h' and 'HMGET' or 'SMISMEMBER'
+    local got = redis.call(command, key, unpack(members, i, last))
+    for j = 1, #got do out[i + j - 1] = got[j] end
+  end
+  return out
+end
+local found = {}
+for n, r in ipairs(plan[1]) do found[n] = fetch(r[1], KEYS[r[2]], r[3]) end
+for _, c in ipairs(plan[2]) do
+  local got, want = fetch(c[1], KEYS[c[2]], c[3]), c[4]
+  for j = 1, #want do
+    local g, w = got[j], want[j]
+    if (w == cjson.null and g) or (w ~= cjson.null and g ~= w) then
+      return cjson.encode({0, found})
     end
-  elseif redis.call('SISMEMBER', key, member) ~= want then
-    return 0
   end
 end
-for _, w in ipairs(plan[2]) do
-  local op, key = w[1], KEYS[w[2]]
-  if op == 'sadd' then
-    redis.call('SADD', key, w[3])
-  elseif op == 'hset' then
-    redis.call('HSET', key, w[3], w[4])
-  elseif op == 'hincrby' then
-    redis.call('HINCRBY', key, w[3], w[4])
-  elseif op == 'hincrbyfloat' then
-    redis.call('HINCRBYFLOAT', key, w[3], w[4])
+for _, w in ipairs(plan[3]) do
+  local op, key, args = w[1], KEYS[w[2]], w[3]
+  if op == 'sadd' or op == 'hset' then
+    for i = 1, #args, step do
+      redis.call(op, key, unpack(args, i, math.min(i + step - 1, #args)))
+    end
   elseif op == 'max' then
-    if tonumber(w[3]) > tonumber(redis.call('GET', key) or '-1') then
-      redis.call('SET', key, w[3])
+    if tonumber(args[1]) > tonumber(redis.call('GET', key) or '-1') then
+      redis.call('SET', key, args[1])
+    end
+  else
+    for i = 1, #args, 2 do
+      redis.call(op, key, args[i], args[i + 1])
     end
   end
 end
-return 1
+return cjson.encode({1, found})
 """
+_STEP_SHA = hashlib.sha1(_STEP.encode(), usedforsecurity=False).hexdigest()
 
 
 @dataclass(slots=True)
@@ -112,32 +125,85 @@ class _Snapshot:
     )
 
 
+class _Plan:
+    """One call of ``_STEP``: its keys (numbered as they are first used), reads, checks and
+    writes, grouped per key."""
+
+    def __init__(self, store: RedisIntake) -> None:
+        self._store = store
+        self._keys: dict[tuple[str, str], int] = {}
+        self.reads: list[list[object]] = []
+        # (kind, key index) -> (members, expected); (op, key index) -> args
+        self.checks: dict[tuple[str, int], tuple[list[str], list[object]]] = {}
+        self.writes: dict[tuple[str, int], list[str]] = {}
+
+    def key(self, experiment_id: str, name: str) -> int:
+        return self._keys.setdefault((experiment_id, name), len(self._keys) + 1)
+
+    def check(self, kind: str, experiment_id: str, name: str) -> tuple[list[str], list[object]]:
+        return self.checks.setdefault((kind, self.key(experiment_id, name)), ([], []))
+
+    def write(self, op: str, experiment_id: str, name: str) -> list[str]:
+        return self.writes.setdefault((op, self.key(experiment_id, name)), [])
+
+    def read_snapshot(self, keys: BatchKeys) -> None:
+        """Read what ``keys`` name: ``snapshot`` turns the answer into a ``_Snapshot``."""
+        for exp, ids, units, unit_metrics in _by_experiment(keys):
+            if ids:
+                self.reads.append(["s", self.key(exp, "events"), ids])
+            if units:
+                self.reads.append(["h", self.key(exp, "assign"), units])
+                self.reads.append(["s", self.key(exp, "exposed"), units])
+            if unit_metrics:
+                fields = [f for metric, unit in unit_metrics for f in _unit_fields(metric, unit)]
+                self.reads.append(["h", self.key(exp, "units"), fields])
+
+    def arguments(self) -> tuple[int, list[str]]:
+        """The number of keys, and the keys followed by the JSON plan: EVALSHA's arguments."""
+        checks = [[kind, k, *lists] for (kind, k), lists in self.checks.items()]
+        writes = [[op, k, args] for (op, k), args in self.writes.items()]
+        plan = json.dumps([self.reads, checks, writes], ensure_ascii=False, separators=(",", ":"))
+        keys = [self._store._key(exp, name) for exp, name in self._keys]
+        return len(keys), [*keys, plan]
+
+
+def snapshot(keys: BatchKeys, found: Any) -> _Snapshot:
+    """The snapshot from what ``_Plan.read_snapshot``'s reads found, in their order."""
+    result, at = _Snapshot(), iter(found if isinstance(found, list) else [])
+    for exp, ids, units, unit_metrics in _by_experiment(keys):
+        if ids:
+            result.claimed.update(((exp, i), bool(m)) for i, m in zip(ids, next(at), strict=True))
+        if units:
+            result.cells.update(((exp, u), c or None) for u, c in zip(units, next(at), strict=True))
+            result.exposed.update(((exp, u), bool(m)) for u, m in zip(units, next(at), strict=True))
+        if unit_metrics:
+            values = [v or None for v in next(at)]
+            for i, (metric, unit) in enumerate(unit_metrics):
+                result.unit_totals[(exp, unit, metric)] = (values[2 * i], values[2 * i + 1])
+    return result
+
+
 class _RedisStep:
-    """The counting primitives answered from a snapshot: each answer is recorded as a check and
-    each change as a write, both sent to ``_COMMIT`` at the end."""
+    """The counting primitives answered from a snapshot: each answer is recorded in the plan
+    as a check and each change as a write."""
 
-    def __init__(self, store: RedisIntake, snapshot: _Snapshot) -> None:
-        self._store, self._snapshot = store, snapshot
-        self._keys: dict[str, int] = {}
-        self.checks: list[list[object]] = []
-        self.writes: list[list[object]] = []
-
-    def _k(self, experiment_id: str, name: str) -> int:
-        return self._keys.setdefault(self._store._key(experiment_id, name), len(self._keys) + 1)
-
-    @property
-    def keys(self) -> list[str]:
-        return list(self._keys)
+    def __init__(self, plan: _Plan, snapshot: _Snapshot) -> None:
+        self._plan, self._snapshot = plan, snapshot
 
     def claim_event_ids(self, ids: Sequence[EventKey]) -> set[EventKey]:
         new: set[EventKey] = set()
-        for exp, event_id in ids:
-            claimed = self._snapshot.claimed.get((exp, event_id), False)
-            self.checks.append(["s", self._k(exp, "events"), event_id, int(claimed)])
-            if not claimed:
-                self.writes.append(["sadd", self._k(exp, "events"), event_id])
-                self._snapshot.claimed[(exp, event_id)] = True
-                new.add((exp, event_id))
+        claimed = self._snapshot.claimed
+        for exp, group in itertools.groupby(ids, key=operator.itemgetter(0)):
+            members, expected = self._plan.check("s", exp, "events")
+            adds = self._plan.write("sadd", exp, "events")
+            for key in group:
+                found = claimed.get(key, False)
+                members.append(key[1])
+                expected.append(int(found))
+                if not found:
+                    adds.append(key[1])
+                    claimed[key] = True
+                    new.add(key)
         return new
 
     def store_assignments(self, first: Mapping[UnitKey, StoredAssignment]) -> set[UnitKey]:
@@ -146,29 +212,38 @@ class _RedisStep:
         for unit, (variant, period) in first.items():
             if unit not in stored:
                 cell = _cell(variant, period)
-                self.writes.append(["hset", self._k(unit[0], "assign"), unit[1], cell])
+                self._plan.write("hset", unit[0], "assign").extend((unit[1], cell))
                 self._snapshot.cells[unit] = cell
                 new.add(unit)
         return new
 
     def read_assignments(self, units: Sequence[UnitKey]) -> dict[UnitKey, StoredAssignment]:
         found: dict[UnitKey, StoredAssignment] = {}
-        for unit in units:
-            cell = self._snapshot.cells.get(unit)
-            self.checks.append(["h", self._k(unit[0], "assign"), unit[1], cell])
-            if cell is not None:
-                found[unit] = stored_assignment(cell)
+        cells = self._snapshot.cells
+        for exp, group in itertools.groupby(units, key=operator.itemgetter(0)):
+            members, expected = self._plan.check("h", exp, "assign")
+            for unit in group:
+                cell = cells.get(unit)
+                members.append(unit[1])
+                expected.append(cell)
+                if cell is not None:
+                    found[unit] = stored_assignment(cell)
         return found
 
     def mark_exposed(self, units: Sequence[UnitKey]) -> set[UnitKey]:
         new: set[UnitKey] = set()
-        for unit in units:
-            exposed = self._snapshot.exposed.get(unit, False)
-            self.checks.append(["s", self._k(unit[0], "exposed"), unit[1], int(exposed)])
-            if not exposed:
-                self.writes.append(["sadd", self._k(unit[0], "exposed"), unit[1]])
-                self._snapshot.exposed[unit] = True
-                new.add(unit)
+        exposed = self._snapshot.exposed
+        for exp, group in itertools.groupby(units, key=operator.itemgetter(0)):
+            members, expected = self._plan.check("s", exp, "exposed")
+            adds = self._plan.write("sadd", exp, "exposed")
+            for unit in group:
+                found = exposed.get(unit, False)
+                members.append(unit[1])
+                expected.append(int(found))
+                if not found:
+                    adds.append(unit[1])
+                    exposed[unit] = True
+                    new.add(unit)
         return new
 
     def add_unit_totals(
@@ -178,33 +253,34 @@ class _RedisStep:
         for key, delta in deltas.items():
             exp, unit, metric = key
             count, total = self._snapshot.unit_totals.get(key, (None, None))
-            k = self._k(exp, "units")
             c_field, t_field = _unit_fields(metric, unit)
-            self.checks.append(["h", k, c_field, count])
-            self.checks.append(["h", k, t_field, total])
-            self.writes.append(["hincrby", k, c_field, str(delta.count)])
-            self.writes.append(["hincrbyfloat", k, t_field, repr(delta.total)])
+            members, expected = self._plan.check("h", exp, "units")
+            members.extend((c_field, t_field))
+            expected.extend((count, total))
+            self._plan.write("hincrby", exp, "units").extend((c_field, str(delta.count)))
+            self._plan.write("hincrbyfloat", exp, "units").extend((t_field, repr(delta.total)))
             before[key] = UnitTotals(int(count or 0), float(total or 0.0))
         return before
 
     def add_counters(self, increments: CounterIncrements) -> None:
         for (exp, variant, period), counts in increments.variants.items():
-            k, cell = self._k(exp, "counters"), _cell(variant, period)
+            args, cell = self._plan.write("hincrby", exp, "counters"), _cell(variant, period)
             for name in ("assigned_units", "exposures", "unique_units"):
                 n = getattr(counts, name)
                 if n:
-                    self.writes.append(["hincrby", k, f"{cell}|{name}", str(n)])
+                    args.extend((f"{cell}|{name}", str(n)))
         for (exp, variant, period, metric), t in increments.metrics.items():
-            k, prefix = self._k(exp, "metrics"), f"{_cell(variant, period)}|{metric}|"
-            self.writes.append(["hincrby", k, prefix + "count", str(t.count)])
-            self.writes.append(["hincrby", k, prefix + "units", str(t.units)])
-            self.writes.append(["hincrbyfloat", k, prefix + "sum", repr(t.sum)])
-            self.writes.append(["hincrbyfloat", k, prefix + "sum_squares", repr(t.sum_squares)])
+            prefix = f"{_cell(variant, period)}|{metric}|"
+            self._plan.write("hincrby", exp, "metrics").extend(
+                (prefix + "count", str(t.count), prefix + "units", str(t.units))
+            )
+            self._plan.write("hincrbyfloat", exp, "metrics").extend(
+                (prefix + "sum", repr(t.sum), prefix + "sum_squares", repr(t.sum_squares))
+            )
         for exp, moment in increments.latest.items():
-            self.writes.append(["max", self._k(exp, "activity"), str(microseconds(moment))])
-
-    def payload(self) -> str:
-        return json.dumps([self.checks, self.writes], ensure_ascii=False, separators=(",", ":"))
+            self._plan.writes[("max", self._plan.key(exp, "activity"))] = [
+                str(microseconds(moment))
+            ]
 
 
 def _by_experiment(
@@ -285,10 +361,6 @@ class RedisIntake(RedisKeys):
 
     _client: redis.Redis
     location: str
-    _commit: Script
-
-    def _register_intake_scripts(self) -> None:
-        self._commit = self._client.register_script(_COMMIT)
 
     @reachable
     def assign(
@@ -327,80 +399,45 @@ class RedisIntake(RedisKeys):
         """Run ``count`` on a snapshot of ``keys`` and commit its writes if nothing it read has
         changed; otherwise count again on a fresh snapshot. With ``guess`` the first attempt
         assumes nothing is stored yet (a new unit, a new event id: the common case of an
-        exposure) and reads the snapshot in the same round trip as its commit, for the next
-        attempt if the guess was wrong; otherwise a first round trip reads the snapshot."""
-        snapshot = None if guess else self._read(keys)
+        exposure) and reads the snapshot in the same call as its commit, for the next attempt
+        if the guess was wrong; otherwise a first call reads the snapshot."""
+        state = None if guess else self._read(keys)
         for attempt in range(MAX_ATTEMPTS):
             if attempt > 1:  # repeated conflicts on hot units: spread the retries out
                 time.sleep(random.uniform(0.0, min(0.05, 0.0005 * 2**attempt)))
-            step = _RedisStep(self, snapshot or _Snapshot())
-            result = count(step)
-            if not step.writes and snapshot is not None:
+            plan = _Plan(self)
+            result = count(_RedisStep(plan, state or _Snapshot()))
+            if not plan.writes and state is not None:
                 # Nothing to change, and nothing read can change back (ids stay claimed,
                 # assignments stay stored): the read is the answer.
                 return result
-            pipe = self._client.pipeline(transaction=False)
-            if snapshot is None:
-                self._queue_reads(pipe, keys)
-            # EVALSHA queued by hand: a Script object in a pipeline costs a SCRIPT EXISTS round
-            # trip on every execute. A server that lost the script answers NOSCRIPT, which
-            # wrote nothing: load it and count again.
-            pipe.evalsha(self._commit.sha, len(step.keys), *step.keys, step.payload())
-            *reads, committed = pipe.execute(raise_on_error=False)
-            for reply in reads:
-                if isinstance(reply, Exception):
-                    raise reply
-            if committed == 1:
+            if state is None:
+                plan.read_snapshot(keys)
+            committed, found = self._run(plan)
+            if committed:
                 return result
-            if isinstance(committed, redis.exceptions.NoScriptError):
-                self._client.script_load(_COMMIT)
-                if snapshot is None:
-                    snapshot = self._snapshot(keys, reads)
-                continue
-            if isinstance(committed, Exception):
-                raise committed
-            snapshot = self._snapshot(keys, reads) if snapshot is None else self._read(keys)
+            state = snapshot(keys, found) if state is None else self._read(keys)
         raise StoreUnavailable(
             f"Redis at {self.location}: too many concurrent changes to the same units; "
             "send the batch again (its event ids make that safe)"
         )
 
     def _read(self, keys: BatchKeys) -> _Snapshot:
-        pipe = self._client.pipeline(transaction=False)
-        self._queue_reads(pipe, keys)
-        return self._snapshot(keys, pipe.execute())
+        plan = _Plan(self)
+        plan.read_snapshot(keys)
+        return snapshot(keys, self._run(plan)[1])
 
-    def _queue_reads(self, pipe: Any, keys: BatchKeys) -> None:
-        """Queue the reads of a snapshot: per experiment, which ids are claimed, the units'
-        assignments, which units are exposed, the units' totals; ``_snapshot`` reads the
-        replies in the same order."""
-        for exp, ids, units, unit_metrics in _by_experiment(keys):
-            if ids:
-                pipe.smismember(self._key(exp, "events"), ids)
-            if units:
-                pipe.hmget(self._key(exp, "assign"), units)
-                pipe.smismember(self._key(exp, "exposed"), units)
-            if unit_metrics:
-                fields = [f for m, u in unit_metrics for f in _unit_fields(m, u)]
-                pipe.hmget(self._key(exp, "units"), fields)
-
-    def _snapshot(self, keys: BatchKeys, replies: Sequence[Any]) -> _Snapshot:
-        snapshot, at = _Snapshot(), iter(replies)
-        for exp, ids, units, unit_metrics in _by_experiment(keys):
-            if ids:
-                for event_id, member in zip(ids, next(at), strict=True):
-                    snapshot.claimed[(exp, event_id)] = bool(member)
-            if units:
-                for unit, cell in zip(units, next(at), strict=True):
-                    snapshot.cells[(exp, unit)] = None if cell is None else text(cell)
-                for unit, member in zip(units, next(at), strict=True):
-                    snapshot.exposed[(exp, unit)] = bool(member)
-            if unit_metrics:
-                values = [None if v is None else text(v) for v in next(at)]
-                for i, (metric, unit) in enumerate(unit_metrics):
-                    key = (exp, unit, metric)
-                    snapshot.unit_totals[key] = (values[2 * i], values[2 * i + 1])
-        return snapshot
+    def _run(self, plan: _Plan) -> tuple[bool, Any]:
+        """Call ``_STEP`` with ``plan``: whether it wrote, and what its reads found. A server
+        that lost the script (NOSCRIPT: nothing ran) gets it loaded and called again."""
+        count, arguments = plan.arguments()
+        try:
+            reply = self._client.evalsha(_STEP_SHA, count, *arguments)
+        except redis.exceptions.NoScriptError:
+            self._client.script_load(_STEP)
+            reply = self._client.evalsha(_STEP_SHA, count, *arguments)
+        committed, found = json.loads(reply)
+        return committed == 1, found
 
     @reachable
     def get_assignments(
