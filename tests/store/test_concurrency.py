@@ -4,6 +4,9 @@ atomic counters).
 Eight processes each send 500 events through the service, in batches, retry every batch once
 (as a client would after a timeout), and all send the same shared event ids at the same moment.
 
+Eight processes also convert the same 20 units at once, so that every batch races the others
+for the same units' running totals: the units' sums of squares stay exact.
+
 Eight processes also put one shared document: first all the same digest at the same moment (one
 write), then each a series of digests of its own (every put a change).
 
@@ -101,6 +104,70 @@ def test_exact_counts_from_eight_processes(backend: str, tmp_path: Path) -> None
             PROCESSES * sum(v * v for v in values)
         )
         service.store.close()
+
+
+SHARED_UNITS, ROUNDS, SHARED_BATCH = 20, 10, 5
+
+
+def shared_worker(url: str, options: dict[str, Any], w: int, barrier: Any) -> None:
+    service = abpilot.open(url, **options)
+    barrier.wait()
+    for r in range(ROUNDS):
+        events = [
+            abpilot.EventInput(
+                CONVERSION,
+                "shared",
+                unit_id=f"s{k}",
+                metric="revenue",
+                value=value_of(r + k),
+                event_id=f"p{w}-r{r}-s{k}",
+            )
+            for k in range(SHARED_UNITS)
+        ]
+        for start in range(0, len(events), SHARED_BATCH):
+            service.record_events(events[start : start + SHARED_BATCH])
+    service.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "redis"])
+def test_exact_unit_totals_when_processes_convert_the_same_units(
+    backend: str, tmp_path: Path
+) -> None:
+    with backend_url(backend, tmp_path) as (url, options):
+        service = abpilot.open(url, **options)
+        service.create_experiment(
+            key="shared",
+            variants=[{"key": "control", "weight": 0.5}, {"key": "treatment", "weight": 0.5}],
+            metrics=[{"key": "revenue", "kind": "value"}],
+        )
+        service.start_experiment("shared")
+        service.record_events(
+            [abpilot.EventInput(EXPOSURE, "shared", unit_id=f"s{k}") for k in range(SHARED_UNITS)]
+        )
+        context = process_context()
+        barrier = context.Barrier(PROCESSES)
+        processes = [
+            context.Process(target=shared_worker, args=(url, options, w, barrier))
+            for w in range(PROCESSES)
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=240)
+            assert process.exitcode == 0
+        # Each unit's total T is what all processes added to it; a variant's sum of squares is
+        # the sum of its units' T^2, whatever order the batches were counted in.
+        totals = [
+            PROCESSES * sum(value_of(r + k) for r in range(ROUNDS)) for k in range(SHARED_UNITS)
+        ]
+        revenue = [v.metrics["revenue"] for v in service.get_metrics("shared").variants]
+        assert sum(r.count for r in revenue) == PROCESSES * ROUNDS * SHARED_UNITS
+        assert sum(r.units for r in revenue) == SHARED_UNITS
+        assert sum(r.sum for r in revenue) == pytest.approx(sum(totals), rel=1e-12)
+        assert sum(r.sum_squares for r in revenue) == pytest.approx(
+            sum(t * t for t in totals), rel=1e-12
+        )
+        service.close()
 
 
 DOCUMENT_PUTS = 25

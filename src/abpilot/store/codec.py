@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from abpilot.domain.experiment import (
@@ -13,11 +13,7 @@ from abpilot.domain.experiment import (
     MetricKind,
     Variant,
 )
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Stores without time zones give back naive datetimes: they were written in UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+from abpilot.domain.records import as_utc as as_utc  # re-exported: the stores read times
 
 
 def _time(value: str | None) -> datetime | None:

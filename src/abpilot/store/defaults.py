@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from abpilot.domain.records import AllocationRecord, DailyRow, VariantCounters
 from abpilot.store.base import EventStore, HistoryStore, Store
-from abpilot.store.plan import sum_periods
+from abpilot.store.counters import sum_periods
 
 
 class EventDefaults(EventStore):

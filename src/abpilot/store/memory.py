@@ -8,6 +8,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 
+from abpilot.domain.counting import (
+    CounterIncrements,
+    EventKey,
+    UnitKey,
+    UnitMetricKey,
+    UnitTotals,
+    VariantKey,
+    VariantMetricKey,
+    add_totals,
+    count_assignment,
+    count_events,
+    count_exposure,
+)
 from abpilot.domain.errors import (
     ConcurrentModification,
     DuplicateKey,
@@ -24,7 +37,6 @@ from abpilot.store.base import (
     DailyRow,
     Decision,
     Document,
-    EventKind,
     EventRecord,
     FeedbackOutcome,
     MetricTotals,
@@ -36,22 +48,8 @@ from abpilot.store.base import (
     period_taken,
 )
 from abpilot.store.codec import as_utc
+from abpilot.store.counters import group_counters, sum_periods
 from abpilot.store.defaults import StoreDefaults
-from abpilot.store.plan import (
-    UnitMetricKey,
-    VariantKey,
-    VariantMetricKey,
-    add_totals,
-    first_exposures,
-    group_counters,
-    latest_received,
-    metric_increments,
-    plan_events,
-    split_duplicates,
-    sum_periods,
-    to_assignments,
-    unit_keys,
-)
 from abpilot.store.state import ExperimentState, UnitState
 
 
@@ -157,23 +155,18 @@ class MemoryStore(StoreDefaults):
         self, experiment_id: str, unit_id: str, variant: str, period: int = 0
     ) -> AssignResult:
         with self._lock:
-            units = self._assignments.setdefault(experiment_id, {})
-            stored = units.get(unit_id)
-            if stored is not None:
-                return AssignResult(stored.variant, False, stored.period)
-            units[unit_id] = StoredAssignment(variant, period)
-            self._bump((experiment_id, variant, period), 0)
-            return AssignResult(variant, True, period)
+            step = _MemoryStep(self)
+            first = StoredAssignment(variant, period)
+            stored, created = count_assignment(step, experiment_id, unit_id, first)
+            step.commit()
+            return AssignResult(stored.variant, created, stored.period)
 
     def assign_and_expose(self, event: EventRecord) -> AssignResult:
-        assert event.kind is EventKind.EXPOSURE
-        assert event.unit_id is not None
         with self._lock:
-            stored = self.assign(event.experiment_id, event.unit_id, event.variant, event.period)
-            counted = self.apply_events(
-                [replace(event, variant=stored.variant, period=stored.period)]
-            )
-            return replace(stored, exposed=counted.applied == 1)
+            step = _MemoryStep(self)
+            stored, created, counted = count_exposure(step, event)
+            step.commit()
+            return AssignResult(stored.variant, created, stored.period, exposed=counted)
 
     def get_assignments(
         self, experiment_id: str, unit_ids: Iterable[str]
@@ -183,47 +176,10 @@ class MemoryStore(StoreDefaults):
 
     def apply_events(self, events: Sequence[EventRecord]) -> ApplyResult:
         with self._lock:
-            kept, duplicates = split_duplicates(events)
-            fresh = []
-            for event in kept:
-                if event.event_id is not None:
-                    ids = self._event_ids.setdefault(event.experiment_id, set())
-                    if event.event_id in ids:
-                        duplicates += 1
-                        continue
-                    ids.add(event.event_id)
-                fresh.append(event)
-            for (exp, unit), first in first_exposures(fresh).items():
-                units = self._assignments.setdefault(exp, {})
-                if unit not in units:
-                    units[unit] = first
-                    self._bump((exp, first.variant, first.period), 0)
-            assigned = {
-                (exp, unit): found
-                for exp, unit in unit_keys(fresh)
-                if (found := self._assignments.get(exp, {}).get(unit)) is not None
-            }
-            plan = plan_events(to_assignments(fresh, assigned))
-            for key, n in plan.exposures.items():
-                self._bump(key, 1, n)
-            for (exp, unit), (variant, period) in plan.exposed_units.items():
-                exposed = self._exposed.setdefault(exp, set())
-                if unit not in exposed:
-                    exposed.add(unit)
-                    self._bump((exp, variant, period), 2)
-            after: dict[UnitMetricKey, tuple[int, float]] = {}
-            for unit_key, delta in plan.unit_conversions.items():
-                count, total = self._unit_totals.get(unit_key, (0, 0.0))
-                after[unit_key] = (count + delta.count, total + delta.total)
-                self._unit_totals[unit_key] = after[unit_key]
-            for vkey, inc in metric_increments(plan, after).items():
-                self._metric_totals[vkey] = add_totals(
-                    self._metric_totals.get(vkey, MetricTotals()), inc
-                )
-            for exp, moment in latest_received(fresh).items():
-                if exp not in self._last_event_at or moment > self._last_event_at[exp]:
-                    self._last_event_at[exp] = moment
-            return ApplyResult(applied=len(fresh), duplicates=duplicates)
+            step = _MemoryStep(self)
+            counted = count_events(step, events)
+            step.commit()
+            return ApplyResult(applied=counted.applied, duplicates=counted.duplicates)
 
     def last_event_at(self, experiment_id: str) -> datetime | None:
         return self._last_event_at.get(experiment_id)
@@ -470,10 +426,19 @@ class MemoryStore(StoreDefaults):
     def close(self) -> None:
         return None
 
-    def _bump(self, key: VariantKey, index: int, n: int = 1) -> None:
-        """Add ``n`` to counter ``index`` (0 assigned units, 1 exposures, 2 unique units)."""
-        counts = self._variant_counts.setdefault(key, [0, 0, 0])
-        counts[index] += n
+    def _add_counters(self, increments: CounterIncrements) -> None:
+        for key, inc in increments.variants.items():
+            counts = self._variant_counts.setdefault(key, [0, 0, 0])
+            counts[0] += inc.assigned_units
+            counts[1] += inc.exposures
+            counts[2] += inc.unique_units
+        for vkey, totals in increments.metrics.items():
+            self._metric_totals[vkey] = add_totals(
+                self._metric_totals.get(vkey, MetricTotals()), totals
+            )
+        for exp, moment in increments.latest.items():
+            if exp not in self._last_event_at or moment > self._last_event_at[exp]:
+                self._last_event_at[exp] = moment
 
     def _note_unit_decision(self, decision: Decision) -> None:
         """Make ``decision`` its unit's latest if it is later (by time, then id)."""
@@ -502,3 +467,68 @@ class MemoryStore(StoreDefaults):
         for other in self._experiments.values():
             if other.key == key and other.id != own_id:
                 raise experiment_taken("key", key)
+
+
+class _MemoryStep:
+    """The counting primitives on the store's dictionaries, under its lock (held by the caller).
+    Writes wait in the step until ``commit``, so a batch refused by the counting rules changes
+    nothing; reads see the step's own writes."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._ids: set[EventKey] = set()
+        self._assigned: dict[UnitKey, StoredAssignment] = {}
+        self._exposed: set[UnitKey] = set()
+        self._unit_deltas: list[tuple[UnitMetricKey, UnitTotals]] = []
+        self._increments: list[CounterIncrements] = []
+
+    def claim_event_ids(self, ids: Sequence[EventKey]) -> set[EventKey]:
+        known = self._store._event_ids
+        new = {k for k in ids if k not in self._ids and k[1] not in known.get(k[0], ())}
+        self._ids |= new
+        return new
+
+    def store_assignments(self, first: Mapping[UnitKey, StoredAssignment]) -> set[UnitKey]:
+        current = self.read_assignments(sorted(first))
+        new = {unit: a for unit, a in first.items() if unit not in current}
+        self._assigned.update(new)
+        return set(new)
+
+    def read_assignments(self, units: Sequence[UnitKey]) -> dict[UnitKey, StoredAssignment]:
+        stored = self._store._assignments
+        found: dict[UnitKey, StoredAssignment] = {}
+        for unit in units:
+            a = self._assigned.get(unit) or stored.get(unit[0], {}).get(unit[1])
+            if a is not None:
+                found[unit] = a
+        return found
+
+    def mark_exposed(self, units: Sequence[UnitKey]) -> set[UnitKey]:
+        known = self._store._exposed
+        new = {k for k in units if k not in self._exposed and k[1] not in known.get(k[0], ())}
+        self._exposed |= new
+        return new
+
+    def add_unit_totals(
+        self, deltas: Mapping[UnitMetricKey, UnitTotals]
+    ) -> dict[UnitMetricKey, UnitTotals]:
+        totals = self._store._unit_totals
+        self._unit_deltas.extend(deltas.items())
+        return {key: UnitTotals(*totals.get(key, (0, 0.0))) for key in deltas}
+
+    def add_counters(self, increments: CounterIncrements) -> None:
+        self._increments.append(increments)
+
+    def commit(self) -> None:
+        store = self._store
+        for exp, event_id in self._ids:
+            store._event_ids.setdefault(exp, set()).add(event_id)
+        for (exp, unit), assignment in self._assigned.items():
+            store._assignments.setdefault(exp, {})[unit] = assignment
+        for exp, unit in self._exposed:
+            store._exposed.setdefault(exp, set()).add(unit)
+        for key, delta in self._unit_deltas:
+            count, total = store._unit_totals.get(key, (0, 0.0))
+            store._unit_totals[key] = (count + delta.count, total + delta.total)
+        for increments in self._increments:
+            store._add_counters(increments)

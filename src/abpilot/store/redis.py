@@ -15,7 +15,7 @@ script can touch all of it:
                        ``t|<metric>|<unit id>`` -> its running total (unit id last: unambiguous)
 - ``p:{id}:events``    set of processed event ids
 - ``p:{id}:activity``  microseconds since the epoch (UTC) at which the last counted event was
-                       received: only ever moved forward, by the apply script
+                       received: only ever moved forward, by the commit script
 - ``p:{id}:daily``, ``p:{id}:raw``, ``p:{id}:allocations``: see ``redis_history``
 - ``p:{id}:decisions``, ``p:{id}:decision_counts``, ``p:{id}:decision_times``,
   ``p:{id}:feedback``, ``p:{id}:states``, ``p:{id}:unit_decisions`` (contextual bandits): see
@@ -31,8 +31,8 @@ assignment without ``|<period>``) are read as period 0.
 Shared documents (``p:doc:...``, ``p:docs:...``) belong to no experiment and are tagged by
 namespace: see ``redis_documents``.
 
-Counters change only through HINCRBY/HINCRBYFLOAT inside the scripts of ``redis_intake``, never by
-a read in Python followed by a write.
+Counters change only through HINCRBY/HINCRBYFLOAT inside the commit script of ``redis_intake``
+(the counting rules are ``abpilot.domain.counting``'s), never by a read in Python written back.
 """
 
 from __future__ import annotations
@@ -119,7 +119,6 @@ class RedisStore(
         self._create: Script = client.register_script(_CREATE)
         self._update: Script = client.register_script(_UPDATE)
         self._delete: Script = client.register_script(_DELETE)
-        self._register_intake_scripts()
         self._register_history_scripts()
         self._register_contextual_scripts()
         self._register_document_scripts()

@@ -1,20 +1,45 @@
-"""Assignments and event counting on Redis: one Lua script per change (see the key layout in
-``abpilot.store.redis``). A batch of events is one script call, all or nothing; counters change
-only through HINCRBY/HINCRBYFLOAT inside the scripts, never by a read in Python followed by a
-write."""
+"""Assignments and event counting on Redis (see the key layout in ``abpilot.store.redis``).
+
+The counting rules are ``abpilot.domain.counting``'s. Redis supplies their primitives with an
+optimistic step: one pipeline reads what the batch may touch (claimed event ids, assignments,
+exposed units, unit totals: a snapshot), the rules run in Python against it, and one generic
+script (``_COMMIT``) checks that every value read is still what it was and only then applies the
+writes, all or nothing. Counters change only through HINCRBY/HINCRBYFLOAT inside that script.
+If another client changed a value read in between, the script writes nothing and the step is
+counted again from a fresh snapshot (conflicts need the same unit or event id in two concurrent
+batches). The script holds no counting rule: it knows nothing of events, units or variants.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import itertools
 import json
-import math
-from collections.abc import Iterable, Mapping, Sequence
+import operator
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis
-from redis.commands.core import Script
 
-from abpilot.domain.errors import ValidationError
+from abpilot.domain.counting import (
+    BatchKeys,
+    CounterIncrements,
+    CountingStep,
+    EventKey,
+    UnitKey,
+    UnitMetricKey,
+    UnitTotals,
+    batch_keys,
+    count_assignment,
+    count_events,
+    count_exposure,
+)
+from abpilot.domain.errors import StoreUnavailable
 from abpilot.store.base import (
     ApplyResult,
     AssignResult,
@@ -24,208 +49,257 @@ from abpilot.store.base import (
     StoredAssignment,
     VariantCounters,
 )
-from abpilot.store.plan import group_counters, sum_periods
+from abpilot.store.counters import group_counters, sum_periods
 from abpilot.store.redis_history import EPOCH, RedisKeys, microseconds, reachable, text
 
-# Per-experiment keys, in the order the event script expects them.
+T = TypeVar("T")
+
+# An experiment's keys that hold its assignments and counters.
 EVENT_KEYS = ("events", "assign", "exposed", "counters", "metrics", "units", "activity")
-ASSIGN_EXPOSE_KEYS = ("events", "assign", "exposed", "counters", "activity")
 
-# KEYS: assign, counters. ARGV: unit id, cell '<variant>|<period>'.
-# Returns {stored cell, 1 if stored now}.
-_ASSIGN = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
-  redis.call('HINCRBY', KEYS[2], ARGV[2] .. '|assigned_units', 1)
-  return {ARGV[2], 1}
-end
-return {redis.call('HGET', KEYS[1], ARGV[1]), 0}
-"""
+# How many times a step is counted again after a conflict before the store gives up (a 503:
+# the batch may be sent again, its event ids make that safe).
+MAX_ATTEMPTS = 50
 
-# Assign and expose one unit. KEYS: events, assign, exposed, counters, activity.
-# ARGV: unit id, cell '<variant>|<period>' to store when the unit has none, event id ('' for
-# none), receive time in microseconds ('' for none). The exposure counts under the stored cell
-# (a bare variant is from before periods: 0) unless the event id was counted before.
-# Returns {stored cell, 1 if stored now, 1 if the exposure was counted}.
-_ASSIGN_EXPOSE = """
-local created, cell = 0, redis.call('HGET', KEYS[2], ARGV[1])
-if not cell then
-  cell, created = ARGV[2], 1
-  redis.call('HSET', KEYS[2], ARGV[1], cell)
-  redis.call('HINCRBY', KEYS[4], cell .. '|assigned_units', 1)
-elseif not string.find(cell, '|', 1, true) then
-  cell = cell .. '|0'
-end
-if ARGV[3] ~= '' and redis.call('SADD', KEYS[1], ARGV[3]) == 0 then return {cell, created, 0} end
-redis.call('HINCRBY', KEYS[4], cell .. '|exposures', 1)
-if redis.call('SADD', KEYS[3], ARGV[1]) == 1 then
-  redis.call('HINCRBY', KEYS[4], cell .. '|unique_units', 1)
-end
-if ARGV[4] ~= '' and tonumber(ARGV[4]) > tonumber(redis.call('GET', KEYS[5]) or '-1') then
-  redis.call('SET', KEYS[5], ARGV[4])
-end
-return {cell, created, 1}
-"""
-
-# A whole batch, all or nothing, each (experiment, event id) at most once.
-# KEYS: seven per experiment in the batch, in the order of _EVENT_KEYS (events, assign, exposed,
-# counters, metrics, units, activity); experiment x (1-based) owns KEYS[7x-6 .. 7x].
-# ARGV[1]: JSON array of [x, kind, cell, unit id|null, metric|null, value, event id|null,
-# time|null], where the cell '<variant>|<period>' (called variant below) keys the counters the
-# event goes to and time is a 1-based index into ARGV[2], a JSON array of distinct receive times
-# (integer microseconds since the epoch): the latest time of x's counted events moves x's
-# activity forward.
-# Phase 1 only reads: it drops repeated ids (stored, or earlier in the batch); moves every event
-# of a unit to the unit's assignment, the stored one or else its first exposure in this batch
-# (stored in phase 2), whatever cell the event names; aggregates the rest per key (as plan.py
-# does) and refuses the batch if an increment is not finite, which HINCRBYFLOAT would reject
-# halfway. Phase 2 writes. Returns {applied, duplicates}.
-_APPLY = """
-local null, overflow, applied, duplicates = cjson.null, false, 0, 0
-local seen, ids, fresh, exposures, exposed, per_unit, metrics = {}, {}, {}, {}, {}, {}, {}
-local assigned, new_assignments = {}, {}
-local times, latest = cjson.decode(ARGV[2]), {}
-local function k(x, i) return KEYS[(x - 1) * 7 + i] end
-local function fmt(v) return string.format('%.17g', v) end
-local function at(t, key)
-  if t[key] == nil then t[key] = {} end
-  return t[key]
-end
--- The unit's assignment as a cell (false: none); a bare variant is from before periods: 0.
-local function assignment(x, unit)
-  local a = at(assigned, x)
-  if a[unit] == nil then
-    local cell = redis.call('HGET', k(x, 2), unit)
-    if cell and not string.find(cell, '|', 1, true) then cell = cell .. '|0' end
-    a[unit] = cell or false
+# Read, check, then write: the one script of the event path, and it holds no counting rule.
+# KEYS: the keys the step touches. ARGV[1]: JSON [reads, checks, writes]. A read is [kind, key
+# index, members]: 'h' (HMGET of the fields) or 's' (SMISMEMBER of the members). A check is a
+# read with the values expected ([kind, key index, members, expected], null: no field). A write
+# is [op, key index, args]: 'sadd' members, 'hset' field value ..., 'hincrby' or 'hincrbyfloat'
+# field increment ..., or 'max' value (SET the key if the value is larger than the number it
+# holds). Returns JSON [1 if written else 0 (a check failed: nothing written), what the reads
+# found (before any write)].
+_STEP = """
+local plan, step = cjson.decode(ARGV[1]), 1000
+local function fetch(kind, key, members)
+  local out = {}
+  for i = 1, #members, step do
+    local last = math.min(i + step - 1, #members)
+    local command = kind == 'h' and 'HMGET' or 'SMISMEMBER'
+    local got = redis.call(command, key, unpack(members, i, last))
+    for j = 1, #got do out[i + j - 1] = got[j] end
   end
-  return a[unit]
+  return out
 end
--- metrics[x][variant][metric] = {count, units, sum, sum_squares}: increments to apply
-local function add(x, variant, metric, count, units, sum, sq)
-  local m = at(at(at(metrics, x), variant), metric)
-  m[1], m[2] = (m[1] or 0) + count, (m[2] or 0) + units
-  m[3], m[4] = (m[3] or 0) + sum, (m[4] or 0) + sq
-  for i = 3, 4 do
-    if m[i] ~= m[i] or m[i] == math.huge or m[i] == -math.huge then overflow = true end
+local found = {}
+for n, r in ipairs(plan[1]) do found[n] = fetch(r[1], KEYS[r[2]], r[3]) end
+for _, c in ipairs(plan[2]) do
+  local got, want = fetch(c[1], KEYS[c[2]], c[3]), c[4]
+  for j = 1, #want do
+    local g, w = got[j], want[j]
+    if (w == cjson.null and g) or (w ~= cjson.null and g ~= w) then
+      return cjson.encode({0, found})
+    end
   end
 end
-for _, e in ipairs(cjson.decode(ARGV[1])) do
-  local x, id, time = e[1], e[7], e[8]
-  local repeated = false
-  if id ~= null then
-    local s = at(seen, x)
-    repeated = s[id] or redis.call('SISMEMBER', k(x, 1), id) == 1
-    if not repeated then s[id] = true; table.insert(at(ids, x), id) end
-  end
-  if repeated then
-    duplicates = duplicates + 1
+for _, w in ipairs(plan[3]) do
+  local op, key, args = w[1], KEYS[w[2]], w[3]
+  if op == 'sadd' or op == 'hset' then
+    for i = 1, #args, step do
+      redis.call(op, key, unpack(args, i, math.min(i + step - 1, #args)))
+    end
+  elseif op == 'max' then
+    if tonumber(args[1]) > tonumber(redis.call('GET', key) or '-1') then
+      redis.call('SET', key, args[1])
+    end
   else
-    applied = applied + 1
-    table.insert(fresh, e)
-    if time ~= null and times[time] > (latest[x] or -1) then latest[x] = times[time] end
-  end
-end
-for _, e in ipairs(fresh) do
-  local x, kind, variant, unit = e[1], e[2], e[3], e[4]
-  if kind == 'exposure' and unit ~= null and not assignment(x, unit) then
-    assigned[x][unit] = variant
-    at(new_assignments, x)[unit] = variant
-  end
-end
-for _, e in ipairs(fresh) do
-  local x, kind, variant, unit, metric, value = e[1], e[2], e[3], e[4], e[5], e[6]
-  if unit ~= null then variant = assignment(x, unit) or variant end
-  if kind == 'exposure' then
-    local n = at(exposures, x)
-    n[variant] = (n[variant] or 0) + 1
-    if unit ~= null and at(exposed, x)[unit] == nil then exposed[x][unit] = variant end
-  elseif unit ~= null then
-    local d = at(at(at(per_unit, x), metric), unit)
-    d.variant, d.count, d.total = d.variant or variant, (d.count or 0) + 1, (d.total or 0) + value
-  else
-    add(x, variant, metric, 1, 0, value, value * value)
-  end
-end
--- A unit's total goes from t to t + v: sum_squares grows by v(2t + v); no t yet: a new unit.
-for x, by_metric in pairs(per_unit) do
-  for metric, by_unit in pairs(by_metric) do
-    for unit, d in pairs(by_unit) do
-      local before = redis.call('HGET', k(x, 6), 't|' .. metric .. '|' .. unit)
-      local t = tonumber(before or '0')
-      add(x, d.variant, metric, d.count, before and 0 or 1, d.total, d.total * (2 * t + d.total))
+    for i = 1, #args, 2 do
+      redis.call(op, key, args[i], args[i + 1])
     end
   end
 end
-if overflow then return redis.error_reply('ERR batch refused: a metric total would overflow') end
-for x, list in pairs(ids) do
-  for i = 1, #list, 1000 do
-    redis.call('SADD', k(x, 1), unpack(list, i, math.min(i + 999, #list)))
-  end
-end
-for x, by_variant in pairs(exposures) do
-  for variant, n in pairs(by_variant) do
-    redis.call('HINCRBY', k(x, 4), variant .. '|exposures', n)
-  end
-end
-for x, by_unit in pairs(new_assignments) do
-  local grow = {}
-  for unit, variant in pairs(by_unit) do
-    redis.call('HSET', k(x, 2), unit, variant)
-    grow[variant] = (grow[variant] or 0) + 1
-  end
-  for variant, n in pairs(grow) do
-    redis.call('HINCRBY', k(x, 4), variant .. '|assigned_units', n)
-  end
-end
-for x, by_unit in pairs(exposed) do
-  local grow = {}
-  for unit, variant in pairs(by_unit) do
-    if redis.call('SADD', k(x, 3), unit) == 1 then grow[variant] = (grow[variant] or 0) + 1 end
-  end
-  for variant, n in pairs(grow) do
-    redis.call('HINCRBY', k(x, 4), variant .. '|unique_units', n)
-  end
-end
-for x, by_metric in pairs(per_unit) do
-  for metric, by_unit in pairs(by_metric) do
-    for unit, d in pairs(by_unit) do
-      redis.call('HINCRBY', k(x, 6), 'c|' .. metric .. '|' .. unit, d.count)
-      redis.call('HINCRBYFLOAT', k(x, 6), 't|' .. metric .. '|' .. unit, fmt(d.total))
-    end
-  end
-end
-for x, by_variant in pairs(metrics) do
-  for variant, by_metric in pairs(by_variant) do
-    for metric, m in pairs(by_metric) do
-      local f = variant .. '|' .. metric .. '|'
-      redis.call('HINCRBY', k(x, 5), f .. 'count', m[1])
-      redis.call('HINCRBY', k(x, 5), f .. 'units', m[2])
-      redis.call('HINCRBYFLOAT', k(x, 5), f .. 'sum', fmt(m[3]))
-      redis.call('HINCRBYFLOAT', k(x, 5), f .. 'sum_squares', fmt(m[4]))
-    end
-  end
-end
-for x, time in pairs(latest) do
-  if time > tonumber(redis.call('GET', k(x, 7)) or '-1') then
-    redis.call('SET', k(x, 7), string.format('%.0f', time))
-  end
-end
-return {applied, duplicates}
+return cjson.encode({1, found})
 """
+_STEP_SHA = hashlib.sha1(_STEP.encode(), usedforsecurity=False).hexdigest()
 
 
-def _row(x: int, event: EventRecord, times: dict[int, int]) -> tuple[object, ...]:
-    """One event for the apply script; ``x`` numbers its experiment's group of KEYS and
-    ``times`` (receive time in microseconds -> 1-based index) gathers the batch's times."""
-    if not math.isfinite(event.value):
-        raise ValidationError(f"event value must be finite (got {event.value})", field="value")
-    metric = None if event.kind is EventKind.EXPOSURE else event.metric or ""
-    kind, unit, event_id = event.kind.value, event.unit_id, event.event_id
-    time = None
-    if event.received_at is not None:
-        time = times.setdefault(microseconds(event.received_at), len(times) + 1)
-    cell = _cell(event.variant, event.period)
-    return (x, kind, cell, unit, metric, event.value, event_id, time)
+@dataclass(slots=True)
+class _Snapshot:
+    """What a step read, as Redis holds it (raw strings; None: absent)."""
+
+    claimed: dict[EventKey, bool] = dataclasses.field(default_factory=dict)
+    cells: dict[UnitKey, str | None] = dataclasses.field(default_factory=dict)
+    exposed: dict[UnitKey, bool] = dataclasses.field(default_factory=dict)
+    unit_totals: dict[UnitMetricKey, tuple[str | None, str | None]] = dataclasses.field(
+        default_factory=dict
+    )
+
+
+class _Plan:
+    """One call of ``_STEP``: its keys (numbered as they are first used), reads, checks and
+    writes, grouped per key."""
+
+    def __init__(self, store: RedisIntake) -> None:
+        self._store = store
+        self._keys: dict[tuple[str, str], int] = {}
+        self.reads: list[list[object]] = []
+        # (kind, key index) -> (members, expected); (op, key index) -> args
+        self.checks: dict[tuple[str, int], tuple[list[str], list[object]]] = {}
+        self.writes: dict[tuple[str, int], list[str]] = {}
+
+    def key(self, experiment_id: str, name: str) -> int:
+        return self._keys.setdefault((experiment_id, name), len(self._keys) + 1)
+
+    def check(self, kind: str, experiment_id: str, name: str) -> tuple[list[str], list[object]]:
+        return self.checks.setdefault((kind, self.key(experiment_id, name)), ([], []))
+
+    def write(self, op: str, experiment_id: str, name: str) -> list[str]:
+        return self.writes.setdefault((op, self.key(experiment_id, name)), [])
+
+    def read_snapshot(self, keys: BatchKeys) -> None:
+        """Read what ``keys`` name: ``snapshot`` turns the answer into a ``_Snapshot``."""
+        for exp, ids, units, unit_metrics in _by_experiment(keys):
+            if ids:
+                self.reads.append(["s", self.key(exp, "events"), ids])
+            if units:
+                self.reads.append(["h", self.key(exp, "assign"), units])
+                self.reads.append(["s", self.key(exp, "exposed"), units])
+            if unit_metrics:
+                fields = [f for metric, unit in unit_metrics for f in _unit_fields(metric, unit)]
+                self.reads.append(["h", self.key(exp, "units"), fields])
+
+    def arguments(self) -> tuple[int, list[str]]:
+        """The number of keys, and the keys followed by the JSON plan: EVALSHA's arguments."""
+        checks = [[kind, k, *lists] for (kind, k), lists in self.checks.items()]
+        writes = [[op, k, args] for (op, k), args in self.writes.items()]
+        plan = json.dumps([self.reads, checks, writes], ensure_ascii=False, separators=(",", ":"))
+        keys = [self._store._key(exp, name) for exp, name in self._keys]
+        return len(keys), [*keys, plan]
+
+
+def snapshot(keys: BatchKeys, found: Any) -> _Snapshot:
+    """The snapshot from what ``_Plan.read_snapshot``'s reads found, in their order."""
+    result, at = _Snapshot(), iter(found if isinstance(found, list) else [])
+    for exp, ids, units, unit_metrics in _by_experiment(keys):
+        if ids:
+            result.claimed.update(((exp, i), bool(m)) for i, m in zip(ids, next(at), strict=True))
+        if units:
+            result.cells.update(((exp, u), c or None) for u, c in zip(units, next(at), strict=True))
+            result.exposed.update(((exp, u), bool(m)) for u, m in zip(units, next(at), strict=True))
+        if unit_metrics:
+            values = [v or None for v in next(at)]
+            for i, (metric, unit) in enumerate(unit_metrics):
+                result.unit_totals[(exp, unit, metric)] = (values[2 * i], values[2 * i + 1])
+    return result
+
+
+class _RedisStep:
+    """The counting primitives answered from a snapshot: each answer is recorded in the plan
+    as a check and each change as a write."""
+
+    def __init__(self, plan: _Plan, snapshot: _Snapshot) -> None:
+        self._plan, self._snapshot = plan, snapshot
+
+    def claim_event_ids(self, ids: Sequence[EventKey]) -> set[EventKey]:
+        new: set[EventKey] = set()
+        claimed = self._snapshot.claimed
+        for exp, group in itertools.groupby(ids, key=operator.itemgetter(0)):
+            members, expected = self._plan.check("s", exp, "events")
+            adds = self._plan.write("sadd", exp, "events")
+            for key in group:
+                found = claimed.get(key, False)
+                members.append(key[1])
+                expected.append(int(found))
+                if not found:
+                    adds.append(key[1])
+                    claimed[key] = True
+                    new.add(key)
+        return new
+
+    def store_assignments(self, first: Mapping[UnitKey, StoredAssignment]) -> set[UnitKey]:
+        stored = self.read_assignments(sorted(first))
+        new: set[UnitKey] = set()
+        for unit, (variant, period) in first.items():
+            if unit not in stored:
+                cell = _cell(variant, period)
+                self._plan.write("hset", unit[0], "assign").extend((unit[1], cell))
+                self._snapshot.cells[unit] = cell
+                new.add(unit)
+        return new
+
+    def read_assignments(self, units: Sequence[UnitKey]) -> dict[UnitKey, StoredAssignment]:
+        found: dict[UnitKey, StoredAssignment] = {}
+        cells = self._snapshot.cells
+        for exp, group in itertools.groupby(units, key=operator.itemgetter(0)):
+            members, expected = self._plan.check("h", exp, "assign")
+            for unit in group:
+                cell = cells.get(unit)
+                members.append(unit[1])
+                expected.append(cell)
+                if cell is not None:
+                    found[unit] = stored_assignment(cell)
+        return found
+
+    def mark_exposed(self, units: Sequence[UnitKey]) -> set[UnitKey]:
+        new: set[UnitKey] = set()
+        exposed = self._snapshot.exposed
+        for exp, group in itertools.groupby(units, key=operator.itemgetter(0)):
+            members, expected = self._plan.check("s", exp, "exposed")
+            adds = self._plan.write("sadd", exp, "exposed")
+            for unit in group:
+                found = exposed.get(unit, False)
+                members.append(unit[1])
+                expected.append(int(found))
+                if not found:
+                    adds.append(unit[1])
+                    exposed[unit] = True
+                    new.add(unit)
+        return new
+
+    def add_unit_totals(
+        self, deltas: Mapping[UnitMetricKey, UnitTotals]
+    ) -> dict[UnitMetricKey, UnitTotals]:
+        before: dict[UnitMetricKey, UnitTotals] = {}
+        for key, delta in deltas.items():
+            exp, unit, metric = key
+            count, total = self._snapshot.unit_totals.get(key, (None, None))
+            c_field, t_field = _unit_fields(metric, unit)
+            members, expected = self._plan.check("h", exp, "units")
+            members.extend((c_field, t_field))
+            expected.extend((count, total))
+            self._plan.write("hincrby", exp, "units").extend((c_field, str(delta.count)))
+            self._plan.write("hincrbyfloat", exp, "units").extend((t_field, repr(delta.total)))
+            before[key] = UnitTotals(int(count or 0), float(total or 0.0))
+        return before
+
+    def add_counters(self, increments: CounterIncrements) -> None:
+        for (exp, variant, period), counts in increments.variants.items():
+            args, cell = self._plan.write("hincrby", exp, "counters"), _cell(variant, period)
+            for name in ("assigned_units", "exposures", "unique_units"):
+                n = getattr(counts, name)
+                if n:
+                    args.extend((f"{cell}|{name}", str(n)))
+        for (exp, variant, period, metric), t in increments.metrics.items():
+            prefix = f"{_cell(variant, period)}|{metric}|"
+            self._plan.write("hincrby", exp, "metrics").extend(
+                (prefix + "count", str(t.count), prefix + "units", str(t.units))
+            )
+            self._plan.write("hincrbyfloat", exp, "metrics").extend(
+                (prefix + "sum", repr(t.sum), prefix + "sum_squares", repr(t.sum_squares))
+            )
+        for exp, moment in increments.latest.items():
+            self._plan.writes[("max", self._plan.key(exp, "activity"))] = [
+                str(microseconds(moment))
+            ]
+
+
+def _by_experiment(
+    keys: BatchKeys,
+) -> list[tuple[str, list[str], list[str], list[tuple[str, str]]]]:
+    """Per experiment (in order): its event ids, its units and its (metric, unit) pairs."""
+    grouped: dict[str, tuple[list[str], list[str], list[tuple[str, str]]]] = {}
+    for exp, event_id in keys.event_ids:
+        grouped.setdefault(exp, ([], [], []))[0].append(event_id)
+    for exp, unit in keys.units:
+        grouped.setdefault(exp, ([], [], []))[1].append(unit)
+    for exp, unit, metric in keys.unit_metrics:
+        grouped.setdefault(exp, ([], [], []))[2].append((metric, unit))
+    return [(exp, *lists) for exp, lists in sorted(grouped.items())]
+
+
+def _unit_fields(metric: str, unit: str) -> tuple[str, str]:
+    """The ``units`` hash fields of a unit's count and total for a metric."""
+    return f"c|{metric}|{unit}", f"t|{metric}|{unit}"
 
 
 def stored_assignment(cell: bytes | str) -> StoredAssignment:
@@ -287,43 +361,83 @@ class RedisIntake(RedisKeys):
 
     _client: redis.Redis
     location: str
-    _assign: Script
-    _apply: Script
-    _assign_expose: Script
-
-    def _register_intake_scripts(self) -> None:
-        self._assign = self._client.register_script(_ASSIGN)
-        self._apply = self._client.register_script(_APPLY)
-        self._assign_expose = self._client.register_script(_ASSIGN_EXPOSE)
 
     @reachable
     def assign(
         self, experiment_id: str, unit_id: str, variant: str, period: int = 0
     ) -> AssignResult:
-        stored, created = self._assign(
-            keys=[self._key(experiment_id, "assign"), self._key(experiment_id, "counters")],
-            args=[unit_id, _cell(variant, period)],
-        )
-        found = stored_assignment(stored)
-        return AssignResult(variant=found.variant, created=bool(created), period=found.period)
+        first = StoredAssignment(variant, period)
+        keys = BatchKeys((), ((experiment_id, unit_id),), ())
+
+        def count(step: CountingStep) -> AssignResult:
+            stored, created = count_assignment(step, experiment_id, unit_id, first)
+            return AssignResult(stored.variant, created, stored.period)
+
+        return self._count(keys, count, guess=True)
 
     @reachable
     def assign_and_expose(self, event: EventRecord) -> AssignResult:
-        assert event.kind is EventKind.EXPOSURE
-        assert event.unit_id is not None
-        exp = event.experiment_id
-        moment = "" if event.received_at is None else str(microseconds(event.received_at))
-        stored, created, counted = self._assign_expose(
-            keys=[self._key(exp, name) for name in ASSIGN_EXPOSE_KEYS],
-            args=[
-                event.unit_id,
-                _cell(event.variant, event.period),
-                event.event_id or "",
-                moment,
-            ],
+        def count(step: CountingStep) -> AssignResult:
+            stored, created, counted = count_exposure(step, event)
+            return AssignResult(stored.variant, created, stored.period, exposed=counted)
+
+        return self._count(batch_keys([event]), count, guess=True)
+
+    @reachable
+    def apply_events(self, events: Sequence[EventRecord]) -> ApplyResult:
+        if not events:
+            return ApplyResult(applied=0, duplicates=0)
+
+        def count(step: CountingStep) -> ApplyResult:
+            counted = count_events(step, events)
+            return ApplyResult(applied=counted.applied, duplicates=counted.duplicates)
+
+        exposures_only = all(e.kind is EventKind.EXPOSURE for e in events)
+        return self._count(batch_keys(events), count, guess=exposures_only)
+
+    def _count(self, keys: BatchKeys, count: Callable[[CountingStep], T], *, guess: bool) -> T:
+        """Run ``count`` on a snapshot of ``keys`` and commit its writes if nothing it read has
+        changed; otherwise count again on a fresh snapshot. With ``guess`` the first attempt
+        assumes nothing is stored yet (a new unit, a new event id: the common case of an
+        exposure) and reads the snapshot in the same call as its commit, for the next attempt
+        if the guess was wrong; otherwise a first call reads the snapshot."""
+        state = None if guess else self._read(keys)
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt > 1:  # repeated conflicts on hot units: spread the retries out
+                time.sleep(random.uniform(0.0, min(0.05, 0.0005 * 2**attempt)))
+            plan = _Plan(self)
+            result = count(_RedisStep(plan, state or _Snapshot()))
+            if not plan.writes and state is not None:
+                # Nothing to change, and nothing read can change back (ids stay claimed,
+                # assignments stay stored): the read is the answer.
+                return result
+            if state is None:
+                plan.read_snapshot(keys)
+            committed, found = self._run(plan)
+            if committed:
+                return result
+            state = snapshot(keys, found) if state is None else self._read(keys)
+        raise StoreUnavailable(
+            f"Redis at {self.location}: too many concurrent changes to the same units; "
+            "send the batch again (its event ids make that safe)"
         )
-        found = stored_assignment(stored)
-        return AssignResult(found.variant, bool(created), found.period, exposed=bool(counted))
+
+    def _read(self, keys: BatchKeys) -> _Snapshot:
+        plan = _Plan(self)
+        plan.read_snapshot(keys)
+        return snapshot(keys, self._run(plan)[1])
+
+    def _run(self, plan: _Plan) -> tuple[bool, Any]:
+        """Call ``_STEP`` with ``plan``: whether it wrote, and what its reads found. A server
+        that lost the script (NOSCRIPT: nothing ran) gets it loaded and called again."""
+        count, arguments = plan.arguments()
+        try:
+            reply = self._client.evalsha(_STEP_SHA, count, *arguments)
+        except redis.exceptions.NoScriptError:
+            self._client.script_load(_STEP)
+            reply = self._client.evalsha(_STEP_SHA, count, *arguments)
+        committed, found = json.loads(reply)
+        return committed == 1, found
 
     @reachable
     def get_assignments(
@@ -334,27 +448,6 @@ class RedisIntake(RedisKeys):
             return {}
         cells = self._client.hmget(self._key(experiment_id, "assign"), units)
         return {u: stored_assignment(c) for u, c in zip(units, cells, strict=True) if c is not None}
-
-    @reachable
-    def apply_events(self, events: Sequence[EventRecord]) -> ApplyResult:
-        if not events:
-            return ApplyResult(applied=0, duplicates=0)
-        positions: dict[str, int] = {}
-        times: dict[int, int] = {}
-        rows = [
-            _row(positions.setdefault(e.experiment_id, len(positions) + 1), e, times)
-            for e in events
-        ]
-        keys = [self._key(exp, name) for exp in positions for name in EVENT_KEYS]
-        payload = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
-        try:
-            applied, duplicates = self._apply(keys=keys, args=[payload, json.dumps(list(times))])
-        except redis.exceptions.ResponseError as error:
-            if "would overflow" not in str(error):
-                raise
-            message = "event values are too large: a metric total would overflow"
-            raise ValidationError(message, field="value") from error
-        return ApplyResult(applied=int(applied), duplicates=int(duplicates))
 
     @reachable
     def get_counters_many(

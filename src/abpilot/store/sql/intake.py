@@ -14,25 +14,24 @@ compiled a new statement for every batch, which was most of the time of a batch 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from abpilot.store.base import ApplyResult, EventRecord, MetricTotals, StoredAssignment
-from abpilot.store.plan import (
+from abpilot.domain.counting import (
+    CounterIncrements,
+    EventKey,
     UnitKey,
     UnitMetricKey,
-    first_exposures,
-    latest_received,
-    metric_increments,
-    plan_events,
-    split_duplicates,
-    to_assignments,
-    unit_keys,
+    UnitTotals,
+    count_assignment,
+    count_events,
+    count_exposure,
 )
+from abpilot.store.base import ApplyResult, AssignResult, EventRecord, StoredAssignment
 from abpilot.store.sql.activity import later_time, stored_time
 from abpilot.store.sql.common import adding_upsert, chunks, dialect_insert, guarded
 from abpilot.store.sql.schema import (
@@ -101,134 +100,102 @@ def intake_statements(dialect: str) -> IntakeStatements:
 
 
 class SqlIntake:
-    """Mixed into ``SqlStore``: needs ``engine`` and ``_write``."""
+    """Mixed into ``SqlStore``: needs ``engine`` and ``_write``. The counting rules are
+    ``abpilot.domain.counting``'s; this supplies their primitives in one transaction."""
 
     engine: sa.Engine
     _write: Callable[[], sa.Connection]
 
-    @property
-    def _statements(self) -> IntakeStatements:
-        return intake_statements(self.engine.dialect.name)
+    @guarded
+    def assign(
+        self, experiment_id: str, unit_id: str, variant: str, period: int = 0
+    ) -> AssignResult:
+        with self._write() as conn, conn.begin():
+            step = _SqlStep(conn)
+            first = StoredAssignment(variant, period)
+            stored, created = count_assignment(step, experiment_id, unit_id, first)
+        return AssignResult(stored.variant, created, stored.period)
+
+    @guarded
+    def assign_and_expose(self, event: EventRecord) -> AssignResult:
+        """One transaction: the assignment (first one wins), then the exposure under it."""
+        with self._write() as conn, conn.begin():
+            stored, created, counted = count_exposure(_SqlStep(conn), event)
+        return AssignResult(stored.variant, created, stored.period, exposed=counted)
 
     @guarded
     def apply_events(self, events: Sequence[EventRecord]) -> ApplyResult:
-        kept, duplicates = split_duplicates(events)
-        if not kept:
-            return ApplyResult(applied=0, duplicates=duplicates)
         with self._write() as conn, conn.begin():
-            fresh = self._claim_event_ids(conn, kept)
-            duplicates += len(kept) - len(fresh)
-            bumps: dict[tuple[str, str, int], dict[str, int]] = {}
+            counted = count_events(_SqlStep(conn), events)
+        return ApplyResult(applied=counted.applied, duplicates=counted.duplicates)
 
-            def bump(key: tuple[str, str, int], name: str) -> None:
-                counts = bumps.setdefault(key, {})
-                counts[name] = counts.get(name, 0) + 1
 
-            # Units first: store the batch's first exposures as assignments where there are
-            # none (first one wins), then count every event of a unit under the assignment the
-            # unit has now, read in this transaction, whatever variant the event names.
-            first = first_exposures(fresh)
-            candidates = [(e, u, a.variant, a.period) for (e, u), a in first.items()]
-            assigned: dict[UnitKey, StoredAssignment] = {}
-            for exp, unit, variant, period in self._insert_assignments(conn, candidates):
-                bump((exp, variant, period), "assigned_units")
-                assigned[(exp, unit)] = StoredAssignment(variant, period)
-            assigned.update(self._read_assignments(conn, unit_keys(fresh) - assigned.keys()))
-            plan = plan_events(to_assignments(fresh, assigned))
-            for key, n in plan.exposures.items():
-                bumps.setdefault(key, {})["exposures"] = n
-            units = [(e, u, v, p) for (e, u), (v, p) in plan.exposed_units.items()]
-            for exp, _unit, variant, period in self._insert_exposed(conn, units):
-                bump((exp, variant, period), "unique_units")
-            latest = latest_received(fresh)
-            self._bump_variants(conn, bumps, latest)
-            after = self._add_unit_totals(conn, plan.unit_conversions)
-            self._bump_metrics(conn, metric_increments(plan, after), latest)
-        return ApplyResult(applied=len(fresh), duplicates=duplicates)
+class _SqlStep:
+    """The counting primitives as bulk statements on one connection, inside the caller's
+    transaction: each ``INSERT .. ON CONFLICT`` takes its rows' locks and tells (``RETURNING``)
+    what was new, so nothing is read in Python and written back."""
 
-    def _claim_event_ids(
-        self, conn: sa.Connection, events: Sequence[EventRecord]
-    ) -> list[EventRecord]:
-        """Record the batch's event ids; return the events whose id was new (or that have none)."""
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+        self._statements = intake_statements(conn.dialect.name)
+
+    def claim_event_ids(self, ids: Sequence[EventKey]) -> set[EventKey]:
         now = datetime.now(UTC)
-        rows = sorted({(e.experiment_id, e.event_id) for e in events if e.event_id is not None})
-        values = [{"experiment_id": e, "event_id": i, "processed_at": now} for e, i in rows]
-        claimed = {(r[0], r[1]) for r in _run(conn, self._statements.claim_events, values)}
-        return [e for e in events if e.event_id is None or (e.experiment_id, e.event_id) in claimed]
+        values = [{"experiment_id": e, "event_id": i, "processed_at": now} for e, i in ids]
+        return {(r[0], r[1]) for r in _run(self._conn, self._statements.claim_events, values)}
 
-    def _insert_assignments(
-        self, conn: sa.Connection, rows: Iterable[tuple[str, str, str, int]]
-    ) -> list[tuple[str, str, str, int]]:
-        """Insert assignments that do not exist yet; return those created as
-        (experiment, unit, variant, period)."""
+    def store_assignments(self, first: Mapping[UnitKey, StoredAssignment]) -> set[UnitKey]:
         now = datetime.now(UTC)
         values = [
             {"experiment_id": e, "unit_id": u, "variant": v, "period": p, "assigned_at": now}
-            for e, u, v, p in sorted(rows)
+            for (e, u), (v, p) in sorted(first.items())
         ]
-        created = _run(conn, self._statements.insert_assignments, values)
-        return [(r[0], r[1], r[2], int(r[3])) for r in created]
+        return {(r[0], r[1]) for r in _run(self._conn, self._statements.insert_assignments, values)}
 
-    def _read_assignments(
-        self, conn: sa.Connection, units: Iterable[UnitKey]
-    ) -> dict[UnitKey, StoredAssignment]:
-        """The stored assignments of these (experiment, unit) pairs that have one. Rows are only
-        ever inserted (or deleted with their experiment), so what this reads after the batch's
-        inserts stays true until the transaction ends."""
+    def read_assignments(self, units: Sequence[UnitKey]) -> dict[UnitKey, StoredAssignment]:
+        """Rows are only ever inserted (or deleted with their experiment), so what this reads
+        after the step's inserts stays true until the transaction ends."""
         a = assignments.c
         found: dict[UnitKey, StoredAssignment] = {}
-        for chunk in chunks(sorted(units)):
+        for chunk in chunks(units):
             query = sa.select(a.experiment_id, a.unit_id, a.variant, a.period).where(
                 sa.tuple_(a.experiment_id, a.unit_id).in_(chunk)
             )
-            for exp, unit, variant, period in conn.execute(query):
+            for exp, unit, variant, period in self._conn.execute(query):
                 found[(exp, unit)] = StoredAssignment(variant, int(period))
         return found
 
-    def _insert_exposed(
-        self, conn: sa.Connection, units: Sequence[tuple[str, str, str, int]]
-    ) -> list[tuple[str, str, str, int]]:
-        """Mark units exposed; return those exposed for the first time."""
-        of = {(e, u): (v, p) for e, u, v, p in units}
-        values = [{"experiment_id": e, "unit_id": u} for e, u in sorted(of)]
-        created = _run(conn, self._statements.insert_exposed, values)
-        return [(e, u, *of[(e, u)]) for e, u in created]
+    def mark_exposed(self, units: Sequence[UnitKey]) -> set[UnitKey]:
+        values = [{"experiment_id": e, "unit_id": u} for e, u in units]
+        return {(r[0], r[1]) for r in _run(self._conn, self._statements.insert_exposed, values)}
 
-    def _add_unit_totals(
-        self, conn: sa.Connection, deltas: dict[UnitMetricKey, Any]
-    ) -> dict[UnitMetricKey, tuple[int, float]]:
+    def add_unit_totals(
+        self, deltas: Mapping[UnitMetricKey, UnitTotals]
+    ) -> dict[UnitMetricKey, UnitTotals]:
         values = [
             {"experiment_id": e, "unit_id": u, "metric": m, "count": d.count, "total": d.total}
-            for (e, u, m), d in sorted(deltas.items())
+            for (e, u, m), d in deltas.items()
         ]
-        rows = _run(conn, self._statements.add_unit_totals, values)
-        return {(e, u, m): (int(count), float(total)) for e, u, m, count, total in rows}
+        before: dict[UnitMetricKey, UnitTotals] = {}
+        for e, u, m, count, total in _run(self._conn, self._statements.add_unit_totals, values):
+            delta = deltas[(e, u, m)]
+            before[(e, u, m)] = UnitTotals(int(count) - delta.count, float(total) - delta.total)
+        return before
 
-    def _bump_variants(
-        self,
-        conn: sa.Connection,
-        bumps: dict[tuple[str, str, int], dict[str, int]],
-        latest: Mapping[str, datetime] = {},
-    ) -> None:
-        values = [
+    def add_counters(self, increments: CounterIncrements) -> None:
+        latest = increments.latest
+        variants = [
             {
                 "experiment_id": e,
                 "variant": v,
                 "period": p,
-                **{n: c.get(n, 0) for n in VARIANT_COUNTS},
+                **{n: getattr(c, n) for n in VARIANT_COUNTS},
                 "last_event_at": stored_time(latest, e),
             }
-            for (e, v, p), c in sorted(bumps.items())
+            for (e, v, p), c in sorted(increments.variants.items())
         ]
-        _run(conn, self._statements.bump_variants, values)
-
-    def _bump_metrics(
-        self,
-        conn: sa.Connection,
-        increments: dict[tuple[str, str, int, str], MetricTotals],
-        latest: Mapping[str, datetime],
-    ) -> None:
-        values = [
+        _run(self._conn, self._statements.bump_variants, variants)
+        metrics = [
             {
                 "experiment_id": e,
                 "variant": v,
@@ -237,9 +204,9 @@ class SqlIntake:
                 **{n: getattr(t, n) for n in METRIC_TOTALS},
                 "last_event_at": stored_time(latest, e),
             }
-            for (e, v, p, m), t in sorted(increments.items())
+            for (e, v, p, m), t in sorted(increments.metrics.items())
         ]
-        _run(conn, self._statements.bump_metrics, values)
+        _run(self._conn, self._statements.bump_metrics, metrics)
 
 
 def _run(conn: sa.Connection, statement: sa.Executable, values: list[dict[str, Any]]) -> list[Any]:

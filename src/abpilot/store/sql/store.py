@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -18,9 +17,6 @@ from abpilot.domain.errors import (
 )
 from abpilot.domain.experiment import Experiment, ExperimentStatus, ExperimentType
 from abpilot.store.base import (
-    AssignResult,
-    EventKind,
-    EventRecord,
     MetricTotals,
     StoredAssignment,
     VariantCounters,
@@ -33,12 +29,8 @@ from abpilot.store.codec import (
     variant_from_dict,
     variant_to_dict,
 )
+from abpilot.store.counters import group_counters, sum_periods
 from abpilot.store.defaults import StoreDefaults
-from abpilot.store.plan import (
-    group_counters,
-    latest_received,
-    sum_periods,
-)
 from abpilot.store.sql import engine as sql_engine
 from abpilot.store.sql.activity import SqlActivity
 from abpilot.store.sql.common import CHUNK, chunks, guarded, translate_conflicts
@@ -170,50 +162,6 @@ class SqlStore(
             raise experiment_taken("key", key)
 
     # assignments -----------------------------------------------------------------------------
-
-    @guarded
-    def assign(
-        self, experiment_id: str, unit_id: str, variant: str, period: int = 0
-    ) -> AssignResult:
-        with self._write() as conn, conn.begin():
-            created = self._insert_assignments(conn, [(experiment_id, unit_id, variant, period)])
-            if created:
-                self._bump_variants(conn, {(experiment_id, variant, period): {"assigned_units": 1}})
-                return AssignResult(variant, True, period)
-            stored = conn.execute(
-                sa.select(assignments.c.variant, assignments.c.period).where(
-                    assignments.c.experiment_id == experiment_id,
-                    assignments.c.unit_id == unit_id,
-                )
-            ).one()
-            return AssignResult(stored.variant, False, int(stored.period))
-
-    @guarded
-    def assign_and_expose(self, event: EventRecord) -> AssignResult:
-        """One transaction: the assignment (first one wins), then the exposure under it."""
-        assert event.kind is EventKind.EXPOSURE
-        assert event.unit_id is not None
-        exp, unit = event.experiment_id, event.unit_id
-        with self._write() as conn, conn.begin():
-            counted = bool(self._claim_event_ids(conn, [event]))
-            bumps: dict[tuple[str, str, int], dict[str, int]] = {}
-            if self._insert_assignments(conn, [(exp, unit, event.variant, event.period)]):
-                stored = AssignResult(event.variant, True, event.period)
-                bumps[(exp, event.variant, event.period)] = {"assigned_units": 1}
-            else:
-                row = conn.execute(
-                    sa.select(assignments.c.variant, assignments.c.period).where(
-                        assignments.c.experiment_id == exp, assignments.c.unit_id == unit
-                    )
-                ).one()
-                stored = AssignResult(row.variant, False, int(row.period))
-            if counted:
-                cell = bumps.setdefault((exp, stored.variant, stored.period), {})
-                cell["exposures"] = 1
-                if self._insert_exposed(conn, [(exp, unit, stored.variant, stored.period)]):
-                    cell["unique_units"] = 1
-            self._bump_variants(conn, bumps, latest_received([event] if counted else []))
-        return replace(stored, exposed=counted)
 
     @guarded
     def get_assignments(

@@ -1,0 +1,319 @@
+"""The counting rules, once: how a batch of validated events becomes counter increments.
+
+Every store counts through ``count_events`` (and ``count_assignment``); a store supplies only a
+``CountingStep``, the handful of primitives its engine can do atomically inside one step (see
+docs/architecture.md §2 and §6):
+
+- SQL: one transaction, each primitive one bulk ``INSERT .. ON CONFLICT`` (``RETURNING`` gives
+  what was new, or the totals a unit had);
+- memory: the store's lock, writes kept until the step commits;
+- Redis: answers from a snapshot read in one round trip, writes sent with the snapshot as
+  expectations to one generic check-and-apply script (a conflict re-reads and counts again).
+
+The rules, all decided here:
+
+1. **Idempotent event ids.** An (experiment, event id) counts at most once: a repeat within the
+   batch (the first stays) or an id claimed before is a duplicate.
+2. **First assignment wins.** A unit without a stored assignment gets the (variant, period) of its
+   first exposure in the batch; ``assigned_units`` grows by one for each assignment stored.
+3. **Events count under the stored assignment**, whatever variant and period an event names (a
+   client's idea, or a worker's hash on stale weights). A conversion of a unit never assigned
+   keeps its own.
+4. **Exposures and unique units.** Each exposure adds one to ``exposures``; a unit exposed for the
+   first time adds one to ``unique_units`` of its assignment.
+5. **Per-unit running totals.** A conversion of a unit adds to the unit's (count, total) for its
+   metric. The variant's metric totals grow by the batch's count and sum, ``units`` by one when the
+   unit had no conversion of that metric before, and ``sum_squares`` by T^2 - t^2 = V(2t + V) when
+   the unit's total goes from t to T = t + V (in that form to avoid cancellation), so the per-unit
+   variance is exact. A conversion without a unit adds its value and its square, and no unit.
+6. **Finite totals.** A batch whose increments would not be finite is refused whole.
+7. **Last event time.** Each experiment keeps the latest ``received_at`` of its counted events.
+
+A new counter is added here (in ``CounterIncrements`` and the rule that fills it) and in the one
+statement or script field per store that applies an increment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from abpilot.domain.errors import ValidationError
+from abpilot.domain.inputs import EventKind
+from abpilot.domain.records import EventRecord, MetricTotals, StoredAssignment, as_utc
+
+EventKey = tuple[str, str]  # (experiment_id, event_id)
+UnitKey = tuple[str, str]  # (experiment_id, unit_id)
+UnitMetricKey = tuple[str, str, str]  # (experiment_id, unit_id, metric)
+VariantKey = tuple[str, str, int]  # (experiment_id, variant, period)
+VariantMetricKey = tuple[str, str, int, str]  # (experiment_id, variant, period, metric)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitTotals:
+    """A unit's running (count, total) for one metric."""
+
+    count: int = 0
+    total: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class VariantCounts:
+    """Increments of a variant's (per period) unit counters."""
+
+    assigned_units: int = 0
+    exposures: int = 0
+    unique_units: int = 0
+
+    def __add__(self, other: VariantCounts) -> VariantCounts:
+        return VariantCounts(
+            self.assigned_units + other.assigned_units,
+            self.exposures + other.exposures,
+            self.unique_units + other.unique_units,
+        )
+
+
+@dataclass(slots=True)
+class CounterIncrements:
+    """What a counted batch adds: per (experiment, variant, period) unit counters, per
+    (experiment, variant, period, metric) totals, and per experiment the latest event time."""
+
+    variants: dict[VariantKey, VariantCounts] = field(default_factory=dict)
+    metrics: dict[VariantMetricKey, MetricTotals] = field(default_factory=dict)
+    latest: dict[str, datetime] = field(default_factory=dict)
+
+    def add_variant(self, key: VariantKey, counts: VariantCounts) -> None:
+        self.variants[key] = self.variants.get(key, VariantCounts()) + counts
+
+    def add_metric(self, key: VariantMetricKey, totals: MetricTotals) -> None:
+        self.metrics[key] = add_totals(self.metrics.get(key, MetricTotals()), totals)
+
+
+class CountingStep(Protocol):
+    """The primitives a store offers inside one atomic step. Each takes keys sorted by the
+    caller, so SQL transactions lock rows in one order."""
+
+    def claim_event_ids(self, ids: Sequence[EventKey]) -> set[EventKey]:
+        """Record these event ids; return those that were not recorded before."""
+        ...
+
+    def store_assignments(self, first: Mapping[UnitKey, StoredAssignment]) -> set[UnitKey]:
+        """Store each unit's assignment where it has none; return the units stored now."""
+        ...
+
+    def read_assignments(self, units: Sequence[UnitKey]) -> dict[UnitKey, StoredAssignment]:
+        """The stored assignments of these units, for those that have one."""
+        ...
+
+    def mark_exposed(self, units: Sequence[UnitKey]) -> set[UnitKey]:
+        """Mark these units exposed; return those exposed for the first time."""
+        ...
+
+    def add_unit_totals(
+        self, deltas: Mapping[UnitMetricKey, UnitTotals]
+    ) -> dict[UnitMetricKey, UnitTotals]:
+        """Add each delta to its unit's running totals; return the totals each had before."""
+        ...
+
+    def add_counters(self, increments: CounterIncrements) -> None:
+        """Add the increments to the counters (atomically: by the engine, not read and
+        written back) and move each experiment's last event time forward."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """What ``count_events`` did: events counted, duplicates dropped, and the assignment every
+    named unit has after the step (``created`` holds those stored by this step)."""
+
+    applied: int
+    duplicates: int
+    assignments: dict[UnitKey, StoredAssignment]
+    created: frozenset[UnitKey]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchKeys:
+    """Everything a batch may read: what a store that answers from a snapshot must fetch."""
+
+    event_ids: tuple[EventKey, ...]
+    units: tuple[UnitKey, ...]
+    unit_metrics: tuple[UnitMetricKey, ...]
+
+
+def batch_keys(events: Iterable[EventRecord]) -> BatchKeys:
+    ids: set[EventKey] = set()
+    units: set[UnitKey] = set()
+    unit_metrics: set[UnitMetricKey] = set()
+    for event in events:
+        if event.event_id is not None:
+            ids.add((event.experiment_id, event.event_id))
+        if event.unit_id is not None:
+            units.add((event.experiment_id, event.unit_id))
+            if event.kind is EventKind.CONVERSION:
+                unit_metrics.add((event.experiment_id, event.unit_id, event.metric or ""))
+    return BatchKeys(tuple(sorted(ids)), tuple(sorted(units)), tuple(sorted(unit_metrics)))
+
+
+def count_events(step: CountingStep, events: Sequence[EventRecord]) -> Counted:
+    """Count a batch through ``step`` (rules 1 to 7 above). Raises ``ValidationError`` before
+    the counters change if an increment would not be finite; the store's step then writes
+    nothing (a SQL transaction rolls back, memory and Redis have not applied their writes)."""
+    kept, duplicates = _split_duplicates(events)
+    ids = sorted({(e.experiment_id, e.event_id) for e in kept if e.event_id is not None})
+    claimed = step.claim_event_ids(ids) if ids else set()
+    fresh = [e for e in kept if e.event_id is None or (e.experiment_id, e.event_id) in claimed]
+    duplicates += len(kept) - len(fresh)
+    first = _first_exposures(fresh)
+    created = step.store_assignments(first) if first else set()
+    assignments = {unit: first[unit] for unit in created}
+    others = sorted(_unit_keys(fresh) - created)
+    if others:
+        assignments.update(step.read_assignments(others))
+    assigned = Counter((unit[0], *first[unit]) for unit in created)
+
+    exposures: Counter[VariantKey] = Counter()
+    exposed: dict[UnitKey, VariantKey] = {}
+    unit_deltas: dict[UnitMetricKey, tuple[VariantKey, list[float]]] = {}  # [count, total]
+    anonymous: dict[VariantMetricKey, list[float]] = {}  # [count, sum, sum of squares]
+    for event in fresh:
+        exp, unit_id = event.experiment_id, event.unit_id
+        found = None if unit_id is None else assignments.get((exp, unit_id))
+        vkey = (exp, event.variant, event.period) if found is None else (exp, *found)
+        if event.kind is EventKind.EXPOSURE:
+            exposures[vkey] += 1
+            if unit_id is not None:
+                exposed.setdefault((exp, unit_id), vkey)
+            continue
+        metric, value = event.metric or "", event.value
+        if unit_id is not None:
+            delta = unit_deltas.setdefault((exp, unit_id, metric), (vkey, [0, 0.0]))[1]
+            delta[0] += 1
+            delta[1] += value
+        else:
+            sums = anonymous.setdefault((*vkey, metric), [0, 0.0, 0.0])
+            sums[0] += 1
+            sums[1] += value
+            sums[2] += value * value
+
+    unique: Counter[VariantKey] = Counter()
+    if exposed:
+        unique.update(exposed[unit] for unit in step.mark_exposed(sorted(exposed)))
+    increments = CounterIncrements()
+    for vkey in sorted(assigned.keys() | exposures.keys() | unique.keys()):
+        increments.variants[vkey] = VariantCounts(assigned[vkey], exposures[vkey], unique[vkey])
+    for mkey, (count, total, squares) in anonymous.items():
+        increments.add_metric(mkey, MetricTotals(int(count), 0, total, squares))
+    if unit_deltas:
+        deltas = {key: UnitTotals(int(d[0]), d[1]) for key, (_, d) in sorted(unit_deltas.items())}
+        before = step.add_unit_totals(deltas)
+        for key, (vkey, _) in unit_deltas.items():
+            increments.add_metric((*vkey, key[2]), unit_increment(before[key], deltas[key]))
+    _check_finite(increments)
+    increments.latest = latest_received(fresh)
+    if increments.variants or increments.metrics or increments.latest:
+        step.add_counters(increments)
+    return Counted(len(fresh), duplicates, assignments, frozenset(created))
+
+
+def count_assignment(
+    step: CountingStep, experiment_id: str, unit_id: str, assignment: StoredAssignment
+) -> tuple[StoredAssignment, bool]:
+    """Store a unit's assignment if it has none (rule 2): the assignment it has after the step,
+    and whether this step stored it."""
+    unit = (experiment_id, unit_id)
+    if step.store_assignments({unit: assignment}):
+        variant, period = assignment
+        increments = CounterIncrements()
+        increments.add_variant((experiment_id, variant, period), VariantCounts(assigned_units=1))
+        step.add_counters(increments)
+        return assignment, True
+    return step.read_assignments([unit])[unit], False
+
+
+def count_exposure(step: CountingStep, event: EventRecord) -> tuple[StoredAssignment, bool, bool]:
+    """Assign and expose one unit in one step: the unit's assignment after the step, whether
+    this step stored it, and whether the exposure counted (not a repeated event id). A repeated
+    id still stores the unit's assignment if it has none."""
+    assert event.kind is EventKind.EXPOSURE
+    assert event.unit_id is not None
+    unit = (event.experiment_id, event.unit_id)
+    counted = count_events(step, [event])
+    if unit in counted.assignments:
+        return counted.assignments[unit], unit in counted.created, counted.applied == 1
+    first = StoredAssignment(event.variant, event.period)
+    stored, created = count_assignment(step, event.experiment_id, event.unit_id, first)
+    return stored, created, False
+
+
+def unit_increment(before: UnitTotals, delta: UnitTotals) -> MetricTotals:
+    """A variant's metric totals grow by a unit's delta (rule 5): ``units`` by one if the unit
+    had no conversion before, ``sum_squares`` by V(2t + V) for a total going from t to t + V."""
+    return MetricTotals(
+        count=delta.count,
+        units=1 if before.count == 0 else 0,
+        sum=delta.total,
+        sum_squares=delta.total * (2.0 * before.total + delta.total),
+    )
+
+
+def add_totals(old: MetricTotals, inc: MetricTotals) -> MetricTotals:
+    return MetricTotals(
+        count=old.count + inc.count,
+        units=old.units + inc.units,
+        sum=old.sum + inc.sum,
+        sum_squares=old.sum_squares + inc.sum_squares,
+    )
+
+
+def latest_received(events: Iterable[EventRecord]) -> dict[str, datetime]:
+    """Per experiment, the latest ``received_at`` (UTC) of these events; events without one
+    are left out."""
+    latest: dict[str, datetime] = {}
+    for event in events:
+        if event.received_at is None:
+            continue
+        moment = as_utc(event.received_at)
+        if event.experiment_id not in latest or moment > latest[event.experiment_id]:
+            latest[event.experiment_id] = moment
+    return latest
+
+
+def _split_duplicates(events: Sequence[EventRecord]) -> tuple[list[EventRecord], int]:
+    """Drop repeats of an (experiment, event id) within the batch; the first one stays."""
+    seen: set[EventKey] = set()
+    kept: list[EventRecord] = []
+    for event in events:
+        if event.event_id is not None:
+            key = (event.experiment_id, event.event_id)
+            if key in seen:
+                continue
+            seen.add(key)
+        kept.append(event)
+    return kept, len(events) - len(kept)
+
+
+def _first_exposures(events: Iterable[EventRecord]) -> dict[UnitKey, StoredAssignment]:
+    """The (variant, period) of each unit's first exposure in the batch."""
+    found: dict[UnitKey, StoredAssignment] = {}
+    for event in events:
+        if event.kind is EventKind.EXPOSURE and event.unit_id is not None:
+            found.setdefault(
+                (event.experiment_id, event.unit_id), StoredAssignment(event.variant, event.period)
+            )
+    return dict(sorted(found.items()))
+
+
+def _unit_keys(events: Iterable[EventRecord]) -> set[UnitKey]:
+    return {(e.experiment_id, e.unit_id) for e in events if e.unit_id is not None}
+
+
+def _check_finite(increments: CounterIncrements) -> None:
+    for totals in increments.metrics.values():
+        if not (math.isfinite(totals.sum) and math.isfinite(totals.sum_squares)):
+            message = "event values are too large: a metric total would overflow"
+            raise ValidationError(message, field="value")
