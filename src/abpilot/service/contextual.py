@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from abpilot.bandits.contextual import (
+from abpilot.contextual.offpolicy import OffPolicyEstimates, evaluate
+from abpilot.contextual.policy import (
     ContextualOptions,
     bandit_probabilities,
     choose,
@@ -32,7 +33,6 @@ from abpilot.domain.text import check_number, check_text
 from abpilot.service.events import check_running
 from abpilot.service.lookup import ExperimentLookup
 from abpilot.stats.frequentist import Comparison, Interval, compare_proportions, wilson_interval
-from abpilot.stats.offpolicy import OffPolicyEstimates, evaluate
 from abpilot.store.base import GLOBAL_CONTEXT, ArmState, Decision, FeedbackOutcome
 
 BANDIT, CONTROL = "bandit", "control"

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from abpilot.bandits.contextual import contextual_options, posteriors
 from abpilot.bandits.thompson import probability_best_exact
+from abpilot.contextual.policy import contextual_options, posteriors
 from abpilot.domain.errors import AbpilotError, ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentStatus, ExperimentType, MetricKind
 from abpilot.monitoring.checks import (

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
 from abpilot.bandits.config import BanditOptions, bandit_options
-from abpilot.bandits.contextual import contextual_options
+from abpilot.contextual.policy import contextual_options
 from abpilot.domain.errors import ValidationError, WrongStatus
 from abpilot.domain.experiment import (
     Experiment,
