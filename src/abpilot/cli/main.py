@@ -9,11 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from abpilot.cli_common import StoreUrl, cli_settings
-from abpilot.cli_contextual import register as register_contextual
-from abpilot.cli_keys import register as register_keys
-from abpilot.cli_monitoring import register as register_monitoring
-from abpilot.cli_transfer import register as register_transfer
+from abpilot.cli.common import StoreUrl, cli_settings
+from abpilot.cli.contextual import register as register_contextual
+from abpilot.cli.keys import register as register_keys
+from abpilot.cli.monitoring import register as register_monitoring
+from abpilot.cli.transfer import register as register_transfer
 from abpilot.demo import register as register_demo
 from abpilot.domain.errors import AbpilotError
 from abpilot.simulation import register as register_simulate

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from abpilot.cli_common import OpenServices, StoreUrl, console, with_service
+from abpilot.cli.common import OpenServices, StoreUrl, console, with_service
 
 if TYPE_CHECKING:
     from abpilot.service import ExperimentService

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from abpilot.cli_common import OpenServices, StoreUrl, console, with_services
+from abpilot.cli.common import OpenServices, StoreUrl, console, with_services
 from abpilot.monitoring.options import DEFAULT_DAYS
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from abpilot.cli_common import OpenServices, StoreUrl, console, fail, with_service
+from abpilot.cli.common import OpenServices, StoreUrl, console, fail, with_service
 
 if TYPE_CHECKING:
     from abpilot.service import ExperimentService
