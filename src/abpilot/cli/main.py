@@ -144,7 +144,7 @@ def analyze(
     store_url: StoreUrl = None,
 ) -> None:
     """Analyse an experiment: each variant against the control, and the verdict."""
-    from abpilot.api.schemas_analysis import AnalysisRead
+    from abpilot.api.schemas.analysis import AnalysisRead
 
     service = _services(store_url).experiments
     try:

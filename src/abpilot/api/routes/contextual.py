@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from abpilot.api.routes.experiments import ERRORS
-from abpilot.api.schemas_contextual import (
+from abpilot.api.schemas.contextual import (
     ContextualStatsRead,
     DayRead,
     DecideIn,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from abpilot.api.routes.experiments import ERRORS
-from abpilot.api.schemas_monitoring import MonitoringReportList, MonitoringReportRead
+from abpilot.api.schemas.monitoring import MonitoringReportList, MonitoringReportRead
 from abpilot.service.monitoring import DEFAULT_DAYS, MAX_DAYS, Monitor
 
 router = APIRouter(prefix="/monitoring", tags=["monitoring"], responses=ERRORS)
