@@ -42,9 +42,9 @@ API_PREFIX = "/api/v1"
 JSON = dict[str, Any]
 
 
-def _at(experiment: str, suffix: str = "") -> str:
+def _at(experiment_ref: str, suffix: str = "") -> str:
     """The path of an experiment (by id or key) or of one of its routes."""
-    return f"/experiments/{quote(experiment, safe='')}{suffix}"
+    return f"/experiments/{quote(experiment_ref, safe='')}{suffix}"
 
 
 def _time(value: datetime | date | str | None) -> str | None:
