@@ -21,7 +21,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from abpilot.api.app import create_app
-from abpilot.api.schemas import (
+from abpilot.api.schemas.core import (
     AssignedVariant,
     AssignmentRead,
     AssignRequest,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from abpilot.version import __version__
+
 if TYPE_CHECKING:
     from abpilot.client import Client, ClientAuthError, ClientError, ServiceUnavailable
     from abpilot.domain.errors import (
@@ -99,23 +101,14 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
 
 
-__version__ = "0.1.0"
-
-
 def open(url: str = "sqlite:///./abpilot.db", **options: Any) -> ExperimentService:
     """The service on the store at ``url``: ``sqlite:///path``, ``postgresql://...``,
     ``redis://...`` or ``memory://``. ``cache_seconds`` and ``bandit_defaults`` (a
     ``BanditOptions``) go to the service, other options to the store (``prefix=`` for Redis).
     An option neither takes is a TypeError that lists the accepted ones."""
-    from abpilot.service import ExperimentService
-    from abpilot.store.factory import check_options, open_store
+    from abpilot.service.compose import open_service
 
-    check_options(url, options, caller="abpilot.open()", also=("cache_seconds", "bandit_defaults"))
-    cache_seconds = options.pop("cache_seconds", 1.0)
-    bandit_defaults = options.pop("bandit_defaults", None)
-    return ExperimentService(
-        open_store(url, **options), cache_seconds=cache_seconds, bandit_defaults=bandit_defaults
-    )
+    return open_service(url, **options)
 
 
 __all__ = [

@@ -34,6 +34,7 @@ from abpilot.client_errors import (
     error_from,
 )
 from abpilot.domain.inputs import DailyInput, EventInput
+from abpilot.version import __version__
 
 __all__ = ["Client", "ClientAuthError", "ClientError", "ServiceUnavailable"]
 
@@ -41,9 +42,9 @@ API_PREFIX = "/api/v1"
 JSON = dict[str, Any]
 
 
-def _at(experiment: str, suffix: str = "") -> str:
+def _at(experiment_ref: str, suffix: str = "") -> str:
     """The path of an experiment (by id or key) or of one of its routes."""
-    return f"/experiments/{quote(experiment, safe='')}{suffix}"
+    return f"/experiments/{quote(experiment_ref, safe='')}{suffix}"
 
 
 def _time(value: datetime | date | str | None) -> str | None:
@@ -89,8 +90,6 @@ class Client:
             raise ValueError(f"retries must be 0 or more (got {retries})")
         if backoff < 0:
             raise ValueError(f"backoff must be 0 or more seconds (got {backoff})")
-        from abpilot import __version__  # here: the package imports this module
-
         headers = {"User-Agent": f"abpilot-client/{__version__}"}
         if api_key is not None:
             headers["Authorization"] = f"Bearer {api_key}"

@@ -61,7 +61,7 @@ def test_an_assignment_stored_between_a_workers_read_and_write_wins(
     def meanwhile() -> None:
         when = datetime(2026, 5, 1, tzinfo=UTC)
         one.store.add_allocation(AllocationRecord(exp.id, 0, when, NEW, "exact", None, "events"))
-        one._cache.clear()  # worker one sees the new weights at once
+        one.lookup.clear()  # worker one sees the new weights at once
         assigned = one.get_variant_for_user("ads", unit)
         assert assigned.variant is not None
         assert assigned.variant.key == fresh_variant

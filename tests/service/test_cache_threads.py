@@ -83,7 +83,7 @@ def test_assigning_while_the_cache_is_dropped_gives_every_answer(cache_seconds: 
             if i % 3 == 0:
                 service.recalculate_all()  # the scheduler: drops the whole cache
             elif i % 3 == 1:
-                service._cache.clear()
+                service.lookup.clear()
             else:
                 service.update_experiment("ab", ExperimentChanges(name=f"AB {i}"))
 
@@ -139,7 +139,7 @@ def test_a_slow_load_does_not_put_back_what_this_worker_just_changed(change: str
     today = service.clock().date()  # data enough for the recalculation to move the weights
     daily = [DailyInput("control", 10_000, 100), DailyInput("b", 10_000, 500)]
     service.record_daily_metrics("ads", day=today, metrics=daily)
-    service._cache.clear()
+    service.lookup.clear()
 
     def slow_load() -> None:
         store.paused_thread = threading.get_ident()
@@ -157,7 +157,7 @@ def test_a_slow_load_does_not_put_back_what_this_worker_just_changed(change: str
         finally:
             store.go_on.set()
         loading.result()
-    cached = service._cached(exp.id)
+    cached = service.lookup.cached(exp.id)
     if change == "rename":
         assert cached.experiment.name == "Renamed"
     else:

@@ -51,7 +51,7 @@ def make(settings: dict[str, Any] | None = None) -> tuple[ContextualService, Clo
     )
     service.start_experiment("recs")
     counter = itertools.count()
-    return ContextualService(service, ids=lambda: f"d{next(counter):08d}"), clock
+    return ContextualService(service.lookup, ids=lambda: f"d{next(counter):08d}"), clock
 
 
 def parse(key: str) -> dict[str, str]:
@@ -195,7 +195,7 @@ def test_bad_feedback_by_unit_is_refused(
     with pytest.raises(error) as caught:
         contextual.feedback("recs", **{"event": "click", **kwargs})
     assert caught.value.field == field  # type: ignore[attr-defined]
-    states = contextual.store.get_bandit_states(contextual.service.get_experiment("recs").id)
+    states = contextual.store.get_bandit_states(contextual.lookup.get("recs").id)
     assert {s.successes for s in states} == {0}  # nothing applied
 
 
@@ -271,7 +271,7 @@ def test_the_bandit_learns_each_context_and_beats_the_holdout() -> None:
 def test_offpolicy_estimates_cover_the_truth() -> None:
     contextual, _ = make({**CONTEXT, "holdout": 0.0, "min_propensity": 0.05})
     run_world(contextual, 6_000, seed=2)
-    experiment_id = contextual.service.get_experiment("recs").id
+    experiment_id = contextual.lookup.get("recs").id
     decisions = contextual.store.list_decisions(experiment_id)
     share = {key: sum(d.context_key == key for d in decisions) / len(decisions) for key in TRUTH}
     for policy, value in (

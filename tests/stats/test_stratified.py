@@ -99,7 +99,7 @@ def test_a_bandit_that_moved_traffic_as_the_world_changed_does_not_fool_the_anal
             "events",
         )
     )
-    service._cache.clear()  # this process's view of the weights in force
+    service.lookup.clear()  # this process's view of the weights in force
     send("p1", {"control": (200, 4), "treatment": (1800, 36)})
 
     result = service.analyze_experiment("b")

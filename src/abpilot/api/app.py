@@ -9,7 +9,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from abpilot import __version__
 from abpilot.api import cors, errors
 from abpilot.api.auth import API_PREFIX, Authenticator, authorize, route_template
 from abpilot.api.http_semantics import HeadAsGet
@@ -28,13 +27,10 @@ from abpilot.api.routes import (
     ofrep,
 )
 from abpilot.observability import RequestMetrics, configure_logging
-from abpilot.scheduler import Repeater, Scheduler
-from abpilot.service import ExperimentService
-from abpilot.service.companion import Companion
-from abpilot.service.monitoring_daily import daily_monitoring
+from abpilot.service import compose
 from abpilot.settings import Settings, get_settings
 from abpilot.store.base import Store
-from abpilot.store.factory import open_store
+from abpilot.version import __version__
 
 log = logging.getLogger("abpilot.api")
 
@@ -55,40 +51,21 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                 stack.callback(active.close)
             else:
                 active = store  # the caller's: the caller closes it
-            service = ExperimentService(
-                active,
-                cache_seconds=settings.experiment_cache_seconds,
-                max_batch_events=settings.max_batch_events,
-                bandit_defaults=settings.bandit_defaults(),
-            )
-            app.state.service = service
-            scheduler = Scheduler(
-                active,
-                service.recalculate_all,
-                name="recalculate",
-                interval_seconds=settings.update_interval_minutes * 60,
-            )
-            app.state.scheduler = scheduler
-            companion = Companion(
-                service, settings.datafiles_dir, cache_seconds=settings.experiment_cache_seconds
-            )
-            app.state.companion = companion
-            app.state.contextual = service.contextual
-            if settings.datafiles_dir is not None:
-                await asyncio.to_thread(companion.sync)
-                watcher = Repeater(
-                    companion.sync,
-                    name="datafiles",
-                    interval_seconds=settings.datafiles_poll_seconds,
-                )
-                watcher.start()
-                stack.callback(watcher.stop)
-            app.state.monitoring, monitor_scheduler = daily_monitoring(service, settings)
+            services = compose.build(active, settings)
+            app.state.service = services.experiments
+            app.state.contextual = services.experiments.contextual
+            app.state.companion = services.companion
+            app.state.monitor = services.monitor
+            app.state.monitoring = services.daily
+            app.state.scheduler = services.recalculation
+            if services.datafiles is not None:
+                await asyncio.to_thread(services.companion.sync)
+                services.datafiles.start()
+                stack.callback(services.datafiles.stop)
             if settings.scheduler_enabled:
-                scheduler.start()
-                stack.callback(scheduler.stop)
-                monitor_scheduler.start()
-                stack.callback(monitor_scheduler.stop)
+                for scheduler in (services.recalculation, services.monitoring):
+                    scheduler.start()
+                    stack.callback(scheduler.stop)
             yield
 
     app = FastAPI(
@@ -131,6 +108,4 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
 def _open(settings: Settings) -> Store:
     log.info("%s", settings.store_choice())
-    if settings.store == "redis":
-        return open_store(settings.store_url(), prefix=settings.redis_prefix)
-    return open_store(settings.store_url())
+    return compose.open_store(settings)

@@ -1,4 +1,12 @@
-"""The FeatureVisor companion's pure core: datafiles, range layouts, rendering learned weights."""
+"""The FeatureVisor companion's pure core: datafiles (``datafile``, ``registry``), range
+layouts (``layout``), rendering learned weights (``render``).
+
+Its other parts stay in their layers: the service ``abpilot.service.companion`` (``Companion``:
+datafiles synced from disk into the store's ``featurevisor`` documents, served with learned
+weights, fed by exposures and conversions) with ``abpilot.service.companion_features`` (a
+feature as a bandit experiment); the REST face ``api/routes/featurevisor.py`` with
+``api/schemas/featurevisor.py``; OFREP flags leave companion features to the SDKs
+(``abpilot.service.flags``)."""
 
 from abpilot.featurevisor.datafile import (
     Datafile,

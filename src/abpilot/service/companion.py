@@ -26,10 +26,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from abpilot.domain.errors import (
     AbpilotError,
@@ -39,12 +39,12 @@ from abpilot.domain.errors import (
     StoreUnavailable,
     ValidationError,
 )
-from abpilot.domain.experiment import Experiment, ExperimentStatus
+from abpilot.domain.experiment import Experiment, ExperimentStatus, ExperimentType
 from abpilot.domain.text import safe_text, text_problem
 from abpilot.featurevisor.datafile import Datafile, Feature
 from abpilot.featurevisor.registry import DiskRegistry, LoadedDatafile, LoadIssue, read_datafile
 from abpilot.featurevisor.render import render
-from abpilot.service.allocation import RecalculationOutcome
+from abpilot.service.allocation import AllocationResult, RecalculationOutcome
 from abpilot.service.companion_features import (
     METRIC,
     FeatureStats,
@@ -54,8 +54,8 @@ from abpilot.service.companion_features import (
     variant_keys,
     variations_of,
 )
-from abpilot.service.core import ExperimentService
 from abpilot.service.events import EventInput
+from abpilot.service.lookup import ExperimentLookup
 from abpilot.service.specs import check_unit_id
 from abpilot.store.base import ApplyResult, Document, EventKind
 
@@ -85,14 +85,53 @@ class _Entry:
     loaded_at: float
 
 
+class FeatureExperiments(Protocol):
+    """The experiment operations the companion runs its features on (``ExperimentService``
+    has them)."""
+
+    @property
+    def lookup(self) -> ExperimentLookup: ...
+
+    def list_experiments(
+        self, status: ExperimentStatus | str | None = None
+    ) -> list[Experiment]: ...
+
+    def create_experiment(
+        self,
+        *,
+        key: str | None = None,
+        variants: Sequence[Mapping[str, Any]],
+        name: str | None = None,
+        type: ExperimentType | str | None = None,
+        description: str = "",
+        metrics: Sequence[Mapping[str, Any]] = (),
+        settings: Mapping[str, Any] | None = None,
+    ) -> Experiment: ...
+
+    def start_experiment(self, experiment: str) -> Experiment: ...
+
+    def end_experiment(self, experiment: str) -> Experiment: ...
+
+    def record_events(self, events: Sequence[EventInput]) -> ApplyResult: ...
+
+    def recalculate(self, experiment: str) -> RecalculationOutcome: ...
+
+    def get_allocation(self, experiment: str) -> AllocationResult: ...
+
+
 class Companion:
-    """FeatureVisor Pilot-compatible operations on an ``ExperimentService``."""
+    """FeatureVisor Pilot-compatible operations on the experiment service."""
 
     def __init__(
-        self, service: ExperimentService, datafiles_dir: Path | None, *, cache_seconds: float = 1.0
+        self,
+        service: FeatureExperiments,
+        datafiles_dir: Path | None,
+        *,
+        cache_seconds: float = 1.0,
     ) -> None:
         self.service = service
-        self.store = service.store
+        self.lookup = service.lookup
+        self.store = service.lookup.store
         self.disk = DiskRegistry(datafiles_dir) if datafiles_dir is not None else None
         self.cache_seconds = cache_seconds
         self._entries: dict[str, _Entry] = {}
@@ -115,7 +154,7 @@ class Companion:
         if self.disk is None:
             return []
         pending = dict(self._unsynced)
-        pending.update((loaded.path, loaded) for loaded in self.disk.scan(self.service.clock()))
+        pending.update((loaded.path, loaded) for loaded in self.disk.scan(self.lookup.clock()))
         self._unsynced = pending
         changed = []
         for path, loaded in list(pending.items()):
@@ -140,7 +179,7 @@ class Companion:
         if stored is not None and stored.digest == loaded.digest:
             return False
         self.store.put_document(
-            NAMESPACE, loaded.path, loaded.content, loaded.digest, self.service.clock()
+            NAMESPACE, loaded.path, loaded.content, loaded.digest, self.lookup.clock()
         )
         return True
 
@@ -173,7 +212,7 @@ class Companion:
         if self.store.get_experiment_id(key) is None:
             with contextlib.suppress(DuplicateKey):  # another worker created it first
                 self._create_feature_experiment(key, path, feature)
-        if self.service.get_experiment(key).status is ExperimentStatus.DRAFT:
+        if self.lookup.get(key).status is ExperimentStatus.DRAFT:
             with contextlib.suppress(Conflict):  # another worker started it first
                 self.service.start_experiment(key)
         return key
@@ -394,7 +433,14 @@ class Companion:
             origin = experiment.settings["featurevisor"]
             if feature is not None and origin.get("feature") != feature:
                 continue
-            out.append(feature_stats(self.service, experiment))
+            out.append(
+                feature_stats(
+                    experiment,
+                    counters=self.store.get_counters(experiment.id),
+                    allocation=self.service.get_allocation(experiment.id),
+                    latest=self.store.latest_allocation(experiment.id),
+                )
+            )
         if feature is not None and not out:
             raise NotFound(f"no feature '{feature[:100]}' is learned", field="feature")
         return out

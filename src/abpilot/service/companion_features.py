@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from abpilot.domain.experiment import KEY_PATTERN, Experiment, ExperimentType
 from abpilot.featurevisor.datafile import Feature
-from abpilot.service.core import ExperimentService
+from abpilot.service.allocation import AllocationResult
+from abpilot.store.base import AllocationRecord, VariantCounters
 
 METRIC = "conversion"
 
@@ -84,12 +85,16 @@ def feature_experiment(key: str, path: str, feature: Feature) -> dict[str, Any]:
     }
 
 
-def feature_stats(service: ExperimentService, experiment: Experiment) -> FeatureStats:
-    """Exposures, conversions, weight in force and probability of being best per variation."""
+def feature_stats(
+    experiment: Experiment,
+    *,
+    counters: Mapping[str, VariantCounters],
+    allocation: AllocationResult,
+    latest: AllocationRecord | None,
+) -> FeatureStats:
+    """Exposures, conversions, weight in force and probability of being best per variation,
+    from the experiment's counters, its allocation now and the latest stored weights."""
     origin = experiment.settings["featurevisor"]
-    counters = service.store.get_counters(experiment.id)
-    allocation = service.get_allocation(experiment.id)
-    latest = service.store.latest_allocation(experiment.id)
     in_force = (
         dict(latest.weights)
         if latest is not None

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from abpilot.bandits.contextual import (
+from abpilot.contextual.offpolicy import OffPolicyEstimates, evaluate
+from abpilot.contextual.policy import (
     ContextualOptions,
     bandit_probabilities,
     choose,
@@ -29,10 +30,9 @@ from abpilot.bandits.contextual import (
 from abpilot.domain.errors import AbpilotError, NotFound, ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentType, Variant
 from abpilot.domain.text import check_number, check_text
-from abpilot.service.core import ExperimentService
 from abpilot.service.events import check_running
+from abpilot.service.lookup import ExperimentLookup
 from abpilot.stats.frequentist import Comparison, Interval, compare_proportions, wilson_interval
-from abpilot.stats.offpolicy import OffPolicyEstimates, evaluate
 from abpilot.store.base import GLOBAL_CONTEXT, ArmState, Decision, FeedbackOutcome
 
 BANDIT, CONTROL = "bandit", "control"
@@ -135,18 +135,18 @@ def _rate(decisions: list[Decision]) -> RateStats:
 
 
 class ContextualService:
-    """Decisions and feedback of ``contextual_bandit`` experiments, on an ExperimentService."""
+    """Decisions and feedback of ``contextual_bandit`` experiments; ``ids`` names decisions."""
 
     def __init__(
-        self, service: ExperimentService, *, ids: Callable[[], str] = lambda: uuid.uuid4().hex
+        self, lookup: ExperimentLookup, *, ids: Callable[[], str] = lambda: uuid.uuid4().hex
     ) -> None:
-        self.service = service
+        self.lookup = lookup
         self.ids = ids
-        self.store = service.store
+        self.store = lookup.store
         self._policies: dict[tuple[str, str], tuple[float, _Policy]] = {}
 
-    def _experiment(self, experiment: str) -> tuple[Experiment, ContextualOptions]:
-        exp = self.service.get_experiment(experiment)
+    def _experiment(self, experiment_ref: str) -> tuple[Experiment, ContextualOptions]:
+        exp = self.lookup.get(experiment_ref)
         if exp.type is not ExperimentType.CONTEXTUAL_BANDIT:
             raise ValidationError(
                 f"experiment '{exp.key}' is a {exp.type} experiment; decisions and feedback are "
@@ -163,7 +163,7 @@ class ContextualService:
         per context and snapshot, not per request)."""
         now = time.monotonic()
         cached = self._policies.get((exp.id, key))
-        if cached is not None and now - cached[0] < self.service.cache_seconds:
+        if cached is not None and now - cached[0] < self.lookup.cache_seconds:
             return cached[1]
         arms = [v.key for v in exp.variants]
         post = posteriors(options, arms, self.store.get_bandit_states(exp.id), key)
@@ -203,7 +203,7 @@ class ContextualService:
             propensity=choice.propensity,
             policy=policy,
             method=choice.method,
-            decided_at=self.service.clock(),
+            decided_at=self.lookup.clock(),
         )
         self.store.record_decision(decision)
         return DecisionResult(
@@ -237,7 +237,7 @@ class ContextualService:
             value = check_number(value, field="value")
         event = options.rules.canonical(event)
         outcome = options.rules.classify(event, value)
-        now = self.service.clock()
+        now = self.lookup.clock()
         decision = self._feedback_target(exp, options, decision_id, unit_id, now)
         rating = value if event == options.rules.rating_event else None
         applied = self.store.apply_feedback(exp.id, decision.id, event, outcome, now, rating)
@@ -299,7 +299,7 @@ class ContextualService:
 
     def stats(self, experiment: str, *, days: float | None = None) -> ContextualStats:
         exp, options = self._experiment(experiment)
-        since = self.service.clock() - timedelta(days=days) if days is not None else None
+        since = self.lookup.clock() - timedelta(days=days) if days is not None else None
         decisions = self.store.list_decisions(exp.id, since)
         states = self.store.get_bandit_states(exp.id)
         arms = [v.key for v in exp.variants]
@@ -359,7 +359,7 @@ class ContextualService:
     def performance(self, experiment: str, *, days: int = 30) -> list[DayStats]:
         """Daily success rates over the last ``days`` days (UTC days), oldest first."""
         exp, _ = self._experiment(experiment)
-        now = self.service.clock()
+        now = self.lookup.clock()
         first = (now - timedelta(days=days - 1)).date()
         since = datetime.combine(first, datetime.min.time(), tzinfo=now.tzinfo)
         by_day: dict[date, list[Decision]] = {}

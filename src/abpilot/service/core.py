@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import functools
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, Self
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import date, datetime
+from typing import Any, NamedTuple, Self
 
 from abpilot.bandits.config import BanditOptions
-from abpilot.domain.assignment import NOT_IN_EXPERIMENT, Bucketing
+from abpilot.domain.assignment import NOT_IN_EXPERIMENT
 from abpilot.domain.errors import (
     AbpilotError,
     ConcurrentModification,
-    ExperimentNotFound,
     ValidationError,
     WrongStatus,
 )
 from abpilot.domain.experiment import (
     MAX_METRICS,
-    UUID_PATTERN,
     Experiment,
     ExperimentStatus,
     ExperimentType,
@@ -37,12 +33,15 @@ from abpilot.service.allocation import (
     DailyInput,
     RecalculationOutcome,
 )
+from abpilot.service.contextual import ContextualService
 from abpilot.service.events import (
     EventInput,
     check_hash_assigned,
     check_running,
     resolve_events,
 )
+from abpilot.service.interleaving import InterleavingService
+from abpilot.service.lookup import CachedExperiment, Clock, ExperimentLookup, utc_now
 from abpilot.service.reading import (
     ExperimentMetrics,
     analyse_experiment,
@@ -53,11 +52,11 @@ from abpilot.service.specs import (
     ExperimentChanges,
     aliased,
     build_experiment,
-    check_reference,
     check_unit_id,
     updated_experiment,
 )
 from abpilot.service.specs import experiment_type as resolve_type
+from abpilot.service.transfer import TransferService
 from abpilot.stats.analysis import Analysis
 from abpilot.stats.corrections import Correction
 from abpilot.store.base import (
@@ -70,20 +69,10 @@ from abpilot.store.base import (
     Store,
 )
 
-if TYPE_CHECKING:
-    from abpilot.service.contextual import ContextualService
-    from abpilot.service.interleaving import InterleavingService
-    from abpilot.service.transfer import TransferService
-
-Clock = Callable[[], datetime]
 _ZERO = MetricTotals()
 
 
 REGISTRATION_ROUNDS = 3
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Assignment(NamedTuple):
@@ -102,67 +91,14 @@ class Assignment(NamedTuple):
         return self.in_experiment
 
 
-@dataclass(slots=True)
-class _Cached:
-    experiment: Experiment
-    bucketing: Bucketing
-    loaded_at: float
-    period: int = 0
-    sticky: bool = False
-
-
-class _ExperimentCache:
-    """Cached experiments by id, key and the reference they were asked by, shared by the
-    threads of a worker (routes run in a threadpool while the scheduler thread recalculates).
-
-    Every access holds the lock: a lookup is one ``get`` (never a check, then an index that
-    another thread's ``clear`` may have emptied in between), and iteration never meets a
-    concurrent write. Each ``forget`` and ``clear`` starts a new generation; an entry built
-    from a read that began in an older generation is not stored (``put`` answers False), so a
-    slow load never puts back what this process has just changed.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[str, _Cached] = {}
-        self._generation = 0
-
-    def get(self, name: str) -> _Cached | None:
-        with self._lock:
-            return self._entries.get(name)
-
-    def generation(self) -> int:
-        """Take this before reading the store for an entry, and give it to ``put``."""
-        with self._lock:
-            return self._generation
-
-    def put(self, names: Iterable[str], entry: _Cached, generation: int) -> bool:
-        with self._lock:
-            if generation != self._generation:
-                return False
-            for name in names:
-                self._entries[name] = entry
-            return True
-
-    def forget(self, experiment_id: str) -> None:
-        with self._lock:
-            self._generation += 1
-            self._entries = {
-                n: c for n, c in self._entries.items() if c.experiment.id != experiment_id
-            }
-
-    def clear(self) -> None:
-        with self._lock:
-            self._generation += 1
-            self._entries = {}
-
-
 class ExperimentService:
-    """Experiments, assignment and event intake on one store.
+    """Experiments, assignment and event intake on one store, and the services of the other
+    experiment types: ``contextual``, ``interleaving`` and ``transfer`` (export and import).
 
-    Experiment definitions are cached for ``cache_seconds`` so the assignment path does not read
-    the store on every call; this process sees its own changes at once, other workers' changes
-    within ``cache_seconds``.
+    The constructor wires them: one ``Allocator`` and one ``ExperimentLookup`` (experiment
+    definitions cached for ``cache_seconds``, so the assignment path does not read the store on
+    every call; this process sees its own changes at once, other workers' changes within
+    ``cache_seconds``), which every service here shares.
 
     ``close()`` closes the store (once; later calls do nothing), and the service is a context
     manager that does so on exit: ``with abpilot.open(url) as service: ...``.
@@ -183,7 +119,17 @@ class ExperimentService:
         self.allocator = Allocator(store, clock=clock, defaults=self.bandit_defaults)
         self.clock = clock
         self.cache_seconds = cache_seconds
-        self._cache = _ExperimentCache()
+        self.lookup = ExperimentLookup(
+            store, self.allocator, clock=clock, cache_seconds=cache_seconds
+        )
+        self.contextual = ContextualService(self.lookup)
+        """Decisions and feedback of contextual_bandit experiments: ``.decide``, ``.feedback``,
+        ``.stats``, ``.performance``, ``.offpolicy``."""
+        self.interleaving = InterleavingService(self.lookup)
+        """Impressions, clicks and analysis of interleaving experiments: ``.interleave``,
+        ``.record_clicks``, ``.analyse``."""
+        self.transfer = TransferService(self.lookup, bandit_defaults=self.bandit_defaults)
+        """Export to and import from the versioned JSON document: ``.export``, ``.import_``."""
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -246,28 +192,12 @@ class ExperimentService:
 
     def get_experiment(self, experiment: str) -> Experiment:
         """The experiment with this id or key, read from the store."""
-        return self._load(experiment).experiment
-
-    def _load(self, experiment: str) -> _Cached:
-        """Read the experiment with this id or key from the store, and cache it."""
-        check_reference(experiment)
-        generation = self._cache.generation()
-        found = None
-        if UUID_PATTERN.match(experiment):
-            found = self.store.get_experiment(experiment)
-        if found is None:
-            experiment_id = self.store.get_experiment_id(experiment)
-            found = self.store.get_experiment(experiment_id) if experiment_id else None
-        if found is None:
-            raise ExperimentNotFound(
-                f"no experiment with id or key '{experiment[:100]}'", field="experiment_id"
-            )
-        return self._remember(experiment, found, generation)
+        return self.lookup.get(experiment)
 
     def get_cached_experiment(self, experiment: str) -> Experiment:
         """The experiment with this id or key as the assignment path sees it: from the cache, at
         most ``cache_seconds`` old (read from the store when it is older)."""
-        return self._cached(experiment).experiment
+        return self.lookup.cached(experiment).experiment
 
     def list_experiments(self, status: ExperimentStatus | str | None = None) -> list[Experiment]:
         return self.store.list_experiments(ExperimentStatus(status) if status else None)
@@ -287,7 +217,7 @@ class ExperimentService:
                 field="status",
             )
         self.store.delete_experiment(current.id)
-        self._forget(current)
+        self.lookup.forget(current.id)
 
     def set_status(
         self, experiment: str, status: ExperimentStatus | str, *, winner: str | None = None
@@ -328,8 +258,7 @@ class ExperimentService:
     def _save(self, current: Experiment, updated: Experiment) -> Experiment:
         updated = replace(updated, version=current.version + 1)
         self.store.update_experiment(updated, expected_version=current.version)
-        self._forget(current)
-        self._remember(updated.id, updated, self._cache.generation())
+        self.lookup.saved(current, updated)
         return updated
 
     # assignment ------------------------------------------------------------------------------
@@ -352,7 +281,7 @@ class ExperimentService:
         assignment (one round trip), under the variant returned; ``event_id`` makes a retried
         call count once. A unit outside the traffic allocation is neither assigned nor exposed.
         """
-        cached = self._cached(experiment)
+        cached = self.lookup.cached(experiment)
         exp = cached.experiment
         check_running(exp, "units are assigned")
         check_hash_assigned(exp)
@@ -382,7 +311,9 @@ class ExperimentService:
                 variant = exp.variant(result.variant) or variant
         return Assignment(exp.id, unit_id, in_experiment=True, variant=variant)
 
-    def _assign_exposed(self, cached: _Cached, unit_id: str, event_id: str | None) -> Assignment:
+    def _assign_exposed(
+        self, cached: CachedExperiment, unit_id: str, event_id: str | None
+    ) -> Assignment:
         exp = cached.experiment
         index = cached.bucketing.variant_index(unit_id)
         if index == NOT_IN_EXPERIMENT:
@@ -404,7 +335,7 @@ class ExperimentService:
 
     def get_variants_for_users(self, experiment: str, unit_ids: Sequence[str]) -> list[str | None]:
         """Variant keys of many units by the hash alone (None outside the traffic); no writes."""
-        cached = self._cached(experiment)
+        cached = self.lookup.cached(experiment)
         check_running(cached.experiment, "units are assigned")
         check_hash_assigned(cached.experiment)
         for i, unit_id in enumerate(unit_ids):
@@ -485,8 +416,8 @@ class ExperimentService:
                     events,
                     load=self.get_experiment,
                     stored_assignments=self.store.get_assignments,
-                    bucketing=lambda exp: self._cached(exp.id).bucketing,
-                    current_period=lambda exp: self._cached(exp.id).period,
+                    bucketing=lambda exp: self.lookup.cached(exp.id).bucketing,
+                    current_period=lambda exp: self.lookup.cached(exp.id).period,
                     now=self.clock(),
                     field_prefix=(
                         (lambda i: f"{field_prefix}[{i}]") if field_prefix else (lambda i: "")
@@ -582,7 +513,7 @@ class ExperimentService:
                 field="status",
             )
         outcome = self.allocator.recalculate(exp, self.store.get_counters(exp.id))
-        self._forget(exp)
+        self.lookup.forget(exp.id)
         return outcome
 
     def recalculate_all(self) -> list[RecalculationOutcome]:
@@ -591,7 +522,7 @@ class ExperimentService:
             outcomes = self.allocator.recalculate_all()
         for outcome in outcomes:
             RECALCULATIONS.labels(outcome.status).inc()
-        self._cache.clear()
+        self.lookup.clear()
         return outcomes
 
     def record_daily_metrics(
@@ -623,57 +554,5 @@ class ExperimentService:
         exp = self.get_experiment(experiment)
         return self.store.list_allocations(exp.id), self.store.get_daily_metrics(exp.id)
 
-    @functools.cached_property
-    def contextual(self) -> ContextualService:
-        """Decisions and feedback of contextual_bandit experiments: ``service.contextual.decide``,
-        ``.feedback``, ``.stats``, ``.performance``, ``.offpolicy``."""
-        from abpilot.service.contextual import ContextualService
-
-        return ContextualService(self)
-
-    @functools.cached_property
-    def transfer(self) -> TransferService:
-        """Export to and import from the versioned JSON document: ``service.transfer.export``,
-        ``.import_``."""
-        from abpilot.service.transfer import TransferService
-
-        return TransferService(self)
-
-    @functools.cached_property
-    def interleaving(self) -> InterleavingService:
-        """Impressions, clicks and analysis of interleaving experiments:
-        ``service.interleaving.interleave``, ``.record_clicks``, ``.analyse``."""
-        from abpilot.service.interleaving import InterleavingService
-
-        return InterleavingService(self)
-
     def ready(self) -> None:
         self.store.ping()
-
-    # cache -----------------------------------------------------------------------------------
-
-    def _cached(self, experiment: str) -> _Cached:
-        hit = self._cache.get(experiment)
-        if hit is not None and time.monotonic() - hit.loaded_at < self.cache_seconds:
-            return hit
-        return self._load(experiment)
-
-    def _remember(self, ref: str, experiment: Experiment, generation: int) -> _Cached:
-        """The cache entry of ``experiment`` (as read from the store once ``generation`` was
-        taken), stored under ``ref``, its id and its key unless the cache was invalidated since."""
-        period, weights = self.allocator.weights_in_force(experiment)
-        sticky = False
-        if experiment.type is ExperimentType.BANDIT:
-            sticky = self.allocator.options(experiment).sticky
-        entry = _Cached(
-            experiment,
-            Bucketing.for_experiment(experiment, weights),
-            time.monotonic(),
-            period,
-            sticky,
-        )
-        self._cache.put({ref, experiment.id, experiment.key}, entry, generation)
-        return entry
-
-    def _forget(self, experiment: Experiment) -> None:
-        self._cache.forget(experiment.id)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from abpilot.domain.errors import Conflict, WrongStatus
 from abpilot.domain.experiment import (
@@ -37,13 +37,25 @@ from abpilot.domain.experiment import (
     ExperimentType,
     Variant,
 )
+from abpilot.service.core import Assignment
+from abpilot.service.lookup import ExperimentLookup
 from abpilot.service.specs import check_unit_id
-
-if TYPE_CHECKING:
-    from abpilot.service.core import Assignment, ExperimentService
 
 FLAG_TYPES = frozenset({ExperimentType.AB_TEST, ExperimentType.BANDIT})
 VALUE_KEY = "value"
+
+
+class FlagService(Protocol):
+    """What evaluating flags calls (``ExperimentService`` has it)."""
+
+    @property
+    def lookup(self) -> ExperimentLookup: ...
+
+    def list_experiments(
+        self, status: ExperimentStatus | str | None = None
+    ) -> list[Experiment]: ...
+
+    def get_variant_for_user(self, experiment: str, unit_id: str) -> Assignment: ...
 
 
 class FlagReason(enum.StrEnum):
@@ -77,11 +89,11 @@ def flag_value(variant: Variant) -> Any:
     return variant.config.get(VALUE_KEY, variant.key)
 
 
-def evaluate_flag(service: ExperimentService, *, flag_key: str, unit_id: str) -> FlagEvaluation:
+def evaluate_flag(service: FlagService, *, flag_key: str, unit_id: str) -> FlagEvaluation:
     """The flag ``flag_key`` (an experiment's key or id) for one unit; a running experiment
     records the unit's assignment."""
     check_unit_id(unit_id)
-    experiment = service.get_cached_experiment(flag_key)
+    experiment = service.lookup.cached(flag_key).experiment
     if experiment.type not in FLAG_TYPES:
         raise NotAFlag(
             f"experiment '{experiment.key}' is a {experiment.type} experiment, not a flag: only "
@@ -102,7 +114,7 @@ def evaluate_flag(service: ExperimentService, *, flag_key: str, unit_id: str) ->
     return _at_rest(flag_key, experiment)
 
 
-def evaluate_flags(service: ExperimentService, *, unit_id: str) -> list[FlagEvaluation]:
+def evaluate_flags(service: FlagService, *, unit_id: str) -> list[FlagEvaluation]:
     """Every running ab_test and bandit experiment for one unit (oldest first), each recorded as
     ``evaluate_flag`` does. Experiments that are not running, and the FeatureVisor companion's
     feature experiments, are left out (nothing is recorded for them)."""
@@ -115,12 +127,12 @@ def evaluate_flags(service: ExperimentService, *, unit_id: str) -> list[FlagEval
 
 
 def _running(
-    service: ExperimentService, flag_key: str, experiment: Experiment, unit_id: str
+    service: FlagService, flag_key: str, experiment: Experiment, unit_id: str
 ) -> FlagEvaluation:
     try:
         assignment = service.get_variant_for_user(experiment.id, unit_id)
     except WrongStatus:  # paused or completed since it was read (by another worker)
-        return _at_rest(flag_key, service.get_experiment(experiment.id))
+        return _at_rest(flag_key, service.lookup.get(experiment.id))
     return _assigned(flag_key, experiment, assignment)
 
 

@@ -29,8 +29,8 @@ from abpilot.domain.text import check_text
 from abpilot.interleaving.analysis import InterleavingAnalysis, analyse_impressions, credit
 from abpilot.interleaving.methods import Method, interleave
 from abpilot.interleaving.options import MAX_LENGTH, InterleavingOptions, interleaving_options
-from abpilot.service.core import ExperimentService
 from abpilot.service.events import check_running
+from abpilot.service.lookup import ExperimentLookup
 from abpilot.store.base import Decision, FeedbackOutcome
 
 CONTEXT_KEY = "interleaving"
@@ -66,12 +66,14 @@ def _ranking(value: Sequence[str], name: str) -> list[str]:
 
 
 class InterleavingService:
-    def __init__(self, service: ExperimentService) -> None:
-        self.service = service
-        self.store = service.store
+    """Impressions, clicks and analysis of ``interleaving`` experiments."""
 
-    def _experiment(self, experiment: str) -> tuple[Experiment, InterleavingOptions]:
-        exp = self.service.get_experiment(experiment)
+    def __init__(self, lookup: ExperimentLookup) -> None:
+        self.lookup = lookup
+        self.store = lookup.store
+
+    def _experiment(self, experiment_ref: str) -> tuple[Experiment, InterleavingOptions]:
+        exp = self.lookup.get(experiment_ref)
         if exp.type is not ExperimentType.INTERLEAVING:
             raise ValidationError(
                 f"experiment '{exp.key}' is a {exp.type} experiment; impressions and clicks are "
@@ -122,7 +124,7 @@ class InterleavingService:
             propensity=1.0,
             policy="interleaving",
             method=options.method.value,
-            decided_at=self.service.clock(),
+            decided_at=self.lookup.clock(),
         )
         with contextlib.suppress(DuplicateKey):  # the same request again: already logged
             self.store.record_decision(decision)
@@ -152,7 +154,7 @@ class InterleavingService:
                     field=f"items[{i}]",
                 )
         credited = 0
-        now = self.service.clock()
+        now = self.lookup.clock()
         position = {item: i for i, item in enumerate(shown)}
         for item in dict.fromkeys(items):
             outcome = FeedbackOutcome.SUCCESS if teams[item] == "a" else FeedbackOutcome.FAILURE

@@ -1,4 +1,4 @@
-"""Monitoring of running experiments on an ``ExperimentService``: gather each check's inputs
+"""Monitoring of running experiments on the experiment service: gather each check's inputs
 (the analysis, the allocation, the counters, the last event time), run the pure checks of
 ``abpilot.monitoring.checks``, and report. Reports the scheduler keeps are shared documents in
 the ``monitoring`` namespace of the store.
@@ -23,10 +23,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from abpilot.bandits.contextual import contextual_options, posteriors
 from abpilot.bandits.thompson import probability_best_exact
+from abpilot.contextual.policy import contextual_options, posteriors
 from abpilot.domain.errors import AbpilotError, ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentStatus, ExperimentType, MetricKind
 from abpilot.monitoring.checks import (
@@ -49,8 +49,10 @@ from abpilot.monitoring.checks import (
 )
 from abpilot.monitoring.options import DEFAULT_DAYS as DEFAULT_DAYS
 from abpilot.monitoring.options import MonitoringOptions, monitoring_options
-from abpilot.service.core import ExperimentService
+from abpilot.service.allocation import AllocationResult
+from abpilot.service.lookup import ExperimentLookup
 from abpilot.service.reading import ExperimentMetrics
+from abpilot.stats.analysis import Analysis
 from abpilot.stats.summary import Basis
 from abpilot.store.base import GLOBAL_CONTEXT, Decision
 
@@ -102,15 +104,34 @@ def check_days(days: int) -> int:
     return days
 
 
+class MonitoredService(Protocol):
+    """The operations the checks read (``ExperimentService`` has them)."""
+
+    @property
+    def lookup(self) -> ExperimentLookup: ...
+
+    def list_experiments(
+        self, status: ExperimentStatus | str | None = None
+    ) -> list[Experiment]: ...
+
+    def analyze_experiment(self, experiment: str, *, metric: str | None = None) -> Analysis: ...
+
+    def get_metrics(self, experiment: str) -> ExperimentMetrics: ...
+
+    def get_allocation(self, experiment: str) -> AllocationResult: ...
+
+
 class Monitor:
     """Health checks of running experiments. ``defaults`` are the service-wide thresholds
     (``Settings.monitoring_defaults()``) that an experiment's ``settings.monitoring``
     overrides."""
 
     def __init__(
-        self, service: ExperimentService, *, defaults: MonitoringOptions | None = None
+        self, service: MonitoredService, *, defaults: MonitoringOptions | None = None
     ) -> None:
         self.service = service
+        self.lookup = service.lookup
+        self.store = service.lookup.store
         self.defaults = defaults or MonitoringOptions()
 
     def options(self, experiment: Experiment) -> MonitoringOptions:
@@ -124,15 +145,15 @@ class Monitor:
     def report(self, *, days: int = DEFAULT_DAYS) -> Report:
         """Every running experiment, checked now."""
         days = check_days(days)
-        now = self.service.clock()
+        now = self.lookup.clock()
         running = self.service.list_experiments(ExperimentStatus.RUNNING)
         return build_report(now, days, [self._health(e, days=days, now=now) for e in running])
 
     def check_experiment(self, experiment: str, *, days: int = DEFAULT_DAYS) -> ExperimentHealth:
         """One experiment (by id or key), checked now, whatever its status."""
         days = check_days(days)
-        found = self.service.get_experiment(experiment)
-        return self._health(found, days=days, now=self.service.clock())
+        found = self.lookup.get(experiment)
+        return self._health(found, days=days, now=self.lookup.clock())
 
     # kept reports ------------------------------------------------------------------------------
 
@@ -140,7 +161,7 @@ class Monitor:
         """Store the report and delete all but the newest ``keep`` kept reports."""
         content = json.dumps(report_to_dict(report), ensure_ascii=False, allow_nan=False)
         digest = hashlib.sha256(content.encode()).hexdigest()
-        store = self.service.store
+        store = self.store
         store.put_document(NAMESPACE, _report_key(report), content, digest, report.generated_at)
         kept = [d.key for d in store.list_documents(NAMESPACE) if d.key.startswith(REPORT_PREFIX)]
         for key in kept[: max(0, len(kept) - keep)]:
@@ -148,7 +169,7 @@ class Monitor:
 
     def kept_reports(self) -> list[Report]:
         """The kept reports, newest first."""
-        documents = self.service.store.list_documents(NAMESPACE)
+        documents = self.store.list_documents(NAMESPACE)
         found = []
         for document in reversed(documents):
             if not document.key.startswith(REPORT_PREFIX):
@@ -215,7 +236,7 @@ class Monitor:
     def _stale(self, experiment: Experiment, options: MonitoringOptions, now: datetime) -> Check:
         """The latest sign of traffic: counted events, daily intake posts (bandits), decisions
         and feedback (contextual bandits, interleaving)."""
-        store = self.service.store
+        store = self.store
         seen: list[tuple[datetime, str]] = []
         last_event = store.last_event_at(experiment.id)
         if last_event is not None:
@@ -240,7 +261,7 @@ class Monitor:
         )
 
     def _dominance(self, experiment: Experiment, options: MonitoringOptions) -> Check:
-        period, weights = self.service.allocator.weights_in_force(experiment)
+        period, weights = self.lookup.allocator.weights_in_force(experiment)
         allocation = self.service.get_allocation(experiment.id)
         return arm_dominance_check(
             [v.key for v in experiment.variants],
@@ -265,7 +286,7 @@ class Monitor:
         metric = experiment.primary_metric.key
         daily = []
         if experiment.type is ExperimentType.BANDIT:
-            daily = self.service.store.get_daily_metrics(experiment.id)
+            daily = self.store.get_daily_metrics(experiment.id)
         if daily:
             since = now.date() - timedelta(days=days - 1)
             recent = [r for r in daily if r.day >= since]
@@ -297,7 +318,7 @@ class Monitor:
     ) -> list[Check]:
         """Arm dominance, success rate and average rating over the decisions of the last
         ``days`` days (what Bandit Selector's daily report judged)."""
-        store = self.service.store
+        store = self.store
         decisions = store.list_decisions(experiment.id, now - timedelta(days=days))
         arms = [v.key for v in experiment.variants]
         states = store.get_bandit_states(experiment.id)

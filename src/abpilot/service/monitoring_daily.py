@@ -15,13 +15,11 @@ import logging
 import time as clock
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from abpilot.monitoring.checks import Status
-from abpilot.scheduler import Scheduler
-from abpilot.service.core import ExperimentService
 from abpilot.service.monitoring import (
     DEFAULT_DAYS,
     NAMESPACE,
@@ -30,9 +28,6 @@ from abpilot.service.monitoring import (
     Report,
     report_to_dict,
 )
-
-if TYPE_CHECKING:
-    from abpilot.settings import Settings
 
 log = logging.getLogger("abpilot.monitoring")
 RETRYABLE_STATUS = frozenset({408, 429})
@@ -136,7 +131,7 @@ class DailyMonitor:
         """The scheduler's job: the report when one was made now, else None. Never raises (the
         scheduler thread must live on); failures are logged."""
         try:
-            now = self.monitor.service.clock()
+            now = self.monitor.lookup.clock()
             if not self.due(now):
                 return None
             report = self.monitor.report(days=self.days)
@@ -162,24 +157,7 @@ class DailyMonitor:
     def _latest_kept(self) -> datetime | None:
         kept = [
             d.updated_at
-            for d in self.monitor.service.store.list_documents(NAMESPACE)
+            for d in self.monitor.store.list_documents(NAMESPACE)
             if d.key.startswith(REPORT_PREFIX)
         ]
         return max(kept, default=None)
-
-
-def daily_monitoring(
-    service: ExperimentService, settings: Settings, *, interval_seconds: float = 60.0
-) -> tuple[DailyMonitor, Scheduler]:
-    """The daily run configured by ``MONITOR_*`` and the scheduler that calls it every
-    ``interval_seconds`` on the one leader of the ``monitor`` lease (not started)."""
-    daily = DailyMonitor(
-        Monitor(service, defaults=settings.monitoring_defaults()),
-        at=parse_time_of_day(settings.monitor_at),
-        keep=settings.monitor_keep,
-        webhook_url=settings.monitor_webhook_url,
-    )
-    scheduler = Scheduler(
-        service.store, daily.run_if_due, name="monitor", interval_seconds=interval_seconds
-    )
-    return daily, scheduler

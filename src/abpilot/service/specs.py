@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
 from abpilot.bandits.config import BanditOptions, bandit_options
-from abpilot.bandits.contextual import contextual_options
+from abpilot.contextual.policy import contextual_options
 from abpilot.domain.errors import ValidationError, WrongStatus
 from abpilot.domain.experiment import (
     Experiment,
@@ -67,16 +67,16 @@ def check_unit_id(unit_id: str) -> str:
     return check_text(unit_id, field="unit_id", max_length=MAX_UNIT_ID)
 
 
-def check_reference(experiment: str, field: str = "experiment_id") -> str:
+def check_reference(experiment_ref: str, field: str = "experiment_id") -> str:
     """An experiment's id or key as given by a caller, checked before it reaches a store lookup
     (PostgreSQL refuses NUL; no store can look up text UTF-8 cannot carry). An id or key that is
     valid text but names nothing is the store's to answer (404)."""
-    if not isinstance(experiment, str):
+    if not isinstance(experiment_ref, str):
         raise ValidationError(f"{field} must be a string (an experiment's id or key)", field=field)
-    problem = text_problem(experiment)
+    problem = text_problem(experiment_ref)
     if problem:
         raise ValidationError(f"{field} {problem}", field=field)
-    return experiment
+    return experiment_ref
 
 
 BASIS_POINTS = 10_000

@@ -18,16 +18,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pydantic
 
-import abpilot
+from abpilot.bandits.config import BanditOptions
 from abpilot.domain.errors import DuplicateKey, ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentType
 from abpilot.domain.text import json_problem
 from abpilot.service import companion, monitoring
 from abpilot.service.interleaving import IMPRESSION
+from abpilot.service.lookup import ExperimentLookup
 from abpilot.service.specs import build_experiment
 from abpilot.service.transfer_schema import (
     FORMAT,
@@ -55,9 +56,7 @@ from abpilot.store.base import (
 )
 from abpilot.store.codec import as_utc, experiment_from_dict, experiment_to_dict
 from abpilot.store.state import ExperimentState, UnitState
-
-if TYPE_CHECKING:
-    from abpilot.service.core import ExperimentService
+from abpilot.version import __version__
 
 # The namespaces of shared documents an export carries.
 DOCUMENT_NAMESPACES = (companion.NAMESPACE, monitoring.NAMESPACE)
@@ -73,21 +72,23 @@ class ImportResult:
 class TransferService:
     """``service.transfer.export()`` and ``service.transfer.import_(document)``."""
 
-    def __init__(self, service: ExperimentService) -> None:
-        self.service = service
+    def __init__(self, lookup: ExperimentLookup, *, bandit_defaults: BanditOptions) -> None:
+        self.lookup = lookup
+        self.store = lookup.store
+        self.bandit_defaults = bandit_defaults
 
     def export(self, experiments: Sequence[str] | None = None) -> dict[str, Any]:
         """The export document (JSON-able) of the named experiments (ids or keys), or of all."""
-        store = self.service.store
+        store = self.store
         if experiments is None:
             chosen = store.list_experiments()
         else:
-            chosen = [self.service.get_experiment(e) for e in dict.fromkeys(experiments)]
+            chosen = [self.lookup.get(e) for e in dict.fromkeys(experiments)]
         document = ExportFile(
             format=FORMAT,
             schema_version=SCHEMA_VERSION,
-            exported_at=self.service.clock(),
-            abpilot_version=abpilot.__version__,
+            exported_at=self.lookup.clock(),
+            abpilot_version=__version__,
             experiments=[_entry(self.dump(e)) for e in chosen],
             documents=[
                 DocumentEntry.model_validate(d, from_attributes=True)
@@ -99,7 +100,7 @@ class TransferService:
 
     def dump(self, experiment: Experiment) -> ExperimentState:
         """Everything the store holds for ``experiment``."""
-        store, exp = self.service.store, experiment.id
+        store, exp = self.store, experiment.id
         return ExperimentState(
             experiment=experiment,
             units=store.get_unit_state(exp),
@@ -123,7 +124,7 @@ class TransferService:
         parsed = _parse(document)
         states = [self._state(entry, n) for n, entry in enumerate(parsed.experiments)]
         _check_unique(states)
-        store = self.service.store
+        store = self.store
         fresh, skipped = [], []
         for state in states:
             if self._taken(state.experiment) is None:
@@ -149,7 +150,7 @@ class TransferService:
 
     def _taken(self, experiment: Experiment) -> str | None:
         """Which of the experiment's id and key the store already has, if any."""
-        store = self.service.store
+        store = self.store
         if store.get_experiment(experiment.id) is not None:
             return f"id {experiment.id}"
         if store.get_experiment_id(experiment.key) is not None:
@@ -205,7 +206,7 @@ class TransferService:
             ) from None
         try:
             build_experiment(
-                bandit_defaults=self.service.bandit_defaults,
+                bandit_defaults=self.bandit_defaults,
                 id=experiment.id,
                 key=experiment.key,
                 name=experiment.name,

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query
 
 from abpilot.api.deps import Service
 from abpilot.api.routes.experiments import ERRORS
-from abpilot.api.schemas_analysis import AnalysisRead, SampleSizeRead
-from abpilot.api.schemas_interleaving import InterleavingAnalysisRead
+from abpilot.api.schemas.analysis import AnalysisRead, SampleSizeRead
+from abpilot.api.schemas.interleaving import InterleavingAnalysisRead
 from abpilot.domain.experiment import ExperimentType
 from abpilot.stats.power import plan_sample_size
 

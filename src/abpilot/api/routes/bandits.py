@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from abpilot.api.deps import Service
 from abpilot.api.routes.experiments import ERRORS
-from abpilot.api.schemas_bandits import (
+from abpilot.api.schemas.bandits import (
     AllocationRead,
     DailyMetricsIn,
     DailyMetricsRead,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from abpilot.api.routes.experiments import ERRORS
-from abpilot.api.schemas_contextual import (
+from abpilot.api.schemas.contextual import (
     ContextualStatsRead,
     DayRead,
     DecideIn,
@@ -75,7 +75,7 @@ def performance(
 ) -> PerformanceRead:
     """Daily success rates of the bandit and the control over the last ``days`` days."""
     found = contextual.performance(experiment_id, days=days)
-    experiment = contextual.service.get_experiment(experiment_id)
+    experiment = contextual.lookup.get(experiment_id)
     return PerformanceRead(experiment_id=experiment.id, days=[DayRead.of(d) for d in found])
 
 

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 from starlette.types import Scope
 
-from abpilot import __version__
+from abpilot.version import __version__
 
 DASHBOARD_PATH = "/dashboard"
 STATIC_PATH = f"{DASHBOARD_PATH}/static"

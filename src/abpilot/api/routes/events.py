@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from abpilot.api.deps import Service
 from abpilot.api.routes.experiments import ERRORS
-from abpilot.api.schemas import (
+from abpilot.api.schemas.core import (
     AssignmentRead,
     AssignRequest,
     ConversionIn,

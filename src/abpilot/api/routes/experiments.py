@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Response, status
 
 from abpilot.api.deps import Service
-from abpilot.api.schemas import (
+from abpilot.api.schemas.core import (
     EndRequest,
     ErrorBody,
     ExperimentCreate,

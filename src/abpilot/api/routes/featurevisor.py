@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from abpilot.api.http_semantics import none_match
 from abpilot.api.routes.experiments import ERRORS
-from abpilot.api.schemas_featurevisor import (
+from abpilot.api.schemas.featurevisor import (
     EventsRecorded,
     FeatureEvents,
     FeatureRecalculation,

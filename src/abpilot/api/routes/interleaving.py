@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from abpilot.api.deps import Service
 from abpilot.api.routes.experiments import ERRORS
-from abpilot.api.schemas_interleaving import ClicksIn, ClicksRead, ImpressionRead, InterleaveIn
+from abpilot.api.schemas.interleaving import ClicksIn, ClicksRead, ImpressionRead, InterleaveIn
 
 router = APIRouter(tags=["interleaving"], responses=ERRORS)
 

@@ -6,16 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from abpilot.api.deps import Service
 from abpilot.api.routes.experiments import ERRORS
-from abpilot.api.schemas_monitoring import MonitoringReportList, MonitoringReportRead
+from abpilot.api.schemas.monitoring import MonitoringReportList, MonitoringReportRead
 from abpilot.service.monitoring import DEFAULT_DAYS, MAX_DAYS, Monitor
 
 router = APIRouter(prefix="/monitoring", tags=["monitoring"], responses=ERRORS)
 
 
-def get_monitor(request: Request, service: Service) -> Monitor:
-    return Monitor(service, defaults=request.app.state.settings.monitoring_defaults())
+def get_monitor(request: Request) -> Monitor:
+    monitor: Monitor = request.app.state.monitor
+    return monitor
 
 
 MonitorDep = Annotated[Monitor, Depends(get_monitor)]

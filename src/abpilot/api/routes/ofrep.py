@@ -21,8 +21,8 @@ from fastapi.routing import APIRoute
 
 from abpilot.api.deps import Service
 from abpilot.api.http_semantics import none_match
-from abpilot.api.schemas import ErrorBody
-from abpilot.api.schemas_ofrep import (
+from abpilot.api.schemas.core import ErrorBody
+from abpilot.api.schemas.ofrep import (
     BulkEvaluationFailure,
     BulkEvaluationSuccess,
     EvaluationFailure,

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, Field
 
-from abpilot.api.schemas import Lenient
+from abpilot.api.schemas.core import Lenient
 from abpilot.domain.records import AllocationRecord, DailyRow
 from abpilot.service.allocation import AllocationResult, RecalculationOutcome
 

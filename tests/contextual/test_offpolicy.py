@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from abpilot.stats.offpolicy import evaluate
+from abpilot.contextual.offpolicy import evaluate
 
 CONTEXTS = ("morning", "evening", "night")
 # True success rates mu[context, arm]; the best arm differs by context.

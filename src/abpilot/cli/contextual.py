@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from abpilot.cli_common import StoreUrl, console, with_service
+from abpilot.cli.common import OpenServices, StoreUrl, console, with_service
 
 if TYPE_CHECKING:
     from abpilot.service import ExperimentService
@@ -22,11 +22,11 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
-def register(app: typer.Typer, open_service: Callable[[str | None], ExperimentService]) -> None:
+def register(app: typer.Typer, open_services: OpenServices) -> None:
     """Add the contextual-bandit commands to the ``abpilot`` CLI."""
 
     def run(store_url: str | None, action: Callable[[ExperimentService], None]) -> None:
-        with_service(open_service, store_url, action)
+        with_service(open_services, store_url, action)
 
     @app.command()
     def decide(

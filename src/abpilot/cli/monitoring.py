@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,11 +10,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from abpilot.cli_common import StoreUrl, console, with_service
+from abpilot.cli.common import OpenServices, StoreUrl, console, with_services
 from abpilot.monitoring.options import DEFAULT_DAYS
 
 if TYPE_CHECKING:
-    from abpilot.service import ExperimentService
     from abpilot.service.monitoring import Report
 
 COLOURS = {"ok": "green", "warning": "yellow", "alert": "red"}  # by monitoring.checks.Status
@@ -42,7 +40,7 @@ def _table(report: Report) -> Table:
     return table
 
 
-def register(app: typer.Typer, open_service: Callable[[str | None], ExperimentService]) -> None:
+def register(app: typer.Typer, open_services: OpenServices) -> None:
     """Add ``abpilot monitor`` to the ``abpilot`` CLI."""
 
     @app.command()
@@ -58,15 +56,11 @@ def register(app: typer.Typer, open_service: Callable[[str | None], ExperimentSe
         """Check every running experiment: sample ratio mismatch, arm dominance (bandits),
         minimum rate, staleness, conversions above exposures, guardrails. Exit code 1 when an
         experiment is in alert, else 0 (warnings are printed but do not fail)."""
-        from abpilot.cli_common import cli_settings
         from abpilot.monitoring.checks import Status
-        from abpilot.service.monitoring import Monitor, report_to_dict
+        from abpilot.service.monitoring import report_to_dict
 
-        defaults = cli_settings().monitoring_defaults()
-        report = with_service(
-            open_service,
-            store_url,
-            lambda service: Monitor(service, defaults=defaults).report(days=days),
+        report = with_services(
+            open_services, store_url, lambda services: services.monitor.report(days=days)
         )
         console.print(_table(report))
         if output is not None:

@@ -9,17 +9,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from abpilot.cli_common import StoreUrl, cli_settings
-from abpilot.cli_contextual import register as register_contextual
-from abpilot.cli_keys import register as register_keys
-from abpilot.cli_monitoring import register as register_monitoring
-from abpilot.cli_transfer import register as register_transfer
+from abpilot.cli.common import StoreUrl, cli_settings
+from abpilot.cli.contextual import register as register_contextual
+from abpilot.cli.keys import register as register_keys
+from abpilot.cli.monitoring import register as register_monitoring
+from abpilot.cli.transfer import register as register_transfer
 from abpilot.demo import register as register_demo
 from abpilot.domain.errors import AbpilotError
 from abpilot.simulation import register as register_simulate
 
 if TYPE_CHECKING:
-    from abpilot.service import ExperimentService
+    from abpilot.service.compose import Services
 
 app = typer.Typer(
     help="abpilot: experiments on live traffic, steered toward what works.", no_args_is_help=True
@@ -119,16 +119,13 @@ def _safe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _service(store_url: str | None) -> ExperimentService:
-    import abpilot
+def _services(store_url: str | None) -> Services:
+    """The services on the configured store, or on the one at ``store_url`` (REDIS_PREFIX
+    applies to a Redis URL given on the command line too)."""
+    from abpilot.service import compose
 
     settings = cli_settings()
-    defaults = settings.bandit_defaults()
-    url = store_url or settings.store_url()
-    if url.split(":", 1)[0].lower() in {"redis", "rediss", "unix"}:
-        # REDIS_PREFIX applies to a Redis URL given on the command line too
-        return abpilot.open(url, prefix=settings.redis_prefix, bandit_defaults=defaults)
-    return abpilot.open(url, bandit_defaults=defaults)
+    return compose.build(compose.open_store(settings, store_url), settings)
 
 
 def _fmt(value: float | None, spec: str = ".4g") -> str:
@@ -147,9 +144,9 @@ def analyze(
     store_url: StoreUrl = None,
 ) -> None:
     """Analyse an experiment: each variant against the control, and the verdict."""
-    from abpilot.api.schemas_analysis import AnalysisRead
+    from abpilot.api.schemas.analysis import AnalysisRead
 
-    service = _service(store_url)
+    service = _services(store_url).experiments
     try:
         result = service.analyze_experiment(
             experiment, metric=metric, correction=correction, sequential=sequential
@@ -251,7 +248,7 @@ def recalculate(
     store_url: StoreUrl = None,
 ) -> None:
     """Recalculate bandit weights now, as the scheduler does every UPDATE_INTERVAL_MINUTES."""
-    service = _service(store_url)
+    service = _services(store_url).experiments
     try:
         outcomes = [service.recalculate(experiment)] if experiment else service.recalculate_all()
     except AbpilotError as error:
@@ -269,8 +266,8 @@ def recalculate(
         raise typer.Exit(1)
 
 
-register_contextual(app, _service)
-register_monitoring(app, _service)
-register_transfer(app, _service)
+register_contextual(app, _services)
+register_monitoring(app, _services)
+register_transfer(app, _services)
 register_keys(app)
 register_demo(app)

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from abpilot.cli_common import OpenService, StoreUrl, console, fail, with_service
+from abpilot.cli.common import OpenServices, StoreUrl, console, fail, with_service
 
 if TYPE_CHECKING:
     from abpilot.service import ExperimentService
 
 
-def register(app: typer.Typer, open_service: OpenService) -> None:
+def register(app: typer.Typer, open_services: OpenServices) -> None:
     """Add ``export`` and ``import`` to the ``abpilot`` CLI."""
 
     @app.command("export")
@@ -38,7 +38,7 @@ def register(app: typer.Typer, open_service: OpenService) -> None:
         that `abpilot import` reads into any store. Export while no traffic arrives for an
         exact snapshot."""
         document = with_service(
-            open_service, store_url, lambda s: s.transfer.export(experiment or None)
+            open_services, store_url, lambda s: s.transfer.export(experiment or None)
         )
         text = json.dumps(document, ensure_ascii=False, indent=1) + "\n"
         if str(output) == "-":
@@ -67,7 +67,7 @@ def register(app: typer.Typer, open_service: OpenService) -> None:
         def action(service: ExperimentService) -> Any:
             return service.transfer.import_(document, skip_existing=skip_existing)
 
-        result = with_service(open_service, store_url, action)
+        result = with_service(open_services, store_url, action)
         console.print(
             f"imported {len(result.imported)} experiment(s)"
             + (f", skipped {len(result.skipped)} already present" if result.skipped else "")

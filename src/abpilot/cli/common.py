@@ -1,5 +1,6 @@
-"""What the CLI's command modules share: the ``--store-url`` option and running an action on an
-opened service, with domain errors printed in red (exit code 2) and the store closed after."""
+"""What the CLI's command modules share: the ``--store-url`` option and running an action on the
+opened services (built by ``abpilot.service.compose``), with domain errors printed in red (exit
+code 2) and the store closed after."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from abpilot.domain.errors import AbpilotError
 
 if TYPE_CHECKING:
     from abpilot.service import ExperimentService
+    from abpilot.service.compose import Services
     from abpilot.settings import Settings
 
 T = TypeVar("T")
@@ -23,20 +25,27 @@ StoreUrl = Annotated[
     str | None,
     typer.Option("--store-url", help="Store URL (default: from STORE / DATABASE_URL / REDIS_URL)."),
 ]
-OpenService = Callable[[str | None], "ExperimentService"]
+OpenServices = Callable[[str | None], "Services"]
 
 
-def with_service(
-    open_service: OpenService, store_url: str | None, action: Callable[[ExperimentService], T]
+def with_services(
+    open_services: OpenServices, store_url: str | None, action: Callable[[Services], T]
 ) -> T:
-    """``action(service)``; an ``AbpilotError`` becomes its message and exit code 2."""
-    service = open_service(store_url)
+    """``action(services)``; an ``AbpilotError`` becomes its message and exit code 2."""
+    services = open_services(store_url)
     try:
-        return action(service)
+        return action(services)
     except AbpilotError as error:
         fail(error.message + (f" ({error.field})" if error.field else ""))
     finally:
-        service.close()
+        services.experiments.close()
+
+
+def with_service(
+    open_services: OpenServices, store_url: str | None, action: Callable[[ExperimentService], T]
+) -> T:
+    """``with_services`` for an action on the experiment service alone."""
+    return with_services(open_services, store_url, lambda services: action(services.experiments))
 
 
 def cli_settings() -> Settings:

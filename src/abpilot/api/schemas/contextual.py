@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from abpilot.contextual.offpolicy import Estimate
 from abpilot.service.contextual import (
     ArmStats,
     ContextualStats,
@@ -15,7 +16,6 @@ from abpilot.service.contextual import (
     OffPolicyResult,
     RateStats,
 )
-from abpilot.stats.offpolicy import Estimate
 
 
 class DecideIn(BaseModel):
