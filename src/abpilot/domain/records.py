@@ -75,6 +75,22 @@ class MetricTotals:
     sum: float = 0.0
     sum_squares: float = 0.0
 
+    @classmethod
+    def from_stored(cls, values: Mapping[str, Any]) -> MetricTotals:
+        """From stored numbers by field name (missing ones are 0), each as its field's type."""
+        numbers: dict[str, Any] = {n: kind(values.get(n, 0)) for n, kind in METRIC_FIELDS.items()}
+        return cls(**numbers)
+
+
+# Every counter of MetricTotals and its type: the stores write and read them by these names (a
+# SQL column, a Redis hash field suffix), integers by exact increments, floats as floats.
+METRIC_FIELDS: dict[str, type[int] | type[float]] = {
+    "count": int,
+    "units": int,
+    "sum": float,
+    "sum_squares": float,
+}
+
 
 @dataclass(frozen=True, slots=True)
 class VariantCounters:

@@ -40,6 +40,7 @@ from abpilot.domain.counting import (
     count_exposure,
 )
 from abpilot.domain.errors import StoreUnavailable
+from abpilot.domain.records import METRIC_FIELDS
 from abpilot.store.base import (
     ApplyResult,
     AssignResult,
@@ -271,12 +272,9 @@ class _RedisStep:
                     args.extend((f"{cell}|{name}", str(n)))
         for (exp, variant, period, metric), t in increments.metrics.items():
             prefix = f"{_cell(variant, period)}|{metric}|"
-            self._plan.write("hincrby", exp, "metrics").extend(
-                (prefix + "count", str(t.count), prefix + "units", str(t.units))
-            )
-            self._plan.write("hincrbyfloat", exp, "metrics").extend(
-                (prefix + "sum", repr(t.sum), prefix + "sum_squares", repr(t.sum_squares))
-            )
+            for name, kind in METRIC_FIELDS.items():
+                op = "hincrby" if kind is int else "hincrbyfloat"
+                self._plan.write(op, exp, "metrics").extend((prefix + name, repr(getattr(t, name))))
         for exp, moment in increments.latest.items():
             self._plan.writes[("max", self._plan.key(exp, "activity"))] = [
                 str(microseconds(moment))
@@ -332,27 +330,13 @@ def _group(
         *cell, metric, stat = text(field).split("|")
         variant, period = _variant_period(cell)
         values = stats.setdefault((period, variant, metric), {})
-        number = int(raw) if stat in ("count", "units") else float(raw)
-        values[stat] = values.get(stat, 0) + number
+        values[stat] = values.get(stat, 0) + METRIC_FIELDS.get(stat, float)(raw)
     return group_counters(
         (
             (p, v, c.get("assigned_units", 0), c.get("exposures", 0), c.get("unique_units", 0))
             for (p, v), c in plain.items()
         ),
-        (
-            (
-                p,
-                v,
-                m,
-                MetricTotals(
-                    count=int(s.get("count", 0)),
-                    units=int(s.get("units", 0)),
-                    sum=float(s.get("sum", 0.0)),
-                    sum_squares=float(s.get("sum_squares", 0.0)),
-                ),
-            )
-            for (p, v, m), s in stats.items()
-        ),
+        ((p, v, m, MetricTotals.from_stored(s)) for (p, v, m), s in stats.items()),
     )
 
 

@@ -31,6 +31,7 @@ from abpilot.domain.counting import (
     count_events,
     count_exposure,
 )
+from abpilot.domain.records import METRIC_FIELDS
 from abpilot.store.base import ApplyResult, AssignResult, EventRecord, StoredAssignment
 from abpilot.store.sql.activity import later_time, stored_time
 from abpilot.store.sql.common import adding_upsert, chunks, dialect_insert, guarded
@@ -44,7 +45,7 @@ from abpilot.store.sql.schema import (
 )
 
 VARIANT_COUNTS = ("assigned_units", "exposures", "unique_units")
-METRIC_TOTALS = ("count", "units", "sum", "sum_squares")
+METRIC_TOTALS = tuple(METRIC_FIELDS)  # the columns of metric_counters, named as in MetricTotals
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from abpilot.domain.errors import (
     StoreUnavailable,
 )
 from abpilot.domain.experiment import Experiment, ExperimentStatus, ExperimentType
+from abpilot.domain.records import METRIC_FIELDS
 from abpilot.store.base import (
     MetricTotals,
     StoredAssignment,
@@ -220,14 +221,17 @@ class SqlStore(
                     m.period,
                     m.variant,
                     m.metric,
-                    m["count"],
-                    m.units,
-                    m.sum,
-                    m.sum_squares,
+                    *(m[name] for name in METRIC_FIELDS),
                 ).where(m.experiment_id.in_(chunk))
-                for e, period, variant, metric, n, units, total, squares in conn.execute(stats):
-                    sums = MetricTotals(int(n), int(units), float(total), float(squares))
-                    totals.setdefault(e, []).append((int(period), variant, metric, sums))
+                for found in conn.execute(stats).mappings():
+                    sums = MetricTotals.from_stored(dict(found))
+                    entry = (
+                        int(found["period"]),
+                        str(found["variant"]),
+                        str(found["metric"]),
+                        sums,
+                    )
+                    totals.setdefault(found["experiment_id"], []).append(entry)
         return {
             e: group_counters(counts.get(e, []), totals.get(e, []))
             for e in sorted(counts.keys() | totals.keys())
