@@ -8,6 +8,6 @@ Its other parts stay in their layers: the service ``abpilot.service.contextual``
 (``service.contextual``: decide, feedback, stats, performance, off-policy evaluation); the REST
 face ``api/routes/contextual.py`` with ``api/schemas/contextual.py``; the CLI verbs
 ``cli/contextual.py`` (``abpilot decide``, ``feedback``, ``bandit-stats``); the decision log and
-the arm states in the stores (``store/sql/contextual.py``, ``store/redis_contextual.py``, the
+the arm states in the stores (``store/sql/contextual.py``, ``store/redis/contextual.py``, the
 memory store); its monitoring checks in ``abpilot.service.monitoring``.
 """

@@ -20,9 +20,9 @@ from redis.commands.core import Script
 from abpilot.domain.errors import ConcurrentModification
 from abpilot.store.base import experiment_taken
 from abpilot.store.codec import as_utc, experiment_to_dict
-from abpilot.store.redis_history import RedisKeys, microseconds, reachable, text
-from abpilot.store.redis_history import _document as allocation_document
-from abpilot.store.redis_intake import stored_assignment
+from abpilot.store.redis.history import RedisKeys, microseconds, reachable, text
+from abpilot.store.redis.history import _document as allocation_document
+from abpilot.store.redis.intake import stored_assignment
 from abpilot.store.state import ExperimentState, UnitState
 
 T = TypeVar("T")

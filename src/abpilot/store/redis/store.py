@@ -16,10 +16,10 @@ script can touch all of it:
 - ``p:{id}:events``    set of processed event ids
 - ``p:{id}:activity``  microseconds since the epoch (UTC) at which the last counted event was
                        received: only ever moved forward, by the commit script
-- ``p:{id}:daily``, ``p:{id}:raw``, ``p:{id}:allocations``: see ``redis_history``
+- ``p:{id}:daily``, ``p:{id}:raw``, ``p:{id}:allocations``: see ``history``
 - ``p:{id}:decisions``, ``p:{id}:decision_counts``, ``p:{id}:decision_times``,
   ``p:{id}:feedback``, ``p:{id}:states``, ``p:{id}:unit_decisions`` (contextual bandits): see
-  ``redis_contextual``
+  ``contextual``
 
 Global keys, outside any tag: ``p:index:keys`` (hash experiment key -> id), ``p:index:ids``
 (sorted set of ids scored by ``created_at``) and leases ``p:lease:<name>``. Variant and metric
@@ -29,9 +29,9 @@ Fields written before periods existed (``<variant>|exposures``, ``<variant>|<met
 assignment without ``|<period>``) are read as period 0.
 
 Shared documents (``p:doc:...``, ``p:docs:...``) belong to no experiment and are tagged by
-namespace: see ``redis_documents``.
+namespace: see ``documents``.
 
-Counters change only through HINCRBY/HINCRBYFLOAT inside the commit script of ``redis_intake``
+Counters change only through HINCRBY/HINCRBYFLOAT inside the commit script of ``intake``
 (the counting rules are ``abpilot.domain.counting``'s), never by a read in Python written back.
 """
 
@@ -48,11 +48,11 @@ from abpilot.domain.experiment import Experiment, ExperimentStatus
 from abpilot.store.base import experiment_taken
 from abpilot.store.codec import as_utc, experiment_from_dict, experiment_to_dict
 from abpilot.store.defaults import StoreDefaults
-from abpilot.store.redis_contextual import CONTEXTUAL_KEYS, RedisContextual
-from abpilot.store.redis_documents import RedisDocuments
-from abpilot.store.redis_history import HISTORY_KEYS, RedisHistory, reachable, text
-from abpilot.store.redis_intake import EVENT_KEYS, RedisIntake
-from abpilot.store.redis_transfer import RedisTransfer
+from abpilot.store.redis.contextual import CONTEXTUAL_KEYS, RedisContextual
+from abpilot.store.redis.documents import RedisDocuments
+from abpilot.store.redis.history import HISTORY_KEYS, RedisHistory, reachable, text
+from abpilot.store.redis.intake import EVENT_KEYS, RedisIntake
+from abpilot.store.redis.transfer import RedisTransfer
 
 _ALL_KEYS = ("def", *EVENT_KEYS, *HISTORY_KEYS, *CONTEXTUAL_KEYS)
 

@@ -51,7 +51,7 @@ from abpilot.store.base import (
     VariantCounters,
 )
 from abpilot.store.counters import group_counters, sum_periods
-from abpilot.store.redis_history import EPOCH, RedisKeys, microseconds, reachable, text
+from abpilot.store.redis.history import EPOCH, RedisKeys, microseconds, reachable, text
 
 T = TypeVar("T")
 

@@ -26,7 +26,7 @@ from redis.commands.core import Script
 
 from abpilot.store.base import Document
 from abpilot.store.codec import as_utc
-from abpilot.store.redis_history import reachable, text
+from abpilot.store.redis.history import reachable, text
 
 _FIELDS = ("content", "digest", "updated_at", "version")
 

@@ -46,7 +46,7 @@ from abpilot.store.base import (
     check_context_key,
 )
 from abpilot.store.codec import as_utc
-from abpilot.store.redis_history import microseconds, reachable, text
+from abpilot.store.redis.history import microseconds, reachable, text
 
 CONTEXTUAL_KEYS = (
     "decisions",
