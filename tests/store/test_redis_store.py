@@ -71,14 +71,11 @@ def test_ten_thousand_event_batch(store: RedisStore, monkeypatch: pytest.MonkeyP
     result = store.apply_events(events)
     monkeypatch.undo()
     assert (result.applied, result.duplicates) == (10_000, 0)
-    # The whole batch is two round trips, whatever its size: one call of the step script reads
-    # what the batch may touch (claimed ids; the units' assignments and exposure; their totals),
-    # one commits; a server that has not seen the script yet answers NOSCRIPT first.
+    # The whole batch is one script call (one round trip), whatever its size: nothing it touches
+    # is stored yet, as the store guesses (reading alongside, in case the guess is wrong); a
+    # server that has not seen the script yet answers NOSCRIPT first.
     # Throughput: benchmarks/intake.py.
-    assert trips in (
-        ["EVALSHA", "EVALSHA"],
-        ["EVALSHA", "SCRIPT LOAD", "EVALSHA", "EVALSHA"],
-    )
+    assert trips in (["EVALSHA"], ["EVALSHA", "SCRIPT LOAD", "EVALSHA"])
     reference = MemoryStore()
     reference.apply_events(events)
     assert store.get_counters(exp.id) == reference.get_counters(exp.id)
@@ -393,25 +390,27 @@ def test_a_batch_raced_on_its_unit_counts_again_from_a_fresh_read(
     store.create_experiment(exp)
     store.apply_events([EventRecord(EXPOSURE, exp.id, "control", "u1")])
     other = RedisStore.from_url(REDIS_URL, prefix=prefix)
-    read = RedisStore._read
-    reads: list[str] = []
+    run = RedisStore._run
+    calls: list[bool] = []  # what each call of the step script did: True if it wrote
 
-    def racing(self: RedisStore, keys: Any) -> Any:
-        snapshot = read(self, keys)
+    def racing(self: RedisStore, plan: Any) -> Any:
+        if self is store and len(calls) == 1:  # after this batch's read, before its commit
+            other.apply_events(
+                [EventRecord(CONVERSION, exp.id, "control", "u1", "revenue", 3.0, "theirs")]
+            )
+        done = run(self, plan)
         if self is store:
-            reads.append("store")
-            if len(reads) == 1:
-                other.apply_events(
-                    [EventRecord(CONVERSION, exp.id, "control", "u1", "revenue", 3.0, "theirs")]
-                )
-        return snapshot
+            calls.append(done[0])
+        return done
 
-    monkeypatch.setattr(RedisStore, "_read", racing)
+    store._guess_rate = 0.0  # read first (the guess path races the same way, one call later)
+    monkeypatch.setattr(RedisStore, "_run", racing)
     result = store.apply_events(
         [EventRecord(CONVERSION, exp.id, "control", "u1", "revenue", 2.0, "mine")]
     )
     other.close()
     assert (result.applied, result.duplicates) == (1, 0)
-    assert reads == ["store", "store"]  # the first commit found the unit changed
+    # read (nothing to check: it succeeds), commit refused (the unit changed), read, commit
+    assert calls == [True, False, True, True]
     # One unit whose total went 0 -> 3 -> 5: its square is 25 (not 9 + 2 * (2 * 0 + 2) = 13).
     assert store.get_counters(exp.id)["control"].metrics["revenue"] == MetricTotals(2, 1, 5.0, 25.0)

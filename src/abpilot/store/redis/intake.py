@@ -44,7 +44,6 @@ from abpilot.domain.records import METRIC_FIELDS
 from abpilot.store.base import (
     ApplyResult,
     AssignResult,
-    EventKind,
     EventRecord,
     MetricTotals,
     StoredAssignment,
@@ -124,6 +123,16 @@ class _Snapshot:
     unit_totals: dict[UnitMetricKey, tuple[str | None, str | None]] = dataclasses.field(
         default_factory=dict
     )
+
+    @property
+    def empty(self) -> bool:
+        """Nothing the step reads is stored yet."""
+        return not (
+            any(self.claimed.values())
+            or any(c is not None for c in self.cells.values())
+            or any(self.exposed.values())
+            or any(t != (None, None) for t in self.unit_totals.values())
+        )
 
 
 class _Plan:
@@ -345,6 +354,7 @@ class RedisIntake(RedisKeys):
 
     _client: redis.Redis
     location: str
+    _guess_rate = 1.0  # see _guess_nothing_stored
 
     @reachable
     def assign(
@@ -376,16 +386,18 @@ class RedisIntake(RedisKeys):
             counted = count_events(step, events)
             return ApplyResult(applied=counted.applied, duplicates=counted.duplicates)
 
-        exposures_only = all(e.kind is EventKind.EXPOSURE for e in events)
-        return self._count(batch_keys(events), count, guess=exposures_only)
+        return self._count(batch_keys(events), count, guess=self._guess_nothing_stored())
 
     def _count(self, keys: BatchKeys, count: Callable[[CountingStep], T], *, guess: bool) -> T:
         """Run ``count`` on a snapshot of ``keys`` and commit its writes if nothing it read has
         changed; otherwise count again on a fresh snapshot. With ``guess`` the first attempt
-        assumes nothing is stored yet (a new unit, a new event id: the common case of an
-        exposure) and reads the snapshot in the same call as its commit, for the next attempt
-        if the guess was wrong; otherwise a first call reads the snapshot."""
+        assumes nothing is stored yet (new units, new event ids) and reads the snapshot in the
+        same call as its commit, for the next attempt if the guess was wrong: a right guess is
+        one round trip, a wrong one two, as reading first always is (it only costs counting
+        twice in Python)."""
         state = None if guess else self._read(keys)
+        if state is not None:
+            self._note_guess(state.empty)
         for attempt in range(MAX_ATTEMPTS):
             if attempt > 1:  # repeated conflicts on hot units: spread the retries out
                 time.sleep(random.uniform(0.0, min(0.05, 0.0005 * 2**attempt)))
@@ -398,6 +410,8 @@ class RedisIntake(RedisKeys):
             if state is None:
                 plan.read_snapshot(keys)
             committed, found = self._run(plan)
+            if state is None:
+                self._note_guess(committed)
             if committed:
                 return result
             state = snapshot(keys, found) if state is None else self._read(keys)
@@ -405,6 +419,15 @@ class RedisIntake(RedisKeys):
             f"Redis at {self.location}: too many concurrent changes to the same units; "
             "send the batch again (its event ids make that safe)"
         )
+
+    def _guess_nothing_stored(self) -> bool:
+        """Whether a batch should first guess that nothing it touches is stored: when that was
+        true of most recent batches (an exponential average of what their reads found).
+        Guessing wrong costs counting the batch twice in Python, not a round trip."""
+        return self._guess_rate >= 0.5
+
+    def _note_guess(self, nothing_stored: bool) -> None:
+        self._guess_rate = 0.9 * self._guess_rate + (0.1 if nothing_stored else 0.0)
 
     def _read(self, keys: BatchKeys) -> _Snapshot:
         plan = _Plan(self)
