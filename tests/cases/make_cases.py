@@ -10,6 +10,9 @@ forms, independently of abpilot's code. Run ``python tests/cases/make_cases.py``
 - sample size: the closed form n = 2 ((z_{1-a/2} + z_{1-b}) / h)^2 with Cohen's h (the
   arcsine of a rate has variance 1/n, so a difference of two has 2/n);
 - multiple comparisons: statsmodels' multipletests;
+- Fisher's exact test on populations too large for SciPy (10^8 and 10^9 units, few
+  successes): exact rational arithmetic (fractions, math.comb) over every table with the
+  observed margins;
 - small expected losses (two arms): scipy.integrate.quad of F_i(x) S_j(x), with SciPy's own
   CDF and survival function, at a relative tolerance of 1e-12.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +159,17 @@ def small_loss_case(family: str, arms: list[tuple[float, float]]) -> dict:
     return {"family": family, "arms": [list(a) for a in arms], "expected_loss": losses}
 
 
+def exact_fisher(s_t: int, n_t: int, s_c: int, n_c: int) -> dict:
+    """Two-sided Fisher p-value: the probability of every table with the observed margins at
+    most as likely as the observed one, in exact rational arithmetic."""
+    k = s_t + s_c
+    support = range(max(0, k - n_c), min(k, n_t) + 1)
+    weight = {x: math.comb(n_t, x) * math.comb(n_c, k - x) for x in support}
+    total = sum(weight.values())
+    extreme = sum(w for w in weight.values() if w <= weight[s_t])
+    return {"table": [s_t, n_t, s_c, n_c], "p_value": float(Fraction(extreme, total))}
+
+
 def sample_size(p1: float, p2: float, alpha: float, power: float, comparisons: int) -> int:
     h = abs(2 * math.asin(math.sqrt(p2)) - 2 * math.asin(math.sqrt(p1)))
     z = stats.norm.ppf(1 - alpha / comparisons / 2) + stats.norm.ppf(power)
@@ -196,6 +211,17 @@ def main() -> None:
             small_loss_case("beta", [(0.5, 100.5), (8.5, 92.5)]),
             small_loss_case("normal", [(0.0, 0.1), (0.8, 0.1)]),
             small_loss_case("normal", [(10.0, 0.5), (14.0, 0.4)]),
+        ],
+        "fisher_large": [
+            exact_fisher(*table)
+            for table in [
+                (3, 10**8, 9, 10**8),
+                (3, 10**9, 9, 10**9),
+                (0, 10**9, 4, 10**9),
+                (20, 3 * 10**8, 45, 5 * 10**8),
+                (1, 2_000_000, 0, 2_000_000),
+                (150, 10**8, 210, 10**8),
+            ]
         ],
         "sample_size": [
             {
