@@ -25,7 +25,8 @@ Interval = tuple[float, float]
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
-    """Variant minus control. ``p_value`` is None where the test is undefined."""
+    """Variant minus control. ``p_value`` is None where the test is undefined; ``variance`` is
+    the estimated variance of ``difference``."""
 
     difference: float | None
     difference_ci: Interval | None
@@ -34,6 +35,7 @@ class Comparison:
     p_value: float | None
     method: str
     p_value_z: float | None = None
+    variance: float | None = None
 
 
 def _finite(value: float) -> float | None:
@@ -123,6 +125,7 @@ def compare_proportions(
         p_value=min(1.0, p_value),
         method=method,
         p_value_z=p_value_z,
+        variance=p_t * (1 - p_t) / n_t + p_c * (1 - p_c) / n_c,
     )
 
 
@@ -145,7 +148,9 @@ def compare_means(
     if se2 == 0:
         # No spread at all: the difference is known exactly.
         p_value = 1.0 if difference == 0 else 0.0
-        return Comparison(difference, (difference, difference), lift, lift_ci, p_value, "welch_t")
+        return Comparison(
+            difference, (difference, difference), lift, lift_ci, p_value, "welch_t", variance=0.0
+        )
     result = stats.ttest_ind_from_stats(
         mean_t, math.sqrt(var_t), n_t, mean_c, math.sqrt(var_c), n_c, equal_var=False
     )
@@ -158,4 +163,5 @@ def compare_means(
         lift_ci=lift_ci,
         p_value=_finite(result.pvalue),
         method="welch_t",
+        variance=se2,
     )
