@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
@@ -162,3 +163,26 @@ def test_significant_but_not_confirmed_is_its_own_reason() -> None:
     assert result.variants[1].significant
     assert (result.winner, result.reason) == (None, Reason.NOT_CONFIRMED)
     assert "however often" in result.message
+
+
+def test_the_anchored_threshold_is_calibrated_to_its_level() -> None:
+    """E[min(1, a Lambda)] at the plan, written out with SciPy: it equals the level, at every
+    level the settings allow (alpha from 1e-6 to 0.5, divided among comparisons)."""
+    from scipy import integrate
+
+    r = anchored.MIXING_RATIO
+    for level in (0.5, 0.05, 0.025, 1e-6, 1e-6 / 20):
+        a = np.exp(anchored.log_threshold(level))
+
+        def bound(z: float, a: float = a) -> float:
+            ratio = 2 / np.sqrt(1 + r) * np.exp(r * z * z / (2 * (1 + r)))
+            ratio *= stats.norm.cdf(np.sqrt(r / (1 + r)) * z)
+            return float(min(1.0, a * ratio) * stats.norm.pdf(z))
+
+        expected = integrate.quad(
+            bound, -30, 30, points=[0, 3, 6], limit=500, epsabs=0, epsrel=1e-10
+        )[0]
+        assert expected == pytest.approx(level, rel=1e-6)
+        c = anchored.boundary(level)
+        assert bound(c + 1e-6) / stats.norm.pdf(c + 1e-6) == pytest.approx(1.0)
+    assert anchored.boundary(0.05) == pytest.approx(2.5858, abs=1e-4)

@@ -1,6 +1,8 @@
 """The analysis of an experiment: every variant against the control on every metric, corrected for
-multiple comparisons, checked for sample ratio mismatch, and a winner rule that says why there is
-no winner yet. Pure: it takes counts and returns frozen results."""
+multiple comparisons within families (the primary metric; the secondary metrics), checked for
+sample ratio mismatch, and a winner rule that stays valid however often it is read
+(``abpilot.stats.anchored``) and says why there is no winner yet. Every interval is at level
+1 - alpha. Pure: it takes counts and returns frozen results."""
 
 from __future__ import annotations
 

@@ -66,7 +66,8 @@ def _false_winners(log_a: float) -> float:
         40.0,
         points=[0.0, 2.0, 4.0],
         limit=400,
-        epsabs=1e-13,
+        epsabs=0.0,
+        epsrel=1e-10,
     )
     return float(value)
 
@@ -74,7 +75,7 @@ def _false_winners(log_a: float) -> float:
 @functools.lru_cache(maxsize=64)
 def log_threshold(level: float) -> float:
     """log a: the rule confirms a variant when log Lambda >= -log a."""
-    return float(optimize.brentq(lambda log_a: _false_winners(log_a) - level, -60.0, 0.0))
+    return float(optimize.brentq(lambda log_a: _false_winners(log_a) - level, -60.0, 20.0))
 
 
 @functools.lru_cache(maxsize=64)
@@ -86,7 +87,7 @@ def boundary(level: float) -> float:
     def excess(z: float) -> float:
         return float(log_a + log_likelihood_ratio(np.array([z]), one, one * MIXING_RATIO)[0])
 
-    return float(optimize.brentq(excess, 0.0, 40.0))
+    return float(optimize.brentq(excess, -40.0, 40.0))
 
 
 def confirms(difference: Array, variance: Array, progress: Array, level: float) -> Array:
