@@ -9,13 +9,19 @@ forms, independently of abpilot's code. Run ``python tests/cases/make_cases.py``
 - Welch's t-test: scipy.stats.ttest_ind on the raw per-unit values;
 - sample size: the closed form n = 2 ((z_{1-a/2} + z_{1-b}) / h)^2 with Cohen's h (the
   arcsine of a rate has variance 1/n, so a difference of two has 2/n);
-- multiple comparisons: statsmodels' multipletests.
+- multiple comparisons: statsmodels' multipletests;
+- Fisher's exact test on populations too large for SciPy (10^8 and 10^9 units, few
+  successes): exact rational arithmetic (fractions, math.comb) over every table with the
+  observed margins;
+- small expected losses (two arms): scipy.integrate.quad of F_i(x) S_j(x), with SciPy's own
+  CDF and survival function, at a relative tolerance of 1e-12.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +134,42 @@ def value_case(seed: int, sizes: tuple[int, int], means: tuple[float, float]) ->
     }
 
 
+def small_loss_case(family: str, arms: list[tuple[float, float]]) -> dict:
+    """Expected loss of each of two arms, E[(X_j - X_i)^+] = integral F_i(x) S_j(x) dx."""
+    if family == "beta":
+        dists = [stats.beta(a, b) for a, b in arms]
+    else:
+        dists = [stats.norm(m, s) for m, s in arms]
+    lo = min(d.ppf(1e-15) for d in dists)
+    hi = max(d.isf(1e-15) for d in dists)
+    points = sorted({float(x) for d in dists for x in d.ppf([1e-9, 0.001, 0.5, 0.999, 1 - 1e-9])})
+    losses = []
+    for i, j in ((0, 1), (1, 0)):
+        losses.append(
+            integrate.quad(
+                lambda x, i=i, j=j: dists[i].cdf(x) * dists[j].sf(x),
+                lo,
+                hi,
+                points=points,
+                epsabs=0,
+                epsrel=1e-12,
+                limit=1000,
+            )[0]
+        )
+    return {"family": family, "arms": [list(a) for a in arms], "expected_loss": losses}
+
+
+def exact_fisher(s_t: int, n_t: int, s_c: int, n_c: int) -> dict:
+    """Two-sided Fisher p-value: the probability of every table with the observed margins at
+    most as likely as the observed one, in exact rational arithmetic."""
+    k = s_t + s_c
+    support = range(max(0, k - n_c), min(k, n_t) + 1)
+    weight = {x: math.comb(n_t, x) * math.comb(n_c, k - x) for x in support}
+    total = sum(weight.values())
+    extreme = sum(w for w in weight.values() if w <= weight[s_t])
+    return {"table": [s_t, n_t, s_c, n_c], "p_value": float(Fraction(extreme, total))}
+
+
 def sample_size(p1: float, p2: float, alpha: float, power: float, comparisons: int) -> int:
     h = abs(2 * math.asin(math.sqrt(p2)) - 2 * math.asin(math.sqrt(p1)))
     z = stats.norm.ppf(1 - alpha / comparisons / 2) + stats.norm.ppf(power)
@@ -161,6 +203,26 @@ def main() -> None:
             "holm": list(multipletests([0.01, 0.04, 0.03, 0.2, 0.001], method="holm")[1]),
             "bh": list(multipletests([0.01, 0.04, 0.03, 0.2, 0.001], method="fdr_bh")[1]),
         },
+        "small_losses": [
+            small_loss_case("beta", [(101, 901), (1 + s, 1001 - s)])
+            for s in (150, 170, 190, 200, 210)
+        ]
+        + [
+            small_loss_case("beta", [(0.5, 100.5), (8.5, 92.5)]),
+            small_loss_case("normal", [(0.0, 0.1), (0.8, 0.1)]),
+            small_loss_case("normal", [(10.0, 0.5), (14.0, 0.4)]),
+        ],
+        "fisher_large": [
+            exact_fisher(*table)
+            for table in [
+                (3, 10**8, 9, 10**8),
+                (3, 10**9, 9, 10**9),
+                (0, 10**9, 4, 10**9),
+                (20, 3 * 10**8, 45, 5 * 10**8),
+                (1, 2_000_000, 0, 2_000_000),
+                (150, 10**8, 210, 10**8),
+            ]
+        ],
         "sample_size": [
             {
                 "baseline": p1,

@@ -486,7 +486,8 @@ class ExperimentService:
         alpha: float | None = None,
     ) -> Analysis:
         """Every variant against the control; the request's options override the experiment's
-        ``settings.analysis``. The multiple-comparison family is every variant on every metric."""
+        ``settings.analysis``. Multiple comparisons are corrected within two families: the primary
+        (first) metric's variants, and the other metrics' variants together."""
         return analyse_experiment(
             self.store,
             self.get_experiment(experiment),

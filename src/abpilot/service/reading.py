@@ -105,7 +105,8 @@ def analyse_experiment(
     alpha: float | None = None,
 ) -> Analysis:
     """Every variant against the control; the request's options override the experiment's
-    ``settings.analysis``. The multiple-comparison family is every variant on every metric."""
+    ``settings.analysis``. Multiple comparisons are corrected within two families: the primary
+    (first) metric's variants, and the other metrics' variants together."""
     metric_key = metric or exp.primary_metric.key
     if exp.metric(metric_key) is None:
         allowed = ", ".join(m.key for m in exp.metrics)

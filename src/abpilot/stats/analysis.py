@@ -1,6 +1,8 @@
 """The analysis of an experiment: every variant against the control on every metric, corrected for
-multiple comparisons, checked for sample ratio mismatch, and a winner rule that says why there is
-no winner yet. Pure: it takes counts and returns frozen results."""
+multiple comparisons within families (the primary metric; the secondary metrics), checked for
+sample ratio mismatch, and a winner rule that stays valid however often it is read
+(``abpilot.stats.anchored``) and says why there is no winner yet. Every interval is at level
+1 - alpha. Pure: it takes counts and returns frozen results."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from abpilot.domain.errors import ValidationError
-from abpilot.stats import stratified
+from abpilot.stats import anchored, stratified
 from abpilot.stats.bayes import BestArm, Posterior, best_arm, beta_posterior, normal_posterior
 from abpilot.stats.corrections import adjust
 from abpilot.stats.frequentist import (
@@ -34,6 +38,9 @@ class Reason(enum.StrEnum):
     NOT_SIGNIFICANT = "not_significant"
     SAMPLE_SIZE = "sample_size_not_reached"
     MIXED_POPULATIONS = "mixed_populations"
+    CONVERSIONS_EXCEED_UNITS = "conversions_exceed_units"
+    TAU_REQUIRED = "tau_required"
+    NOT_CONFIRMED = "not_confirmed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,33 +177,62 @@ def _difference_variance(metric: MetricInput, arm: Arm, control: Arm) -> float:
 
 
 def _tau(metric: MetricInput, control: Arm, options: AnalysisOptions) -> float | None:
-    """The mixing scale: the planned absolute effect, else the relative MDE of the control."""
+    """The mixing scale: ``tau``, else the absolute ``mde``, else the relative ``mde`` of the
+    planned ``baseline`` (of the control's observed rate or mean without one). None when that is
+    0 (a control rate of 0 and a relative mde): the test then needs ``tau`` to be set."""
     if options.tau is not None:
         return options.tau
-    base = control.mean if control.mean is not None else 0.0
-    if metric.binary:
-        base = control.successes / control.n
-    effect = options.mde * abs(base) if options.mde_relative else options.mde
+    if not options.mde_relative:
+        return options.mde
+    effect = options.mde * abs(_baseline(metric, control, options))
     return effect if effect > 0 else None
+
+
+def _baseline(metric: MetricInput, control: Arm, options: AnalysisOptions) -> float:
+    if options.baseline is not None:
+        return options.baseline
+    if metric.binary:
+        return control.successes / control.n if control.n > 0 else 0.0
+    return control.mean if control.mean is not None else 0.0
 
 
 def _sequential(
     comparison: Comparison, metric: MetricInput, arm: Arm, control: Arm, options: AnalysisOptions
 ) -> Comparison:
+    """The always-valid p-value, difference interval and lift interval (the mSPRT of the lift
+    with its delta-method variance and the mixing scale relative to the control)."""
     tau = _tau(metric, control, options)
     variance = _difference_variance(metric, arm, control)
     result = (
         None if tau is None else msprt(comparison.difference or 0.0, variance, tau, options.alpha)
     )
+    lift_ci = None
+    base = _rate(control) if metric.binary else control.mean
+    if tau is not None and comparison.lift is not None and base:
+        lift = msprt(
+            comparison.lift, _lift_variance(metric, arm, control), tau / abs(base), options.alpha
+        )
+        lift_ci = None if lift is None else lift.ci
     return Comparison(
         difference=comparison.difference,
         difference_ci=None if result is None else result.ci,
         lift=comparison.lift,
-        lift_ci=comparison.lift_ci,
+        lift_ci=lift_ci,
         p_value=None if result is None else result.p_value,
         method="msprt",
         p_value_z=comparison.p_value_z,
     )
+
+
+def _lift_variance(metric: MetricInput, arm: Arm, control: Arm) -> float:
+    """Delta-method variance of mean_t / mean_c - 1 (as ``frequentist.relative_lift``)."""
+    if metric.binary:
+        m_t, m_c = arm.successes / arm.n, control.successes / control.n
+        v_t, v_c = m_t * (1 - m_t) / arm.n, m_c * (1 - m_c) / control.n
+    else:
+        m_t, m_c = arm.mean or 0.0, control.mean or 0.0
+        v_t, v_c = (arm.variance or 0.0) / arm.n, (control.variance or 0.0) / control.n
+    return v_t / m_c**2 + m_t**2 * v_c / m_c**4
 
 
 def _posteriors(metric: MetricInput, options: AnalysisOptions) -> list[Posterior] | None:
@@ -210,12 +246,17 @@ def _posteriors(metric: MetricInput, options: AnalysisOptions) -> list[Posterior
     return None if any(p is None for p in found) else [p for p in found if p is not None]
 
 
-def _plan(metric: MetricInput, control: Arm, options: AnalysisOptions) -> SampleSizeProgress:
+def _plan(
+    metric: MetricInput, control: Arm, options: AnalysisOptions, comparisons: int
+) -> SampleSizeProgress:
+    """Progress toward the planned size; planned for the winner rule in use (the one that stays
+    valid under repeated reads unless the test is sequential) at alpha / ``comparisons``."""
     smallest = min(a.n for a in metric.arms)
     k = len(metric.arms)
     if options.sample_size_per_variant is not None:
         required = options.sample_size_per_variant
         return SampleSizeProgress(required, smallest / required, "planned")
+    repeated_reads = not options.sequential
     try:
         if metric.binary:
             baseline = options.baseline if options.baseline is not None else _rate(control)
@@ -226,6 +267,8 @@ def _plan(metric: MetricInput, control: Arm, options: AnalysisOptions) -> Sample
                 alpha=options.alpha,
                 power=options.power,
                 variants=k,
+                comparisons=comparisons,
+                repeated_reads=repeated_reads,
             )
         else:
             baseline = options.baseline if options.baseline is not None else control.mean
@@ -237,6 +280,8 @@ def _plan(metric: MetricInput, control: Arm, options: AnalysisOptions) -> Sample
                 alpha=options.alpha,
                 power=options.power,
                 variants=k,
+                comparisons=comparisons,
+                repeated_reads=repeated_reads,
             )
     except ValidationError:
         return SampleSizeProgress(None, None, "unplannable")
@@ -259,15 +304,28 @@ def compare_metric(
     return comparisons, best, posteriors
 
 
-def analyse(metrics: Sequence[MetricInput], *, metric: str, options: AnalysisOptions) -> Analysis:
-    """Analyse ``metric``; the correction covers every variant on every metric in ``metrics``."""
+def analyse(
+    metrics: Sequence[MetricInput],
+    *,
+    metric: str,
+    options: AnalysisOptions,
+    primary: str | None = None,
+) -> Analysis:
+    """Analyse ``metric``. Multiple comparisons are corrected within two families: the primary
+    metric (``primary``, by default the first of ``metrics``) over its variants, and the other
+    metrics together over every variant on each. The sample size is planned at alpha divided by
+    the size of the analysed metric's family, so the plan and the correction agree, and adding a
+    secondary metric changes neither the primary metric's correction nor its plan."""
+    primary = primary or metrics[0].key
     compared = {m.key: compare_metric(m, options) for m in metrics}
-    family = [(m.key, i) for m in metrics for i, c in enumerate(compared[m.key][0]) if c]
+    members = [m for m in metrics if (m.key == primary) == (metric == primary)]
+    family = [(m.key, i) for m in members for i, c in enumerate(compared[m.key][0]) if c]
     raw = [compared[k][0][i].p_value for k, i in family]  # type: ignore[union-attr]
     adjusted = dict(zip(family, adjust(raw, options.correction), strict=True))
     target = next(m for m in metrics if m.key == metric)
     comparisons, best, posteriors = compared[metric]
     control_index = next(i for i, a in enumerate(target.arms) if a.is_control)
+    level = 1 - options.alpha
     results = []
     for i, arm in enumerate(target.arms):
         comparison = comparisons[i]
@@ -295,7 +353,7 @@ def analyse(metrics: Sequence[MetricInput], *, metric: str, options: AnalysisOpt
                 chance_to_beat_control=chance,
                 probability_best=best.probability_best[i] if best else None,
                 expected_loss=best.expected_loss[i] if best else None,
-                credible_interval=posteriors[i].credible_interval() if posteriors else None,
+                credible_interval=posteriors[i].credible_interval(level) if posteriors else None,
                 significant=p_adjusted is not None and p_adjusted < options.alpha,
             )
         )
@@ -304,12 +362,17 @@ def analyse(metrics: Sequence[MetricInput], *, metric: str, options: AnalysisOpt
         srm = stratified.stratified_srm(target.strata)
     else:
         srm = sample_ratio_check([a.n for a in target.arms], [a.weight for a in target.arms])
-    plan = _plan(target, control, options)
+    declared = (len(target.arms) - 1) * len(members)
+    plan = _plan(target, control, options, declared)
     method = next(
         (c.method for c in comparisons if c is not None),
         "fisher_exact" if target.binary else "welch_t",
     )
-    winner, reason, message = _verdict(target, results, srm, plan, options)
+    evidence = Evidence(
+        confirmed=_confirmed(comparisons, target, plan, options.alpha / declared),
+        tau_missing=options.sequential and _tau(target, control, options) is None,
+    )
+    winner, reason, message = _verdict(target, results, srm, plan, options, evidence)
     return Analysis(
         metric=metric,
         kind="binary" if target.binary else "value",
@@ -332,12 +395,45 @@ def analyse(metrics: Sequence[MetricInput], *, metric: str, options: AnalysisOpt
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What the winner rule needs besides the results: the variants the rule for repeated reads
+    confirms, and whether the sequential test lacks a mixing scale."""
+
+    confirmed: frozenset[str]
+    tau_missing: bool
+
+
+def _confirmed(
+    comparisons: Sequence[Comparison | None],
+    metric: MetricInput,
+    plan: SampleSizeProgress,
+    level: float,
+) -> frozenset[str]:
+    """Variants whose difference the always-valid test anchored at the plan confirms."""
+    if plan.progress is None or plan.progress < 1:
+        return frozenset()
+    found = set()
+    for arm, comparison in zip(metric.arms, comparisons, strict=True):
+        if comparison is None or comparison.difference is None or comparison.variance is None:
+            continue
+        if anchored.confirms(
+            np.array([comparison.difference]),
+            np.array([comparison.variance]),
+            np.array([plan.progress]),
+            level,
+        )[0]:
+            found.add(arm.key)
+    return frozenset(found)
+
+
 def _verdict(
     metric: MetricInput,
     results: list[VariantResult],
     srm: SrmCheck,
     plan: SampleSizeProgress,
     options: AnalysisOptions,
+    evidence: Evidence,
 ) -> tuple[Winner | None, Reason, str]:
     if metric.mixed_populations:
         basis = (metric.basis or "units").replace("_", " ")
@@ -357,8 +453,20 @@ def _verdict(
             Reason.INSUFFICIENT_DATA,
             (f"too few units to compare ({', '.join(small)} under {MIN_UNITS_PER_VARIANT})"),
         )
-    if metric.binary and sum(r.conversions for r in results) == 0:
-        return None, Reason.INSUFFICIENT_DATA, "no conversions yet in any variant"
+    over = [a for a in metric.arms if metric.binary and a.successes > a.n]
+    if over:
+        counts = ", ".join(f"{a.key} {a.successes} > {a.n}" for a in over)
+        return (
+            None,
+            Reason.CONVERSIONS_EXCEED_UNITS,
+            (
+                f"more conversions than units ({counts}): a rate above 1 cannot be tested; send "
+                "conversions with unit ids (each unit converts once), or check the tracking"
+            ),
+        )
+    if sum(r.conversions for r in results) == 0:
+        what = "conversions" if metric.binary else "values"
+        return None, Reason.INSUFFICIENT_DATA, f"no {what} yet in any variant"
     if srm.flagged:
         return (
             None,
@@ -367,6 +475,17 @@ def _verdict(
                 f"sample ratio mismatch (p = {srm.p_value:.2g} < 0.001): units "
                 f"{list(srm.observed)} do not match the weights; the assignment or the tracking "
                 "is broken, so no result can be trusted"
+            ),
+        )
+    if evidence.tau_missing:
+        return (
+            None,
+            Reason.TAU_REQUIRED,
+            (
+                "the sequential test has no mixing scale: the control's "
+                f"{'rate' if metric.binary else 'mean'} is 0, so the relative mde gives none; "
+                "set settings.analysis.tau (the absolute effect you expect), an absolute mde "
+                "(mde_relative false) or a baseline"
             ),
         )
     candidates = [
@@ -397,6 +516,21 @@ def _verdict(
                 "settings.analysis.sample_size_per_variant or use the sequential test"
             ),
         )
+    if not options.sequential:
+        significant = candidates
+        candidates = [r for r in candidates if r.key in evidence.confirmed]
+        if not candidates:
+            keys = ", ".join(r.key for r in significant)
+            return (
+                None,
+                Reason.NOT_CONFIRMED,
+                (
+                    f"{keys} significant at this read, but not yet by the rule that keeps false "
+                    f"winners under alpha = {options.alpha} however often the analysis is read "
+                    "after the plan (the always-valid test anchored at the planned size); keep "
+                    "collecting"
+                ),
+            )
     best = max(candidates, key=lambda r: r.difference or 0.0)
     winner = Winner(
         key=best.key,

@@ -1,7 +1,15 @@
 """Sample size and power for comparing each variant with the control (statsmodels' power module).
 
 With k variants there are k - 1 comparisons with the control; the significance level of each is
-alpha / (k - 1) (Bonferroni), which is what Holm's procedure guarantees at the worst.
+alpha / (k - 1) (Bonferroni), which is what Holm's procedure guarantees at the worst. The analysis
+corrects a metric within its family (the primary metric over its k - 1 comparisons; the secondary
+metrics together), and plans with ``comparisons``, the size of that family.
+
+``repeated_reads=True`` plans for the analysis's default winner rule, which stays valid however
+often it is read after the plan (``abpilot.stats.anchored``): its threshold on the z-statistic at
+the plan is ``anchored.boundary(alpha / comparisons)`` (2.59 for alpha 0.05 and one comparison),
+and ``comparison_alpha`` is the two-sided level with that threshold, 2 (1 - Phi(threshold)), so
+that the rule has the planned power at the planned size.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
 from abpilot.domain.errors import ValidationError
+from abpilot.stats import anchored
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +42,9 @@ class SampleSize:
 MIN_ALPHA, MAX_ALPHA = 1e-6, 0.5
 
 
-def _check(alpha: float, power: float, variants: int) -> float:
+def _check(
+    alpha: float, power: float, variants: int, comparisons: int | None, repeated_reads: bool
+) -> float:
     if not MIN_ALPHA <= alpha <= MAX_ALPHA:
         raise ValidationError(
             f"alpha must be from {MIN_ALPHA:g} to {MAX_ALPHA:g} (got {alpha})", field="alpha"
@@ -44,7 +55,14 @@ def _check(alpha: float, power: float, variants: int) -> float:
         )
     if variants < 2:
         raise ValidationError(f"variants must be at least 2 (got {variants})", field="variants")
-    return alpha / (variants - 1)
+    if comparisons is not None and comparisons < 1:
+        raise ValidationError(
+            f"comparisons must be at least 1 (got {comparisons})", field="comparisons"
+        )
+    level = alpha / (comparisons or variants - 1)
+    if repeated_reads:
+        return float(2 * norm.sf(anchored.boundary(level)))
+    return level
 
 
 LARGE_EFFECT_SIZE = 2.0
@@ -97,10 +115,12 @@ def proportion_sample_size(
     alpha: float = 0.05,
     power: float = 0.8,
     variants: int = 2,
+    comparisons: int | None = None,
+    repeated_reads: bool = False,
 ) -> SampleSize:
     """Units per variant to detect ``mde`` (absolute, or relative to the baseline) on a rate,
     with Cohen's arcsine effect size h = 2 asin(sqrt(p2)) - 2 asin(sqrt(p1))."""
-    comparison_alpha = _check(alpha, power, variants)
+    comparison_alpha = _check(alpha, power, variants, comparisons, repeated_reads)
     if not 0 < baseline_rate < 1:
         raise ValidationError(
             f"baseline_rate must be in (0, 1) (got {baseline_rate})", field="baseline_rate"
@@ -127,10 +147,12 @@ def mean_sample_size(
     alpha: float = 0.05,
     power: float = 0.8,
     variants: int = 2,
+    comparisons: int | None = None,
+    repeated_reads: bool = False,
 ) -> SampleSize:
     """Units per variant to detect a shift ``mde`` of a mean with the given standard deviation
     (normal approximation, effect size d = mde / sd)."""
-    comparison_alpha = _check(alpha, power, variants)
+    comparison_alpha = _check(alpha, power, variants, comparisons, repeated_reads)
     if not standard_deviation > 0 or not math.isfinite(standard_deviation):
         raise ValidationError(
             f"standard_deviation must be > 0 (got {standard_deviation})", field="standard_deviation"

@@ -124,6 +124,7 @@ def compare_binary(strata: Sequence[Stratum], i: int, c: int, alpha: float = 0.0
         lift_ci=None,
         p_value=None if p_value is None or not math.isfinite(p_value) else min(1.0, p_value),
         method="cmh_stratified",
+        variance=se * se,
     )
 
 
@@ -150,6 +151,7 @@ def compare_means(strata: Sequence[Stratum], i: int, c: int, alpha: float = 0.05
         None,
         p_value,
         "welch_stratified",
+        variance=se * se,
     )
 
 

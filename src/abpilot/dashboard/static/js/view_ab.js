@@ -192,6 +192,10 @@ const HEADLINES = {
   srm_detected: ["danger", "Traffic split is off: fix assignment before reading results"],
   not_significant: ["neutral", "No significant difference yet"],
   sample_size_not_reached: ["warn", "Promising, but too early to call"],
+  not_confirmed: ["warn", "Promising, but not yet confirmed by the always-valid check"],
+  mixed_populations: ["neutral", "Metrics counted over different populations: not compared"],
+  conversions_exceed_units: ["danger", "More conversions than units: check the metric's events"],
+  tau_required: ["warn", "Set tau, an absolute mde or a baseline to run the sequential test"],
 };
 
 function verdict(experiment, analysis, history, rows, source) {
