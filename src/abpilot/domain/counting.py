@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from abpilot.domain.errors import ValidationError
 from abpilot.domain.inputs import EventKind
@@ -67,15 +67,15 @@ class UnitTotals:
     total: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class VariantCounts:
-    """Increments of a variant's (per period) unit counters."""
+class VariantCounts(NamedTuple):
+    """Increments of a variant's (per period) unit counters (a named tuple: one is built for
+    every assignment, so it is cheap to make)."""
 
     assigned_units: int = 0
     exposures: int = 0
     unique_units: int = 0
 
-    def __add__(self, other: VariantCounts) -> VariantCounts:
+    def plus(self, other: VariantCounts) -> VariantCounts:
         return VariantCounts(
             self.assigned_units + other.assigned_units,
             self.exposures + other.exposures,
@@ -93,7 +93,7 @@ class CounterIncrements:
     latest: dict[str, datetime] = field(default_factory=dict)
 
     def add_variant(self, key: VariantKey, counts: VariantCounts) -> None:
-        self.variants[key] = self.variants.get(key, VariantCounts()) + counts
+        self.variants[key] = self.variants.get(key, VariantCounts()).plus(counts)
 
     def add_metric(self, key: VariantMetricKey, totals: MetricTotals) -> None:
         """Add to a metric's totals (every field of ``MetricTotals``: a new field is counted
@@ -235,10 +235,8 @@ def count_assignment(
     and whether this step stored it."""
     unit = (experiment_id, unit_id)
     if step.store_assignments({unit: assignment}):
-        variant, period = assignment
-        increments = CounterIncrements()
-        increments.add_variant((experiment_id, variant, period), VariantCounts(assigned_units=1))
-        step.add_counters(increments)
+        key = (experiment_id, assignment.variant, assignment.period)
+        step.add_counters(CounterIncrements({key: VariantCounts(1, 0, 0)}))
         return assignment, True
     return step.read_assignments([unit])[unit], False
 

@@ -155,17 +155,13 @@ class MemoryStore(StoreDefaults):
         self, experiment_id: str, unit_id: str, variant: str, period: int = 0
     ) -> AssignResult:
         with self._lock:
-            step = _MemoryStep(self)
             first = StoredAssignment(variant, period)
-            stored, created = count_assignment(step, experiment_id, unit_id, first)
-            step.commit()
+            stored, created = count_assignment(_DirectStep(self), experiment_id, unit_id, first)
             return AssignResult(stored.variant, created, stored.period)
 
     def assign_and_expose(self, event: EventRecord) -> AssignResult:
         with self._lock:
-            step = _MemoryStep(self)
-            stored, created, counted = count_exposure(step, event)
-            step.commit()
+            stored, created, counted = count_exposure(_DirectStep(self), event)
             return AssignResult(stored.variant, created, stored.period, exposed=counted)
 
     def get_assignments(
@@ -428,14 +424,18 @@ class MemoryStore(StoreDefaults):
 
     def _add_counters(self, increments: CounterIncrements) -> None:
         for key, inc in increments.variants.items():
-            counts = self._variant_counts.setdefault(key, [0, 0, 0])
-            counts[0] += inc.assigned_units
-            counts[1] += inc.exposures
-            counts[2] += inc.unique_units
-        for vkey, totals in increments.metrics.items():
-            self._metric_totals[vkey] = add_totals(
-                self._metric_totals.get(vkey, MetricTotals()), totals
-            )
+            counts = self._variant_counts.get(key)
+            if counts is None:
+                self._variant_counts[key] = list(inc)
+            else:
+                counts[0] += inc.assigned_units
+                counts[1] += inc.exposures
+                counts[2] += inc.unique_units
+        if increments.metrics:
+            for vkey, totals in increments.metrics.items():
+                self._metric_totals[vkey] = add_totals(
+                    self._metric_totals.get(vkey, MetricTotals()), totals
+                )
         for exp, moment in increments.latest.items():
             if exp not in self._last_event_at or moment > self._last_event_at[exp]:
                 self._last_event_at[exp] = moment
@@ -474,6 +474,8 @@ class _MemoryStep:
     Writes wait in the step until ``commit``, so a batch refused by the counting rules changes
     nothing; reads see the step's own writes."""
 
+    __slots__ = ("_assigned", "_exposed", "_ids", "_increments", "_store", "_unit_deltas")
+
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
         self._ids: set[EventKey] = set()
@@ -489,8 +491,12 @@ class _MemoryStep:
         return new
 
     def store_assignments(self, first: Mapping[UnitKey, StoredAssignment]) -> set[UnitKey]:
-        current = self.read_assignments(sorted(first))
-        new = {unit: a for unit, a in first.items() if unit not in current}
+        stored = self._store._assignments
+        new = {
+            unit: a
+            for unit, a in first.items()
+            if unit not in self._assigned and unit[1] not in stored.get(unit[0], ())
+        }
         self._assigned.update(new)
         return set(new)
 
@@ -532,3 +538,52 @@ class _MemoryStep:
             store._unit_totals[key] = (count + delta.count, total + delta.total)
         for increments in self._increments:
             store._add_counters(increments)
+
+
+class _DirectStep:
+    """The counting primitives writing straight to the store's dictionaries (under its lock),
+    for an assignment or one exposure: the rules refuse only a batch whose metric totals would
+    overflow, and these carry no metric, so there is nothing to hold back."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    def claim_event_ids(self, ids: Sequence[EventKey]) -> set[EventKey]:
+        known = self._store._event_ids
+        new = {k for k in ids if k[1] not in known.get(k[0], ())}
+        for exp, event_id in new:
+            known.setdefault(exp, set()).add(event_id)
+        return new
+
+    def store_assignments(self, first: Mapping[UnitKey, StoredAssignment]) -> set[UnitKey]:
+        stored = self._store._assignments
+        new: set[UnitKey] = set()
+        for key, assignment in first.items():
+            units = stored.get(key[0])
+            if units is None:
+                units = stored[key[0]] = {}
+            if key[1] not in units:
+                units[key[1]] = assignment
+                new.add(key)
+        return new
+
+    def read_assignments(self, units: Sequence[UnitKey]) -> dict[UnitKey, StoredAssignment]:
+        stored = self._store._assignments
+        return {u: a for u in units if (a := stored.get(u[0], {}).get(u[1])) is not None}
+
+    def mark_exposed(self, units: Sequence[UnitKey]) -> set[UnitKey]:
+        known = self._store._exposed
+        new = {k for k in units if k[1] not in known.get(k[0], ())}
+        for exp, unit in new:
+            known.setdefault(exp, set()).add(unit)
+        return new
+
+    def add_unit_totals(
+        self, deltas: Mapping[UnitMetricKey, UnitTotals]
+    ) -> dict[UnitMetricKey, UnitTotals]:
+        raise AssertionError("an assignment or an exposure adds to no unit totals")
+
+    def add_counters(self, increments: CounterIncrements) -> None:
+        self._store._add_counters(increments)

@@ -34,6 +34,7 @@ from abpilot.domain.counting import (
     UnitKey,
     UnitMetricKey,
     UnitTotals,
+    VariantCounts,
     batch_keys,
     count_assignment,
     count_events,
@@ -217,14 +218,18 @@ class _RedisStep:
         return new
 
     def store_assignments(self, first: Mapping[UnitKey, StoredAssignment]) -> set[UnitKey]:
-        stored = self.read_assignments(sorted(first))
+        units = sorted(first)  # by experiment
+        stored = self.read_assignments(units)
+        cells = self._snapshot.cells
         new: set[UnitKey] = set()
-        for unit, (variant, period) in first.items():
-            if unit not in stored:
-                cell = _cell(variant, period)
-                self._plan.write("hset", unit[0], "assign").extend((unit[1], cell))
-                self._snapshot.cells[unit] = cell
-                new.add(unit)
+        for exp, group in itertools.groupby(units, key=operator.itemgetter(0)):
+            sets = self._plan.write("hset", exp, "assign")
+            for unit in group:
+                if unit not in stored:
+                    variant, period = first[unit]
+                    cell = cells[unit] = _cell(variant, period)
+                    sets.extend((unit[1], cell))
+                    new.add(unit)
         return new
 
     def read_assignments(self, units: Sequence[UnitKey]) -> dict[UnitKey, StoredAssignment]:
@@ -260,23 +265,26 @@ class _RedisStep:
         self, deltas: Mapping[UnitMetricKey, UnitTotals]
     ) -> dict[UnitMetricKey, UnitTotals]:
         before: dict[UnitMetricKey, UnitTotals] = {}
-        for key, delta in deltas.items():
-            exp, unit, metric = key
-            count, total = self._snapshot.unit_totals.get(key, (None, None))
-            c_field, t_field = _unit_fields(metric, unit)
+        stored = self._snapshot.unit_totals
+        for exp, group in itertools.groupby(sorted(deltas), key=operator.itemgetter(0)):
             members, expected = self._plan.check("h", exp, "units")
-            members.extend((c_field, t_field))
-            expected.extend((count, total))
-            self._plan.write("hincrby", exp, "units").extend((c_field, str(delta.count)))
-            self._plan.write("hincrbyfloat", exp, "units").extend((t_field, repr(delta.total)))
-            before[key] = UnitTotals(int(count or 0), float(total or 0.0))
+            counts = self._plan.write("hincrby", exp, "units")
+            totals = self._plan.write("hincrbyfloat", exp, "units")
+            for key in group:
+                delta = deltas[key]
+                count, total = stored.get(key, (None, None))
+                c_field, t_field = _unit_fields(key[2], key[1])
+                members.extend((c_field, t_field))
+                expected.extend((count, total))
+                counts.extend((c_field, str(delta.count)))
+                totals.extend((t_field, repr(delta.total)))
+                before[key] = UnitTotals(int(count or 0), float(total or 0.0))
         return before
 
     def add_counters(self, increments: CounterIncrements) -> None:
         for (exp, variant, period), counts in increments.variants.items():
             args, cell = self._plan.write("hincrby", exp, "counters"), _cell(variant, period)
-            for name in ("assigned_units", "exposures", "unique_units"):
-                n = getattr(counts, name)
+            for name, n in zip(VariantCounts._fields, counts, strict=True):
                 if n:
                     args.extend((f"{cell}|{name}", str(n)))
         for (exp, variant, period, metric), t in increments.metrics.items():
@@ -361,13 +369,13 @@ class RedisIntake(RedisKeys):
         self, experiment_id: str, unit_id: str, variant: str, period: int = 0
     ) -> AssignResult:
         first = StoredAssignment(variant, period)
-        keys = BatchKeys((), ((experiment_id, unit_id),), ())
 
         def count(step: CountingStep) -> AssignResult:
             stored, created = count_assignment(step, experiment_id, unit_id, first)
             return AssignResult(stored.variant, created, stored.period)
 
-        return self._count(keys, count, guess=True)
+        keys = BatchKeys((), ((experiment_id, unit_id),), ())
+        return self._count(lambda: keys, count, guess=True, read_along=True)
 
     @reachable
     def assign_and_expose(self, event: EventRecord) -> AssignResult:
@@ -375,7 +383,7 @@ class RedisIntake(RedisKeys):
             stored, created, counted = count_exposure(step, event)
             return AssignResult(stored.variant, created, stored.period, exposed=counted)
 
-        return self._count(batch_keys([event]), count, guess=True)
+        return self._count(lambda: batch_keys([event]), count, guess=True, read_along=True)
 
     @reachable
     def apply_events(self, events: Sequence[EventRecord]) -> ApplyResult:
@@ -386,17 +394,28 @@ class RedisIntake(RedisKeys):
             counted = count_events(step, events)
             return ApplyResult(applied=counted.applied, duplicates=counted.duplicates)
 
-        return self._count(batch_keys(events), count, guess=self._guess_nothing_stored())
+        guess = self._guess_nothing_stored()
+        return self._count(lambda: batch_keys(events), count, guess=guess, read_along=False)
 
-    def _count(self, keys: BatchKeys, count: Callable[[CountingStep], T], *, guess: bool) -> T:
-        """Run ``count`` on a snapshot of ``keys`` and commit its writes if nothing it read has
-        changed; otherwise count again on a fresh snapshot. With ``guess`` the first attempt
-        assumes nothing is stored yet (new units, new event ids) and reads the snapshot in the
-        same call as its commit, for the next attempt if the guess was wrong: a right guess is
-        one round trip, a wrong one two, as reading first always is (it only costs counting
-        twice in Python)."""
-        state = None if guess else self._read(keys)
-        if state is not None:
+    def _count(
+        self,
+        keys: Callable[[], BatchKeys],
+        count: Callable[[CountingStep], T],
+        *,
+        guess: bool,
+        read_along: bool,
+    ) -> T:
+        """Run ``count`` on a snapshot of what it may touch (``keys``) and commit its writes if
+        nothing it read has changed; otherwise count again on a fresh snapshot.
+
+        With ``guess`` the first attempt assumes nothing is stored yet (new units, new event
+        ids) and needs no read before it: a right guess is one round trip. A wrong guess writes
+        nothing and costs one more call: the read, which ``read_along`` sends with the guess
+        (one unit's few fields: a returning unit costs two calls, as reading first would) and
+        which a batch makes only when needed, since a batch guesses only while recent batches'
+        guesses held (``_guess_nothing_stored``)."""
+        state = None if guess else self._read(keys())
+        if state is not None and not read_along:
             self._note_guess(state.empty)
         for attempt in range(MAX_ATTEMPTS):
             if attempt > 1:  # repeated conflicts on hot units: spread the retries out
@@ -407,14 +426,14 @@ class RedisIntake(RedisKeys):
                 # Nothing to change, and nothing read can change back (ids stay claimed,
                 # assignments stay stored): the read is the answer.
                 return result
-            if state is None:
-                plan.read_snapshot(keys)
+            if state is None and read_along:
+                plan.read_snapshot(keys())
             committed, found = self._run(plan)
-            if state is None:
+            if state is None and not read_along:
                 self._note_guess(committed)
             if committed:
                 return result
-            state = snapshot(keys, found) if state is None else self._read(keys)
+            state = snapshot(keys(), found) if state is None and read_along else self._read(keys())
         raise StoreUnavailable(
             f"Redis at {self.location}: too many concurrent changes to the same units; "
             "send the batch again (its event ids make that safe)"
@@ -422,8 +441,9 @@ class RedisIntake(RedisKeys):
 
     def _guess_nothing_stored(self) -> bool:
         """Whether a batch should first guess that nothing it touches is stored: when that was
-        true of most recent batches (an exponential average of what their reads found).
-        Guessing wrong costs counting the batch twice in Python, not a round trip."""
+        true of most recent batches (an exponential average over batches of whether their
+        guess held, or their read found nothing stored). A wrong guess costs a round trip and
+        counting the batch twice in Python."""
         return self._guess_rate >= 0.5
 
     def _note_guess(self, nothing_stored: bool) -> None:
