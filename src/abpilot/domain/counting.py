@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
@@ -83,14 +83,22 @@ class VariantCounts(NamedTuple):
         )
 
 
-@dataclass(slots=True)
 class CounterIncrements:
     """What a counted batch adds: per (experiment, variant, period) unit counters, per
-    (experiment, variant, period, metric) totals, and per experiment the latest event time."""
+    (experiment, variant, period, metric) totals, and per experiment the latest event time.
+    (A plain class with slots: one is made for every stored assignment.)"""
 
-    variants: dict[VariantKey, VariantCounts] = field(default_factory=dict)
-    metrics: dict[VariantMetricKey, MetricTotals] = field(default_factory=dict)
-    latest: dict[str, datetime] = field(default_factory=dict)
+    __slots__ = ("latest", "metrics", "variants")
+
+    def __init__(
+        self,
+        variants: dict[VariantKey, VariantCounts] | None = None,
+        metrics: dict[VariantMetricKey, MetricTotals] | None = None,
+        latest: dict[str, datetime] | None = None,
+    ) -> None:
+        self.variants = {} if variants is None else variants
+        self.metrics = {} if metrics is None else metrics
+        self.latest = {} if latest is None else latest
 
     def add_variant(self, key: VariantKey, counts: VariantCounts) -> None:
         self.variants[key] = self.variants.get(key, VariantCounts()).plus(counts)

@@ -436,9 +436,10 @@ class MemoryStore(StoreDefaults):
                 self._metric_totals[vkey] = add_totals(
                     self._metric_totals.get(vkey, MetricTotals()), totals
                 )
-        for exp, moment in increments.latest.items():
-            if exp not in self._last_event_at or moment > self._last_event_at[exp]:
-                self._last_event_at[exp] = moment
+        if increments.latest:
+            for exp, moment in increments.latest.items():
+                if exp not in self._last_event_at or moment > self._last_event_at[exp]:
+                    self._last_event_at[exp] = moment
 
     def _note_unit_decision(self, decision: Decision) -> None:
         """Make ``decision`` its unit's latest if it is later (by time, then id)."""
