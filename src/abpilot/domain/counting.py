@@ -36,7 +36,6 @@ statement or script field per store that applies an increment.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -190,9 +189,13 @@ def count_events(step: CountingStep, events: Sequence[EventRecord]) -> Counted:
     others = sorted(_unit_keys(fresh) - created)
     if others:
         assignments.update(step.read_assignments(others))
-    assigned = Counter((unit[0], *first[unit]) for unit in created)
+    # Plain dicts rather than Counter: a single exposure goes through here on every request.
+    assigned: dict[VariantKey, int] = {}
+    for unit in created:
+        cell = (unit[0], *first[unit])
+        assigned[cell] = assigned.get(cell, 0) + 1
 
-    exposures: Counter[VariantKey] = Counter()
+    exposures: dict[VariantKey, int] = {}
     exposed: dict[UnitKey, VariantKey] = {}
     unit_deltas: dict[UnitMetricKey, tuple[VariantKey, list[float]]] = {}  # [count, total]
     anonymous: dict[VariantMetricKey, list[float]] = {}  # [count, sum, sum of squares]
@@ -201,7 +204,7 @@ def count_events(step: CountingStep, events: Sequence[EventRecord]) -> Counted:
         found = None if unit_id is None else assignments.get((exp, unit_id))
         vkey = (exp, event.variant, event.period) if found is None else (exp, *found)
         if event.kind is EventKind.EXPOSURE:
-            exposures[vkey] += 1
+            exposures[vkey] = exposures.get(vkey, 0) + 1
             if unit_id is not None:
                 exposed.setdefault((exp, unit_id), vkey)
             continue
@@ -216,12 +219,15 @@ def count_events(step: CountingStep, events: Sequence[EventRecord]) -> Counted:
             sums[1] += value
             sums[2] += value * value
 
-    unique: Counter[VariantKey] = Counter()
+    unique: dict[VariantKey, int] = {}
     if exposed:
-        unique.update(exposed[unit] for unit in step.mark_exposed(sorted(exposed)))
+        for unit in step.mark_exposed(sorted(exposed)):
+            unique[exposed[unit]] = unique.get(exposed[unit], 0) + 1
     increments = CounterIncrements()
     for vkey in sorted(assigned.keys() | exposures.keys() | unique.keys()):
-        increments.variants[vkey] = VariantCounts(assigned[vkey], exposures[vkey], unique[vkey])
+        increments.variants[vkey] = VariantCounts(
+            assigned.get(vkey, 0), exposures.get(vkey, 0), unique.get(vkey, 0)
+        )
     for mkey, (count, total, squares) in anonymous.items():
         increments.add_metric(mkey, MetricTotals(int(count), 0, total, squares))
     if unit_deltas:

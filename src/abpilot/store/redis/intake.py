@@ -13,12 +13,15 @@ batches). The script holds no counting rule: it knows nothing of events, units o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
 import operator
 import random
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -58,6 +61,9 @@ T = TypeVar("T")
 # An experiment's keys that hold its assignments and counters.
 EVENT_KEYS = ("events", "assign", "exposed", "counters", "metrics", "units", "activity")
 
+# Units whose stored assignment this process remembers for its guesses (about 200 bytes each).
+KNOWN_UNITS = 100_000
+
 # How many times a step is counted again after a conflict before the store gives up (a 503:
 # the batch may be sent again, its event ids make that safe).
 MAX_ATTEMPTS = 50
@@ -72,20 +78,35 @@ MAX_ATTEMPTS = 50
 # found (before any write)].
 _STEP = """
 local plan, step = cjson.decode(ARGV[1]), 1000
+local memo = {}  -- key -> member -> what was read (nothing is written before the checks end)
 local function fetch(kind, key, members)
-  local out = {}
+  local out, seen = {}, memo[key] or {}
+  memo[key] = seen
   for i = 1, #members, step do
     local last = math.min(i + step - 1, #members)
     local command = kind == 'h' and 'HMGET' or 'SMISMEMBER'
     local got = redis.call(command, key, unpack(members, i, last))
-    for j = 1, #got do out[i + j - 1] = got[j] end
+    for j = 1, #got do
+      out[i + j - 1] = got[j]
+      seen[members[i + j - 1]] = got[j]
+    end
+  end
+  return out
+end
+local function lookup(kind, key, members)
+  local seen, out = memo[key], {}
+  if not seen then return fetch(kind, key, members) end
+  for j = 1, #members do
+    local value = seen[members[j]]
+    if value == nil then return fetch(kind, key, members) end
+    out[j] = value
   end
   return out
 end
 local found = {}
 for n, r in ipairs(plan[1]) do found[n] = fetch(r[1], KEYS[r[2]], r[3]) end
 for _, c in ipairs(plan[2]) do
-  local got, want = fetch(c[1], KEYS[c[2]], c[3]), c[4]
+  local got, want = lookup(c[1], KEYS[c[2]], c[3]), c[4]
   for j = 1, #want do
     local g, w = got[j], want[j]
     if (w == cjson.null and g) or (w ~= cjson.null and g ~= w) then
@@ -134,6 +155,39 @@ class _Snapshot:
             or any(self.exposed.values())
             or any(t != (None, None) for t in self.unit_totals.values())
         )
+
+
+class _KnownUnits:
+    """What this process has seen of units, for better guesses: a unit's assignment cell and
+    that it was exposed never change once stored, so a returning unit is guessed right and
+    counted in one call. Only guesses use this: the script checks every value guessed, so a
+    stale entry (an experiment deleted, a store restored) costs a retry, never a wrong count."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._units: OrderedDict[UnitKey, tuple[str, bool]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def guess(self, units: Iterable[UnitKey]) -> _Snapshot:
+        """A snapshot with what is known of ``units`` and nothing stored for the rest."""
+        guessed = _Snapshot()
+        for unit in units:
+            found = self._units.get(unit)
+            if found is not None:
+                guessed.cells[unit] = found[0]
+                if found[1]:
+                    guessed.exposed[unit] = True
+        return guessed
+
+    def remember(self, state: _Snapshot) -> None:
+        """Remember the stored assignments (and exposure) of ``state``: a snapshot read, or
+        one a successful commit made true."""
+        with self._lock:
+            for unit, cell in state.cells.items():
+                if cell is not None:
+                    self._units[unit] = (cell, state.exposed.get(unit, False))
+            while len(self._units) > self._size:
+                self._units.popitem(last=False)
 
 
 class _Plan:
@@ -364,6 +418,10 @@ class RedisIntake(RedisKeys):
     location: str
     _guess_rate = 1.0  # see _guess_nothing_stored
 
+    @functools.cached_property
+    def _known(self) -> _KnownUnits:
+        return _KnownUnits(KNOWN_UNITS)
+
     @reachable
     def assign(
         self, experiment_id: str, unit_id: str, variant: str, period: int = 0
@@ -414,6 +472,7 @@ class RedisIntake(RedisKeys):
         (one unit's few fields: a returning unit costs two calls, as reading first would) and
         which a batch makes only when needed, since a batch guesses only while recent batches'
         guesses held (``_guess_nothing_stored``)."""
+        keys = functools.cache(keys)  # computed once, and only if needed
         state = None if guess else self._read(keys())
         if state is not None and not read_along:
             self._note_guess(state.empty)
@@ -421,7 +480,8 @@ class RedisIntake(RedisKeys):
             if attempt > 1:  # repeated conflicts on hot units: spread the retries out
                 time.sleep(random.uniform(0.0, min(0.05, 0.0005 * 2**attempt)))
             plan = _Plan(self)
-            result = count(_RedisStep(plan, state or _Snapshot()))
+            current = state or self._known.guess(keys().units)
+            result = count(_RedisStep(plan, current))
             if not plan.writes and state is not None:
                 # Nothing to change, and nothing read can change back (ids stay claimed,
                 # assignments stay stored): the read is the answer.
@@ -432,8 +492,10 @@ class RedisIntake(RedisKeys):
             if state is None and not read_along:
                 self._note_guess(committed)
             if committed:
+                self._known.remember(current)  # now true: what was read and what was written
                 return result
             state = snapshot(keys(), found) if state is None and read_along else self._read(keys())
+            self._known.remember(state)
         raise StoreUnavailable(
             f"Redis at {self.location}: too many concurrent changes to the same units; "
             "send the batch again (its event ids make that safe)"
