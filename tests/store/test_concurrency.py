@@ -37,6 +37,21 @@ BATCH = 50
 EXPOSURE, CONVERSION = EventKind.EXPOSURE, EventKind.CONVERSION
 
 
+def run_together(target: Any, url: str, options: dict[str, Any]) -> None:
+    """Run ``target(url, options, w, barrier)`` in PROCESSES processes at once; each must exit
+    cleanly."""
+    context = process_context()
+    barrier = context.Barrier(PROCESSES)
+    processes = [
+        context.Process(target=target, args=(url, options, w, barrier)) for w in range(PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=240)
+        assert process.exitcode == 0
+
+
 def value_of(i: int) -> float:
     return float(i % 7 + 1) + 0.25
 
@@ -80,17 +95,7 @@ def test_exact_counts_from_eight_processes(backend: str, tmp_path: Path) -> None
             metrics=[{"key": "revenue", "kind": "value"}],
         )
         service.start_experiment("race")
-        context = process_context()
-        barrier = context.Barrier(PROCESSES)
-        processes = [
-            context.Process(target=worker, args=(url, options, w, barrier))
-            for w in range(PROCESSES)
-        ]
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.join(timeout=240)
-            assert process.exitcode == 0
+        run_together(worker, url, options)
         variants = service.get_metrics("race").variants
         values = [value_of(i) for i in range(UNITS_PER_PROCESS)]
         assert sum(v.exposures for v in variants) == PROCESSES * UNITS_PER_PROCESS + SHARED_IDS
@@ -144,17 +149,7 @@ def test_exact_unit_totals_when_processes_convert_the_same_units(
         service.record_events(
             [abpilot.EventInput(EXPOSURE, "shared", unit_id=f"s{k}") for k in range(SHARED_UNITS)]
         )
-        context = process_context()
-        barrier = context.Barrier(PROCESSES)
-        processes = [
-            context.Process(target=shared_worker, args=(url, options, w, barrier))
-            for w in range(PROCESSES)
-        ]
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.join(timeout=240)
-            assert process.exitcode == 0
+        run_together(shared_worker, url, options)
         # Each unit's total T is what all processes added to it; a variant's sum of squares is
         # the sum of its units' T^2, whatever order the batches were counted in.
         totals = [

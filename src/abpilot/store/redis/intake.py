@@ -256,20 +256,7 @@ class _RedisStep:
         self._plan, self._snapshot = plan, snapshot
 
     def claim_event_ids(self, ids: Sequence[EventKey]) -> set[EventKey]:
-        new: set[EventKey] = set()
-        claimed = self._snapshot.claimed
-        for exp, group in itertools.groupby(ids, key=operator.itemgetter(0)):
-            members, expected = self._plan.check("s", exp, "events")
-            adds = self._plan.write("sadd", exp, "events")
-            for key in group:
-                found = claimed.get(key, False)
-                members.append(key[1])
-                expected.append(int(found))
-                if not found:
-                    adds.append(key[1])
-                    claimed[key] = True
-                    new.add(key)
-        return new
+        return self._add_members(ids, "events", self._snapshot.claimed)
 
     def store_assignments(self, first: Mapping[UnitKey, StoredAssignment]) -> set[UnitKey]:
         units = sorted(first)  # by experiment
@@ -300,19 +287,25 @@ class _RedisStep:
         return found
 
     def mark_exposed(self, units: Sequence[UnitKey]) -> set[UnitKey]:
-        new: set[UnitKey] = set()
-        exposed = self._snapshot.exposed
-        for exp, group in itertools.groupby(units, key=operator.itemgetter(0)):
-            members, expected = self._plan.check("s", exp, "exposed")
-            adds = self._plan.write("sadd", exp, "exposed")
-            for unit in group:
-                found = exposed.get(unit, False)
-                members.append(unit[1])
+        return self._add_members(units, "exposed", self._snapshot.exposed)
+
+    def _add_members(
+        self, pairs: Sequence[tuple[str, str]], name: str, known: dict[tuple[str, str], bool]
+    ) -> set[tuple[str, str]]:
+        """Add each (experiment, member) to the experiment's set ``name`` unless ``known``
+        (what was read) has it; the pairs added. Each answer is checked at commit."""
+        new: set[tuple[str, str]] = set()
+        for exp, group in itertools.groupby(pairs, key=operator.itemgetter(0)):
+            members, expected = self._plan.check("s", exp, name)
+            adds = self._plan.write("sadd", exp, name)
+            for pair in group:
+                found = known.get(pair, False)
+                members.append(pair[1])
                 expected.append(int(found))
                 if not found:
-                    adds.append(unit[1])
-                    exposed[unit] = True
-                    new.add(unit)
+                    adds.append(pair[1])
+                    known[pair] = True
+                    new.add(pair)
         return new
 
     def add_unit_totals(
