@@ -8,8 +8,9 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from abpilot import notebook
 from abpilot.bandits.config import BanditOptions, Method, bandit_options
 from abpilot.bandits.thompson import ArmData, allocate
 from abpilot.bandits.windows import Fallback, WindowedArm, windowed_counts
@@ -23,6 +24,9 @@ from abpilot.domain.experiment import Experiment, ExperimentStatus, ExperimentTy
 from abpilot.domain.inputs import DailyInput as DailyInput  # re-exported: its old home
 from abpilot.stats.summary import summarise_metric
 from abpilot.store.base import AllocationRecord, DailyRow, Store, VariantCounters
+
+if TYPE_CHECKING:
+    from pandas import DataFrame
 
 log = logging.getLogger("abpilot.allocation")
 MAX_DAILY_ROWS = 1_000
@@ -61,6 +65,22 @@ class AllocationResult:
     @property
     def weights(self) -> dict[str, float]:
         return {a.key: a.weight for a in self.arms}
+
+    def _repr_html_(self) -> str:
+        """The arms' weights as a table, in a notebook (``abpilot.notebook``)."""
+        burn_in = ", burn-in: the configured weights stay" if self.burn_in else ""
+        return notebook.table(
+            f"Allocation of {self.experiment_name}",
+            [notebook.record(arm, rename={"key": "variant"}) for arm in self.arms],
+            note=f"Thompson weights ({self.method}, from {self.source}){burn_in}",
+            details=notebook.record(self),
+        )
+
+    def to_frame(self) -> DataFrame:
+        """One row per arm, indexed by its key (``variant``), a column per field of
+        ``ArmAllocation``. Needs pandas."""
+        rows = [notebook.record(arm, rename={"key": "variant"}) for arm in self.arms]
+        return notebook.frame(rows, index="variant")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from abpilot import notebook
 from abpilot.contextual.offpolicy import OffPolicyEstimates, evaluate
 from abpilot.contextual.policy import (
     ContextualOptions,
@@ -34,6 +35,9 @@ from abpilot.service.events import check_running
 from abpilot.service.lookup import ExperimentLookup
 from abpilot.stats.frequentist import Comparison, Interval, compare_proportions, wilson_interval
 from abpilot.store.base import GLOBAL_CONTEXT, ArmState, Decision, FeedbackOutcome
+
+if TYPE_CHECKING:
+    from pandas import DataFrame
 
 BANDIT, CONTROL = "bandit", "control"
 
@@ -104,6 +108,21 @@ class ContextualStats:
     arms: tuple[ArmStats, ...]
     contexts: tuple[ContextStats, ...]
     policies: PolicyComparison
+
+    def _repr_html_(self) -> str:
+        """The arms over every context as a table, in a notebook (``abpilot.notebook``)."""
+        overall = self.overall
+        return notebook.table(
+            f"Contextual bandit {self.experiment_id}",
+            [notebook.record(arm) for arm in self.arms],
+            note=f"{overall.successes} successes in {overall.decisions} decisions",
+            details=notebook.record(self),
+        )
+
+    def to_frame(self) -> DataFrame:
+        """One row per arm over every context, indexed by ``arm``, a column per field of
+        ``ArmStats`` (``performance_success_rate``, ...). Needs pandas."""
+        return notebook.frame([notebook.record(arm) for arm in self.arms], index="arm")
 
 
 @dataclass(frozen=True, slots=True)

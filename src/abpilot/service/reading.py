@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from abpilot import notebook
 from abpilot.domain.errors import ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentStatus, MetricKind
 from abpilot.stats.analysis import Analysis, Arm, MetricInput, analyse
@@ -24,6 +26,9 @@ from abpilot.stats.summary import (
     summarise_metric,
 )
 from abpilot.store.base import MetricTotals, Store, VariantCounters
+
+if TYPE_CHECKING:
+    from pandas import DataFrame
 
 _ZERO = MetricTotals()
 
@@ -56,6 +61,40 @@ class ExperimentMetrics:
     status: ExperimentStatus
     variants: tuple[VariantMetrics, ...]
     metrics: Mapping[str, MetricBasis] = field(default_factory=dict)
+
+    def _repr_html_(self) -> str:
+        """A row per metric and variant, in a notebook (``abpilot.notebook``)."""
+        mixed = {
+            f"{key} is not measured on one population": "; ".join(basis.mixed_populations)
+            for key, basis in self.metrics.items()
+            if basis.mixed_populations
+        }
+        return notebook.table(
+            f"Metrics of {self.experiment_key}",
+            _metric_rows(self),
+            note=str(self.status),
+            details={**notebook.record(self), **mixed},
+        )
+
+    def to_frame(self) -> DataFrame:
+        """A row per metric and variant, indexed by (``metric``, ``variant``): the variant's
+        counters (the fields of ``VariantMetrics``) and the metric's summary (the fields of
+        ``MetricSummary``). Needs pandas."""
+        return notebook.frame(_metric_rows(self), index=["metric", "variant"])
+
+
+def _metric_rows(metrics: ExperimentMetrics) -> list[dict[str, object]]:
+    keys = dict.fromkeys(key for v in metrics.variants for key in v.metrics)
+    return [
+        {
+            "metric": key,
+            **notebook.record(v, skip=("metrics",), rename={"key": "variant"}),
+            **notebook.record(v.metrics[key]),
+        }
+        for key in keys
+        for v in metrics.variants
+        if key in v.metrics
+    ]
 
 
 def metric_populations(

@@ -10,9 +10,11 @@ import enum
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from abpilot import notebook
 from abpilot.domain.errors import ValidationError
 from abpilot.stats import anchored, stratified
 from abpilot.stats.bayes import BestArm, Posterior, best_arm, beta_posterior, normal_posterior
@@ -29,6 +31,9 @@ from abpilot.stats.power import mean_sample_size, proportion_sample_size
 from abpilot.stats.sequential import msprt
 from abpilot.stats.srm import MIN_UNITS_PER_VARIANT, SrmCheck, sample_ratio_check
 from abpilot.stats.stratified import Stratum
+
+if TYPE_CHECKING:
+    from pandas import DataFrame
 
 
 class Reason(enum.StrEnum):
@@ -137,6 +142,21 @@ class Analysis:
     stratified: bool = False
     periods: int = 1
     basis: str | None = None
+
+    def _repr_html_(self) -> str:
+        """The variants as a table under the verdict, in a notebook (``abpilot.notebook``)."""
+        return notebook.table(
+            f"Analysis of {self.metric}",
+            [notebook.record(v, rename={"key": "variant"}) for v in self.variants],
+            note=f"{self.reason.value}: {self.message}",
+            details=notebook.record(self),
+        )
+
+    def to_frame(self) -> DataFrame:
+        """One row per variant, indexed by its key (``variant``), a column per field of
+        ``VariantResult`` (an interval as ``<name>_low`` and ``<name>_high``). Needs pandas."""
+        rows = [notebook.record(v, rename={"key": "variant"}) for v in self.variants]
+        return notebook.frame(rows, index="variant")
 
 
 def _rate(arm: Arm) -> float | None:
