@@ -473,7 +473,10 @@ class RedisIntake(RedisKeys):
             if attempt > 1:  # repeated conflicts on hot units: spread the retries out
                 time.sleep(random.uniform(0.0, min(0.05, 0.0005 * 2**attempt)))
             plan = _Plan(self)
-            current = state or self._known.guess(keys().units)
+            # A single unit's call guesses with what this process has seen of the unit; a batch
+            # (mostly new units, or it would not guess) with nothing: remembering a thousand
+            # units per batch cost more than it saved.
+            current = state or (self._known.guess(keys().units) if read_along else _Snapshot())
             result = count(_RedisStep(plan, current))
             if not plan.writes and state is not None:
                 # Nothing to change, and nothing read can change back (ids stay claimed,
@@ -485,10 +488,12 @@ class RedisIntake(RedisKeys):
             if state is None and not read_along:
                 self._note_guess(committed)
             if committed:
-                self._known.remember(current)  # now true: what was read and what was written
+                if read_along:
+                    self._known.remember(current)  # now true: what was read and written
                 return result
             state = snapshot(keys(), found) if state is None and read_along else self._read(keys())
-            self._known.remember(state)
+            if read_along:
+                self._known.remember(state)
         raise StoreUnavailable(
             f"Redis at {self.location}: too many concurrent changes to the same units; "
             "send the batch again (its event ids make that safe)"
