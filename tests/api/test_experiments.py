@@ -144,7 +144,10 @@ def test_lifecycle(client: TestClient) -> None:
     assert refused.status_code == 409
     assert "running to draft" in error_of(refused)["message"]
     assert move("completed", winner="nope").status_code == 422
-    done = move("completed", winner="green").json()
+    unsupported = move("completed", winner="green")
+    assert unsupported.status_code == 409
+    assert error_of(unsupported)["code"] == "winner_not_supported"
+    done = move("completed", winner="green", override=True).json()
     assert (done["status"], done["winner"]) == ("completed", "green")
     assert done["ended_at"] is not None
     assert move("running").status_code == 409

@@ -227,7 +227,7 @@ def test_end_names_the_winner_or_refuses_an_unknown_one(client: TestClient) -> N
     unknown = client.post(f"{url}/end", json={"winner": "red-button"})
     assert error(unknown) == (422, "validation_error", "winner")
     assert client.get(url).json()["status"] == "running"
-    ended = client.post(f"{url}/end", json={"winner": "green-button"}).json()
+    ended = client.post(f"{url}/end", json={"winner": "green-button", "override": True}).json()
     assert (ended["status"], ended["winner"]) == ("completed", "green-button")
 
 

@@ -262,6 +262,11 @@ def test_an_ab_test_page_draws_its_charts_and_says_its_verdict(page: Page, serve
     analysis = httpx.get(f"{server}/api/v1/experiments/checkout-button/analysis").json()
     expect(page.locator("#verdict-headline")).not_to_be_empty()
     expect(page.locator("#verdict-lines")).to_contain_text(analysis["message"][1:60])
+    decision = analysis["decision"]
+    said = f"Decision: {decision['action']}"
+    expect(page.locator("#verdict-lines")).to_contain_text(said)
+    for reason in decision["reasons"]:
+        expect(page.locator("#verdict-lines")).to_contain_text(reason["code"])
     assert len(dataset_lengths(page, "chart-posteriors")) == 2  # one curve per variant
     expect(page.locator("#chart-units-note")).to_contain_text("no time series")
     expect(page.locator("#table-0")).to_contain_text("green")

@@ -546,7 +546,10 @@ def test_api_keys_then_the_snippets_with_a_key(tmp_path: Path) -> None:
         variants = [{"key": "control", "weight": 0.5}, {"key": "green", "weight": 0.5}]
         body = {"key": "checkout-button", "variants": variants}
         httpx.post(api, json=body, headers=headers).raise_for_status()
-        for status in ({"status": "running"}, {"status": "completed", "winner": "green"}):
+        for status in (
+            {"status": "running"},
+            {"status": "completed", "winner": "green", "override": True},
+        ):
             done = httpx.put(f"{api}/checkout-button/status", json=status, headers=headers)
             done.raise_for_status()
         ofrep = readme("OpenFeature (OFREP)")

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from abpilot.domain.errors import ValidationError
-from abpilot.domain.experiment import Experiment, ExperimentStatus, MetricKind
+from abpilot.domain.experiment import Experiment, ExperimentStatus, MetricKind, MetricRole
 from abpilot.stats.analysis import Analysis, Arm, MetricInput, analyse
 from abpilot.stats.corrections import Correction
 from abpilot.stats.options import analysis_options
@@ -140,6 +140,9 @@ def analyse_experiment(
                 ),
                 basis=basis.basis.value,
                 mixed_populations=basis.mixed_populations,
+                higher_is_better=m.higher_is_better,
+                margin=m.margin if m.role is MetricRole.GUARDRAIL else None,
+                margin_relative=m.margin_relative,
             )
         )
     return analyse(inputs, metric=metric_key, options=options)
