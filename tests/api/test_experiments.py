@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import API, experiment_body, running
+from tests.api.conftest import API, GOAL, experiment_body, running
 
 
 def error_of(response: Any) -> dict[str, Any]:
@@ -37,7 +37,8 @@ def test_default_metric_is_binary_conversion(client: TestClient) -> None:
     body = experiment_body()
     del body["metrics"]
     created = client.post(f"{API}/experiments", json=body).json()
-    assert created["metrics"] == [{"key": "conversion", "kind": "binary", "description": ""}]
+    conversion = {"key": "conversion", "kind": "binary", "description": "", **GOAL}
+    assert created["metrics"] == [conversion]
 
 
 @pytest.mark.parametrize("kind", ["bandit", "contextual_bandit", "interleaving"])
