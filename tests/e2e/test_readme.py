@@ -334,6 +334,22 @@ def test_python_walk_through(tmp_path: Path) -> None:
     assert (tmp_path / "abpilot.db").is_file()  # the printed relative URL, in its directory
 
 
+@claims("README.md § Guardrails and the decision #0")
+def test_guardrails_and_the_decision(tmp_path: Path) -> None:
+    """The printed decision and the winner that completing without one stores."""
+    block = readme("Guardrails and the decision")
+    result = run(block, cwd=tmp_path)
+    printed = [line[2:] for line in block.text.splitlines() if line.startswith("# ")]
+    assert (
+        result.stdout.splitlines()
+        == printed
+        == [
+            "ship green primary_winner, guardrails_safe",
+            "green",
+        ]
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Bandits, interleaving, contextual bandits.
 
