@@ -20,6 +20,10 @@ def test_analyze_prints_the_verdict_and_json(tmp_path: Path) -> None:
     service.create_experiment(
         key="cta",
         variants=[{"key": "control", "weight": 0.5}, {"key": "bold", "weight": 0.5}],
+        metrics=[
+            {"key": "conversion"},
+            {"key": "refund", "role": "guardrail", "margin": 0.05, "higher_is_better": False},
+        ],
         settings={"analysis": {"sample_size_per_variant": 500}},
     )
     service.start_experiment("cta")
@@ -30,6 +34,10 @@ def test_analyze_prints_the_verdict_and_json(tmp_path: Path) -> None:
             events.append(abpilot.EventInput(EventKind.EXPOSURE, "cta", unit, variant))
             if i < converting:
                 events.append(abpilot.EventInput(EventKind.CONVERSION, "cta", unit))
+            if i % 50 == 0:
+                events.append(
+                    abpilot.EventInput(EventKind.CONVERSION, "cta", unit, metric="refund")
+                )
     service.record_events(events)
     service.store.close()
 
@@ -37,9 +45,13 @@ def test_analyze_prints_the_verdict_and_json(tmp_path: Path) -> None:
     assert table.exit_code == 0, table.output
     assert "winner_found" in table.output
     assert "bold" in table.output
+    assert "Guardrail refund (bold): harm beyond the margin ruled out" in table.output
+    assert "Decision: ship bold" in table.output
+    assert "guardrails_safe: " in table.output
     raw = runner.invoke(app, ["analyze", "cta", "--store-url", url, "--json"])
     body = json.loads(raw.output)
     assert body["winner"]["key"] == "bold"
+    assert (body["decision"]["action"], body["decision"]["variant"]) == ("ship", "bold")
     missing = runner.invoke(app, ["analyze", "nope", "--store-url", url])
     assert missing.exit_code == 2
     assert "no experiment" in missing.output

@@ -106,7 +106,7 @@ def test_round_trip(client: abpilot.Client) -> None:
 
     assert client.pause_experiment(key)["status"] == "paused"
     assert client.resume_experiment(key)["status"] == "running"
-    ended = client.end_experiment(key, winner="b")
+    ended = client.end_experiment(key, winner="b", override=True)
     assert (ended["status"], ended["winner"]) == ("completed", "b")
     client.delete_experiment(key)
     with pytest.raises(abpilot.ExperimentNotFound):
@@ -256,7 +256,7 @@ def test_not_found_and_conflicts(client: abpilot.Client) -> None:
     assert unassigned.value.field == "unit_id"
     with pytest.raises(abpilot.WrongStatus):
         client.delete_experiment(key)
-    client.end_experiment(key, winner="a")
+    client.end_experiment(key, winner="a", override=True)
     with pytest.raises(abpilot.InvalidTransition) as moved:
         client.start_experiment(key)
     assert (moved.value.status_code, moved.value.field) == (409, "status")

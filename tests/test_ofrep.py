@@ -79,7 +79,10 @@ def create(
     assert created.status_code == 201, created.text
     experiment: dict[str, Any] = created.json()
     for step in STEPS[status]:
-        change = {"status": step, "winner": winner} if step == "completed" else {"status": step}
+        change: dict[str, Any] = {"status": step}
+        if step == "completed" and winner is not None:
+            # No data: the decision supports no winner, so naming one is an override.
+            change |= {"winner": winner, "override": True}
         moved = client.put(f"{API}/experiments/{key}/status", json=change)
         assert moved.status_code == 200, moved.text
         experiment = moved.json()

@@ -230,11 +230,14 @@ class Client:
         if not (resent and response.status_code == 404):
             self._json(response)
 
-    def set_status(self, experiment: str, status: str, *, winner: str | None = None) -> JSON:
-        """Move through the lifecycle. A 409 on a resent request whose target is already in
+    def set_status(
+        self, experiment: str, status: str, *, winner: str | None = None, override: bool = False
+    ) -> JSON:
+        """Move through the lifecycle (``override``: complete with a winner the analysis'
+        decision does not support). A 409 on a resent request whose target is already in
         force (an earlier attempt's reply was lost) answers with the experiment as it is."""
         url = API_PREFIX + _at(experiment, "/status")
-        body = _dropped_none(status=status, winner=winner)
+        body = _dropped_none(status=status, winner=winner, override=override or None)
         response, resent = self._send("PUT", url, retry=True, body=body)
         if resent and response.status_code == 409:
             current = self.get_experiment(experiment)
@@ -252,9 +255,12 @@ class Client:
     def resume_experiment(self, experiment: str) -> JSON:
         return self.set_status(experiment, "running")
 
-    def end_experiment(self, experiment: str, *, winner: str | None = None) -> JSON:
-        """Complete it with ``winner``, or else (the server decides) the final analysis's winner."""
-        return self.set_status(experiment, "completed", winner=winner)
+    def end_experiment(
+        self, experiment: str, *, winner: str | None = None, override: bool = False
+    ) -> JSON:
+        """Complete it with ``winner`` (``override`` when the analysis' decision does not support
+        it), or else (the server decides) the variant the decision ships."""
+        return self.set_status(experiment, "completed", winner=winner, override=override)
 
     # assignment and events -------------------------------------------------------------------
 

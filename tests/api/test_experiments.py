@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import API, experiment_body, running
+from tests.api.conftest import API, GOAL, experiment_body, running
 
 
 def error_of(response: Any) -> dict[str, Any]:
@@ -37,7 +37,8 @@ def test_default_metric_is_binary_conversion(client: TestClient) -> None:
     body = experiment_body()
     del body["metrics"]
     created = client.post(f"{API}/experiments", json=body).json()
-    assert created["metrics"] == [{"key": "conversion", "kind": "binary", "description": ""}]
+    conversion = {"key": "conversion", "kind": "binary", "description": "", **GOAL}
+    assert created["metrics"] == [conversion]
 
 
 @pytest.mark.parametrize("kind", ["bandit", "contextual_bandit", "interleaving"])
@@ -144,7 +145,10 @@ def test_lifecycle(client: TestClient) -> None:
     assert refused.status_code == 409
     assert "running to draft" in error_of(refused)["message"]
     assert move("completed", winner="nope").status_code == 422
-    done = move("completed", winner="green").json()
+    unsupported = move("completed", winner="green")
+    assert unsupported.status_code == 409
+    assert error_of(unsupported)["code"] == "winner_not_supported"
+    done = move("completed", winner="green", override=True).json()
     assert (done["status"], done["winner"]) == ("completed", "green")
     assert done["ended_at"] is not None
     assert move("running").status_code == 409

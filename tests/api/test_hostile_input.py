@@ -213,7 +213,9 @@ def operations(seeded: dict[str, str]) -> dict[str, Request]:
             [*exp, "@ab", "assign"],
             body={"user_id": "u-1", "expose": True, "event_id": "e-9"},
         ),
-        "end": Request("POST", [*exp, "@paused", "end"], body={"winner": "control"}),
+        "end": Request(
+            "POST", [*exp, "@paused", "end"], body={"winner": "control", "override": True}
+        ),
         "sona": Request(
             "POST",
             [*exp, "conversions"],

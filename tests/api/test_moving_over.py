@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import API
+from tests.api.conftest import API, GOAL
 
 # SONA, "Quick Start", 2. Create an Experiment.
 SONA_CREATE: dict[str, Any] = {
@@ -104,7 +104,7 @@ def test_sona_quick_start_as_documented(client: TestClient) -> None:
     watched = variants[inside[0]["variant"]["key"]]["metrics"]["watch_completion"]
     assert (watched["units"], watched["conversions"]) == (1, 1)
     stored = client.get(url).json()["metrics"]
-    assert stored[-1] == {"key": "watch_completion", "kind": "binary", "description": ""}
+    assert stored[-1] == {"key": "watch_completion", "kind": "binary", "description": "", **GOAL}
 
 
 def test_sona_example_two_weights_and_traffic(client: TestClient) -> None:
@@ -227,7 +227,7 @@ def test_end_names_the_winner_or_refuses_an_unknown_one(client: TestClient) -> N
     unknown = client.post(f"{url}/end", json={"winner": "red-button"})
     assert error(unknown) == (422, "validation_error", "winner")
     assert client.get(url).json()["status"] == "running"
-    ended = client.post(f"{url}/end", json={"winner": "green-button"}).json()
+    ended = client.post(f"{url}/end", json={"winner": "green-button", "override": True}).json()
     assert (ended["status"], ended["winner"]) == ("completed", "green-button")
 
 

@@ -262,6 +262,11 @@ def test_an_ab_test_page_draws_its_charts_and_says_its_verdict(page: Page, serve
     analysis = httpx.get(f"{server}/api/v1/experiments/checkout-button/analysis").json()
     expect(page.locator("#verdict-headline")).not_to_be_empty()
     expect(page.locator("#verdict-lines")).to_contain_text(analysis["message"][1:60])
+    decision = analysis["decision"]
+    said = f"Decision: {decision['action']}"
+    expect(page.locator("#verdict-lines")).to_contain_text(said)
+    for reason in decision["reasons"]:
+        expect(page.locator("#verdict-lines")).to_contain_text(reason["code"])
     assert len(dataset_lengths(page, "chart-posteriors")) == 2  # one curve per variant
     expect(page.locator("#chart-units-note")).to_contain_text("no time series")
     expect(page.locator("#table-0")).to_contain_text("green")
@@ -310,9 +315,17 @@ def test_pause_resume_and_complete_call_the_api(page: Page, server: str) -> None
     dialog = page.get_by_role("dialog", name="Complete experiment")
     dialog.get_by_label("Winner").select_option("short")
     dialog.get_by_role("button", name="Complete").click()
+    # The decision does not support that winner yet: refused, and said.
+    expect(page.get_by_role("status")).to_contain_text("does not support 'short'")
+    assert httpx.get(status_url).json()["status"] == "running"
+    page.get_by_role("button", name="Complete").click()
+    dialog.get_by_label("Winner").select_option("short")
+    dialog.get_by_label("Override the analysis' decision").check()
+    dialog.get_by_role("button", name="Complete").click()
     expect(page.get_by_text("Completed: no further actions.")).to_be_visible()
     completed = httpx.get(status_url).json()
     assert (completed["status"], completed["winner"]) == ("completed", "short")
+    assert completed["settings"]["completion"]["override"] is True
 
 
 def test_the_dashboard_fits_a_phone(page: Page, server: str) -> None:

@@ -334,6 +334,22 @@ def test_python_walk_through(tmp_path: Path) -> None:
     assert (tmp_path / "abpilot.db").is_file()  # the printed relative URL, in its directory
 
 
+@claims("README.md § Guardrails and the decision #0")
+def test_guardrails_and_the_decision(tmp_path: Path) -> None:
+    """The printed decision and the winner that completing without one stores."""
+    block = readme("Guardrails and the decision")
+    result = run(block, cwd=tmp_path)
+    printed = [line[2:] for line in block.text.splitlines() if line.startswith("# ")]
+    assert (
+        result.stdout.splitlines()
+        == printed
+        == [
+            "ship green primary_winner, guardrails_safe",
+            "green",
+        ]
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Bandits, interleaving, contextual bandits.
 
@@ -546,7 +562,10 @@ def test_api_keys_then_the_snippets_with_a_key(tmp_path: Path) -> None:
         variants = [{"key": "control", "weight": 0.5}, {"key": "green", "weight": 0.5}]
         body = {"key": "checkout-button", "variants": variants}
         httpx.post(api, json=body, headers=headers).raise_for_status()
-        for status in ({"status": "running"}, {"status": "completed", "winner": "green"}):
+        for status in (
+            {"status": "running"},
+            {"status": "completed", "winner": "green", "override": True},
+        ):
             done = httpx.put(f"{api}/checkout-button/status", json=status, headers=headers)
             done.raise_for_status()
         ofrep = readme("OpenFeature (OFREP)")

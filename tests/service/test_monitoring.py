@@ -451,7 +451,7 @@ def test_monitor_command_shows_the_healthy_and_the_broken(tmp_path: Path) -> Non
     assert reasons["stale"].startswith("No event for 30.0 hours")
 
     fixed = open_store(url)
-    ExperimentService(fixed).end_experiment("broken", winner="a")
+    ExperimentService(fixed).end_experiment("broken", winner="a", override=True)
     fixed.close()
     result = runner.invoke(app, ["monitor", "--store-url", url, "--days", "3"])
     assert result.exit_code == 0, result.output

@@ -268,7 +268,7 @@ def test_running_metrics_can_only_be_added_to(store: Store, metrics: list[dict[s
 def test_completed_experiments_take_no_metrics(store: Store) -> None:
     manager = ExperimentService(store)
     started(manager, key="done", metrics=[{"key": "conversion"}])
-    manager.end_experiment("done", winner="treatment")
+    manager.end_experiment("done", winner="treatment", override=True)
     with pytest.raises(WrongStatus):
         manager.update_experiment(
             "done", ExperimentChanges(metrics=[{"key": "conversion"}, {"key": "late"}])

@@ -79,7 +79,7 @@ def test_end_experiment_records_time_and_winner() -> None:
     service = ExperimentService(abpilot.open("memory://").store, clock=lambda: moment)
     service.create_experiment(key="exp", variants=VARIANTS)
     service.start_experiment("exp")
-    ended = service.end_experiment("exp", winner="c")
+    ended = service.end_experiment("exp", winner="c", override=True)
     assert (ended.status, ended.winner, ended.ended_at) == ("completed", "c", moment)
 
 

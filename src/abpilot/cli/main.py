@@ -199,6 +199,24 @@ def analyze(
     )
     colour = "green" if result.winner else "yellow"
     console.print(f"[{colour}]{result.reason}: {result.message}[/{colour}]")
+    for check in result.guardrails:
+        verdict = (
+            "harm beyond the margin ruled out"
+            if check.harm_ruled_out
+            else ("harm detected" if check.harm_detected else "harm not ruled out")
+        )
+        console.print(
+            f"Guardrail {check.metric} ({check.variant}): {verdict} "
+            f"(estimate {_fmt(check.estimate)}, bound {_fmt(check.bound)}, margin "
+            f"{check.margin:g}{' relative' if check.margin_relative else ''}, "
+            f"p = {_fmt(check.p_value)})"
+        )
+    if result.decision is not None:
+        decision = result.decision
+        target = f" {decision.variant}" if decision.variant else ""
+        console.print(f"Decision: [bold]{decision.action}{target}[/bold]")
+        for reason in decision.reasons:
+            console.print(f"  {reason.code}: {reason.message}")
 
 
 @app.command("sample-size")

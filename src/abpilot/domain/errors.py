@@ -60,6 +60,12 @@ class ConcurrentModification(Conflict):
     code = "concurrent_modification"
 
 
+class WinnerNotSupported(Conflict):
+    """Completing with a winner the analysis' decision does not support, without override."""
+
+    code = "winner_not_supported"
+
+
 class StoreUnavailable(AbpilotError):
     """The backing store cannot be reached (HTTP 503)."""
 

@@ -40,6 +40,14 @@ class MetricKind(enum.StrEnum):
     VALUE = "value"
 
 
+class MetricRole(enum.StrEnum):
+    """What a metric is for: a goal (the first metric is the primary one, the decision's), or a
+    guardrail, which must not get worse than its inferiority ``margin``."""
+
+    GOAL = "goal"
+    GUARDRAIL = "guardrail"
+
+
 _TRANSITIONS: dict[ExperimentStatus, frozenset[ExperimentStatus]] = {
     ExperimentStatus.DRAFT: frozenset({ExperimentStatus.RUNNING}),
     ExperimentStatus.RUNNING: frozenset({ExperimentStatus.PAUSED, ExperimentStatus.COMPLETED}),
@@ -60,9 +68,17 @@ class Variant:
 
 @dataclass(frozen=True, slots=True)
 class Metric:
+    """A metric. ``higher_is_better`` is its direction (false for latency or churn). A guardrail
+    has an inferiority ``margin``: the harm it tolerates, as a difference of rates or means, or
+    (``margin_relative``) as a fraction of the control's."""
+
     key: str
     kind: MetricKind = MetricKind.BINARY
     description: str = ""
+    role: MetricRole = MetricRole.GOAL
+    higher_is_better: bool = True
+    margin: float | None = None
+    margin_relative: bool = False
 
 
 FEATUREVISOR = "featurevisor"  # the settings key of a FeatureVisor companion feature
@@ -218,7 +234,49 @@ def normalise_metrics(metrics: Sequence[Metric]) -> tuple[Metric, ...]:
                 field=f"metrics[{i}].key",
             )
         seen.add(metric.key)
+        _check_role(metric, i)
     return tuple(metrics)
+
+
+def _check_role(metric: Metric, i: int) -> None:
+    """A guardrail names a finite margin >= 0 and is not the primary metric; a goal has none."""
+    where = f"metrics[{i}]"
+    if not isinstance(metric.higher_is_better, bool):
+        raise ValidationError(
+            f"{where}.higher_is_better must be true or false (got {metric.higher_is_better!r})",
+            field=f"{where}.higher_is_better",
+        )
+    if not isinstance(metric.margin_relative, bool):
+        raise ValidationError(
+            f"{where}.margin_relative must be true or false (got {metric.margin_relative!r})",
+            field=f"{where}.margin_relative",
+        )
+    if metric.role is not MetricRole.GUARDRAIL:
+        if metric.margin is not None or metric.margin_relative:
+            raise ValidationError(
+                f"{where} is not a guardrail: only a metric with role 'guardrail' takes a margin",
+                field=f"{where}.margin",
+            )
+        return
+    if i == 0:
+        raise ValidationError(
+            f"{where} ('{metric.key}') is the primary metric, which the decision is about; it "
+            "cannot be a guardrail (list a goal metric first)",
+            field=f"{where}.role",
+        )
+    margin = metric.margin
+    if (
+        margin is None
+        or isinstance(margin, bool)
+        or not isinstance(margin, int | float)
+        or not math.isfinite(margin)
+        or margin < 0
+    ):
+        raise ValidationError(
+            f"{where}.margin must be a finite number >= 0 for a guardrail: the harm it "
+            f"tolerates (got {margin!r})",
+            field=f"{where}.margin",
+        )
 
 
 def validate_experiment_key(key: str) -> str:

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from abpilot.monitoring.options import Guardrail, Harm
+from abpilot.stats.guardrails import GuardrailCheck
 from abpilot.stats.srm import MIN_UNITS_PER_VARIANT, SrmCheck
 
 STRONG_EVIDENCE = 0.95  # a dominant arm is fine once its probability of being best reaches this
@@ -359,6 +360,64 @@ def guardrail_check(comparisons: Sequence[GuardrailComparison], *, alpha: float)
         Status.OK,
         f"No variant is significantly worse than the control on {', '.join(metrics)} "
         f"(alpha = {alpha:g}).",
+        figures,
+    )
+
+
+def guardrail_harm_check(checks: Sequence[GuardrailCheck], *, alpha: float) -> Check:
+    """The guardrail metrics (``"role": "guardrail"``) by the analysis' always-valid test of
+    harm, so a daily read keeps false alarms under ``alpha``: an alert when a variant harms one
+    and harm beyond its margin is not ruled out, a warning when the harm is within the margin."""
+    figures: dict[str, Any] = {
+        "alpha": alpha,
+        "method": "msprt",
+        "comparisons": [
+            {
+                "metric": c.metric,
+                "variant": c.variant,
+                "higher_is_better": c.higher_is_better,
+                "margin": c.margin,
+                "margin_relative": c.margin_relative,
+                "estimate": c.estimate,
+                "harm_p_value": c.harm_p_value,
+                "harm_detected": c.harm_detected,
+                "harm_ruled_out": c.harm_ruled_out,
+            }
+            for c in checks
+        ],
+    }
+
+    def said(c: GuardrailCheck) -> str:
+        scale = "lift" if c.margin_relative else "difference"
+        return (
+            f"'{c.variant}' harms '{c.metric}' ({scale} {c.estimate:+.4g}, margin {c.margin:g}, "
+            f"always-valid p = {_p(c.harm_p_value or 0)})"
+        )
+
+    harmful = [c for c in checks if c.harmful]
+    if harmful:
+        details = "; ".join(said(c) for c in harmful)
+        return Check(
+            "guardrail_harm",
+            Status.ALERT,
+            f"Guardrail harmed: {details}, and harm beyond the margin is not ruled out "
+            f"(alpha = {alpha:g}).",
+            figures,
+        )
+    tolerated = [c for c in checks if c.harm_detected]
+    if tolerated:
+        details = "; ".join(said(c) for c in tolerated)
+        return Check(
+            "guardrail_harm",
+            Status.WARNING,
+            f"Guardrail harmed within its margin: {details} (alpha = {alpha:g}).",
+            figures,
+        )
+    metrics = ", ".join(dict.fromkeys(c.metric for c in checks))
+    return Check(
+        "guardrail_harm",
+        Status.OK,
+        f"No variant harms {metrics} by the always-valid test (alpha = {alpha:g}).",
         figures,
     )
 

@@ -15,6 +15,7 @@ from abpilot.domain.errors import (
     AbpilotError,
     ConcurrentModification,
     ValidationError,
+    WinnerNotSupported,
     WrongStatus,
 )
 from abpilot.domain.experiment import (
@@ -48,6 +49,7 @@ from abpilot.service.reading import (
     experiment_metrics,
 )
 from abpilot.service.specs import (
+    COMPLETION,
     MAX_UNIT_ID,
     ExperimentChanges,
     aliased,
@@ -59,6 +61,7 @@ from abpilot.service.specs import experiment_type as resolve_type
 from abpilot.service.transfer import TransferService
 from abpilot.stats.analysis import Analysis
 from abpilot.stats.corrections import Correction
+from abpilot.stats.decision import Action
 from abpilot.store.base import (
     AllocationRecord,
     ApplyResult,
@@ -220,8 +223,15 @@ class ExperimentService:
         self.lookup.forget(current.id)
 
     def set_status(
-        self, experiment: str, status: ExperimentStatus | str, *, winner: str | None = None
+        self,
+        experiment: str,
+        status: ExperimentStatus | str,
+        *,
+        winner: str | None = None,
+        override: bool = False,
     ) -> Experiment:
+        """Move through the lifecycle; completing with a ``winner`` is ``end_experiment``'s
+        (the decision must support it, or ``override``)."""
         current = self.get_experiment(experiment)
         try:
             target = ExperimentStatus(status)
@@ -232,6 +242,12 @@ class ExperimentService:
             ) from None
         if winner is not None and target is not ExperimentStatus.COMPLETED:
             raise ValidationError("a winner can be named only when completing", field="winner")
+        if override and winner is None:
+            raise ValidationError(
+                "override applies only when completing with a winner", field="override"
+            )
+        if winner is not None:
+            return self.end_experiment(current.id, winner=winner, override=override)
         if winner is not None and current.variant(winner) is None:
             raise ValidationError(
                 f"experiment '{current.key}' has no variant '{winner[:100]}'", field="winner"
@@ -248,12 +264,59 @@ class ExperimentService:
     def resume_experiment(self, experiment: str) -> Experiment:
         return self.set_status(experiment, ExperimentStatus.RUNNING)
 
-    def end_experiment(self, experiment: str, *, winner: str | None = None) -> Experiment:
-        """Complete the experiment, storing ``winner`` or else the final analysis's winner."""
+    def end_experiment(
+        self, experiment: str, *, winner: str | None = None, override: bool = False
+    ) -> Experiment:
+        """Complete the experiment. Without ``winner``, the variant the final analysis's
+        decision ships, if any. A ``winner`` the decision does not support (it supports the
+        variant it ships, and the control when it rolls back or finds no difference) is refused
+        with a 409 unless ``override``, which is recorded in ``settings.completion`` with the
+        decision it overrode. Experiments whose analysis is not the A/B analysis (contextual
+        bandits, interleaving) store ``winner`` as given, or else the analysis's winner."""
+        if override and winner is None:
+            raise ValidationError(
+                "override applies only when completing with a winner", field="override"
+            )
+        current = self.get_experiment(experiment)
+        moved = current.with_status(ExperimentStatus.COMPLETED, now=self.clock())
+        if winner is not None and current.variant(winner) is None:
+            raise ValidationError(
+                f"experiment '{current.key}' has no variant '{winner[:100]}'", field="winner"
+            )
+        decided = current.type in (ExperimentType.AB_TEST, ExperimentType.BANDIT)
+        if winner is not None and not decided:
+            return self._save(current, replace(moved, winner=winner))
+        final = self.analyze_experiment(current.id)
+        decision = final.decision
         if winner is None:
-            final = self.analyze_experiment(experiment)
-            winner = final.winner.key if final.winner else None
-        return self.set_status(experiment, ExperimentStatus.COMPLETED, winner=winner)
+            if not decided or decision is None:
+                winner = final.winner.key if final.winner else None
+            elif decision.action is Action.SHIP:
+                winner = decision.variant
+            return self._save(current, replace(moved, winner=winner))
+        if decision is None or decision.supports(winner, control=current.control.key):
+            return self._save(current, replace(moved, winner=winner))
+        codes = ", ".join(r.code.value for r in decision.reasons)
+        if not override:
+            raise WinnerNotSupported(
+                f"the analysis' decision is {decision.action.value}"
+                f"{f' ({decision.variant})' if decision.variant else ''} for {codes}, which does "
+                f"not support '{winner}' as the winner; complete without a winner, or pass "
+                "override true to record that the decision was overridden",
+                field="winner",
+            )
+        record = {
+            "winner": winner,
+            "override": True,
+            "at": moved.updated_at.isoformat(),
+            "decision": {
+                "action": decision.action.value,
+                "variant": decision.variant,
+                "reasons": [r.code.value for r in decision.reasons],
+            },
+        }
+        settings = {**current.settings, COMPLETION: record}
+        return self._save(current, replace(moved, winner=winner, settings=settings))
 
     def _save(self, current: Experiment, updated: Experiment) -> Experiment:
         updated = replace(updated, version=current.version + 1)

@@ -40,6 +40,7 @@ from abpilot.monitoring.checks import (
     average_rating_check,
     conversions_check,
     guardrail_check,
+    guardrail_harm_check,
     min_rate_check,
     selection_dominance_check,
     srm_check,
@@ -231,6 +232,8 @@ class Monitor:
         checks.append(_conversions(experiment, metrics))
         if options.guardrails:
             checks.append(self._guardrails(experiment, options))
+        if analysis.guardrails:
+            checks.append(guardrail_harm_check(analysis.guardrails, alpha=analysis.alpha))
         return checks
 
     def _stale(self, experiment: Experiment, options: MonitoringOptions, now: datetime) -> Check:

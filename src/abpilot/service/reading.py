@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from abpilot import notebook
 from abpilot.domain.errors import ValidationError
-from abpilot.domain.experiment import Experiment, ExperimentStatus, MetricKind
+from abpilot.domain.experiment import Experiment, ExperimentStatus, MetricKind, MetricRole
 from abpilot.stats.analysis import Analysis, Arm, MetricInput, analyse
 from abpilot.stats.corrections import Correction
 from abpilot.stats.options import analysis_options
@@ -179,6 +179,9 @@ def analyse_experiment(
                 ),
                 basis=basis.basis.value,
                 mixed_populations=basis.mixed_populations,
+                higher_is_better=m.higher_is_better,
+                margin=m.margin if m.role is MetricRole.GUARDRAIL else None,
+                margin_relative=m.margin_relative,
             )
         )
     return analyse(inputs, metric=metric_key, options=options)

@@ -16,6 +16,7 @@ from abpilot.domain.experiment import (
     ExperimentType,
     Metric,
     MetricKind,
+    MetricRole,
     Variant,
     key_from_name,
     normalise_metrics,
@@ -33,6 +34,8 @@ T = TypeVar("T")
 MAX_NAME = 200
 MAX_DESCRIPTION = 10_000
 MAX_UNIT_ID = 256
+# The settings key of the record a completion against the decision leaves (``end_experiment``).
+COMPLETION = "completion"
 
 
 @overload
@@ -188,7 +191,24 @@ def _metric(raw: Metric | Mapping[str, Any], i: int) -> Metric:
     check_text(
         description, field=f"metrics[{i}].description", max_length=MAX_DESCRIPTION, required=False
     )
-    return Metric(key=str(raw["key"]), kind=kind, description=description)
+    role = raw.get("role", MetricRole.GOAL)
+    try:
+        role = MetricRole(role)
+    except ValueError:
+        raise ValidationError(
+            f"metric role must be 'goal' or 'guardrail' (got {role!r:.100})",
+            field=f"metrics[{i}].role",
+        ) from None
+    # The types of the rest are checked with the metric (``normalise_metrics``).
+    return Metric(
+        key=str(raw["key"]),
+        kind=kind,
+        description=description,
+        role=role,
+        higher_is_better=raw.get("higher_is_better", True),
+        margin=raw.get("margin"),
+        margin_relative=raw.get("margin_relative", False),
+    )
 
 
 def _type(value: ExperimentType | str, field: str = "type") -> ExperimentType:
@@ -244,6 +264,12 @@ def build_experiment(
     if salt is not None:
         check_text(salt, field="salt", max_length=MAX_NAME)
     checked_settings = check_json_object(settings, field="settings")
+    if COMPLETION in checked_settings:
+        raise ValidationError(
+            f"settings.{COMPLETION} is written by abpilot when an experiment is completed "
+            "against its decision (with override); it cannot be set",
+            field=f"settings.{COMPLETION}",
+        )
     analysis_options(checked_settings)
     checked_variants = normalise_variants(_variants(variants))
     checked_metrics = normalise_metrics([_metric(m, i) for i, m in enumerate(metrics)])
@@ -353,10 +379,11 @@ def _check_metrics_added(
     current: Experiment, metrics: Sequence[Metric | Mapping[str, Any]]
 ) -> None:
     """While running or paused metrics may only be added: the new list starts with the current
-    metrics, each with its key and kind, in order (the first stays the primary one)."""
+    metrics, each as it is but for its description, in order (the first stays the primary one;
+    a guardrail keeps its margin and direction)."""
     given = [_metric(m, i) for i, m in enumerate(metrics)]
     for i, metric in enumerate(current.metrics):
-        if i >= len(given) or (given[i].key, given[i].kind) != (metric.key, metric.kind):
+        if i >= len(given) or replace(given[i], description="") != replace(metric, description=""):
             keep = ", ".join(f"{m.key} ({m.kind})" for m in current.metrics)
             raise WrongStatus(
                 f"experiment '{current.key}' is {current.status}: its metrics can only be added "

@@ -29,7 +29,7 @@ from abpilot.domain.text import json_problem
 from abpilot.service import companion, monitoring
 from abpilot.service.interleaving import IMPRESSION
 from abpilot.service.lookup import ExperimentLookup
-from abpilot.service.specs import build_experiment
+from abpilot.service.specs import COMPLETION, build_experiment
 from abpilot.service.transfer_schema import (
     FORMAT,
     SCHEMA_VERSION,
@@ -216,7 +216,8 @@ class TransferService:
                 variants=experiment.variants,
                 metrics=experiment.metrics,
                 salt=experiment.salt,
-                settings=experiment.settings,
+                # A completion's record is abpilot's own, refused only from users.
+                settings={k: v for k, v in experiment.settings.items() if k != COMPLETION},
                 now=experiment.created_at,
             )
         except ValidationError as error:

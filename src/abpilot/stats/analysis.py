@@ -1,24 +1,27 @@
 """The analysis of an experiment: every variant against the control on every metric, corrected for
 multiple comparisons within families (the primary metric; the secondary metrics), checked for
 sample ratio mismatch, and a winner rule that stays valid however often it is read
-(``abpilot.stats.anchored``) and says why there is no winner yet. Every interval is at level
-1 - alpha. Pure: it takes counts and returns frozen results."""
+(``abpilot.stats.anchored``) and says why there is no winner yet; the guardrails' tests
+(``abpilot.stats.guardrails``) and the decision they lead to with the primary metric
+(``abpilot.stats.decision``). Every interval is at level 1 - alpha. Pure: it takes counts and
+returns frozen results."""
 
 from __future__ import annotations
 
 import enum
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from abpilot import notebook
 from abpilot.domain.errors import ValidationError
-from abpilot.stats import anchored, stratified
+from abpilot.stats import anchored, guardrails, stratified
 from abpilot.stats.bayes import BestArm, Posterior, best_arm, beta_posterior, normal_posterior
 from abpilot.stats.corrections import adjust
+from abpilot.stats.decision import Decision, decide
 from abpilot.stats.frequentist import (
     Comparison,
     Interval,
@@ -67,7 +70,9 @@ class Arm:
 class MetricInput:
     """A metric's data per arm; ``strata`` (periods of constant weights) when weights changed.
     ``basis`` names the population every arm's ``n`` counts (``abpilot.stats.summary``), and
-    ``mixed_populations`` says why the arms' data do not measure the same population."""
+    ``mixed_populations`` says why the arms' data do not measure the same population.
+    ``higher_is_better`` is the metric's direction; a guardrail has a ``margin`` (the harm it
+    tolerates, ``margin_relative`` a fraction of the control's)."""
 
     key: str
     binary: bool
@@ -75,6 +80,9 @@ class MetricInput:
     strata: tuple[Stratum, ...] = ()
     basis: str | None = None
     mixed_populations: tuple[str, ...] = ()
+    higher_is_better: bool = True
+    margin: float | None = None
+    margin_relative: bool = False
 
     @property
     def stratified(self) -> bool:
@@ -103,6 +111,7 @@ class VariantResult:
     expected_loss: float | None
     credible_interval: Interval | None
     significant: bool
+    guardrail: guardrails.GuardrailCheck | None = None  # on a guardrail metric
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +151,12 @@ class Analysis:
     stratified: bool = False
     periods: int = 1
     basis: str | None = None
+    higher_is_better: bool = True
+    # Variants worse than the control on this metric by the winner rule's standard.
+    losers: tuple[str, ...] = ()
+    # Every variant on every guardrail metric, and what the primary metric and they decide.
+    guardrails: tuple[guardrails.GuardrailCheck, ...] = ()
+    decision: Decision | None = None
 
     def _repr_html_(self) -> str:
         """The variants as a table under the verdict, in a notebook (``abpilot.notebook``)."""
@@ -311,6 +326,69 @@ def _plan(
     )
 
 
+def _estimate(metric: MetricInput, i: int, c: int) -> guardrails.Estimate | None:
+    """The fixed-horizon estimate a guardrail is tested on: the difference (of rates with the
+    unpooled variance, of means with Welch's degrees of freedom), or with a relative margin the
+    lift with its delta-method variance. Across periods of constant weights, the stratified
+    difference (over the control's pooled rate or mean, taken as known, for a lift)."""
+    arm, control = metric.arms[i], metric.arms[c]
+    base = _rate(control) if metric.binary else control.mean
+    if metric.stratified:
+        compare = stratified.compare_binary if metric.binary else stratified.compare_means
+        found = compare(metric.strata, i, c, 0.05)
+        if found.difference is None or found.variance is None:
+            return None
+        if not metric.margin_relative:
+            return guardrails.Estimate(found.difference, found.variance)
+        return (
+            guardrails.Estimate(found.difference / base, found.variance / base**2) if base else None
+        )
+    if arm.n < 2 or control.n < 2:
+        return None
+    if metric.binary and (arm.successes > arm.n or control.successes > control.n):
+        return None
+    if metric.margin_relative:
+        mean = _rate(arm) if metric.binary else arm.mean
+        if not base:
+            return None
+        return guardrails.Estimate((mean or 0.0) / base - 1, _lift_variance(metric, arm, control))
+    if metric.binary:
+        variance = _difference_variance(metric, arm, control)
+        return guardrails.Estimate((_rate(arm) or 0.0) - (base or 0.0), variance)
+    se2_t, se2_c = (arm.variance or 0.0) / arm.n, (control.variance or 0.0) / control.n
+    se2 = se2_t + se2_c
+    df = se2**2 / (se2_t**2 / (arm.n - 1) + se2_c**2 / (control.n - 1)) if se2 > 0 else None
+    return guardrails.Estimate((arm.mean or 0.0) - (base or 0.0), se2, df)
+
+
+def _guardrails(metric: MetricInput, options: AnalysisOptions) -> list[guardrails.GuardrailCheck]:
+    """Every variant on the guardrail ``metric``. The mixing scale of the always-valid tests is
+    the margin (the harm worth detecting), or the sequential test's scale when the margin is 0
+    (over the control's rate or mean for a relative margin)."""
+    c = next(i for i, a in enumerate(metric.arms) if a.is_control)
+    control = metric.arms[c]
+    margin = metric.margin or 0.0
+    tau = margin or _tau(metric, control, options)
+    if tau is not None and metric.margin_relative and not margin:
+        base = _rate(control) if metric.binary else control.mean
+        tau = tau / abs(base) if base else None
+    return [
+        guardrails.check(
+            _estimate(metric, i, c),
+            metric=metric.key,
+            variant=arm.key,
+            higher_is_better=metric.higher_is_better,
+            margin=margin,
+            margin_relative=metric.margin_relative,
+            alpha=options.alpha,
+            tau=tau,
+            sequential=options.sequential,
+        )
+        for i, arm in enumerate(metric.arms)
+        if not arm.is_control
+    ]
+
+
 def compare_metric(
     metric: MetricInput, options: AnalysisOptions
 ) -> tuple[list[Comparison | None], BestArm | None, list[Posterior] | None]:
@@ -338,6 +416,35 @@ def analyse(
     secondary metric changes neither the primary metric's correction nor its plan."""
     primary = primary or metrics[0].key
     compared = {m.key: compare_metric(m, options) for m in metrics}
+    checks = tuple(
+        check for m in metrics if m.margin is not None for check in _guardrails(m, options)
+    )
+    result = _analyse(metrics, compared, metric, primary, options)
+    head = result if metric == primary else _analyse(metrics, compared, primary, primary, options)
+    decision = decide(
+        reason=head.reason.value,
+        message=head.message,
+        winner=head.winner.key if head.winner else None,
+        losers=head.losers,
+        srm=head.srm,
+        progress=head.sample_size.progress,
+        guardrails=checks,
+    )
+    own = {c.variant: c for c in checks if c.metric == metric}
+    variants = tuple(replace(v, guardrail=own.get(v.key)) for v in result.variants)
+    return replace(result, variants=variants, guardrails=checks, decision=decision)
+
+
+Compared = tuple[list[Comparison | None], BestArm | None, list[Posterior] | None]
+
+
+def _analyse(
+    metrics: Sequence[MetricInput],
+    compared: dict[str, Compared],
+    metric: str,
+    primary: str,
+    options: AnalysisOptions,
+) -> Analysis:
     members = [m for m in metrics if (m.key == primary) == (metric == primary)]
     family = [(m.key, i) for m in members for i, c in enumerate(compared[m.key][0]) if c]
     raw = [compared[k][0][i].p_value for k, i in family]  # type: ignore[union-attr]
@@ -388,10 +495,16 @@ def analyse(
         (c.method for c in comparisons if c is not None),
         "fisher_exact" if target.binary else "welch_t",
     )
+    sign = 1.0 if target.higher_is_better else -1.0
+    rule_level = options.alpha / declared
     evidence = Evidence(
-        confirmed=_confirmed(comparisons, target, plan, options.alpha / declared),
+        confirmed=_confirmed(comparisons, target, plan, rule_level, sign),
         tau_missing=options.sequential and _tau(target, control, options) is None,
     )
+    losers = [r.key for r in results if r.significant and sign * (r.difference or 0.0) < 0]
+    if not options.sequential:
+        confirmed_worse = _confirmed(comparisons, target, plan, rule_level, -sign)
+        losers = [key for key in losers if key in confirmed_worse]
     winner, reason, message = _verdict(target, results, srm, plan, options, evidence)
     return Analysis(
         metric=metric,
@@ -412,6 +525,8 @@ def analyse(
         stratified=target.stratified,
         periods=max(1, len(target.strata)),
         basis=target.basis,
+        higher_is_better=target.higher_is_better,
+        losers=tuple(losers) if reason is not Reason.SRM else (),
     )
 
 
@@ -429,8 +544,10 @@ def _confirmed(
     metric: MetricInput,
     plan: SampleSizeProgress,
     level: float,
+    sign: float = 1.0,
 ) -> frozenset[str]:
-    """Variants whose difference the always-valid test anchored at the plan confirms."""
+    """Variants whose difference (times ``sign``: -1 when lower is better) the always-valid test
+    anchored at the plan confirms."""
     if plan.progress is None or plan.progress < 1:
         return frozenset()
     found = set()
@@ -438,7 +555,7 @@ def _confirmed(
         if comparison is None or comparison.difference is None or comparison.variance is None:
             continue
         if anchored.confirms(
-            np.array([comparison.difference]),
+            np.array([sign * comparison.difference]),
             np.array([comparison.variance]),
             np.array([plan.progress]),
             level,
@@ -508,11 +625,12 @@ def _verdict(
                 "(mde_relative false) or a baseline"
             ),
         )
+    sign = 1.0 if metric.higher_is_better else -1.0
     candidates = [
-        r for r in results if r.significant and r.difference is not None and r.difference > 0
+        r for r in results if r.significant and r.difference is not None and sign * r.difference > 0
     ]
     if not candidates:
-        worse = [r.key for r in results if r.significant and (r.difference or 0) < 0]
+        worse = [r.key for r in results if r.significant and sign * (r.difference or 0) < 0]
         detail = f"; significantly worse than control: {', '.join(worse)}" if worse else ""
         return (
             None,
@@ -551,7 +669,7 @@ def _verdict(
                     "collecting"
                 ),
             )
-    best = max(candidates, key=lambda r: r.difference or 0.0)
+    best = max(candidates, key=lambda r: sign * (r.difference or 0.0))
     winner = Winner(
         key=best.key,
         conversion_rate=best.conversion_rate,

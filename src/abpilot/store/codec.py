@@ -11,6 +11,7 @@ from abpilot.domain.experiment import (
     ExperimentType,
     Metric,
     MetricKind,
+    MetricRole,
     Variant,
 )
 from abpilot.domain.records import as_utc as as_utc  # re-exported: the stores read times
@@ -46,13 +47,35 @@ def variant_from_dict(raw: dict[str, Any]) -> Variant:
     )
 
 
-def metrics_to_list(metrics: tuple[Metric, ...]) -> list[dict[str, str]]:
-    return [{"key": m.key, "kind": m.kind.value, "description": m.description} for m in metrics]
+def metrics_to_list(metrics: tuple[Metric, ...]) -> list[dict[str, Any]]:
+    """Each metric as a dict; the guardrail fields only where they differ from their defaults,
+    so that a metric without them reads as it always did."""
+    found: list[dict[str, Any]] = []
+    for m in metrics:
+        raw: dict[str, Any] = {"key": m.key, "kind": m.kind.value, "description": m.description}
+        if m.role is not MetricRole.GOAL:
+            raw["role"] = m.role.value
+        if not m.higher_is_better:
+            raw["higher_is_better"] = False
+        if m.margin is not None:
+            raw["margin"] = m.margin
+        if m.margin_relative:
+            raw["margin_relative"] = True
+        found.append(raw)
+    return found
 
 
-def metrics_from_list(raw: list[dict[str, str]]) -> tuple[Metric, ...]:
+def metrics_from_list(raw: list[dict[str, Any]]) -> tuple[Metric, ...]:
     return tuple(
-        Metric(key=m["key"], kind=MetricKind(m["kind"]), description=m.get("description", ""))
+        Metric(
+            key=m["key"],
+            kind=MetricKind(m["kind"]),
+            description=m.get("description", ""),
+            role=MetricRole(m.get("role", MetricRole.GOAL)),
+            higher_is_better=m.get("higher_is_better", True),
+            margin=m.get("margin"),
+            margin_relative=m.get("margin_relative", False),
+        )
         for m in raw
     )
 

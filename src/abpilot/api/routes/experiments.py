@@ -88,10 +88,17 @@ def delete_experiment(experiment_id: str, service: Service) -> Response:
 @router.put("/{experiment_id}/status", response_model=ExperimentRead)
 def set_status(experiment_id: str, body: StatusUpdate, service: Service) -> ExperimentRead:
     """Move through the lifecycle: draft -> running <-> paused -> completed. Completing without a
-    ``winner`` stores the final analysis's winner, if there is one."""
+    ``winner`` stores the variant the final analysis' decision ships, if any; a ``winner`` the
+    decision does not support is a 409 unless ``override`` is true (then recorded)."""
     if body.status == "completed":
-        return ExperimentRead.of(service.end_experiment(experiment_id, winner=body.winner))
-    return ExperimentRead.of(service.set_status(experiment_id, body.status, winner=body.winner))
+        experiment = service.end_experiment(
+            experiment_id, winner=body.winner, override=body.override
+        )
+        return ExperimentRead.of(experiment)
+    experiment = service.set_status(
+        experiment_id, body.status, winner=body.winner, override=body.override
+    )
+    return ExperimentRead.of(experiment)
 
 
 @router.post("/{experiment_id}/end", response_model=ExperimentRead)
@@ -99,9 +106,11 @@ def end_experiment(
     experiment_id: str, service: Service, body: EndRequest | None = None
 ) -> ExperimentRead:
     """Complete the experiment (OpenInsight's route), as ``PUT …/status`` with
-    ``{"status": "completed"}`` does: the ``winner`` given, else the final analysis's."""
-    winner = None if body is None else body.winner
-    return ExperimentRead.of(service.end_experiment(experiment_id, winner=winner))
+    ``{"status": "completed"}`` does: the ``winner`` given (with ``override`` when the final
+    analysis' decision does not support it), else the variant the decision ships."""
+    body = body or EndRequest()
+    experiment = service.end_experiment(experiment_id, winner=body.winner, override=body.override)
+    return ExperimentRead.of(experiment)
 
 
 @router.get("/{experiment_id}/metrics", response_model=MetricsRead)

@@ -2,10 +2,57 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel
 
 from abpilot.stats.analysis import Analysis
+from abpilot.stats.decision import Decision
 from abpilot.stats.power import SampleSize
+
+
+class GuardrailRead(BaseModel):
+    """A variant on a guardrail metric: ``estimate`` is the difference with the control (the
+    lift with a relative margin), ``bound`` its one-sided 1 - alpha bound on the harmful side,
+    ``p_value`` the one-sided test of harm beyond the margin (``harm_ruled_out`` below alpha),
+    ``harm_p_value`` the always-valid test of any harm (``harm_detected``)."""
+
+    metric: str
+    variant: str
+    higher_is_better: bool
+    margin: float
+    margin_relative: bool
+    estimate: float | None
+    bound: float | None
+    p_value: float | None
+    harm_ruled_out: bool
+    harm_p_value: float | None
+    harm_detected: bool
+    method: str
+
+
+class DecisionReasonRead(BaseModel):
+    code: str
+    message: str
+
+
+class DecisionRead(BaseModel):
+    """What to do: ``ship`` ``variant``, ``rollback`` ``variant``, ``continue`` or
+    ``inconclusive``, from the primary metric, the guardrails, SRM and the plan."""
+
+    action: Literal["ship", "rollback", "continue", "inconclusive"]
+    variant: str | None
+    reasons: list[DecisionReasonRead]
+
+    @classmethod
+    def of(cls, decision: Decision) -> DecisionRead:
+        return cls(
+            action=decision.action.value,
+            variant=decision.variant,
+            reasons=[
+                DecisionReasonRead(code=r.code.value, message=r.message) for r in decision.reasons
+            ],
+        )
 
 
 class VariantAnalysisRead(BaseModel):
@@ -29,6 +76,7 @@ class VariantAnalysisRead(BaseModel):
     expected_loss: float | None
     credible_interval: tuple[float, float] | None
     significant: bool
+    guardrail: GuardrailRead | None = None
 
 
 class SrmRead(BaseModel):
@@ -74,6 +122,9 @@ class AnalysisRead(BaseModel):
     reason: str
     message: str
     sample_size: SampleSizeProgressRead
+    higher_is_better: bool = True
+    guardrails: list[GuardrailRead] = []
+    decision: DecisionRead | None = None
 
     @classmethod
     def of(cls, experiment_id: str, analysis: Analysis) -> AnalysisRead:
@@ -111,6 +162,11 @@ class AnalysisRead(BaseModel):
             sample_size=SampleSizeProgressRead.model_validate(
                 analysis.sample_size, from_attributes=True
             ),
+            higher_is_better=analysis.higher_is_better,
+            guardrails=[
+                GuardrailRead.model_validate(g, from_attributes=True) for g in analysis.guardrails
+            ],
+            decision=None if analysis.decision is None else DecisionRead.of(analysis.decision),
         )
 
 

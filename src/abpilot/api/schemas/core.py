@@ -45,9 +45,16 @@ class VariantIn(Strict):
 
 
 class MetricIn(Strict):
+    """A metric; a guardrail (``role``) names the harm it tolerates, its ``margin``: a difference
+    of rates or means, or with ``margin_relative`` a fraction of the control's."""
+
     key: str = Key
     kind: Literal["binary", "value"] = "binary"
     description: str = ""
+    role: Literal["goal", "guardrail"] = "goal"
+    higher_is_better: bool = Field(default=True, strict=True)
+    margin: float | None = Field(default=None, ge=0, strict=True)
+    margin_relative: bool = Field(default=False, strict=True)
 
 
 class ExperimentCreate(Strict):
@@ -76,9 +83,18 @@ class ExperimentUpdate(Strict):
     settings: dict[str, Any] | None = None
 
 
+OVERRIDE = Field(
+    default=False,
+    strict=True,
+    description="Complete with a winner the analysis' decision does not support; recorded in "
+    "settings.completion",
+)
+
+
 class StatusUpdate(Strict):
     status: Status
     winner: str | None = Field(default=None, max_length=100)
+    override: bool = OVERRIDE
 
 
 class VariantRead(BaseModel):
@@ -94,6 +110,10 @@ class MetricRead(BaseModel):
     key: str
     kind: str
     description: str
+    role: str = "goal"
+    higher_is_better: bool = True
+    margin: float | None = None
+    margin_relative: bool = False
 
 
 class ExperimentRead(BaseModel):
@@ -142,7 +162,15 @@ class ExperimentRead(BaseModel):
                 for v in experiment.variants
             ],
             metrics=[
-                MetricRead(key=m.key, kind=m.kind.value, description=m.description)
+                MetricRead(
+                    key=m.key,
+                    kind=m.kind.value,
+                    description=m.description,
+                    role=m.role.value,
+                    higher_is_better=m.higher_is_better,
+                    margin=m.margin,
+                    margin_relative=m.margin_relative,
+                )
                 for m in experiment.metrics
             ],
             settings=dict(experiment.settings),
@@ -216,9 +244,10 @@ class SonaConversionIn(Lenient):
 
 class EndRequest(Strict):
     """OpenInsight's ``/end``: complete the experiment, naming the winner or letting the final
-    analysis name it."""
+    analysis' decision name it."""
 
     winner: str | None = Field(default=None, max_length=100)
+    override: bool = OVERRIDE
 
 
 class EventIn(ConversionIn):

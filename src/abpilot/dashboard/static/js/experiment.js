@@ -67,10 +67,13 @@ const BUTTON_STYLES = {
   complete: "ghost danger",
 };
 
-/** Ask for the winner in the Complete dialog; resolves to {winner} or null when cancelled. */
+/** Ask for the winner in the Complete dialog; resolves to {winner, override} or null when
+ * cancelled. */
 function askCompletion(experiment, suggested) {
   const dialog = byId("complete-dialog");
   const select = byId("complete-winner");
+  const override = byId("complete-override");
+  override.checked = false;
   fill(
     select,
     h("option", { value: "" }, "No winner"),
@@ -89,7 +92,7 @@ function askCompletion(experiment, suggested) {
     };
     const onSubmit = (event) => {
       event.preventDefault();
-      finish({ winner: select.value || null });
+      finish({ winner: select.value || null, override: override.checked });
     };
     const onCancel = (event) => {
       event.preventDefault();
@@ -212,7 +215,15 @@ export function experimentView(main, key, app) {
     let result;
     try {
       if (action.confirm) {
-        const found = latest.data.analysis ? latest.data.analysis.winner : null;
+        const analysis = latest.data.analysis;
+        const decision = analysis && analysis.decision;
+        // The variant the decision ships, else the analysis' winner.
+        const found =
+          decision && decision.action === "ship"
+            ? { key: decision.variant }
+            : analysis
+              ? analysis.winner
+              : null;
         // An interleaving analysis names its winner "a" or "b"; the others give a variant.
         const suggested =
           typeof found === "string"
@@ -227,7 +238,7 @@ export function experimentView(main, key, app) {
         result = await api(experimentPath(experiment.key, "status"), {
           method: "PUT",
           body: answer.winner
-            ? { status: "completed", winner: answer.winner }
+            ? { status: "completed", winner: answer.winner, override: answer.override }
             : { status: "completed" },
         });
       } else {

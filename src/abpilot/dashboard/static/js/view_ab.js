@@ -240,6 +240,16 @@ function verdict(experiment, analysis, history, rows, source) {
     [tone, headline] = HEADLINES[analysis.reason] || ["neutral", sentence(analysis.reason)];
   }
   if (analysis.message) lines.push(sentence(analysis.message));
+  const decision = analysis.decision;
+  if (decision) {
+    // What the primary metric, the guardrails, SRM and the plan decide; each reason's code
+    // with its sentence (the code alone where that sentence is the message above).
+    const target = decision.variant ? ` ${decision.variant}` : "";
+    const reasons = decision.reasons.map((r) =>
+      r.message === analysis.message ? r.code : `${r.code}: ${r.message}`,
+    );
+    lines.push(`Decision: ${decision.action}${target} (${reasons.join("; ")}).`);
+  }
   const analysed = rows.filter((r) => r.analysed && r.units > 0);
   if (!winner && analysed.length === rows.length && rows.length > 1) {
     const best = [...analysed].sort(
