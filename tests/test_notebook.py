@@ -24,10 +24,12 @@ from abpilot.service import ExperimentService
 from abpilot.service.allocation import AllocationResult, ArmAllocation
 from abpilot.service.contextual import ArmStats, ContextualStats, PolicyComparison, RateStats
 from abpilot.stats.analysis import Analysis, Arm, MetricInput, VariantResult, analyse
+from abpilot.stats.guardrails import GuardrailCheck
 from abpilot.stats.options import AnalysisOptions
 
 HOSTILE = "<script>alert('x')</script> & co"
 INTERVALS = ("ci", "difference_ci", "lift_ci", "credible_interval")
+NESTED = {"guardrail": GuardrailCheck}  # a nested result: one prefixed column per field
 
 
 def analysis(*, successes: tuple[int, int] = (100, 130), n: int = 1000) -> Analysis:
@@ -131,6 +133,8 @@ def variant_columns() -> list[str]:
     for field in dataclasses.fields(VariantResult):
         if field.name in INTERVALS:
             columns += [f"{field.name}_low", f"{field.name}_high"]
+        elif field.name in NESTED:
+            columns += [f"{field.name}_{f.name}" for f in dataclasses.fields(NESTED[field.name])]
         elif field.name != "key":
             columns.append(field.name)
     return columns
@@ -157,6 +161,10 @@ def test_the_analysis_frame_has_a_row_per_variant_and_a_column_per_field() -> No
                 low, high = value if value is not None else (None, None)
                 assert same(row[f"{field.name}_low"], low), field.name
                 assert same(row[f"{field.name}_high"], high), field.name
+            elif field.name in NESTED:
+                for inner in dataclasses.fields(NESTED[field.name]):
+                    expected = None if value is None else getattr(value, inner.name)
+                    assert same(row[f"{field.name}_{inner.name}"], expected), inner.name
             elif field.name != "key":
                 assert same(row[field.name], value), field.name
 
