@@ -52,6 +52,24 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def test_events_take_openinsight_names_as_the_python_api_does(client: abpilot.Client) -> None:
+    key = unique("aliases")
+    client.create_experiment(key=key, variants=AB, metrics=METRICS)
+    client.start_experiment(key)
+    variant = client.get_variant_for_user(key, "user-1")["variant"]["key"]
+    exposed = client.record_exposure(experiment_id=key, unit_id="user-1", variant_id=variant)
+    converted = client.record_conversion(experiment_id=key, unit_id="user-1", variant_id=variant)
+    assert (exposed["applied"], converted["applied"]) == (1, 1)
+    by_key = {v["key"]: v for v in client.get_metrics(key)["variants"]}
+    assert by_key[variant]["exposures"] == 1
+    assert by_key[variant]["metrics"]["conversion"]["count"] == 1
+    # Both names given and different: refused before anything is sent, naming the alias.
+    with pytest.raises(abpilot.ValidationError, match="experiment_id"):
+        client.record_exposure(experiment=key, experiment_id="other", unit_id="user-1")
+    with pytest.raises(abpilot.ValidationError, match="experiment"):
+        client.record_conversion(unit_id="user-1")
+
+
 def running(client: abpilot.Client, **spec: Any) -> dict[str, Any]:
     spec.setdefault("variants", AB)
     created = client.create_experiment(key=unique(spec.pop("prefix", "exp")), **spec)

@@ -33,7 +33,7 @@ from abpilot.client_errors import (
     ServiceUnavailable,
     error_from,
 )
-from abpilot.domain.inputs import DailyInput, EventInput
+from abpilot.domain.inputs import DailyInput, EventInput, aliased
 from abpilot.version import __version__
 
 __all__ = ["Client", "ClientAuthError", "ClientError", "ServiceUnavailable"]
@@ -280,33 +280,45 @@ class Client:
     def record_exposure(
         self,
         *,
-        experiment: str,
+        experiment: str | None = None,
         unit_id: str | None = None,
         variant: str | None = None,
         event_id: str | None = None,
         timestamp: datetime | str | None = None,
+        experiment_id: str | None = None,
+        variant_id: str | None = None,
     ) -> JSON:
-        """``{"received", "applied", "duplicates"}``; ``event_id`` defaults to a new UUID."""
+        """``{"received", "applied", "duplicates"}``; ``event_id`` defaults to a new UUID.
+        ``experiment_id`` and ``variant_id`` are aliases of ``experiment`` and ``variant``
+        (OpenInsight's names), as in the Python API."""
+        ref = aliased(experiment, experiment_id, "experiment", "experiment_id", required=True)
+        variant = aliased(variant, variant_id, "variant", "variant_id")
         body = _event(
             {"unit_id": unit_id, "variant": variant, "event_id": event_id, "timestamp": timestamp}
         )
-        return self._call("POST", _at(experiment, "/exposures"), retry=True, body=body)
+        return self._call("POST", _at(ref, "/exposures"), retry=True, body=body)
 
     def record_conversion(
         self,
         *,
-        experiment: str,
+        experiment: str | None = None,
         unit_id: str | None = None,
         variant: str | None = None,
         metric: str | None = None,
         value: float | None = None,
         event_id: str | None = None,
         timestamp: datetime | str | None = None,
+        experiment_id: str | None = None,
+        variant_id: str | None = None,
     ) -> JSON:
-        """``{"received", "applied", "duplicates"}``; ``event_id`` defaults to a new UUID."""
+        """``{"received", "applied", "duplicates"}``; ``event_id`` defaults to a new UUID.
+        ``experiment_id`` and ``variant_id`` are aliases of ``experiment`` and ``variant``
+        (OpenInsight's names), as in the Python API."""
+        ref = aliased(experiment, experiment_id, "experiment", "experiment_id", required=True)
+        variant = aliased(variant, variant_id, "variant", "variant_id")
         fields = {"unit_id": unit_id, "variant": variant, "metric": metric, "value": value}
         body = _event({**fields, "event_id": event_id, "timestamp": timestamp})
-        return self._call("POST", _at(experiment, "/conversions"), retry=True, body=body)
+        return self._call("POST", _at(ref, "/conversions"), retry=True, body=body)
 
     def record_events(self, events: Sequence[EventInput | Mapping[str, Any]]) -> JSON:
         """A batch, all counted or none: ``EventInput`` objects or REST-shaped dicts (``type``,

@@ -1,9 +1,11 @@
 """The plain records clients hand to the service: an event (``EventInput``, of an ``EventKind``)
-and a day's bandit counts (``DailyInput``).
+and a day's bandit counts (``DailyInput``), and ``aliased``, which reads a field given under
+another system's name.
 
-They import nothing but the standard library, so the HTTP client (``abpilot.client``) can use
-them without loading NumPy, SciPy or statsmodels. ``abpilot.store.base``,
-``abpilot.service.events`` and ``abpilot.service.allocation`` re-export them.
+They import nothing but the standard library and the domain's errors, so the HTTP client
+(``abpilot.client``) can use them without loading NumPy, SciPy or statsmodels.
+``abpilot.store.base``, ``abpilot.service.events`` and ``abpilot.service.allocation`` re-export
+them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal, overload
+
+from abpilot.domain.errors import ValidationError
 
 
 class EventKind(enum.StrEnum):
@@ -39,3 +44,31 @@ class DailyInput:
     variant: str
     impressions: int
     clicks: int
+
+
+@overload
+def aliased(
+    value: str | None, alias: str | None, name: str, alias_name: str, *, required: Literal[True]
+) -> str: ...
+
+
+@overload
+def aliased(
+    value: str | None, alias: str | None, name: str, alias_name: str, *, required: bool = False
+) -> str | None: ...
+
+
+def aliased(
+    value: str | None, alias: str | None, name: str, alias_name: str, *, required: bool = False
+) -> str | None:
+    """``value``, or ``alias`` (another system's name for the same field: ``user_id`` for
+    ``unit_id``); a 422 when both are given and disagree, or (``required``) when neither is."""
+    if alias is not None and value is not None and value != alias:
+        raise ValidationError(
+            f"{name} and {alias_name} name the same thing and disagree; give one of them",
+            field=alias_name,
+        )
+    found = value if value is not None else alias
+    if found is None and required:
+        raise ValidationError(f"{name} (or {alias_name}) is required", field=name)
+    return found

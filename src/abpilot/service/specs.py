@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, TypeVar
 
 from abpilot.bandits.config import BanditOptions, bandit_options
 from abpilot.contextual.policy import contextual_options
@@ -25,6 +25,7 @@ from abpilot.domain.experiment import (
     validate_key,
     validate_traffic_allocation,
 )
+from abpilot.domain.inputs import aliased as aliased  # re-exported: the faces call it
 from abpilot.domain.text import check_json_object, check_number, check_text, text_problem
 from abpilot.interleaving.options import interleaving_options
 from abpilot.monitoring.options import monitoring_options
@@ -36,34 +37,6 @@ MAX_DESCRIPTION = 10_000
 MAX_UNIT_ID = 256
 # The settings key of the record a completion against the decision leaves (``end_experiment``).
 COMPLETION = "completion"
-
-
-@overload
-def aliased(
-    value: str | None, alias: str | None, name: str, alias_name: str, *, required: Literal[True]
-) -> str: ...
-
-
-@overload
-def aliased(
-    value: str | None, alias: str | None, name: str, alias_name: str, *, required: bool = False
-) -> str | None: ...
-
-
-def aliased(
-    value: str | None, alias: str | None, name: str, alias_name: str, *, required: bool = False
-) -> str | None:
-    """``value``, or ``alias`` (another system's name for the same field: ``user_id`` for
-    ``unit_id``); a 422 when both are given and disagree, or (``required``) when neither is."""
-    if alias is not None and value is not None and value != alias:
-        raise ValidationError(
-            f"{name} and {alias_name} name the same thing and disagree; give one of them",
-            field=alias_name,
-        )
-    found = value if value is not None else alias
-    if found is None and required:
-        raise ValidationError(f"{name} (or {alias_name}) is required", field=name)
-    return found
 
 
 def check_unit_id(unit_id: str) -> str:
