@@ -13,8 +13,9 @@ UNIT-LEVEL data with NumPy, SciPy and statsmodels, independently of abpilot's co
   for the standard error of the difference, as a cross-check.
 - Capping: np.quantile(method="linear") of every unit's total (zeros written out as units);
   the capped sums by np.minimum.
-- Heterogeneity: statsmodels ``combine_effects`` (Q, I^2, fixed-effect mean and variance) and
-  its ``test_homogeneity`` p-value; Benjamini-Hochberg by statsmodels ``multipletests``.
+- Heterogeneity: statsmodels ``combine_effects`` (Q, I^2 clipped at 0, fixed-effect mean and
+  variance) and its ``test_homogeneity`` p-value; Benjamini-Hochberg by statsmodels
+  ``multipletests``.
 """
 
 from __future__ import annotations
@@ -408,7 +409,9 @@ def heterogeneity_case(
         "q": float(found.q),
         "df": int(test.df),
         "p_value": float(test.pvalue),
-        "i_squared": float(found.i2),
+        # statsmodels reports (Q - df) / Q unclipped; Higgins and Thompson's I^2 is clipped at 0.
+        "i_squared": max(0.0, float(found.i2)),
+        "i_squared_unclipped": float(found.i2),
         "pooled_effect": float(found.mean_effect_fe),
         "pooled_variance": float(found.var_eff_w_fe),
         "p_values": p_values,

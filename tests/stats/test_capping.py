@@ -140,3 +140,5 @@ def test_edges() -> None:
     assert [s.sum for s in sums] == [0.0, 0.0]
     with pytest.raises(ValueError, match="one count per variant"):
         capped_variants([[1.0]], quantile=0.9, population=[1, 2])
+    with pytest.raises(ValueError, match="cannot be smaller"):
+        capped_variants([[1.0, 2.0]], quantile=0.9, population=[1])

@@ -157,7 +157,9 @@ def capped_variants(
     arrays = [np.asarray(t, dtype=np.float64).ravel() for t in totals]
     if len(arrays) != len(population):
         raise ValueError("population must give one count per variant")
-    zero_units = sum(max(0, n - a.size) for a, n in zip(arrays, population, strict=True))
+    if any(n < a.size for a, n in zip(arrays, population, strict=True)):
+        raise ValueError("a variant's population cannot be smaller than its units with a total")
+    zero_units = sum(n - a.size for a, n in zip(arrays, population, strict=True))
     pooled = np.concatenate(arrays) if arrays else np.zeros(0)
     threshold = percentile_threshold(
         pooled,
