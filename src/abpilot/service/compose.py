@@ -27,7 +27,7 @@ from abpilot.store.factory import check_options
 from abpilot.store.factory import open_store as open_url
 
 MONITOR_TICK_SECONDS = 60.0  # how often the leader asks whether the daily run is due
-REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,7 @@ from abpilot.store.base import (
     VariantCounters,
 )
 from abpilot.store.counters import group_counters, sum_periods
+from abpilot.store.redis.cluster import snapshot_pipeline
 from abpilot.store.redis.history import EPOCH, RedisKeys, microseconds, reachable, text
 
 T = TypeVar("T")
@@ -67,6 +68,15 @@ KNOWN_UNITS = 100_000
 # How many times a step is counted again after a conflict before the store gives up (a 503:
 # the batch may be sent again, its event ids make that safe).
 MAX_ATTEMPTS = 50
+
+# What a Redis Cluster answers while a slot moves (the script did not run), and how many times
+# a step is called again (about 10 s in all) before it gives up with a 503.
+RESHARDING_ERRORS = (
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.ClusterError,
+)
+RESHARDING_RETRIES = 25
 
 # Read, check, then write: the one script of the event path, and it holds no counting rule.
 # KEYS: the keys the step touches. ARGV[1]: JSON [reads, checks, writes]. A read is [kind, key
@@ -359,6 +369,14 @@ def _by_experiment(
     return [(exp, *lists) for exp, lists in sorted(grouped.items())]
 
 
+def _per_experiment(events: Sequence[EventRecord]) -> list[list[EventRecord]]:
+    """``events`` grouped by experiment (each group in the batch's order)."""
+    groups: dict[str, list[EventRecord]] = {}
+    for event in events:
+        groups.setdefault(event.experiment_id, []).append(event)
+    return list(groups.values())
+
+
 def _unit_fields(metric: str, unit: str) -> tuple[str, str]:
     """The ``units`` hash fields of a unit's count and total for a metric."""
     return f"c|{metric}|{unit}", f"t|{metric}|{unit}"
@@ -440,7 +458,17 @@ class RedisIntake(RedisKeys):
     def apply_events(self, events: Sequence[EventRecord]) -> ApplyResult:
         if not events:
             return ApplyResult(applied=0, duplicates=0)
+        if self._cluster:
+            # One script per experiment (its keys share one slot): each experiment's events
+            # are counted all or nothing, the batch is not (sending it again is safe).
+            applied = duplicates = 0
+            for group in _per_experiment(events):
+                done = self._apply_together(group)
+                applied, duplicates = applied + done.applied, duplicates + done.duplicates
+            return ApplyResult(applied=applied, duplicates=duplicates)
+        return self._apply_together(events)
 
+    def _apply_together(self, events: Sequence[EventRecord]) -> ApplyResult:
         def count(step: CountingStep) -> ApplyResult:
             counted = count_events(step, events)
             return ApplyResult(applied=counted.applied, duplicates=counted.duplicates)
@@ -518,11 +546,19 @@ class RedisIntake(RedisKeys):
         """Call ``_STEP`` with ``plan``: whether it wrote, and what its reads found. A server
         that lost the script (NOSCRIPT: nothing ran) gets it loaded and called again."""
         count, arguments = plan.arguments()
-        try:
-            reply = self._client.evalsha(_STEP_SHA, count, *arguments)
-        except redis.exceptions.NoScriptError:
-            self._client.script_load(_STEP)
-            reply = self._client.evalsha(_STEP_SHA, count, *arguments)
+        for attempt in itertools.count():
+            try:
+                reply = self._client.evalsha(_STEP_SHA, count, *arguments)
+                break
+            except redis.exceptions.NoScriptError:
+                self._client.script_load(_STEP)  # on a cluster: on every primary
+            except RESHARDING_ERRORS:
+                # A cluster moving the slot: its keys are split between two nodes (TRYAGAIN)
+                # or the slot has no owner for a moment. The script did not run; once redis-py
+                # gave up following the move, wait and call it again.
+                if attempt >= RESHARDING_RETRIES:
+                    raise
+                time.sleep(min(0.5, 0.02 * 2**attempt))
         committed, found = json.loads(reply)
         return committed == 1, found
 
@@ -543,7 +579,7 @@ class RedisIntake(RedisKeys):
         # Faster than the default: one MULTI/EXEC pipeline for every experiment's hashes (one
         # round trip), not one per experiment.
         ids = list(dict.fromkeys(experiment_ids))
-        pipe = self._client.pipeline(transaction=True)  # one snapshot of every hash read
+        pipe = snapshot_pipeline(self._client)  # one snapshot (per experiment on a cluster)
         for experiment_id in ids:
             pipe.hgetall(self._key(experiment_id, "counters"))
             pipe.hgetall(self._key(experiment_id, "metrics"))
