@@ -65,6 +65,7 @@ class LocalCluster:
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", "5000",
+                "--cluster-allow-replica-migration", "no",  # an emptied master stays one
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", str(folder),
@@ -133,25 +134,16 @@ class LocalCluster:
                     return node_id
         raise LookupError(f"no master serves slot {slot}")
 
-    def move_slot(self, slot: int, to: str) -> None:
-        """Move one slot (and its keys) to the master ``to`` with ``redis-cli --cluster
-        reshard``, while clients keep using it (they follow MOVED and ASK)."""
-        source = self.slot_owner(slot)
-        if source == to:
-            return
-        # reshard moves the lowest slots of its source: move exactly ``slot`` with the
-        # primitive commands reshard itself uses, one key batch at a time.
-        ports = self.masters()
-        src, dst = ports[source], ports[to]
-        self.cli(dst, "cluster", "setslot", str(slot), "importing", source)
-        self.cli(src, "cluster", "setslot", str(slot), "migrating", to)
-        while True:
-            keys = self.cli(src, "cluster", "getkeysinslot", str(slot), "100").split()
-            if not keys:
-                break
-            self.cli(src, "migrate", "127.0.0.1", str(dst), "", "0", "5000", "keys", *keys)
-        for port in ports.values():
-            self.cli(port, "cluster", "setslot", str(slot), "node", to)
+    def slot_count(self, node: str) -> int:
+        """How many slots the master ``node`` serves."""
+        for line in self.cli(self.ports[0], "cluster", "nodes").splitlines():
+            node_id, _, _, *rest = line.split()
+            if node_id == node:
+                ranges = [p for p in rest[5:] if not p.startswith("[")]
+                return sum(
+                    int(p.partition("-")[2] or p) - int(p.partition("-")[0]) + 1 for p in ranges
+                )
+        raise LookupError(f"no node {node}")
 
     def reshard(self, source: str, to: str, slots: int) -> str:
         """``redis-cli --cluster reshard``: move ``slots`` slots from ``source`` to ``to``."""
