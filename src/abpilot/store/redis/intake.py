@@ -462,10 +462,11 @@ class RedisIntake(RedisKeys):
             # One script per experiment (its keys share one slot): each experiment's events
             # are counted all or nothing, the batch is not (sending it again is safe).
             applied = duplicates = 0
-            for group in _per_experiment(events):
+            groups = _per_experiment(events)
+            for group in groups:
                 done = self._apply_together(group)
                 applied, duplicates = applied + done.applied, duplicates + done.duplicates
-            return ApplyResult(applied=applied, duplicates=duplicates)
+            return ApplyResult(applied, duplicates, per_experiment=len(groups) > 1)
         return self._apply_together(events)
 
     def _apply_together(self, events: Sequence[EventRecord]) -> ApplyResult:
