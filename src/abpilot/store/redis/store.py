@@ -22,7 +22,10 @@ script can touch all of it:
   ``contextual``
 
 Global keys, outside any tag: ``p:index:keys`` (hash experiment key -> id), ``p:index:ids``
-(sorted set of ids scored by ``created_at``) and leases ``p:lease:<name>``. Variant and metric
+(sorted set of ids scored by ``created_at``) and leases ``p:lease:<name>``. On a Redis Cluster
+the definitions and both indexes share the global tag ``{index}`` instead (``p:{index}:def:<id>``,
+``p:{index}:keys``, ``p:{index}:ids``), so the create, update and delete scripts still touch one
+slot; what then spans two slots is done in steps (docs/architecture.md §8). Variant and metric
 keys never contain ``|`` and periods are integers, so every field splits unambiguously. Python
 joins ``<variant>|<period>`` once and the scripts treat it as one opaque "cell" of counters.
 Fields written before periods existed (``<variant>|exposures``, ``<variant>|<metric>|sum``, an
