@@ -4,7 +4,8 @@ Four experiments take batches spanning all of them from four threads (every batc
 as a client retrying after a timeout would) while every slot of the master holding the first
 experiment is moved to another master, and then back. redis-py follows MOVED and ASK; a step
 the cluster answers TRYAGAIN (its keys split between two nodes mid-move) is called again, and
-nothing is written until it runs whole. Afterwards every counter is exact.
+nothing is written until it runs whole. Half the threads wait for replicas after each step
+(``WAIT`` on the slot owner's connection). Afterwards every counter is exact.
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ def test_counts_are_exact_across_a_resharding(tmp_path: Path) -> None:
         failures: list[BaseException] = []
 
         def send(thread: int) -> None:
-            client = abpilot.open(url, **options)
+            # Odd threads wait for the replica (REDIS_WAIT_REPLICAS), following MOVED and ASK
+            # themselves: the script and WAIT must share one connection.
+            waiting = {"wait_replicas": 1, "wait_timeout_ms": 5000} if thread % 2 else {}
+            client = abpilot.open(url, **options, **waiting)
             try:
                 n = 0
                 while n < BATCHES or moving.is_set():

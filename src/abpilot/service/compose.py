@@ -92,7 +92,12 @@ def open_store(settings: Settings, url: str | None = None) -> Store:
     URL. Opening a SQL store runs its migrations (blocking: the app calls this in a thread)."""
     url = url or settings.store_url()
     if url.split(":", 1)[0].lower() in REDIS_SCHEMES:
-        return open_url(url, prefix=settings.redis_prefix)
+        return open_url(
+            url,
+            prefix=settings.redis_prefix,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
+        )
     return open_url(url)
 
 

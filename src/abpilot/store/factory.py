@@ -38,6 +38,8 @@ REDIS_OPTIONS = frozenset(
         "client_name",
         "username",
         "password",
+        "wait_replicas",
+        "wait_timeout_ms",
     }
 )
 MEMORY_OPTIONS = frozenset({"migrate"})

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import itertools
 import json
+import logging
 import operator
 import random
 import threading
@@ -56,8 +57,10 @@ from abpilot.store.base import (
 from abpilot.store.counters import group_counters, sum_periods
 from abpilot.store.redis.cluster import snapshot_pipeline
 from abpilot.store.redis.history import EPOCH, RedisKeys, microseconds, reachable, text
+from abpilot.store.redis.replication import run_and_wait
 
 T = TypeVar("T")
+log = logging.getLogger("abpilot.store")
 
 # An experiment's keys that hold its assignments and counters.
 EVENT_KEYS = ("events", "assign", "exposed", "counters", "metrics", "units", "activity")
@@ -428,6 +431,10 @@ class RedisIntake(RedisKeys):
     _client: redis.Redis
     location: str
     _guess_rate = 1.0  # see _guess_nothing_stored
+    # REDIS_WAIT_REPLICAS: replicas that must hold an intake step before it is acknowledged
+    # (0: no WAIT), waiting at most _wait_timeout_ms (see ``replication``).
+    _wait_replicas = 0
+    _wait_timeout_ms = 100
 
     @functools.cached_property
     def _known(self) -> _KnownUnits:
@@ -547,6 +554,26 @@ class RedisIntake(RedisKeys):
         """Call ``_STEP`` with ``plan``: whether it wrote, and what its reads found. A server
         that lost the script (NOSCRIPT: nothing ran) gets it loaded and called again."""
         count, arguments = plan.arguments()
+        if self._wait_replicas and plan.writes:
+            reply, acknowledged = run_and_wait(
+                self._client,
+                _STEP,
+                _STEP_SHA,
+                arguments[:count],
+                arguments[count:],
+                replicas=self._wait_replicas,
+                timeout_ms=self._wait_timeout_ms,
+            )
+            if acknowledged < self._wait_replicas:
+                log.warning(
+                    "Redis at %s: %d of %d replicas acknowledged an intake step within %d ms",
+                    self.location,
+                    acknowledged,
+                    self._wait_replicas,
+                    self._wait_timeout_ms,
+                )
+            committed, found = json.loads(reply)
+            return committed == 1, found
         for attempt in itertools.count():
             try:
                 reply = self._client.evalsha(_STEP_SHA, count, *arguments)

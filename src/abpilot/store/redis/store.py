@@ -112,7 +112,14 @@ class RedisStore(
 ):
     """The ``Store`` protocol on one Redis server (or, per experiment, one Cluster shard)."""
 
-    def __init__(self, client: redis.Redis | RedisCluster, prefix: str = "abp") -> None:
+    def __init__(
+        self,
+        client: redis.Redis | RedisCluster,
+        prefix: str = "abp",
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 100,
+    ) -> None:
         if not prefix or "{" in prefix or "}" in prefix:
             raise ValueError(
                 f"the Redis key prefix must be non-empty, without braces (got {prefix!r})"
@@ -122,6 +129,9 @@ class RedisStore(
         self._cluster = isinstance(client, RedisCluster)
         self._prefix = prefix
         self.location = location(client)
+        if wait_replicas < 0 or wait_timeout_ms < 0:
+            raise ValueError("wait_replicas and wait_timeout_ms must not be negative")
+        self._wait_replicas, self._wait_timeout_ms = wait_replicas, wait_timeout_ms
         self._create: Script = client.register_script(_CREATE)
         self._update: Script = client.register_script(_UPDATE)
         self._delete: Script = client.register_script(_DELETE)
@@ -133,13 +143,18 @@ class RedisStore(
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "abp", **options: Any) -> RedisStore:
         """Connect lazily to ``url``; ``options`` go to ``redis.Redis.from_url`` (or, for a
-        ``redis+cluster://`` URL, to ``redis.cluster.RedisCluster.from_url``)."""
+        ``redis+cluster://`` URL, to ``redis.cluster.RedisCluster.from_url``), except
+        ``wait_replicas`` and ``wait_timeout_ms`` (``WAIT`` after each intake step)."""
         options.pop("migrate", None)  # asked of every store by open_store; Redis has no schema
         options.setdefault("socket_connect_timeout", 5.0)
         options["decode_responses"] = True
+        waiting = {
+            "wait_replicas": int(options.pop("wait_replicas", 0)),
+            "wait_timeout_ms": int(options.pop("wait_timeout_ms", 100)),
+        }
         if is_cluster_url(url):
-            return cls(connect_cluster(url, **options), prefix=prefix)
-        return cls(redis.Redis.from_url(url, **options), prefix=prefix)
+            return cls(connect_cluster(url, **options), prefix=prefix, **waiting)
+        return cls(redis.Redis.from_url(url, **options), prefix=prefix, **waiting)
 
     @reachable
     def create_experiment(self, experiment: Experiment) -> None:
