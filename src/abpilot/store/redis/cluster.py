@@ -19,6 +19,9 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
+
+from abpilot.domain.errors import StoreUnavailable
 
 CLUSTER_SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
 
@@ -28,12 +31,17 @@ def is_cluster_url(url: str) -> bool:
 
 
 def connect_cluster(url: str, **options: Any) -> RedisCluster:
-    """A ``RedisCluster`` client for ``redis+cluster://...`` (lazy discovery of the nodes)."""
+    """A ``RedisCluster`` client for ``redis+cluster://...``; it reads the slot map at once, so
+    an unreachable cluster is ``StoreUnavailable`` here (one server is connected lazily)."""
     scheme, rest = url.split(":", 1)
     plain = f"{scheme.lower().removesuffix('+cluster')}:{rest}"
     # redis-py's cluster client takes no database number (a cluster has only database 0).
     options.pop("db", None)
-    return RedisCluster.from_url(plain, **options)
+    try:  # RedisCluster asks a node for the slot map at once
+        return RedisCluster.from_url(plain, **options)
+    except (RedisClusterException, redis.RedisError) as error:
+        where = plain.rsplit("@", 1)[-1].split("//", 1)[-1]  # no password
+        raise StoreUnavailable(f"Redis Cluster at {where} cannot be reached: {error}") from error
 
 
 def location(client: redis.Redis | RedisCluster) -> str:
