@@ -49,6 +49,7 @@ class LocalCluster:
         self.ports = _free_ports(MASTERS * (1 + REPLICAS))
         self.folder = Path(tempfile.mkdtemp(prefix="abp-cluster-"))
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.commands: dict[int, list[str]] = {}
 
     @property
     def url(self) -> str:
@@ -71,6 +72,7 @@ class LocalCluster:
                 "--dir", str(folder),
                 "--logfile", str(folder / "redis.log"),
             ]  # fmt: skip
+            self.commands[port] = command
             self.processes.append(
                 subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             )
@@ -133,6 +135,38 @@ class LocalCluster:
                 if int(low) <= slot <= int(high or low):
                     return node_id
         raise LookupError(f"no master serves slot {slot}")
+
+    def slot_owner_port(self, slot: int) -> int:
+        """The port of the master serving ``slot``, as a node still alive sees it."""
+        for port in self.ports:
+            if self.processes[self.ports.index(port)].poll() is not None:
+                continue
+            for line in self.cli(port, "cluster", "nodes").splitlines():
+                _, address, flags, *rest = line.split()
+                if "master" not in flags.split(",") or "fail" in flags.split(","):
+                    continue
+                for part in rest[5:]:
+                    if part.startswith("["):
+                        continue
+                    low, _, high = part.partition("-")
+                    if int(low) <= slot <= int(high or low):
+                        return int(address.split("@")[0].rsplit(":", 1)[1])
+            break
+        return -1
+
+    def kill(self, port: int) -> None:
+        """SIGKILL the node on ``port`` (a crash: nothing flushed, no goodbye to the others)."""
+        process = self.processes[self.ports.index(port)]
+        process.kill()
+        process.wait()
+
+    def restart(self, port: int) -> None:
+        """Start the node on ``port`` again from its nodes.conf: it rejoins the cluster (a
+        former master whose replica took over comes back as that replica's replica)."""
+        self.processes[self.ports.index(port)] = subprocess.Popen(
+            self.commands[port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self._wait(lambda: self.cli(port, "ping") == "PONG")
 
     def slot_count(self, node: str) -> int:
         """How many slots the master ``node`` serves."""

@@ -14,11 +14,13 @@ Redis documents that ``WAIT`` does not make Redis strongly consistent.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 REDIRECTIONS = 25
 
@@ -64,6 +66,13 @@ def run_and_wait(
             client.nodes_manager.initialize()
             node, asking = None, False
             continue
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            # The node is gone (a failover may be under way): learn the slot map again for the
+            # next call, which the caller makes after a 503 (the event ids make it safe).
+            if isinstance(client, RedisCluster):
+                with contextlib.suppress(redis.RedisError, RedisClusterException):
+                    client.nodes_manager.initialize()
+            raise
         except redis.exceptions.TryAgainError:  # keys split between two nodes: nothing ran
             node, asking = None, False
             time.sleep(min(0.5, 0.02 * 2**attempt))
