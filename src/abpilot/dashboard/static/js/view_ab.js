@@ -5,29 +5,39 @@ import * as charts from "./charts.js";
 import {
   byId,
   chartFigure,
+  fmtDate,
   fmtDateTime,
   fmtInt,
   fmtInterval,
+  fmtList,
+  fmtNumber,
   fmtP,
   fmtPct,
   fmtProb,
   fmtSignedPct,
   h,
+  keyText,
   pText,
   sentence,
 } from "./dom.js";
-import { banditBelief, controlKey, failed, variantRows } from "./summary.js";
+import { banditBelief, controlKey, failed, reasonName, variantRows } from "./summary.js";
+import { historySection, renderHistory } from "./view_history.js";
+import { metricsSection, renderMetrics } from "./view_metrics.js";
+
+export function panels(experiment) {
+  return [metricsSection(), historySection(experiment)];
+}
 
 export function figures(experiment) {
   const bandit = experiment.type === "bandit";
   return [
-    chartFigure(
-      "chart-allocation",
-      "Allocation over time",
-      bandit
-        ? "Share of traffic per variant, stepping at each weight change in the history."
-        : "Share of traffic per variant: an A/B test keeps the weights it was created with.",
-    ),
+    bandit
+      ? chartFigure(
+          "chart-allocation",
+          "Weights by period",
+          "The share of traffic per variant in each period: the start, then each weight change.",
+        )
+      : null,
     chartFigure("chart-rates", "Conversion rate per variant", ""),
     chartFigure(
       "chart-posteriors",
@@ -39,19 +49,22 @@ export function figures(experiment) {
   ];
 }
 
-/** [{t, weights}]: the weights in force from t (ms since the epoch); the last point closes. */
-function allocationSeries(experiment, changes) {
-  const start = Date.parse(experiment.started_at || experiment.created_at);
-  const end = experiment.ended_at ? Date.parse(experiment.ended_at) : Date.now();
-  const series = [
-    { t: start, weights: Object.fromEntries(experiment.variants.map((v) => [v.key, v.weight])) },
+/** [{label, weights, detail}]: the start, then one per weight change; labelled by date when
+ * every change fell on a day of its own (a daily bandit, the demo's simulated days), else by
+ * period number. */
+function periodsOf(experiment, changes) {
+  const initial = Object.fromEntries(experiment.variants.map((v) => [v.key, v.weight]));
+  const days = changes.map((c) => c.computed_at.slice(0, 10));
+  const byDay = new Set(days).size === days.length;
+  return [
+    { label: "Start", weights: initial, detail: "The weights it was created with" },
+    ...changes.map((change, i) => ({
+      label: byDay ? fmtDate(change.computed_at) : `Period ${change.period}`,
+      weights: change.weights,
+      detail: `Period ${change.period}, from ${fmtDateTime(change.computed_at)}`,
+      index: i,
+    })),
   ];
-  for (const change of changes) {
-    series.push({ t: Math.max(start, Date.parse(change.computed_at)), weights: change.weights });
-  }
-  const last = series[series.length - 1];
-  series.push({ t: Math.max(end, last.t + 1000), weights: last.weights });
-  return series;
 }
 
 const describeWeights = (weights, keys) =>
@@ -90,23 +103,30 @@ export function render(experiment, data) {
   const unitWord = daily ? "impressions" : "units";
   const hitWord = daily ? "clicks" : "conversions";
 
-  // Allocation over time.
+  // Weights by period (bandits); an A/B test's fixed weights are said in the table.
   const changes = history ? history.weight_changes : [];
-  const series = allocationSeries(experiment, changes);
-  const now = series[series.length - 1].weights;
-  charts.draw(
-    byId("chart-allocation"),
-    charts.allocationConfig(series, keys, colours),
-    `Allocation over time, stacked: ${changes.length} weight changes; ` +
-      `now ${describeWeights(now, keys)}.`,
-  );
-  byId("chart-allocation-note").textContent =
-    experiment.status === "draft"
-      ? `Not started: it will start with ${describeWeights(now, keys)}.`
-      : experiment.type === "bandit"
-        ? `${changes.length} weight change${changes.length === 1 ? "" : "s"} since the start; ` +
-          `in force now: ${describeWeights(now, keys)}.`
-        : `Fixed weights: ${describeWeights(now, keys)}.`;
+  const periods = periodsOf(experiment, changes);
+  const now = periods[periods.length - 1].weights;
+  if (experiment.type === "bandit") {
+    charts.draw(
+      byId("chart-allocation"),
+      charts.periodsConfig(periods, keys, colours),
+      `Weights by period: ${changes.length} weight changes; now ${describeWeights(now, keys)}.`,
+    );
+    byId("chart-allocation-note").textContent =
+      experiment.status === "draft"
+        ? `Not started: it will start with ${describeWeights(now, keys)}.`
+        : `${changes.length} weight change${changes.length === 1 ? "" : "s"} since the start; ` +
+          `in force now: ${describeWeights(now, keys)}.`;
+  }
+  const primary = analysis && !daily ? analysis : null;
+  const srmFlagged = Boolean(primary && primary.srm.flagged);
+  renderMetrics(experiment, data);
+  renderHistory(experiment, data, colours);
+  for (const id of ["metrics", "history"]) {
+    const section = byId(id);
+    if (section) section.hidden = daily; // a bandit fed daily totals has no events to analyse
+  }
 
   // Rates with 95% intervals.
   const rateRows = rows.map((row) => ({
@@ -126,11 +146,13 @@ export function render(experiment, data) {
     ? "Click-through rate per variant"
     : "Conversion rate per variant";
   byId("chart-rates-note").textContent = daily
-    ? "Clicks / impressions over every posted day, with 95% Wilson intervals computed here " +
-      "(the analysis reads exposures and conversions, which this bandit has not received)."
+    ? "Clicks / impressions over every posted day, with 95% Wilson intervals."
     : analysis
-      ? `Converting units / units on the metric “${analysis.metric}”, with 95% Wilson intervals.`
+      ? `Converting units / units on the primary metric “${analysis.metric}”, with 95% ` +
+        `Wilson intervals.${srmFlagged ? " Not trustworthy: the sample ratio is off." : ""}`
       : `The analysis is unavailable: ${data.analysis ? data.analysis.message : "no data"}.`;
+  byId("chart-rates").closest("figure").classList.toggle("invalidated", srmFlagged);
+  byId("chart-posteriors").closest("figure").classList.toggle("invalidated", srmFlagged);
 
   // Posteriors.
   const posteriors = rows.map((row) => ({
@@ -176,14 +198,13 @@ export function render(experiment, data) {
     );
     byId("chart-units-title").textContent = "Units per variant";
     byId("chart-units-note").textContent =
-      "Totals to date. The service keeps no time series of units for event-fed experiments, " +
-      "so there is no cumulative curve to draw.";
+      "Totals to date; units per day are under Results over time.";
   }
 
   return {
     verdict: verdict(experiment, analysis, history, rows, source),
     tiles: tiles(experiment, analysis, rows, changes, daily),
-    tables: [table(analysis, history, rows, daily, now)],
+    tables: [table(analysis, history, rows, daily, now, srmFlagged)],
   };
 }
 
@@ -198,6 +219,34 @@ const HEADLINES = {
   tau_required: ["warn", "Set tau, an absolute mde or a baseline to run the sequential test"],
 };
 
+/** "units split 1,512 / 1,103 where the weights expect 1,307.5 / 1,307.5 (p < 0.001)". */
+export function srmSentence(srm) {
+  return (
+    `Units split ${fmtList(srm.observed)} where the weights expect ` +
+    `${fmtList(srm.expected, (x) => fmtNumber(x, 1))} (${pText(srm.p_value)}): assignment or ` +
+    "tracking is broken, so no result of this experiment can be trusted until it is fixed."
+  );
+}
+
+/** The decision's reasons as lines: each in words, with its sentence. */
+function reasonLines(decision, analysis) {
+  return decision.reasons.map((r) =>
+    h(
+      "p",
+      { class: "reason", "data-reason": r.code },
+      h("strong", {}, `${sentence(reasonName(r.code)).slice(0, -1)}: `),
+      r.code === "srm_detected" ? srmSentence(analysis.srm) : sentence(r.message),
+    ),
+  );
+}
+
+const DECISION_WORDS = {
+  ship: (v) => `Decision: ship ${v}.`,
+  rollback: (v) => `Decision: roll back ${v}.`,
+  continue: () => "Decision: keep collecting.",
+  inconclusive: () => "Decision: inconclusive.",
+};
+
 function verdict(experiment, analysis, history, rows, source) {
   const lines = [];
   if (source === "daily") {
@@ -209,9 +258,8 @@ function verdict(experiment, analysis, history, rows, source) {
         ? `${best[0]} looks best: ${fmtProb(best[1])} chance of being the best arm`
         : "Learning from the daily totals",
       lines: [
-        "This bandit is fed daily totals (impressions and clicks). The analysis reads " +
-          "exposures and conversions, so it has nothing to test yet; the figures here come " +
-          "from the daily intake and the bandit's own posterior at its latest weight change.",
+        "This bandit learns from daily totals of impressions and clicks. The figures below " +
+          "come from those totals and from the bandit's own estimate at its latest weight change.",
       ],
     };
   }
@@ -221,45 +269,74 @@ function verdict(experiment, analysis, history, rows, source) {
   let tone;
   let headline;
   const winner = analysis.winner;
-  if (experiment.status === "completed" && experiment.winner) {
-    tone = "success";
-    headline = `Completed: ${experiment.winner} was chosen`;
+  const decision = analysis.decision;
+  const completion = (experiment.settings && experiment.settings.completion) || null;
+  if (experiment.status === "completed") {
+    if (completion && completion.override) {
+      tone = "warn";
+      headline = `Completed: ${experiment.winner} chosen against the analysis`;
+      const was = completion.decision || {};
+      lines.push(
+        `When it was completed the analysis decided ${was.action || "otherwise"}` +
+          `${was.variant ? ` ${was.variant}` : ""}` +
+          `${was.reasons ? ` (${was.reasons.map(reasonName).join("; ")})` : ""}; ` +
+          "the override is recorded with the experiment.",
+      );
+    } else if (experiment.winner) {
+      tone = "success";
+      headline = `Completed: ${experiment.winner} chosen`;
+    } else {
+      tone = "neutral";
+      headline = "Completed without a winner";
+    }
   } else if (experiment.status === "draft") {
     tone = "neutral";
     headline = "Not started yet";
-  } else if (winner) {
-    const controlRow = analysis.variants.find((v) => v.is_control);
+  } else if (analysis.srm.flagged) {
+    [tone, headline] = HEADLINES.srm_detected;
+  } else if (decision && decision.action === "ship") {
     tone = "success";
-    headline = `${winner.key} wins on ${analysis.metric}`;
+    headline = `Ship ${decision.variant}: it wins on ${analysis.metric}`;
+  } else if (decision && decision.action === "rollback") {
+    tone = "danger";
+    headline = `Roll back ${decision.variant}`;
+  } else if (winner) {
+    tone = "warn";
+    headline = `${winner.key} wins on ${analysis.metric}, but a guardrail is not yet safe`;
+  } else {
+    [tone, headline] = HEADLINES[analysis.reason] || ["neutral", sentence(analysis.reason)];
+  }
+  if (winner && !analysis.srm.flagged) {
+    const controlRow = analysis.variants.find((v) => v.is_control);
     lines.push(
       `${winner.key} converts at ${fmtPct(winner.conversion_rate)} against ` +
         `${fmtPct(controlRow && controlRow.conversion_rate)} for ${analysis.control}: ` +
         `${fmtSignedPct(winner.relative_improvement)} relative, ${pText(winner.p_value)}.`,
     );
-  } else {
-    [tone, headline] = HEADLINES[analysis.reason] || ["neutral", sentence(analysis.reason)];
   }
-  if (analysis.message) lines.push(sentence(analysis.message));
-  const decision = analysis.decision;
   if (decision) {
-    // What the primary metric, the guardrails, SRM and the plan decide; each reason's code
-    // with its sentence (the code alone where that sentence is the message above).
-    const target = decision.variant ? ` ${decision.variant}` : "";
-    const reasons = decision.reasons.map((r) =>
-      r.message === analysis.message ? r.code : `${r.code}: ${r.message}`,
+    lines.push(
+      h(
+        "p",
+        { class: "decision", "data-action": decision.action },
+        h("strong", {}, DECISION_WORDS[decision.action](decision.variant)),
+      ),
+      ...reasonLines(decision, analysis),
     );
-    lines.push(`Decision: ${decision.action}${target} (${reasons.join("; ")}).`);
+  } else if (analysis.message) {
+    lines.push(sentence(analysis.message));
   }
   const analysed = rows.filter((r) => r.analysed && r.units > 0);
-  if (!winner && analysed.length === rows.length && rows.length > 1) {
+  const open = experiment.status !== "completed" && !analysis.srm.flagged;
+  if (open && !winner && analysed.length === rows.length && rows.length > 1) {
     const best = [...analysed].sort(
       (x, y) => (y.analysed.probability_best ?? 0) - (x.analysed.probability_best ?? 0),
     )[0];
     const loss = best.analysed.expected_loss;
     lines.push(
       `${best.key} leads with a ${fmtProb(best.analysed.probability_best)} chance of being ` +
-        "best; choosing it loses " +
-        (loss < 0.0001 ? "under 0.01" : (loss * 100).toFixed(2)) +
+        "best; choosing it costs " +
+        (loss < 0.0001 ? "under 0.01" : fmtNumber(loss * 100, 2)) +
         " percentage points of rate on average if it is not.",
     );
   }
@@ -302,9 +379,12 @@ function tiles(experiment, analysis, rows, changes, daily) {
     const srm = analysis.srm;
     list.push({
       label: "Sample ratio",
-      value: srm.flagged ? "Mismatch" : srm.p_value === null ? "—" : "OK",
-      hint: srm.p_value === null ? "not tested yet" : pText(srm.p_value),
-      tone: srm.flagged ? "danger" : null,
+      value: srm.flagged ? "Mismatch" : srm.p_value === null ? "Not tested" : "Consistent",
+      hint:
+        srm.p_value === null
+          ? `too few units yet (fewest ${fmtInt(Math.min(...srm.observed))})`
+          : pText(srm.p_value),
+      tone: srm.flagged ? "danger" : srm.p_value === null ? "muted" : null,
     });
   }
   return list;
@@ -312,7 +392,7 @@ function tiles(experiment, analysis, rows, changes, daily) {
 
 const liftInterval = (ci) => (ci ? `${fmtSignedPct(ci[0])} … ${fmtSignedPct(ci[1])}` : "—");
 
-function table(analysis, history, rows, daily, weightsNow) {
+function table(analysis, history, rows, daily, weightsNow, srmFlagged) {
   if (daily) {
     const belief = banditBelief(history) || {};
     return {
@@ -326,17 +406,21 @@ function table(analysis, history, rows, daily, weightsNow) {
         { label: "P(best)", numeric: true },
       ],
       rows: rows.map((r) => [
-        h("span", { class: "mono" }, r.key),
+        keyText(r.key),
         fmtInt(r.units),
         fmtInt(r.conversions),
-        `${fmtPct(r.rate, 2)} (${fmtInterval(r.ci, 2)})`,
+        `${fmtPct(r.rate)} (${fmtInterval(r.ci)})`,
         fmtPct(weightsNow[r.key] ?? 0),
         fmtProb(belief[r.key]),
       ]),
     };
   }
   return {
-    caption: analysis ? `Analysis of ${analysis.metric}` : "Analysis",
+    caption: analysis
+      ? `Variants on the primary metric, ${analysis.metric}` +
+        (srmFlagged ? ": not trustworthy, the sample ratio is off" : "")
+      : "Analysis",
+    invalid: srmFlagged,
     columns: [
       { label: "Variant" },
       { label: "Units", numeric: true },
@@ -352,8 +436,8 @@ function table(analysis, history, rows, daily, weightsNow) {
       return [
         h(
           "span",
-          { class: "mono" },
-          r.key,
+          {},
+          keyText(r.key),
           r.isControl && r.key !== "control" ? h("span", { class: "tag" }, "control") : null,
         ),
         fmtInt(r.units),
