@@ -6,7 +6,7 @@ import { ApiError, api, experimentPath } from "./api.js";
 import { TYPE_LABELS, fill, h } from "./dom.js";
 
 const CONTEXTUAL_TEMPLATE = {
-  contextual: { attributes: { user_type: ["new", "returning"] }, holdout: 0.1 },
+  contextual: { attributes: { user_type: ["new", "returning"] } },
 };
 
 function field(label, id, input, hint) {
@@ -99,8 +99,8 @@ export function formView(main, key, app) {
       "div",
       { class: "row-editor", "data-field": `variants[${i}]` },
       field(`Variant ${i + 1} key`, row.key.id, row.key),
-      field("Name", row.name.id, row.name),
-      field("Weight", row.weight.id, row.weight),
+      field(`Variant ${i + 1} name`, row.name.id, row.name),
+      field(`Variant ${i + 1} weight`, row.weight.id, row.weight),
       h(
         "label",
         { class: "check-field", for: row.control.id },
@@ -176,11 +176,21 @@ export function formView(main, key, app) {
       "div",
       { class: "row-editor", "data-field": `metrics[${i}]` },
       field(`Metric ${i + 1} key`, row.key.id, row.key),
-      field("Kind", row.kind.id, row.kind),
-      field("Role", row.role.id, row.role),
-      field("Margin", row.margin.id, row.margin),
-      h("label", { class: "check-field", for: row.lower.id }, row.lower, "Lower is better"),
-      h("label", { class: "check-field", for: row.relative.id }, row.relative, "Relative margin"),
+      field(`Metric ${i + 1} kind`, row.kind.id, row.kind),
+      field(`Metric ${i + 1} role`, row.role.id, row.role),
+      field(`Metric ${i + 1} margin`, row.margin.id, row.margin),
+      h(
+        "label",
+        { class: "check-field", for: row.lower.id },
+        row.lower,
+        `Metric ${i + 1}: lower is better`,
+      ),
+      h(
+        "label",
+        { class: "check-field", for: row.relative.id },
+        row.relative,
+        `Metric ${i + 1}: relative margin`,
+      ),
       h(
         "button",
         {
