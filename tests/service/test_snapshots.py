@@ -11,7 +11,7 @@ import pytest
 
 from abpilot.domain.inputs import EventInput
 from abpilot.service import ExperimentService
-from abpilot.service.snapshots import Snapshots
+from abpilot.service.snapshots import SNAPSHOT_TICK_SECONDS, Snapshots
 from abpilot.store.base import EventKind, Store
 
 START = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -124,3 +124,26 @@ def test_a_snapshot_document_that_cannot_be_read_is_skipped(
     experiment = service.get_experiment("shop")
     store.put_document(f"snapshots/{experiment.id}", "2026-01-01", "not json", "x", START)
     assert [s.day.isoformat() for s in snapshots.read("shop")[1]] == ["2026-03-02"]
+
+
+def test_the_scheduler_of_a_process_takes_them_on_its_snapshot_lease(store: Store) -> None:
+    from abpilot.service import compose
+    from abpilot.settings import Settings
+
+    services = compose.build(store, Settings(store="memory"))
+    services.experiments.create_experiment(
+        key="shop", variants=[{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}]
+    )
+    services.experiments.start_experiment("shop")
+    job = services.snapshotting
+    seconds = [0.0]
+    job.clock = lambda: seconds[0]  # the scheduler's monotonic clock, injected
+    try:
+        assert job.name == "snapshot"
+        assert not job.step()  # a new leader waits one interval
+        assert job.is_leader
+        seconds[0] = SNAPSHOT_TICK_SECONDS
+        assert job.step()
+        assert len(services.snapshots.read("shop")[1]) == 1
+    finally:
+        job.stop()
