@@ -23,11 +23,14 @@ from tests.conftest import IN_CI
 from tests.e2e.server import running_server
 
 try:
-    from playwright.sync_api import Browser, Page, sync_playwright
+    from playwright.sync_api import Browser, Page, expect, sync_playwright
 except ImportError:
     if IN_CI:
         raise
     pytest.skip("playwright is not installed (pip install -e '.[test]')", allow_module_level=True)
+
+# A page reads every experiment's analysis; on a loaded machine that takes more than 5 s.
+expect.set_options(timeout=20_000)
 
 ROOT = Path(__file__).parents[2]
 ARTIFACTS = ROOT / "artifacts"

@@ -1,6 +1,7 @@
 // One experiment's page: header with admin actions, verdict, monitoring, charts and tables.
 // The charts and figures per type live in view_ab.js, view_contextual.js, view_interleaving.js.
 
+import { ACTIONS, BUTTON_STYLES, copyLink, suggestedWinner } from "./actions.js";
 import { ApiError, api, experimentPath } from "./api.js";
 import { destroyCharts } from "./charts.js";
 import { checksList } from "./checks.js";
@@ -22,106 +23,6 @@ import * as contextual from "./view_contextual.js";
 import * as interleaving from "./view_interleaving.js";
 
 const VIEWS = { ab_test: ab, bandit: ab, contextual_bandit: contextual, interleaving };
-
-const setStatus = (status) => (key) =>
-  api(experimentPath(key, "status"), { method: "PUT", body: { status } });
-
-// Each action: when it applies, what it asks first, what it calls, and what to say when it
-// worked. Every one needs the admin role: a read key sees none of them.
-const ACTIONS = [
-  {
-    id: "edit",
-    label: () => "Edit",
-    applies: (e) => e.status === "draft",
-    go: (e) => `#/experiments/${encodeURIComponent(e.key)}/edit`,
-  },
-  {
-    id: "start",
-    label: (e) => (e.status === "paused" ? "Resume" : "Start"),
-    applies: (e) => e.status === "draft" || e.status === "paused",
-    run: setStatus("running"),
-    done: () => "Experiment running.",
-  },
-  {
-    id: "pause",
-    label: () => "Pause",
-    applies: (e) => e.status === "running",
-    ask: (e) => ({
-      title: `Pause ${e.name || e.key}?`,
-      text:
-        "While paused, no unit is assigned and no event is counted; units keep their variant " +
-        "when it resumes. Results so far are kept.",
-      confirm: "Pause",
-    }),
-    run: setStatus("paused"),
-    done: () => "Experiment paused.",
-  },
-  {
-    id: "recalculate",
-    label: () => "Recalculate",
-    applies: (e) => e.type === "bandit" && e.status === "running",
-    run: (key) => api(experimentPath(key, "recalculate"), { method: "POST" }),
-    done: (result) =>
-      result.status === "failed"
-        ? `Recalculation failed: ${result.error}`
-        : `Weights ${result.status}${result.period ? ` (period ${result.period})` : ""}.`,
-  },
-  {
-    id: "complete",
-    label: () => "Complete…",
-    applies: (e) => e.status === "running" || e.status === "paused",
-    complete: true,
-    done: (result) =>
-      result.winner ? `Experiment completed: ${result.winner} is the winner.` : "Experiment completed.",
-  },
-  {
-    id: "delete",
-    label: () => "Delete…",
-    applies: (e) => e.status !== "running",
-    ask: (e) => ({
-      title: `Delete ${e.name || e.key}?`,
-      text: "The experiment and everything it recorded are deleted for good.",
-      confirm: "Delete",
-    }),
-    run: (key) => api(experimentPath(key), { method: "DELETE" }),
-    done: () => "Experiment deleted.",
-    then: () => {
-      window.location.hash = "#/";
-    },
-  },
-];
-
-const BUTTON_STYLES = {
-  edit: "ghost",
-  start: "primary",
-  pause: "ghost",
-  recalculate: "primary",
-  complete: "ghost danger",
-  delete: "ghost danger",
-};
-
-/** The variant the decision ships, else the analysis' winner (interleaving: "a" or "b"). */
-function suggestedWinner(experiment, analysis) {
-  const decision = analysis && analysis.decision;
-  const found =
-    decision && decision.action === "ship"
-      ? { key: decision.variant }
-      : analysis
-        ? analysis.winner
-        : null;
-  if (typeof found === "string") return experiment.variants[found === "a" ? 0 : 1].key;
-  return found ? found.key : null;
-}
-
-async function copyLink(app) {
-  const url = window.location.href;
-  try {
-    await navigator.clipboard.writeText(url);
-    app.toast("Link copied.", "success");
-  } catch {
-    app.toast(`Copy this link: ${url}`);
-  }
-}
 
 export function experimentView(main, key, app) {
   let alive = true;

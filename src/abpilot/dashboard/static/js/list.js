@@ -330,6 +330,11 @@ export function listView(main, app) {
 
   async function refresh() {
     const [experiments, monitoring] = await Promise.all([api("experiments"), app.monitoring()]);
+    if (!last && alive) {
+      // The first time, the rows at once; their figures as each experiment's analysis comes.
+      const pending = { units: { count: null }, decision: null, evidence: null, timing: "" };
+      render({ experiments, details: experiments.map(() => pending), monitoring });
+    }
     const details = await mapLimit(experiments, CONCURRENCY, async (experiment) => {
       const cached = summaries.get(experiment.key);
       if (cached && cached.status === experiment.status && Date.now() - cached.at < SUMMARY_MS) {
