@@ -1,13 +1,14 @@
 """``abpilot demo``: three experiments on simulated users, in a throwaway SQLite file.
 
-1. An A/B test of two button colours (green converts a little better), with its analysis.
+1. An A/B test of two button colours (green converts a little better) over 14 simulated days, a
+   snapshot of its counters at the end of each, so the dashboard draws its results over time.
 2. A bandit choosing among three prices from daily impressions and clicks, over 14 simulated days:
-   the weights move toward the best price day by day.
+   the weights move toward the best price day by day (each change dated on its simulated day).
 3. A contextual bandit choosing among recommendation algorithms per time of day and user type,
    with a 20% holdout on a random policy, then the bandit against the holdout.
 
-Everything goes through the same service the API uses; ``--serve`` then starts the API and the
-dashboard on the same file.
+Everything goes through the same service the API uses, on a clock that walks through the
+simulated days; ``--serve`` then starts the API and the dashboard on the same file.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from abpilot.domain.inputs import EventKind
 if TYPE_CHECKING:  # the service is imported when the demo runs, not with the CLI
     from abpilot.service.allocation import DailyInput
     from abpilot.service.core import ExperimentService
+
+DAYS = 14
 
 console = Console()
 
@@ -59,8 +62,21 @@ def pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
-def run_ab_test(service: ExperimentService, rng: np.random.Generator, users: int) -> None:
+class SimulatedClock:
+    """The service's clock during the demo: it starts DAYS days ago and the demo moves it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def run_ab_test(
+    service: ExperimentService, rng: np.random.Generator, users: int, clock: SimulatedClock
+) -> None:
     from abpilot.service.events import EventInput
+    from abpilot.service.snapshots import Snapshots
 
     service.create_experiment(
         key="button-colour",
@@ -73,11 +89,17 @@ def run_ab_test(service: ExperimentService, rng: np.random.Generator, users: int
         settings={"analysis": {"sample_size_per_variant": users // 2 - users // 20}},
     )
     service.start_experiment("button-colour")
+    snapshots = Snapshots(service)
+    snapshots.take("button-colour")
+    started = clock.now
+    per_day = -(-users // DAYS)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("A/B test: simulated shoppers", total=users)
-        for start in range(0, users, 1_000):
+        for start in range(0, users, per_day):
+            day = start // per_day
+            clock.now = started + timedelta(days=day, hours=12)
             events = []
-            for i in range(start, min(start + 1_000, users)):
+            for i in range(start, min(start + per_day, users)):
                 unit = f"shopper-{i}"
                 assignment = service.get_variant_for_user("button-colour", unit)
                 assert assignment.variant is not None
@@ -85,7 +107,9 @@ def run_ab_test(service: ExperimentService, rng: np.random.Generator, users: int
                 if rng.random() < BUTTON_RATES[assignment.variant.key]:
                     events.append(EventInput(EventKind.CONVERSION, "button-colour", unit))
             service.record_events(events)
-            progress.advance(task, min(1_000, users - start))
+            clock.now = started + timedelta(days=day + 1)
+            snapshots.take("button-colour")  # the day's cumulative counters
+            progress.advance(task, min(per_day, users - start))
     analysis = service.analyze_experiment("button-colour")
     table = Table(title="1. A/B test: checkout button colour")
     for column in ("variant", "users", "purchases", "rate (95% CI)", "vs blue", "p-value"):
@@ -104,7 +128,9 @@ def run_ab_test(service: ExperimentService, rng: np.random.Generator, users: int
     console.print(f"Verdict: {analysis.message}\n")
 
 
-def run_bandit(service: ExperimentService, rng: np.random.Generator, days: int) -> None:
+def run_bandit(
+    service: ExperimentService, rng: np.random.Generator, days: int, clock: SimulatedClock
+) -> None:
     from abpilot.service.allocation import DailyInput
 
     service.create_experiment(
@@ -118,19 +144,20 @@ def run_bandit(service: ExperimentService, rng: np.random.Generator, days: int) 
         metrics=[{"key": "subscribe"}],
         settings={"bandit": {"min_exposures": 500}},
     )
+    started = clock.now
     service.start_experiment("pricing")
     table = Table(title="2. Bandit: subscription price, weights after each simulated day")
     table.add_column("day")
     for key in PRICE_RATES:
         table.add_column(f"{key} (true {PRICE_RATES[key]:.1%})", justify="right")
-    today = datetime.now(UTC).date()
     experiment = service.get_experiment("pricing")
     experiment_id = experiment.id
     weights = {v.key: v.weight for v in experiment.variants}
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("Bandit: simulated days", total=days)
         for d in range(days):
-            day = today - timedelta(days=days - d)
+            day = (started + timedelta(days=d)).date()
+            clock.now = started + timedelta(days=d + 1)  # posted the next morning
             visitors = 1_500
             rows = []
             for key, rate in PRICE_RATES.items():
@@ -231,9 +258,16 @@ def demo_command(
     url = f"sqlite:///{path}"
     rng = np.random.default_rng(seed)
     console.print(f"[bold]abpilot demo[/bold] on {path}\n")
-    with abpilot.open(url) as service:
-        run_ab_test(service, rng, users)
-        run_bandit(service, rng, days=14)
+    from abpilot.service.core import ExperimentService
+
+    with abpilot.open(url) as opened:
+        start = datetime.now(UTC).replace(hour=0, minute=5, second=0, microsecond=0)
+        clock = SimulatedClock(start - timedelta(days=DAYS))
+        service = ExperimentService(opened.store, clock=clock)
+        run_ab_test(service, rng, users, clock)
+        clock.now = start - timedelta(days=DAYS)
+        run_bandit(service, rng, days=DAYS, clock=clock)
+        clock.now = datetime.now(UTC)
         run_contextual(service, rng, decisions=4_000)
     if serve:
         import uvicorn

@@ -86,3 +86,40 @@ def test_the_dashboard_is_public_and_nothing_else_under_its_name() -> None:
     assert required_role("GET", "/dashboard") is None
     assert required_role("GET", "/dashboard/static") is None
     assert required_role("GET", "/dashboards") is not None
+
+
+def test_the_session_names_the_role_of_the_key_sent() -> None:
+    settings = Settings(
+        store="memory", scheduler_enabled=False, api_keys="admin:adm-key,read:read-key"
+    )
+    with TestClient(create_app(settings, store=MemoryStore())) as client:
+        assert client.get(f"{API}/session").status_code == 401
+        wrong = client.get(f"{API}/session", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        assert wrong.json()["error"]["code"] == "unauthorized"
+        for key, role in (("adm-key", "admin"), ("read-key", "read")):
+            answer = client.get(f"{API}/session", headers={"Authorization": f"Bearer {key}"})
+            assert answer.json() == {"role": role, "keys_required": True}
+        by_header = client.get(f"{API}/session", headers={"X-API-Key": "read-key"})
+        assert by_header.json()["role"] == "read"
+    open_settings = Settings(store="memory", scheduler_enabled=False)
+    with TestClient(create_app(open_settings, store=MemoryStore())) as client:
+        assert client.get(f"{API}/session").json() == {"role": "admin", "keys_required": False}
+
+
+def test_snapshots_are_read_through_the_api() -> None:
+    settings = Settings(store="memory", scheduler_enabled=False)
+    with TestClient(create_app(settings, store=MemoryStore())) as client:
+        variants = [{"key": "control", "weight": 0.5}, {"key": "green", "weight": 0.5}]
+        body = {"key": "shop", "variants": variants, "metrics": [{"key": "purchase"}]}
+        assert client.post(f"{API}/experiments", json=body).status_code == 201
+        assert client.get(f"{API}/experiments/shop/snapshots").json()["snapshots"] == []
+        client.put(f"{API}/experiments/shop/status", json={"status": "running"})
+        assert client.app.state.snapshots.take_if_due() == 1  # type: ignore[attr-defined]
+        read = client.get(f"{API}/experiments/shop/snapshots").json()
+        assert (read["key"], read["metrics"], read["alpha"]) == ("shop", ["purchase"], 0.05)
+        [snapshot] = read["snapshots"]
+        assert [v["key"] for v in snapshot["variants"]] == ["control", "green"]
+        assert snapshot["variants"][1]["metrics"]["purchase"]["lift"] is None  # no data yet
+        missing = client.get(f"{API}/experiments/nope/snapshots")
+        assert missing.status_code == 404

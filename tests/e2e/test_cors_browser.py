@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from tests.api.datafile_sample import FEATURE, PATH, write_datafiles
+from tests.e2e.dashboard_fixtures import chromium, ok
 from tests.e2e.server import running_server
-from tests.e2e.test_dashboard import chromium, ok
 
 try:
     from playwright.sync_api import Browser, sync_playwright

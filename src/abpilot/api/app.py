@@ -58,12 +58,17 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             app.state.monitor = services.monitor
             app.state.monitoring = services.daily
             app.state.scheduler = services.recalculation
+            app.state.snapshots = services.snapshots
             if services.datafiles is not None:
                 await asyncio.to_thread(services.companion.sync)
                 services.datafiles.start()
                 stack.callback(services.datafiles.stop)
             if settings.scheduler_enabled:
-                for scheduler in (services.recalculation, services.monitoring):
+                for scheduler in (
+                    services.recalculation,
+                    services.monitoring,
+                    services.snapshotting,
+                ):
                     scheduler.start()
                     stack.callback(scheduler.stop)
             yield
@@ -97,6 +102,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(ofrep.router)
     app.include_router(health.router)
     app.include_router(dashboard.router)
+    app.include_router(dashboard.api_router, prefix=API_PREFIX)
     # The last added runs first: request ids and metrics, CORS (so that every answer, a 413
     # included, carries its headers), the body limit, then HEAD as GET.
     app.add_middleware(HeadAsGet)

@@ -21,6 +21,7 @@ from abpilot.service.companion import Companion
 from abpilot.service.core import ExperimentService
 from abpilot.service.monitoring import Monitor
 from abpilot.service.monitoring_daily import DailyMonitor, parse_time_of_day
+from abpilot.service.snapshots import SNAPSHOT_TICK_SECONDS, Snapshots
 from abpilot.settings import Settings
 from abpilot.store.base import Store
 from abpilot.store.factory import check_options
@@ -38,8 +39,10 @@ class Services:
     companion: Companion  # FeatureVisor datafiles with learned weights
     monitor: Monitor  # health checks now, with the service-wide thresholds
     daily: DailyMonitor  # the daily monitoring run (MONITOR_*)
+    snapshots: Snapshots  # daily snapshots of the running experiments' counters
     recalculation: Scheduler  # bandit weights every UPDATE_INTERVAL_MINUTES, on the leader
     monitoring: Scheduler  # the daily run, on the leader of the ``monitor`` lease
+    snapshotting: Scheduler  # today's snapshots, on the leader of the ``snapshot`` lease
     datafiles: Repeater | None  # polls DATAFILES_DIR (None without one)
 
 
@@ -65,11 +68,13 @@ def build(store: Store, settings: Settings) -> Services:
         keep=settings.monitor_keep,
         webhook_url=settings.monitor_webhook_url,
     )
+    snapshots = Snapshots(experiments)
     return Services(
         experiments=experiments,
         companion=companion,
         monitor=monitor,
         daily=daily,
+        snapshots=snapshots,
         recalculation=Scheduler(
             store,
             experiments.recalculate_all,
@@ -78,6 +83,9 @@ def build(store: Store, settings: Settings) -> Services:
         ),
         monitoring=Scheduler(
             store, daily.run_if_due, name="monitor", interval_seconds=MONITOR_TICK_SECONDS
+        ),
+        snapshotting=Scheduler(
+            store, snapshots.take_if_due, name="snapshot", interval_seconds=SNAPSHOT_TICK_SECONDS
         ),
         datafiles=(
             Repeater(

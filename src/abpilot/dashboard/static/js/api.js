@@ -6,11 +6,13 @@ const STORAGE_KEY = "abpilot.apiKey";
 export const API_BASE = new URL("../api/v1/", document.baseURI);
 
 export class ApiError extends Error {
-  constructor(status, message, code) {
+  constructor(status, message, code, field = null, details = []) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
+    this.field = field; // the request field it names ("variants[1].key"), if any
+    this.details = details; // every problem of a 422: [{field, message}]
   }
 }
 
@@ -65,7 +67,13 @@ export async function api(path, { method = "GET", body } = {}) {
   if (!response.ok) {
     const error = payload && payload.error ? payload.error : {};
     const message = error.message || `${method} ${path} answered ${response.status}`;
-    const failure = new ApiError(response.status, message, error.code);
+    const failure = new ApiError(
+      response.status,
+      message,
+      error.code,
+      error.field || null,
+      error.details || [],
+    );
     if (response.status === 401) unauthorizedHandler(failure, key);
     throw failure;
   }

@@ -108,51 +108,27 @@ export function destroyCharts(root) {
 
 const percentTicks = (digits) => (value) => `${(value * 100).toFixed(digits)}%`;
 
-function timeTick(span) {
-  const options =
-    span < 10 * 60 * 1000
-      ? { hour: "2-digit", minute: "2-digit", second: "2-digit" }
-      : span < 2 * 24 * 3600 * 1000
-        ? { hour: "2-digit", minute: "2-digit" }
-        : { month: "short", day: "numeric" };
-  const format = new Intl.DateTimeFormat(undefined, options);
-  return (value) => format.format(new Date(value));
-}
-
-const fullTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
-
 /**
- * Stacked area of the share of traffic per variant over time. `series` is [{t, weights}]: the
- * weights in force from time t (ms) until the next point; the last point closes the range.
+ * The weights in force in each period, as stacked bars of 100%: periods is [{label, weights,
+ * detail}], one per period (the start, then each weight change).
  */
-export function allocationConfig(series, keys, colours) {
-  const start = series[0].t;
-  const end = series[series.length - 1].t;
+export function periodsConfig(periods, keys, colours) {
   return {
-    type: "line",
+    type: "bar",
     data: {
-      datasets: keys.map((key, index) => ({
+      labels: periods.map((p) => p.label),
+      datasets: keys.map((key) => ({
         label: key,
-        data: series.map((point) => ({ x: point.t, y: 100 * (point.weights[key] ?? 0) })),
+        data: periods.map((p) => 100 * (p.weights[key] ?? 0)),
+        backgroundColor: tint(colours[key], 0.7),
         borderColor: colours[key],
-        backgroundColor: tint(colours[key], 0.45),
-        borderWidth: 1.5,
-        fill: index === 0 ? "origin" : "-1",
-        stepped: "before",
-        pointRadius: 0,
-        pointHitRadius: 8,
+        borderWidth: 1,
       })),
     },
     options: {
       interaction: { mode: "index", intersect: false },
       scales: {
-        x: {
-          type: "linear",
-          min: start,
-          max: end,
-          grid: { display: false },
-          ticks: { maxTicksLimit: 5, maxRotation: 0, callback: timeTick(end - start) },
-        },
+        x: { stacked: true, grid: { display: false }, ticks: { maxRotation: 0, autoSkip: true } },
         y: {
           stacked: true,
           min: 0,
@@ -164,7 +140,7 @@ export function allocationConfig(series, keys, colours) {
       plugins: {
         tooltip: {
           callbacks: {
-            title: (items) => (items.length ? fullTime.format(new Date(items[0].parsed.x)) : ""),
+            title: (items) => (items.length ? periods[items[0].dataIndex].detail : ""),
             label: (item) => ` ${item.dataset.label}: ${item.parsed.y.toFixed(1)}%`,
           },
         },

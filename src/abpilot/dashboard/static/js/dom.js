@@ -84,6 +84,32 @@ export function fmtNumber(x, digits = 2) {
 }
 
 export const fmtDateTime = (iso) => (iso ? dateTime.format(new Date(iso)) : "—");
+const dateOnly = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+export const fmtDate = (iso) => (iso ? dateOnly.format(new Date(iso)) : "—");
+
+/** "3 minutes", "5 hours", "2 days": how long ago, never "0.0 hours". */
+export function fmtAgo(hours) {
+  if (hours === null || hours === undefined || !Number.isFinite(hours)) return "—";
+  const minutes = Math.round(hours * 60);
+  if (minutes < 1) return "less than a minute";
+  if (minutes < 90) return `${minutes} minute${minutes === 1 ? "" : "s"}`;
+  if (hours < 36) return `${Math.round(hours)} hours`;
+  return `${Math.round(hours / 24)} days`;
+}
+
+/** A key that breaks only after "_", "-" or "." on a narrow screen, never mid-word. */
+export function keyText(key, className = "mono") {
+  const parts = String(key).split(/(?<=[_.-])/);
+  const children = [];
+  parts.forEach((part, i) => {
+    if (i > 0) children.push(h("wbr"));
+    children.push(part);
+  });
+  return h("span", { class: className }, children);
+}
+
+/** "1,512 / 1,103": a list of counts as the page prints lists. */
+export const fmtList = (values, format = fmtInt) => values.map((v) => format(v)).join(" / ");
 export const fmtClock = (date) => clock.format(date);
 
 const CHECK_NAMES = {
@@ -126,7 +152,9 @@ export function statusBadge(status) {
 }
 
 export function healthBadge(status, label) {
-  const text = { ok: "OK", warning: "Warning", alert: "Alert" }[status] || humanize(status);
+  const text =
+    { ok: "OK", warning: "Warning", alert: "Alert", not_run: "Not checked" }[status] ||
+    humanize(status);
   const tone = { ok: "green", warning: "amber", alert: "red" }[status] || "slate";
   return badge(text, tone, label || `Monitoring: ${text}`);
 }

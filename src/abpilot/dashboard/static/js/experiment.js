@@ -1,8 +1,11 @@
 // One experiment's page: header with admin actions, verdict, monitoring, charts and tables.
 // The charts and figures per type live in view_ab.js, view_contextual.js, view_interleaving.js.
 
+import { ACTIONS, BUTTON_STYLES, copyLink, suggestedWinner } from "./actions.js";
 import { ApiError, api, experimentPath } from "./api.js";
 import { destroyCharts } from "./charts.js";
+import { checksList } from "./checks.js";
+import { askCompletion, confirmAction } from "./completion.js";
 import {
   TYPE_LABELS,
   byId,
@@ -10,101 +13,16 @@ import {
   fill,
   fmtDateTime,
   h,
-  checkName,
-  healthBadge,
   humanize,
+  keyText,
   statusBadge,
 } from "./dom.js";
-import { loadData } from "./summary.js";
+import { loadData, timingOf, timingText } from "./summary.js";
 import * as ab from "./view_ab.js";
 import * as contextual from "./view_contextual.js";
 import * as interleaving from "./view_interleaving.js";
 
 const VIEWS = { ab_test: ab, bandit: ab, contextual_bandit: contextual, interleaving };
-
-const setStatus = (status) => (key) =>
-  api(experimentPath(key, "status"), { method: "PUT", body: { status } });
-
-// Each action: when it applies, what it calls, and what to say when it worked.
-const ACTIONS = [
-  {
-    id: "start",
-    label: (e) => (e.status === "paused" ? "Resume" : "Start"),
-    applies: (e) => e.status === "draft" || e.status === "paused",
-    run: setStatus("running"),
-    done: () => "Experiment running.",
-  },
-  {
-    id: "pause",
-    label: () => "Pause",
-    applies: (e) => e.status === "running",
-    run: setStatus("paused"),
-    done: () => "Experiment paused.",
-  },
-  {
-    id: "recalculate",
-    label: () => "Recalculate",
-    applies: (e) => e.type === "bandit" && e.status === "running",
-    run: (key) => api(experimentPath(key, "recalculate"), { method: "POST" }),
-    done: (result) =>
-      result.status === "failed"
-        ? `Recalculation failed: ${result.error}`
-        : `Weights ${result.status}${result.period ? ` (period ${result.period})` : ""}.`,
-  },
-  {
-    id: "complete",
-    label: () => "Complete…",
-    applies: (e) => e.status === "running" || e.status === "paused",
-    confirm: true,
-    done: () => "Experiment completed.",
-  },
-];
-
-const BUTTON_STYLES = {
-  start: "primary",
-  pause: "ghost",
-  recalculate: "primary",
-  complete: "ghost danger",
-};
-
-/** Ask for the winner in the Complete dialog; resolves to {winner, override} or null when
- * cancelled. */
-function askCompletion(experiment, suggested) {
-  const dialog = byId("complete-dialog");
-  const select = byId("complete-winner");
-  const override = byId("complete-override");
-  override.checked = false;
-  fill(
-    select,
-    h("option", { value: "" }, "No winner"),
-    experiment.variants.map((v) =>
-      h("option", { value: v.key, selected: v.key === suggested }, v.name || v.key),
-    ),
-  );
-  return new Promise((resolve) => {
-    const form = byId("complete-form");
-    const finish = (value) => {
-      form.removeEventListener("submit", onSubmit);
-      byId("complete-cancel").removeEventListener("click", onCancel);
-      dialog.removeEventListener("cancel", onCancel);
-      if (dialog.open) dialog.close();
-      resolve(value);
-    };
-    const onSubmit = (event) => {
-      event.preventDefault();
-      finish({ winner: select.value || null, override: override.checked });
-    };
-    const onCancel = (event) => {
-      event.preventDefault();
-      finish(null);
-    };
-    form.addEventListener("submit", onSubmit);
-    byId("complete-cancel").addEventListener("click", onCancel);
-    dialog.addEventListener("cancel", onCancel);
-    dialog.showModal();
-    select.focus();
-  });
-}
 
 export function experimentView(main, key, app) {
   let alive = true;
@@ -140,7 +58,21 @@ export function experimentView(main, key, app) {
           h("h1", { id: "experiment-title" }),
           h("p", { class: "meta", id: "experiment-meta" }),
         ),
-        h("div", { class: "actions", id: "actions", role: "group", "aria-label": "Admin actions" }),
+        h(
+          "div",
+          { class: "head-actions" },
+          h(
+            "button",
+            {
+              type: "button",
+              class: "button ghost",
+              id: "copy-link",
+              onclick: () => copyLink(app),
+            },
+            "Copy link",
+          ),
+          h("div", { class: "actions", id: "actions", role: "group", "aria-label": "Admin actions" }),
+        ),
       ),
       h(
         "div",
@@ -160,6 +92,7 @@ export function experimentView(main, key, app) {
         ),
       ),
       h("section", { class: "tiles", id: "tiles", "aria-label": "Key figures" }),
+      view.panels ? view.panels(experiment) : null,
       h(
         "section",
         { class: "chart-grid", id: "charts", "aria-label": "Charts" },
@@ -170,30 +103,50 @@ export function experimentView(main, key, app) {
     built = { type: experiment.type, status: null };
   }
 
-  function renderHeader(experiment) {
+  function renderHeader(experiment, data) {
     document.title = `${experiment.name || experiment.key} · abpilot`;
     byId("experiment-title").textContent = experiment.name || experiment.key;
-    const when = experiment.ended_at
-      ? `ended ${fmtDateTime(experiment.ended_at)}`
-      : experiment.started_at
-        ? `started ${fmtDateTime(experiment.started_at)}`
-        : `created ${fmtDateTime(experiment.created_at)}`;
+    const timing = timingOf(experiment, data);
     fill(
       byId("experiment-meta"),
       statusBadge(experiment.status),
-      h("span", { class: "mono" }, experiment.key),
+      keyText(experiment.key),
       h("span", {}, TYPE_LABELS[experiment.type] || humanize(experiment.type)),
-      h("span", {}, when),
-      experiment.winner ? h("span", {}, `winner: ${experiment.winner}`) : null,
+      h(
+        "span",
+        { id: "experiment-timing" },
+        experiment.started_at
+          ? timingText(timing, experiment.status)
+          : `created ${fmtDateTime(experiment.created_at)}`,
+      ),
+      experiment.ended_at ? h("span", {}, `ended ${fmtDateTime(experiment.ended_at)}`) : null,
     );
-    if (built.status === experiment.status) return; // keep focus on the buttons while polling
-    built.status = experiment.status;
+    const state = `${experiment.status}:${app.role()}`;
+    if (built.status === state) return; // keep focus on the buttons while polling
+    built.status = state;
     const actions = ACTIONS.filter((action) => action.applies(experiment));
-    fill(
-      byId("actions"),
-      actions.length
-        ? actions.map((action) =>
-            h(
+    let content;
+    if (!app.canAdmin()) {
+      content = h(
+        "span",
+        { class: "muted small", id: "read-only" },
+        `Read-only: this key has the ${app.role() || "no"} role; managing experiments needs admin.`,
+      );
+    } else if (actions.length === 0) {
+      content = h("span", { class: "muted small" }, "Completed: no further actions.");
+    } else {
+      content = actions.map((action) =>
+        action.go
+          ? h(
+              "a",
+              {
+                class: `button ${BUTTON_STYLES[action.id]}`,
+                href: action.go(experiment),
+                "data-action": action.id,
+              },
+              action.label(experiment),
+            )
+          : h(
               "button",
               {
                 type: "button",
@@ -204,9 +157,9 @@ export function experimentView(main, key, app) {
               },
               action.label(experiment),
             ),
-          )
-        : h("span", { class: "muted small" }, "Completed: no further actions."),
-    );
+      );
+    }
+    fill(byId("actions"), content);
   }
 
   async function perform(action, button) {
@@ -214,24 +167,15 @@ export function experimentView(main, key, app) {
     const buttons = [...byId("actions").querySelectorAll("button")];
     let result;
     try {
-      if (action.confirm) {
-        const analysis = latest.data.analysis;
-        const decision = analysis && analysis.decision;
-        // The variant the decision ships, else the analysis' winner.
-        const found =
-          decision && decision.action === "ship"
-            ? { key: decision.variant }
-            : analysis
-              ? analysis.winner
-              : null;
-        // An interleaving analysis names its winner "a" or "b"; the others give a variant.
-        const suggested =
-          typeof found === "string"
-            ? experiment.variants[found === "a" ? 0 : 1].key
-            : found
-              ? found.key
-              : null;
-        const answer = await askCompletion(experiment, suggested);
+      if (action.ask && !(await confirmAction(action.ask(experiment)))) return;
+      if (action.complete) {
+        const analysis =
+          latest.data.analysis instanceof Error ? null : latest.data.analysis;
+        const answer = await askCompletion(
+          experiment,
+          analysis,
+          suggestedWinner(experiment, analysis),
+        );
         if (!answer) return;
         buttons.forEach((b) => (b.disabled = true));
         button.setAttribute("aria-busy", "true");
@@ -247,6 +191,7 @@ export function experimentView(main, key, app) {
         result = await action.run(experiment.key);
       }
       app.toast(action.done(result), "success");
+      if (action.then) action.then();
     } catch (error) {
       const message =
         error instanceof ApiError && error.status === 403
@@ -267,12 +212,23 @@ export function experimentView(main, key, app) {
     byId("verdict-headline").textContent = headline;
     fill(
       byId("verdict-lines"),
-      lines.filter(Boolean).map((line) => h("p", {}, line)),
+      lines.filter(Boolean).map((line) => (typeof line === "string" ? h("p", {}, line) : line)),
     );
   }
 
   function renderAlerts(experiment, monitoring) {
     const body = byId("alerts-body");
+    if (experiment.status !== "running") {
+      fill(
+        body,
+        h(
+          "p",
+          { class: "muted", "data-status": "not_run" },
+          `Not checked: monitoring checks running experiments only, and this one is ${experiment.status}.`,
+        ),
+      );
+      return;
+    }
     if (!monitoring.available) {
       fill(
         body,
@@ -282,28 +238,10 @@ export function experimentView(main, key, app) {
     }
     const health = monitoring.report.experiments.find((e) => e.id === experiment.id);
     if (!health) {
-      fill(body, h("p", { class: "muted" }, "Monitoring checks running experiments only."));
+      fill(body, h("p", { class: "muted" }, "Not checked yet: the report predates this run."));
       return;
     }
-    const sorted = [...health.checks].sort(
-      (x, y) =>
-        ["alert", "warning", "ok"].indexOf(x.status) - ["alert", "warning", "ok"].indexOf(y.status),
-    );
-    fill(
-      body,
-      h(
-        "ul",
-        { class: "checks" },
-        sorted.map((check) =>
-          h(
-            "li",
-            { class: `check check-${check.status}` },
-            healthBadge(check.status, `${checkName(check.name)}: ${check.status}`),
-            h("div", {}, h("strong", {}, checkName(check.name)), h("p", {}, check.message)),
-          ),
-        ),
-      ),
-    );
+    fill(body, checksList(health.checks));
   }
 
   function renderTiles(tiles) {
@@ -327,7 +265,10 @@ export function experimentView(main, key, app) {
       tables.map((table, i) =>
         h(
           "section",
-          { class: "card", "aria-labelledby": `table-${i}-title` },
+          {
+            class: `card${table.invalid ? " invalidated" : ""}`,
+            "aria-labelledby": `table-${i}-title`,
+          },
           h("h2", { class: "section-title", id: `table-${i}-title` }, table.caption),
           dataTable({ id: `table-${i}`, ...table }),
         ),
@@ -360,11 +301,14 @@ export function experimentView(main, key, app) {
       }
       throw error;
     }
-    const [data, monitoring] = await Promise.all([loadData(experiment), app.monitoring()]);
+    const [data, monitoring] = await Promise.all([
+      loadData(experiment, { full: true }),
+      app.monitoring(),
+    ]);
     if (!alive) return;
     latest = { experiment, data };
     if (!built || built.type !== experiment.type) build(experiment);
-    renderHeader(experiment);
+    renderHeader(experiment, data);
     const view = VIEWS[experiment.type] || ab;
     const { verdict, tiles, tables } = view.render(experiment, data);
     renderVerdict(verdict);

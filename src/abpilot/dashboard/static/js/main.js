@@ -3,6 +3,7 @@
 import { ApiError, api, getKey, onUnauthorized, setKey } from "./api.js";
 import { byId, fmtClock, h } from "./dom.js";
 import { experimentView } from "./experiment.js";
+import { formView } from "./form.js";
 import { listView } from "./list.js";
 
 const POLL_MS = 5000;
@@ -36,6 +37,21 @@ async function monitoring() {
   return value;
 }
 
+// --- the key's role: GET /session, asked again whenever the key changes. Until it answers, the
+// page shows no admin action.
+
+let session = { role: null, keys_required: false };
+
+async function loadSession() {
+  try {
+    session = await api("session");
+  } catch (error) {
+    session = { role: null, keys_required: true };
+    if (!(error instanceof ApiError) || error.status !== 401) throw error;
+  }
+  return session;
+}
+
 // --- toasts
 
 function toast(message, tone = "info") {
@@ -54,6 +70,7 @@ const keyDialog = byId("key-dialog");
 
 function openKeyDialog(reason) {
   if (reason) byId("key-reason").textContent = reason;
+  byId("key-error").textContent = "";
   byId("key-input").value = getKey();
   if (!keyDialog.open) keyDialog.showModal();
   byId("key-input").focus();
@@ -77,20 +94,34 @@ byId("key-forget").addEventListener("click", () => {
   toast("The API key is forgotten in this browser.");
   resume();
 });
-byId("key-form").addEventListener("submit", (event) => {
+byId("key-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const key = byId("key-input").value.trim();
   if (!key) return;
+  const error = byId("key-error");
+  error.textContent = "";
+  const previous = getKey();
   setKey(key);
+  try {
+    session = await api("session");
+  } catch (failure) {
+    setKey(previous); // a key the service refuses is not kept
+    error.textContent =
+      failure instanceof ApiError && failure.status === 401
+        ? `This key is not valid on this service (${failure.message}); nothing was saved.`
+        : `The key could not be checked: ${failure.message}`;
+    byId("key-input").focus();
+    return;
+  }
   keyDialog.close();
-  toast("API key saved in this browser.", "success");
+  toast(`API key saved in this browser: it has the ${session.role} role.`, "success");
   resume();
 });
 
 function resume() {
   waitingForKey = false;
   monitoringCache = { at: 0, value: null };
-  schedule(0);
+  show();
 }
 
 // --- polling
@@ -109,6 +140,7 @@ function schedule(delay = POLL_MS) {
 async function tick() {
   if (waitingForKey || document.hidden) return; // resumed by the key prompt or visibility
   const current = view;
+  if (!current) return; // the next view schedules its own refresh
   if (current.busy) {
     schedule(250); // a refresh is still running: come back as soon as it is done
     return;
@@ -135,16 +167,38 @@ document.addEventListener("visibilitychange", () => {
   if (!document.hidden) schedule(0);
 });
 
-// --- routes: #/ (the list) and #/experiments/{key}
+// --- routes: #/ (the list, with its filters), #/new, #/experiments/{key} and …/edit
 
-const app = { toast, monitoring, refreshNow: () => schedule(0) };
+const app = {
+  toast,
+  monitoring,
+  refreshNow: () => schedule(0),
+  canAdmin: () => session.role === "admin",
+  role: () => session.role,
+};
 
-function show() {
+let navigation = 0;
+
+async function show() {
   window.clearTimeout(timer);
   if (view) view.destroy();
+  view = null;
+  navigation += 1;
+  const mine = navigation;
   const main = byId("main");
-  const match = window.location.hash.match(/^#\/experiments\/(.+)$/);
-  view = match ? experimentView(main, decodeURIComponent(match[1]), app) : listView(main, app);
+  try {
+    await loadSession();
+  } catch (error) {
+    setRefreshState(error.status === 0 ? "Service unreachable, retrying" : "Refresh failed", "warn");
+  }
+  if (mine !== navigation) return; // a later navigation shows its own view
+  const hash = window.location.hash;
+  const edit = hash.match(/^#\/experiments\/([^/?]+)\/edit$/);
+  const page = hash.match(/^#\/experiments\/([^/?]+)$/);
+  if (hash === "#/new") view = formView(main, null, app);
+  else if (edit) view = formView(main, decodeURIComponent(edit[1]), app);
+  else if (page) view = experimentView(main, decodeURIComponent(page[1]), app);
+  else view = listView(main, app);
   main.focus({ preventScroll: true });
   window.scrollTo(0, 0);
   schedule(0);

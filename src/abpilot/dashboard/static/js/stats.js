@@ -69,3 +69,64 @@ export function wilson(successes, n, z = Z95) {
   const half = (z / (1 + z2 / n)) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
   return [Math.max(0, centre - half), Math.min(1, centre + half)];
 }
+
+/** The bulk of Beta(a, b): [low, high] at mean ± 8 sd inside [0, 1]. */
+function bulk(a, b) {
+  const mean = betaMean(a, b);
+  const sd = betaSd(a, b);
+  return [Math.max(0, mean - 8 * sd), Math.min(1, mean + 8 * sd)];
+}
+
+/**
+ * P(each Beta(a, b) is the largest) by the trapezoid rule on a common grid:
+ * P(i best) = ∫ f_i(x) Π_{j≠i} F_j(x) dx. arms: [{a, b}]; returns one probability per arm.
+ */
+export function probabilityBest(arms, points = 4000) {
+  if (arms.length === 0) return [];
+  if (arms.length === 1) return [1];
+  const ranges = arms.map((arm) => bulk(arm.a, arm.b));
+  const low = Math.min(...ranges.map((r) => r[0]));
+  const high = Math.max(...ranges.map((r) => r[1]));
+  const step = (high - low) / points;
+  const norms = arms.map((arm) => lnBeta(arm.a, arm.b));
+  const densities = arms.map(() => 0);
+  const cdf = arms.map(() => 0);
+  const previous = arms.map((arm, i) => betaDensity(low, arm.a, arm.b, norms[i]));
+  const best = arms.map(() => 0);
+  for (let k = 1; k <= points; k += 1) {
+    const x = low + step * k;
+    arms.forEach((arm, i) => {
+      densities[i] = betaDensity(x, arm.a, arm.b, norms[i]);
+      cdf[i] = Math.min(1, cdf[i] + ((previous[i] + densities[i]) / 2) * step);
+    });
+    arms.forEach((_arm, i) => {
+      let others = 1;
+      arms.forEach((_other, j) => {
+        if (j !== i) others *= cdf[j];
+      });
+      best[i] += densities[i] * others * step;
+    });
+    arms.forEach((_arm, i) => {
+      previous[i] = densities[i];
+    });
+  }
+  const total = best.reduce((sum, p) => sum + p, 0);
+  return best.map((p) => (total > 0 ? p / total : 1 / arms.length));
+}
+
+/** P(X > x) for X ~ Beta(a, b), by the trapezoid rule over the bulk. */
+export function betaAbove(x, a, b, points = 4000) {
+  const [low, high] = bulk(a, b);
+  if (x <= low) return 1;
+  if (x >= high) return 0;
+  const norm = lnBeta(a, b);
+  const step = (high - x) / points;
+  let area = 0;
+  let previous = betaDensity(x, a, b, norm);
+  for (let k = 1; k <= points; k += 1) {
+    const density = betaDensity(x + step * k, a, b, norm);
+    area += ((previous + density) / 2) * step;
+    previous = density;
+  }
+  return Math.min(1, Math.max(0, area));
+}

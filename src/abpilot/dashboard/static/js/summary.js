@@ -1,8 +1,8 @@
 // What the dashboard reads about one experiment, and the figures both pages derive from it.
 
 import { ApiError, api, experimentPath } from "./api.js";
-import { fmtPct, fmtProb } from "./dom.js";
-import { betaMean, wilson } from "./stats.js";
+import { fmtDate } from "./dom.js";
+import { betaAbove, probabilityBest, wilson } from "./stats.js";
 
 /** The value of `promise`, or the ApiError it failed with (a 401 is still thrown). */
 async function attempt(promise) {
@@ -16,16 +16,40 @@ async function attempt(promise) {
 
 export const failed = (value) => value instanceof Error;
 
-/** Fetch what the pages need for this experiment's type, in parallel. */
-export async function loadData(experiment) {
+/** The experiment's metrics in the order the page shows them: the primary (first) goal, the
+ * other goals, then the guardrails. */
+export function orderedMetrics(experiment) {
+  const metrics = experiment.metrics || [];
+  const goals = metrics.filter((m) => m.role !== "guardrail");
+  const guardrails = metrics.filter((m) => m.role === "guardrail");
+  return [...goals, ...guardrails].map((m) => ({
+    ...m,
+    place: m === metrics[0] ? "primary" : m.role === "guardrail" ? "guardrail" : "secondary",
+  }));
+}
+
+/** Fetch what the pages need for this experiment's type, in parallel. With `full` (the
+ * experiment page), every metric's analysis and the daily snapshots too. */
+export async function loadData(experiment, { full = false } = {}) {
   const key = experiment.key;
   const type = experiment.type;
-  const [analysis, history, stats] = await Promise.all([
+  const analysed = type === "ab_test" || type === "bandit";
+  const others = full && analysed ? experiment.metrics.slice(1).map((m) => m.key) : [];
+  const [analysis, history, stats, snapshots, ...more] = await Promise.all([
     type === "contextual_bandit" ? null : attempt(api(experimentPath(key, "analysis"))),
     type === "bandit" ? attempt(api(experimentPath(key, "history"))) : null,
     type === "contextual_bandit" ? attempt(api(experimentPath(key, "bandit", "stats"))) : null,
+    full && analysed ? attempt(api(experimentPath(key, "snapshots"))) : null,
+    ...others.map((metric) =>
+      attempt(api(`${experimentPath(key, "analysis")}?metric=${encodeURIComponent(metric)}`)),
+    ),
   ]);
-  return { analysis, history, stats };
+  const analyses = {};
+  if (analysis && !failed(analysis) && analysis.metric) analyses[analysis.metric] = analysis;
+  others.forEach((metric, i) => {
+    analyses[metric] = more[i];
+  });
+  return { analysis, history, stats, snapshots, analyses };
 }
 
 export function controlKey(experiment) {
@@ -117,41 +141,151 @@ export function unitsOf(experiment, data) {
   };
 }
 
-/** The variant ahead on the primary metric: {key, detail, winner} or null. */
-export function leaderOf(experiment, data) {
+/** {key, p}: the leader and its chance of being best, the same notion for every type (the
+ * analysis' P(best); a bandit fed daily totals, its own; a contextual bandit's arms over all
+ * contexts and an interleaving's preference, from their Beta posteriors here). */
+export function evidenceOf(experiment, data) {
+  const analysis = data.analysis && !failed(data.analysis) ? data.analysis : null;
   if (experiment.type === "contextual_bandit") {
     const stats = data.stats;
     if (!stats || failed(stats) || stats.overall.decisions === 0) return null;
-    const best = maxBy(stats.arms, (arm) => betaMean(arm.alpha, arm.beta));
-    return best && { key: best.item.arm, detail: `${fmtPct(best.value)} posterior mean` };
+    const chances = probabilityBest(stats.arms.map((arm) => ({ a: arm.alpha, b: arm.beta })));
+    const best = maxBy(stats.arms.map((arm, i) => [arm.arm, chances[i]]), ([, p]) => p);
+    return best && { key: best.item[0], p: best.value };
   }
-  const analysis = data.analysis;
   if (experiment.type === "interleaving") {
-    if (!analysis || failed(analysis) || analysis.preference_a === null) return null;
+    if (!analysis || analysis.wins_a + analysis.wins_b === 0) return null;
     const [a, b] = experiment.variants.map((v) => v.key);
-    const share = analysis.preference_a;
-    if (analysis.winner) {
-      return { key: analysis.winner === "a" ? a : b, detail: "preferred", winner: true };
-    }
-    if (share === 0.5) return null;
-    return share > 0.5
-      ? { key: a, detail: `${fmtPct(share)} of decided` }
-      : { key: b, detail: `${fmtPct(1 - share)} of decided` };
-  }
-  if (analysis && !failed(analysis) && analysis.winner) {
-    return { key: analysis.winner.key, detail: "winner", winner: true };
+    const chanceA = betaAbove(0.5, 1 + analysis.wins_a, 1 + analysis.wins_b);
+    return chanceA >= 0.5 ? { key: a, p: chanceA } : { key: b, p: 1 - chanceA };
   }
   const { source, rows } = variantRows(experiment, analysis, data.history);
   if (source === "daily") {
     const belief = banditBelief(data.history);
-    if (belief) {
-      const best = maxBy(Object.entries(belief), ([, p]) => p);
-      return { key: best.item[0], detail: `${fmtProb(best.value)} P(best)` };
-    }
-    const best = maxBy(rows, (row) => row.rate);
-    return best && { key: best.item.key, detail: `${fmtPct(best.value)} rate` };
+    if (!belief) return null;
+    const best = maxBy(Object.entries(belief), ([, p]) => p);
+    return { key: best.item[0], p: best.value };
   }
-  if (rows.every((row) => !row.units)) return null;
+  if (rows.length === 0 || rows.every((row) => !row.units)) return null;
   const best = maxBy(rows, (row) => row.analysed.probability_best);
-  return best && { key: best.item.key, detail: `${fmtProb(best.value)} P(best)` };
+  return best && { key: best.item.key, p: best.value, srm: analysis.srm.flagged };
+}
+
+const ACTION_TEXT = {
+  ship: (v) => `Ship ${v}`,
+  rollback: (v) => `Roll back ${v}`,
+  continue: () => "Keep collecting",
+  inconclusive: () => "Inconclusive",
+};
+
+/** {text, tone, detail}: what to do now, or what was done (the winner of a completed one). */
+export function decisionOf(experiment, data) {
+  if (experiment.status === "completed") {
+    const completion = (experiment.settings && experiment.settings.completion) || {};
+    if (!experiment.winner) return { text: "Completed, no winner", tone: "slate" };
+    return completion.override
+      ? { text: `Winner ${experiment.winner}`, tone: "amber", detail: "against the analysis" }
+      : { text: `Winner ${experiment.winner}`, tone: "green" };
+  }
+  if (experiment.status === "draft") return { text: "Not started", tone: "slate" };
+  const analysis = data.analysis && !failed(data.analysis) ? data.analysis : null;
+  if (experiment.type === "interleaving") {
+    if (!analysis) return null;
+    if (analysis.winner) {
+      const [a, b] = experiment.variants.map((v) => v.key);
+      return { text: `Ship ${analysis.winner === "a" ? a : b}`, tone: "green" };
+    }
+    return { text: "Keep collecting", tone: "slate" };
+  }
+  if (experiment.type === "contextual_bandit") {
+    const stats = data.stats && !failed(data.stats) ? data.stats : null;
+    const comparison = stats && stats.bandit_vs_control;
+    if (comparison && comparison.control && comparison.p_value !== null) {
+      if (comparison.p_value < 0.05 && comparison.difference > 0) {
+        return { text: "Keep the bandit", tone: "green", detail: "beats its control" };
+      }
+      if (comparison.p_value < 0.05 && comparison.difference < 0) {
+        return { text: "Stop the bandit", tone: "red", detail: "its control beats it" };
+      }
+    }
+    return { text: "Keep collecting", tone: "slate" };
+  }
+  const decision = analysis && analysis.decision;
+  if (!decision) return null;
+  const tone = { ship: "green", rollback: "red", continue: "slate", inconclusive: "amber" };
+  const first = decision.reasons[0];
+  return {
+    text: ACTION_TEXT[decision.action](decision.variant),
+    tone: tone[decision.action],
+    detail: first ? reasonName(first.code) : null,
+  };
+}
+
+const REASON_NAMES = {
+  srm_detected: "sample ratio mismatch",
+  data_quality: "data quality",
+  insufficient_data: "not enough data",
+  plan_not_reached: "plan not reached",
+  not_confirmed: "not yet confirmed",
+  primary_winner: "primary metric wins",
+  primary_loser: "primary metric loses",
+  no_difference: "no difference at the plan",
+  guardrail_harm: "guardrail harmed",
+  guardrails_safe: "guardrails safe",
+  guardrail_unclear: "guardrail not yet safe",
+};
+
+/** A decision reason's code in words. */
+export function reasonName(code) {
+  return REASON_NAMES[code] || String(code).replace(/_/g, " ");
+}
+
+const DAY_MS = 24 * 3600 * 1000;
+
+/** {startedAt, days, daysLeft, reached}: the start, days running, and days left to the plan at
+ * the pace so far (null where it cannot be told). */
+export function timingOf(experiment, data, now = Date.now()) {
+  if (!experiment.started_at) return { startedAt: null, days: null, daysLeft: null };
+  const start = Date.parse(experiment.started_at);
+  const end = experiment.ended_at ? Date.parse(experiment.ended_at) : now;
+  const days = Math.max(0, (end - start) / DAY_MS);
+  const analysis = data.analysis && !failed(data.analysis) ? data.analysis : null;
+  const plan = analysis && analysis.sample_size;
+  if (!plan || !plan.required_per_variant || !analysis.variants) {
+    return { startedAt: experiment.started_at, days, daysLeft: null };
+  }
+  const units = analysis.variants.map((v) => v.units);
+  const fewest = Math.min(...units);
+  if (fewest >= plan.required_per_variant) {
+    return { startedAt: experiment.started_at, days, daysLeft: 0, reached: true };
+  }
+  if (experiment.status === "completed" || fewest === 0 || days <= 0) {
+    return { startedAt: experiment.started_at, days, daysLeft: null };
+  }
+  const perDay = fewest / days;
+  return {
+    startedAt: experiment.started_at,
+    days,
+    daysLeft: (plan.required_per_variant - fewest) / perDay,
+  };
+}
+
+/** "started Mar 2, 2026 · 5 days running · about 9 days left to the plan". */
+export function timingText(timing, status) {
+  if (!timing.startedAt) return "not started";
+  const parts = [`started ${fmtDate(timing.startedAt)}`];
+  const days = Math.floor(timing.days);
+  parts.push(
+    status === "completed"
+      ? `ran ${days === 1 ? "1 day" : `${days} days`}`
+      : days < 1
+        ? "running since today"
+        : `${days === 1 ? "1 day" : `${days} days`} running`,
+  );
+  if (timing.reached) parts.push("plan reached");
+  else if (timing.daysLeft !== null && status !== "completed") {
+    const left = Math.ceil(timing.daysLeft);
+    parts.push(`about ${left === 1 ? "1 day" : `${left} days`} left to the plan`);
+  }
+  return parts.join(" · ");
 }

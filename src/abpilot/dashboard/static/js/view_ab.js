@@ -5,6 +5,7 @@ import * as charts from "./charts.js";
 import {
   byId,
   chartFigure,
+  fmtDate,
   fmtDateTime,
   fmtInt,
   fmtInterval,
@@ -13,21 +14,28 @@ import {
   fmtProb,
   fmtSignedPct,
   h,
+  keyText,
   pText,
-  sentence,
 } from "./dom.js";
 import { banditBelief, controlKey, failed, variantRows } from "./summary.js";
+import { verdict } from "./verdict_ab.js";
+import { historySection, renderHistory } from "./view_history.js";
+import { metricsSection, renderMetrics } from "./view_metrics.js";
+
+export function panels(experiment) {
+  return [metricsSection(), historySection(experiment)];
+}
 
 export function figures(experiment) {
   const bandit = experiment.type === "bandit";
   return [
-    chartFigure(
-      "chart-allocation",
-      "Allocation over time",
-      bandit
-        ? "Share of traffic per variant, stepping at each weight change in the history."
-        : "Share of traffic per variant: an A/B test keeps the weights it was created with.",
-    ),
+    bandit
+      ? chartFigure(
+          "chart-allocation",
+          "Weights by period",
+          "The share of traffic per variant in each period: the start, then each weight change.",
+        )
+      : null,
     chartFigure("chart-rates", "Conversion rate per variant", ""),
     chartFigure(
       "chart-posteriors",
@@ -39,19 +47,22 @@ export function figures(experiment) {
   ];
 }
 
-/** [{t, weights}]: the weights in force from t (ms since the epoch); the last point closes. */
-function allocationSeries(experiment, changes) {
-  const start = Date.parse(experiment.started_at || experiment.created_at);
-  const end = experiment.ended_at ? Date.parse(experiment.ended_at) : Date.now();
-  const series = [
-    { t: start, weights: Object.fromEntries(experiment.variants.map((v) => [v.key, v.weight])) },
+/** [{label, weights, detail}]: the start, then one per weight change; labelled by date when
+ * every change fell on a day of its own (a daily bandit, the demo's simulated days), else by
+ * period number. */
+function periodsOf(experiment, changes) {
+  const initial = Object.fromEntries(experiment.variants.map((v) => [v.key, v.weight]));
+  const days = changes.map((c) => c.computed_at.slice(0, 10));
+  const byDay = new Set(days).size === days.length;
+  return [
+    { label: "Start", weights: initial, detail: "The weights it was created with" },
+    ...changes.map((change, i) => ({
+      label: byDay ? fmtDate(change.computed_at) : `Period ${change.period}`,
+      weights: change.weights,
+      detail: `Period ${change.period}, from ${fmtDateTime(change.computed_at)}`,
+      index: i,
+    })),
   ];
-  for (const change of changes) {
-    series.push({ t: Math.max(start, Date.parse(change.computed_at)), weights: change.weights });
-  }
-  const last = series[series.length - 1];
-  series.push({ t: Math.max(end, last.t + 1000), weights: last.weights });
-  return series;
 }
 
 const describeWeights = (weights, keys) =>
@@ -90,23 +101,30 @@ export function render(experiment, data) {
   const unitWord = daily ? "impressions" : "units";
   const hitWord = daily ? "clicks" : "conversions";
 
-  // Allocation over time.
+  // Weights by period (bandits); an A/B test's fixed weights are said in the table.
   const changes = history ? history.weight_changes : [];
-  const series = allocationSeries(experiment, changes);
-  const now = series[series.length - 1].weights;
-  charts.draw(
-    byId("chart-allocation"),
-    charts.allocationConfig(series, keys, colours),
-    `Allocation over time, stacked: ${changes.length} weight changes; ` +
-      `now ${describeWeights(now, keys)}.`,
-  );
-  byId("chart-allocation-note").textContent =
-    experiment.status === "draft"
-      ? `Not started: it will start with ${describeWeights(now, keys)}.`
-      : experiment.type === "bandit"
-        ? `${changes.length} weight change${changes.length === 1 ? "" : "s"} since the start; ` +
-          `in force now: ${describeWeights(now, keys)}.`
-        : `Fixed weights: ${describeWeights(now, keys)}.`;
+  const periods = periodsOf(experiment, changes);
+  const now = periods[periods.length - 1].weights;
+  if (experiment.type === "bandit") {
+    charts.draw(
+      byId("chart-allocation"),
+      charts.periodsConfig(periods, keys, colours),
+      `Weights by period: ${changes.length} weight changes; now ${describeWeights(now, keys)}.`,
+    );
+    byId("chart-allocation-note").textContent =
+      experiment.status === "draft"
+        ? `Not started: it will start with ${describeWeights(now, keys)}.`
+        : `${changes.length} weight change${changes.length === 1 ? "" : "s"} since the start; ` +
+          `in force now: ${describeWeights(now, keys)}.`;
+  }
+  const primary = analysis && !daily ? analysis : null;
+  const srmFlagged = Boolean(primary && primary.srm.flagged);
+  renderMetrics(experiment, data);
+  renderHistory(experiment, data, colours);
+  for (const id of ["metrics", "history"]) {
+    const section = byId(id);
+    if (section) section.hidden = daily; // a bandit fed daily totals has no events to analyse
+  }
 
   // Rates with 95% intervals.
   const rateRows = rows.map((row) => ({
@@ -126,11 +144,13 @@ export function render(experiment, data) {
     ? "Click-through rate per variant"
     : "Conversion rate per variant";
   byId("chart-rates-note").textContent = daily
-    ? "Clicks / impressions over every posted day, with 95% Wilson intervals computed here " +
-      "(the analysis reads exposures and conversions, which this bandit has not received)."
+    ? "Clicks / impressions over every posted day, with 95% Wilson intervals."
     : analysis
-      ? `Converting units / units on the metric “${analysis.metric}”, with 95% Wilson intervals.`
+      ? `Converting units / units on the primary metric “${analysis.metric}”, with 95% ` +
+        `Wilson intervals.${srmFlagged ? " Not trustworthy: the sample ratio is off." : ""}`
       : `The analysis is unavailable: ${data.analysis ? data.analysis.message : "no data"}.`;
+  byId("chart-rates").closest("figure").classList.toggle("invalidated", srmFlagged);
+  byId("chart-posteriors").closest("figure").classList.toggle("invalidated", srmFlagged);
 
   // Posteriors.
   const posteriors = rows.map((row) => ({
@@ -176,94 +196,14 @@ export function render(experiment, data) {
     );
     byId("chart-units-title").textContent = "Units per variant";
     byId("chart-units-note").textContent =
-      "Totals to date. The service keeps no time series of units for event-fed experiments, " +
-      "so there is no cumulative curve to draw.";
+      "Totals to date; units per day are under Results over time.";
   }
 
   return {
     verdict: verdict(experiment, analysis, history, rows, source),
     tiles: tiles(experiment, analysis, rows, changes, daily),
-    tables: [table(analysis, history, rows, daily, now)],
+    tables: [table(analysis, history, rows, daily, now, srmFlagged)],
   };
-}
-
-const HEADLINES = {
-  insufficient_data: ["neutral", "Not enough data yet"],
-  srm_detected: ["danger", "Traffic split is off: fix assignment before reading results"],
-  not_significant: ["neutral", "No significant difference yet"],
-  sample_size_not_reached: ["warn", "Promising, but too early to call"],
-  not_confirmed: ["warn", "Promising, but not yet confirmed by the always-valid check"],
-  mixed_populations: ["neutral", "Metrics counted over different populations: not compared"],
-  conversions_exceed_units: ["danger", "More conversions than units: check the metric's events"],
-  tau_required: ["warn", "Set tau, an absolute mde or a baseline to run the sequential test"],
-};
-
-function verdict(experiment, analysis, history, rows, source) {
-  const lines = [];
-  if (source === "daily") {
-    const belief = banditBelief(history);
-    const best = belief && Object.entries(belief).sort((x, y) => y[1] - x[1])[0];
-    return {
-      tone: "neutral",
-      headline: best
-        ? `${best[0]} looks best: ${fmtProb(best[1])} chance of being the best arm`
-        : "Learning from the daily totals",
-      lines: [
-        "This bandit is fed daily totals (impressions and clicks). The analysis reads " +
-          "exposures and conversions, so it has nothing to test yet; the figures here come " +
-          "from the daily intake and the bandit's own posterior at its latest weight change.",
-      ],
-    };
-  }
-  if (!analysis) {
-    return { tone: "neutral", headline: "The analysis is unavailable", lines: [] };
-  }
-  let tone;
-  let headline;
-  const winner = analysis.winner;
-  if (experiment.status === "completed" && experiment.winner) {
-    tone = "success";
-    headline = `Completed: ${experiment.winner} was chosen`;
-  } else if (experiment.status === "draft") {
-    tone = "neutral";
-    headline = "Not started yet";
-  } else if (winner) {
-    const controlRow = analysis.variants.find((v) => v.is_control);
-    tone = "success";
-    headline = `${winner.key} wins on ${analysis.metric}`;
-    lines.push(
-      `${winner.key} converts at ${fmtPct(winner.conversion_rate)} against ` +
-        `${fmtPct(controlRow && controlRow.conversion_rate)} for ${analysis.control}: ` +
-        `${fmtSignedPct(winner.relative_improvement)} relative, ${pText(winner.p_value)}.`,
-    );
-  } else {
-    [tone, headline] = HEADLINES[analysis.reason] || ["neutral", sentence(analysis.reason)];
-  }
-  if (analysis.message) lines.push(sentence(analysis.message));
-  const decision = analysis.decision;
-  if (decision) {
-    // What the primary metric, the guardrails, SRM and the plan decide; each reason's code
-    // with its sentence (the code alone where that sentence is the message above).
-    const target = decision.variant ? ` ${decision.variant}` : "";
-    const reasons = decision.reasons.map((r) =>
-      r.message === analysis.message ? r.code : `${r.code}: ${r.message}`,
-    );
-    lines.push(`Decision: ${decision.action}${target} (${reasons.join("; ")}).`);
-  }
-  const analysed = rows.filter((r) => r.analysed && r.units > 0);
-  if (!winner && analysed.length === rows.length && rows.length > 1) {
-    const best = [...analysed].sort(
-      (x, y) => (y.analysed.probability_best ?? 0) - (x.analysed.probability_best ?? 0),
-    )[0];
-    const loss = best.analysed.expected_loss;
-    lines.push(
-      `${best.key} leads with a ${fmtProb(best.analysed.probability_best)} chance of being ` +
-        "best; choosing it loses " +
-        (loss < 0.0001 ? "under 0.01" : (loss * 100).toFixed(2)) +
-        " percentage points of rate on average if it is not.",
-    );
-  }
-  return { tone, headline, lines };
 }
 
 function tiles(experiment, analysis, rows, changes, daily) {
@@ -302,9 +242,12 @@ function tiles(experiment, analysis, rows, changes, daily) {
     const srm = analysis.srm;
     list.push({
       label: "Sample ratio",
-      value: srm.flagged ? "Mismatch" : srm.p_value === null ? "—" : "OK",
-      hint: srm.p_value === null ? "not tested yet" : pText(srm.p_value),
-      tone: srm.flagged ? "danger" : null,
+      value: srm.flagged ? "Mismatch" : srm.p_value === null ? "Not tested" : "Consistent",
+      hint:
+        srm.p_value === null
+          ? `too few units yet (fewest ${fmtInt(Math.min(...srm.observed))})`
+          : pText(srm.p_value),
+      tone: srm.flagged ? "danger" : srm.p_value === null ? "muted" : null,
     });
   }
   return list;
@@ -312,7 +255,7 @@ function tiles(experiment, analysis, rows, changes, daily) {
 
 const liftInterval = (ci) => (ci ? `${fmtSignedPct(ci[0])} … ${fmtSignedPct(ci[1])}` : "—");
 
-function table(analysis, history, rows, daily, weightsNow) {
+function table(analysis, history, rows, daily, weightsNow, srmFlagged) {
   if (daily) {
     const belief = banditBelief(history) || {};
     return {
@@ -326,17 +269,21 @@ function table(analysis, history, rows, daily, weightsNow) {
         { label: "P(best)", numeric: true },
       ],
       rows: rows.map((r) => [
-        h("span", { class: "mono" }, r.key),
+        keyText(r.key),
         fmtInt(r.units),
         fmtInt(r.conversions),
-        `${fmtPct(r.rate, 2)} (${fmtInterval(r.ci, 2)})`,
+        `${fmtPct(r.rate)} (${fmtInterval(r.ci)})`,
         fmtPct(weightsNow[r.key] ?? 0),
         fmtProb(belief[r.key]),
       ]),
     };
   }
   return {
-    caption: analysis ? `Analysis of ${analysis.metric}` : "Analysis",
+    caption: analysis
+      ? `Variants on the primary metric, ${analysis.metric}` +
+        (srmFlagged ? ": not trustworthy, the sample ratio is off" : "")
+      : "Analysis",
+    invalid: srmFlagged,
     columns: [
       { label: "Variant" },
       { label: "Units", numeric: true },
@@ -352,8 +299,8 @@ function table(analysis, history, rows, daily, weightsNow) {
       return [
         h(
           "span",
-          { class: "mono" },
-          r.key,
+          {},
+          keyText(r.key),
           r.isControl && r.key !== "control" ? h("span", { class: "tag" }, "control") : null,
         ),
         fmtInt(r.units),

@@ -2,7 +2,17 @@
 // chosen, success rates with intervals, the arms' posteriors, and the bandit against its control.
 
 import * as charts from "./charts.js";
-import { byId, chartFigure, fmtInt, fmtInterval, fmtPct, fmtPoints, h, pText } from "./dom.js";
+import {
+  byId,
+  chartFigure,
+  fmtInt,
+  fmtInterval,
+  fmtPct,
+  fmtPoints,
+  h,
+  keyText,
+  pText,
+} from "./dom.js";
 import { betaMean } from "./stats.js";
 import { controlKey, failed } from "./summary.js";
 
@@ -15,8 +25,9 @@ export function figures() {
     ),
     chartFigure(
       "chart-rates",
-      "Success rate per arm",
-      "Decisions with at least one success / decisions, with 95% Wilson intervals.",
+      "Success rate per arm, over all contexts",
+      "Decisions with at least one success / decisions, with 95% Wilson intervals. An arm best " +
+        "in one context can look average here: the table per context below tells them apart.",
     ),
     chartFigure(
       "chart-posteriors",
@@ -142,9 +153,10 @@ function verdict(stats) {
     tone,
     headline,
     lines: [
-      `Bandit ${fmtPct(bandit.success_rate)} (${fmtInt(bandit.decisions)} decisions) against ` +
-        `control ${fmtPct(control.success_rate)} (${fmtInt(control.decisions)}): difference ` +
-        `${fmtPoints(difference)}${interval}, ${pText(p)}.`,
+      `The bandit's decisions succeeded ${fmtPct(bandit.success_rate)} of the time ` +
+        `(${fmtInt(bandit.decisions)} decisions); the control policy's, on the holdout, ` +
+        `${fmtPct(control.success_rate)} (${fmtInt(control.decisions)} decisions): a ` +
+        `difference of ${fmtPoints(difference)}${interval}, ${pText(p)}.`,
       bestLine,
     ],
   };
@@ -185,7 +197,7 @@ function tables(stats) {
         { label: "Posterior", numeric: true },
       ],
       rows: stats.arms.map((a) => [
-        h("span", { class: "mono" }, a.arm),
+        keyText(a.arm),
         fmtInt(a.performance.decisions),
         fmtInt(a.performance.successes),
         `${fmtPct(a.performance.success_rate)} (${fmtInterval(a.performance.ci)})`,
@@ -194,19 +206,27 @@ function tables(stats) {
       ]),
     },
     {
-      caption: "Contexts",
+      caption: "Arm results per context",
       columns: [
         { label: "Context" },
         { label: "Decisions", numeric: true },
-        { label: "Success rate (95% CI)", numeric: true },
+        ...stats.arms.map((a) => ({ label: a.arm, numeric: true })),
         { label: "Best arm" },
       ],
-      rows: stats.contexts.map((c) => [
-        h("span", { class: "mono small" }, c.context_key),
-        fmtInt(c.performance.decisions),
-        `${fmtPct(c.performance.success_rate)} (${fmtInterval(c.performance.ci)})`,
-        h("span", { class: "mono" }, c.best_arm),
-      ]),
+      rows: stats.contexts.map((c) => {
+        const byArm = new Map((c.arms || []).map((a) => [a.arm, a]));
+        return [
+          keyText(c.context_key.replace(/\|/g, " · "), "mono small"),
+          fmtInt(c.performance.decisions),
+          ...stats.arms.map((arm) => {
+            const found = byArm.get(arm.arm);
+            return found && found.performance.decisions
+              ? `${fmtPct(found.performance.success_rate)} of ${fmtInt(found.performance.decisions)}`
+              : "—";
+          }),
+          keyText(c.best_arm),
+        ];
+      }),
     },
   ];
 }
