@@ -147,3 +147,21 @@ def test_the_scheduler_of_a_process_takes_them_on_its_snapshot_lease(store: Stor
         assert len(services.snapshots.read("shop")[1]) == 1
     finally:
         job.stop()
+
+
+def test_deleting_an_experiment_deletes_its_snapshots(store: Store) -> None:
+    from abpilot.service import compose
+    from abpilot.settings import Settings
+
+    services = compose.build(store, Settings(store="memory"))
+    made = services.experiments
+    made.create_experiment(
+        key="shop", variants=[{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}]
+    )
+    made.start_experiment("shop")
+    experiment_id = made.get_experiment("shop").id
+    services.snapshots.take_if_due()
+    assert store.list_documents(f"snapshots/{experiment_id}")
+    made.set_status("shop", "paused")
+    made.delete_experiment("shop")
+    assert store.list_documents(f"snapshots/{experiment_id}") == []

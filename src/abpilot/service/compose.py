@@ -69,6 +69,7 @@ def build(store: Store, settings: Settings) -> Services:
         webhook_url=settings.monitor_webhook_url,
     )
     snapshots = Snapshots(experiments)
+    experiments.on_delete(snapshots.forget)
     return Services(
         experiments=experiments,
         companion=companion,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any, NamedTuple, Self
@@ -121,6 +121,7 @@ class ExperimentService:
         self.max_batch_events = max_batch_events
         self.bandit_defaults = bandit_defaults or BanditOptions()
         self.allocator = Allocator(store, clock=clock, defaults=self.bandit_defaults)
+        self._on_delete: list[Callable[[str], object]] = []
         self.clock = clock
         self.cache_seconds = cache_seconds
         self.lookup = ExperimentLookup(
@@ -229,6 +230,13 @@ class ExperimentService:
             )
         self.store.delete_experiment(current.id)
         self.lookup.forget(current.id)
+        for forget in self._on_delete:
+            forget(current.id)
+
+    def on_delete(self, forget: Callable[[str], object]) -> None:
+        """Call ``forget(experiment_id)`` after an experiment is deleted: a service that keeps
+        documents of its own about experiments (daily snapshots) removes them with it."""
+        self._on_delete.append(forget)
 
     def set_status(
         self,
