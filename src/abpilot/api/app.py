@@ -25,6 +25,7 @@ from abpilot.api.routes import (
     interleaving,
     monitoring,
     ofrep,
+    warehouse,
 )
 from abpilot.observability import RequestMetrics, configure_logging
 from abpilot.service import compose
@@ -58,14 +59,19 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             app.state.monitor = services.monitor
             app.state.monitoring = services.daily
             app.state.scheduler = services.recalculation
+            if settings.warehouse_sources_file is not None:
+                await asyncio.to_thread(
+                    services.experiments.warehouse.load_file, settings.warehouse_sources_file
+                )
             if services.datafiles is not None:
                 await asyncio.to_thread(services.companion.sync)
                 services.datafiles.start()
                 stack.callback(services.datafiles.stop)
             if settings.scheduler_enabled:
-                for scheduler in (services.recalculation, services.monitoring):
-                    scheduler.start()
-                    stack.callback(scheduler.stop)
+                for scheduler in (services.recalculation, services.monitoring, services.warehouse):
+                    if scheduler is not None:
+                        scheduler.start()
+                        stack.callback(scheduler.stop)
             yield
 
     app = FastAPI(
@@ -93,6 +99,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(contextual.router, prefix=API_PREFIX)
     app.include_router(interleaving.router, prefix=API_PREFIX)
     app.include_router(monitoring.router, prefix=API_PREFIX)
+    app.include_router(warehouse.router, prefix=API_PREFIX)
     app.include_router(featurevisor.router)
     app.include_router(ofrep.router)
     app.include_router(health.router)
