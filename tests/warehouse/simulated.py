@@ -141,7 +141,7 @@ def reference(data: Simulated, *, country: str | None = None) -> dict[str, dict[
             "exposures": exposures,
             "revenue": (rows, len(per_unit), float(revenue.sum()), float((revenue**2).sum())),
             "orders": (rows, len(per_unit), float(orders.sum()), float((orders**2).sum())),
-            "purchase": (rows, len(per_unit), float(len(per_unit)), float(len(per_unit))),
+            "purchase": (len(per_unit), len(per_unit), float(len(per_unit)), float(len(per_unit))),
         }
     return out
 

@@ -9,7 +9,8 @@ variants and the windows, is a bound parameter):
    unit's first row gives its variant, day and dimension value, and its row count its exposures
    (events count under the unit's first variant, as ``domain/counting.py`` rule 3 counts them).
 2. Per metric: the unit's fact rows within ``window_hours`` after its first exposure, reduced
-   per unit to (rows, total) by the metric's aggregation; units without a row are not there,
+   per unit to (rows, total) by the metric's aggregation (a binary ``any`` metric: one
+   conversion of value 1); units without a row are not there,
    as a unit without a conversion has no running total on the event path.
 3. Per (metric, variant, day, dimension value): ``units``, ``exposures``, ``count`` (fact rows),
    ``sum`` (of unit totals) and ``sum_squares`` (of squared unit totals): the meaning of
@@ -136,7 +137,7 @@ def _metric_part(i: int, key: str, spec: MetricSpec, first: Any, source: Source)
             first.c.variant,
             first.c.day,
             first.c.dimension,
-            sa.func.count().label("rows"),
+            _rows(spec.aggregation).label("rows"),
             _aggregate(spec.aggregation, value).label("total"),
         )
         .select_from(first.join(f, sa.and_(*within)))
@@ -158,6 +159,14 @@ def _sums(total: ColumnElement[Any]) -> dict[str, ColumnElement[Any]]:
     """The per-unit sums of a metric part, by row field (Σy, Σy²; Σx, Σx², Σxy of a covariate
     x joined per unit, or a capped Σy, go here)."""
     return {"sum": sa.func.sum(total), "sum_squares": sa.func.sum(total * total)}
+
+
+def _rows(aggregation: Aggregation) -> ColumnElement[Any]:
+    """The conversions a unit's rows count as: each row, but one for a binary (``any``) metric,
+    as a unit converts once."""
+    if aggregation is Aggregation.ANY:
+        return sa.cast(sa.literal(1, _INT), _INT)
+    return sa.func.count()
 
 
 def _aggregate(aggregation: Aggregation, value: ColumnElement[Any] | None) -> ColumnElement[Any]:
