@@ -8,9 +8,10 @@ variants and the windows, is a bound parameter):
 1. ``first_exposure`` (a CTE): the experiment's assignment rows ranked per unit by time; a
    unit's first row gives its variant, day and dimension value, and its row count its exposures
    (events count under the unit's first variant, as ``domain/counting.py`` rule 3 counts them).
-2. Per metric: the unit's fact rows within ``window_hours`` after its first exposure, reduced
-   per unit to (rows, total) by the metric's aggregation (a binary ``any`` metric: one
-   conversion of value 1); units without a row are not there,
+2. Per fact source and window (a CTE each, shared by the metrics that read them): the unit's
+   fact rows within ``window_hours`` after its first exposure, reduced per unit to its rows and
+   each metric's total by the metric's aggregation (a binary ``any`` metric: one conversion of
+   value 1); units without a row are not there,
    as a unit without a conversion has no running total on the event path.
 3. Per (metric, variant, day, dimension value): ``units``, ``exposures``, ``count`` (fact rows),
    ``sum`` (of unit totals) and ``sum_squares`` (of squared unit totals): the meaning of
@@ -117,41 +118,63 @@ def build_plan(
             sa.cast(sa.literal(0.0, _FLOAT), _FLOAT).label("sum_squares"),
         ).group_by(*keys)
     ]
+    groups: dict[tuple[str, float | None], list[tuple[int, str, MetricSpec]]] = {}
     for i, (key, spec) in enumerate(options.metrics.items()):
-        parts.append(_metric_part(i, key, spec, first, sources[spec.fact_source]))
+        groups.setdefault((spec.fact_source, spec.window_hours), []).append((i, key, spec))
+    for g, ((fact_source, hours), members) in enumerate(groups.items()):
+        per_unit = _unit_totals(g, hours, members, first, sources[fact_source])
+        parts.extend(_metric_part(i, key, spec, per_unit) for i, key, spec in members)
     statement = parts[0] if len(parts) == 1 else sa.union_all(*parts)
     return Plan(statement, tuple(options.metrics))
 
 
-def _metric_part(i: int, key: str, spec: MetricSpec, first: Any, source: Source) -> Select[Any]:
-    columns = ["unit_id", "timestamp"] + ([spec.column] if spec.column else [])
-    f = source_query(source, columns)
+def _unit_totals(
+    g: int,
+    hours: float | None,
+    members: Sequence[tuple[int, str, MetricSpec]],
+    first: Any,
+    source: Source,
+) -> Any:
+    """Per unit, its fact rows in the window and each metric's total (``total_<i>``): the
+    metrics that read one fact source over one window share one join."""
+    value_columns = [spec.column for _, _, spec in members if spec.column]
+    f = source_query(source, ["unit_id", "timestamp", *value_columns])
     within = [f.c.unit_id == first.c.unit_id, f.c.timestamp >= first.c.first_at]
-    if spec.window_hours is not None:
-        seconds = sa.bindparam(f"window_seconds_{i}", round(spec.window_hours * 3600), _INT)
+    if hours is not None:
+        seconds = sa.bindparam(f"window_seconds_{g}", round(hours * 3600), _INT)
         within.append(f.c.timestamp < AddSeconds(first.c.first_at, seconds))
-    value = f.c[spec.column] if spec.column else None
-    per_unit = (
+    return (
         sa.select(
             first.c.unit_id,
             first.c.variant,
             first.c.day,
             first.c.dimension,
-            _rows(spec.aggregation).label("rows"),
-            _aggregate(spec.aggregation, value).label("total"),
+            sa.func.count().label("rows"),
+            *(
+                _aggregate(spec.aggregation, f.c[spec.column] if spec.column else None).label(
+                    f"total_{i}"
+                )
+                for i, _, spec in members
+            ),
         )
         .select_from(first.join(f, sa.and_(*within)))
         .group_by(first.c.unit_id, first.c.variant, first.c.day, first.c.dimension)
-        .subquery(f"unit_totals_{i}")
+        .cte(f"unit_totals_{g}")
     )
+
+
+def _metric_part(i: int, key: str, spec: MetricSpec, per_unit: Any) -> Select[Any]:
     keys = (per_unit.c.variant, per_unit.c.day, per_unit.c.dimension)
+    # A binary (``any``) metric counts one conversion per unit, as a unit converts once.
+    rows = sa.func.count() if spec.aggregation is Aggregation.ANY else sa.func.sum(per_unit.c.rows)
+    total = per_unit.c[f"total_{i}"]
     return sa.select(
         sa.cast(sa.bindparam(f"metric_{i}", key, _TEXT), _TEXT).label("metric"),
         *keys,
         sa.cast(sa.func.count(), _INT).label("units"),
         sa.cast(sa.literal(0, _INT), _INT).label("exposures"),
-        sa.cast(sa.func.sum(per_unit.c.rows), _INT).label("count"),
-        *(sa.cast(expr, _FLOAT).label(name) for name, expr in _sums(per_unit.c.total).items()),
+        sa.cast(rows, _INT).label("count"),
+        *(sa.cast(expr, _FLOAT).label(name) for name, expr in _sums(total).items()),
     ).group_by(*keys)
 
 
@@ -159,14 +182,6 @@ def _sums(total: ColumnElement[Any]) -> dict[str, ColumnElement[Any]]:
     """The per-unit sums of a metric part, by row field (Σy, Σy²; Σx, Σx², Σxy of a covariate
     x joined per unit, or a capped Σy, go here)."""
     return {"sum": sa.func.sum(total), "sum_squares": sa.func.sum(total * total)}
-
-
-def _rows(aggregation: Aggregation) -> ColumnElement[Any]:
-    """The conversions a unit's rows count as: each row, but one for a binary (``any``) metric,
-    as a unit converts once."""
-    if aggregation is Aggregation.ANY:
-        return sa.cast(sa.literal(1, _INT), _INT)
-    return sa.func.count()
 
 
 def _aggregate(aggregation: Aggregation, value: ColumnElement[Any] | None) -> ColumnElement[Any]:
