@@ -73,8 +73,8 @@ from abpilot.store.base import (
     MetricTotals,
     Store,
 )
+from abpilot.warehouse.spec import analysed_in_warehouse, fold_changes
 from abpilot.warehouse.spec import fold as fold_warehouse
-from abpilot.warehouse.spec import fold_changes, is_warehouse
 
 _ZERO = MetricTotals()
 
@@ -186,6 +186,7 @@ class ExperimentService:
         source: str | None = None,
         assignment_source: str | None = None,
         dimension: str | None = None,
+        daily_source: str | None = None,
     ) -> Experiment:
         """A new draft. ``key`` defaults to a slug of ``name`` (409 when taken), a variant's
         key to a slug of its name, and weights to an equal split; ``experiment_type`` is an
@@ -195,11 +196,13 @@ class ExperimentService:
         With ``source="warehouse"`` the experiment is analysed from the warehouse: it names its
         ``assignment_source`` (and optionally a ``dimension`` column of it), and each metric its
         ``fact_source``, ``column``, ``aggregation`` and ``window_hours`` (kept in
-        ``settings.warehouse``); ``warehouse.refresh`` brings its aggregates."""
+        ``settings.warehouse``); ``warehouse.refresh`` brings its aggregates. A bandit fed daily
+        totals names its ``daily_source`` instead: a refresh records its days as posted."""
         metrics, settings = fold_warehouse(
             source=source,
             assignment_source=assignment_source,
             dimension=dimension,
+            daily_source=daily_source,
             metrics=list(metrics),
             settings=settings or {},
         )
@@ -576,7 +579,9 @@ class ExperimentService:
 
     def _counter_source(self, exp: Experiment) -> CounterSource:
         """Where the analysis reads ``exp``'s counters: the store, or its latest refresh."""
-        return self.warehouse.counters(exp) if is_warehouse(exp.settings) else self.store
+        if analysed_in_warehouse(exp.settings):
+            return self.warehouse.counters(exp)
+        return self.store
 
     def analyze_experiment(
         self,

@@ -23,6 +23,7 @@ from abpilot.domain.errors import AbpilotError, NotFound, ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentStatus, MetricKind
 from abpilot.domain.records import AllocationRecord, VariantCounters
 from abpilot.service.lookup import ExperimentLookup
+from abpilot.service.warehouse_runs import checked_plan, record_daily_totals
 from abpilot.store.base import Store
 from abpilot.warehouse.engine import (
     WarehouseError,
@@ -33,7 +34,7 @@ from abpilot.warehouse.engine import (
     run,
     safe_url,
 )
-from abpilot.warehouse.plan import Row, build_plan
+from abpilot.warehouse.plan import Row
 from abpilot.warehouse.refresh import FAILURES, REFRESHES, SOURCES, Failure, Refresh
 from abpilot.warehouse.spec import (
     Source,
@@ -282,55 +283,44 @@ class WarehouseService:
 
     def _run_refresh(self, exp: Experiment, options: WarehouseOptions) -> Refresh:
         engine = self.engine()
-        sources = {
-            options.assignment_source: self._source_of(
-                options.assignment_source, SourceKind.ASSIGNMENT, "assignment_source"
-            )
-        }
-        for i, spec in enumerate(options.metrics.values()):
-            sources[spec.fact_source] = self._source_of(
-                spec.fact_source, SourceKind.FACT, f"metrics[{i}].fact_source"
-            )
-        columns = describe(engine, sources[options.assignment_source])
-        if options.dimension and options.dimension.lower() not in {c.lower() for c in columns}:
-            raise WarehouseError(
-                f"source '{options.assignment_source}' has no column '{options.dimension}' "
-                "(the experiment's dimension)",
-                field=f"columns.{options.dimension}",
-            )
-        for spec in options.metrics.values():
-            fact_columns = describe(engine, sources[spec.fact_source])
-            if spec.column and spec.column.lower() not in {c.lower() for c in fact_columns}:
-                raise WarehouseError(
-                    f"source '{spec.fact_source}' has no column '{spec.column}' (its query "
-                    f"returns: {', '.join(fact_columns)})",
-                    field=f"columns.{spec.column}",
-                )
-            check_types(engine, sources[spec.fact_source], [spec.column] if spec.column else [])
-        plan = build_plan(
-            experiment_key=exp.key,
-            variants=[v.key for v in exp.variants],
-            options=options,
-            sources=sources,
-        )
-        compiled = plan.statement.compile(engine)
         started = time.monotonic()
-        raw_rows = run(
-            engine,
-            plan.statement,
-            timeout_seconds=self.timeout_seconds,
-            what=f"the refresh of '{exp.key}'",
-        )
-        seconds = time.monotonic() - started
-        rows = tuple(Row.read(r) for r in raw_rows)
+        sql: list[str] = []
+        parameters: dict[str, Any] = {}
+        rows: tuple[Row, ...] = ()
+        if options.assignment_source is not None:
+            statement = checked_plan(engine, exp, options, self._source_of)
+            compiled = statement.compile(engine)
+            sql.append(str(compiled))
+            parameters.update({k: _plain(v) for k, v in compiled.params.items()})
+            raw_rows = run(
+                engine,
+                statement,
+                timeout_seconds=self.timeout_seconds,
+                what=f"the refresh of '{exp.key}'",
+            )
+            rows = tuple(Row.read(r) for r in raw_rows)
+        daily_rows, days = 0, tuple[str, ...]()
+        if options.daily_source is not None:
+            source = self._source_of(options.daily_source, SourceKind.DAILY, "daily_source")
+            daily_rows, days, daily_sql = record_daily_totals(
+                engine,
+                exp,
+                source,
+                timeout_seconds=max(1.0, self.timeout_seconds - (time.monotonic() - started)),
+                stored=self.store.get_daily_metrics(exp.id),
+                record=self.lookup.allocator.record_daily,
+            )
+            sql.append(daily_sql)
         return Refresh(
             experiment_id=exp.id,
             refreshed_at=self.lookup.clock(),
-            seconds=seconds,
-            sql=str(compiled),
-            parameters={k: _plain(v) for k, v in compiled.params.items()},
+            seconds=time.monotonic() - started,
+            sql=";\n".join(sql),
+            parameters=parameters,
             rows=rows,
             dialect=engine.dialect.name,
+            daily_rows=daily_rows,
+            daily_days=days,
         )
 
     def _source_of(self, name: str, kind: SourceKind, field: str) -> Source:

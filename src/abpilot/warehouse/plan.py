@@ -66,6 +66,7 @@ def build_plan(
 ) -> Plan:
     """The refresh statement of an experiment; ``sources`` holds at least its assignment source
     and its metrics' fact sources (``abpilot.service.warehouse`` checks that they exist)."""
+    assert options.assignment_source is not None
     assign_cols = ["unit_id", "experiment_key", "variant", "timestamp"]
     if options.dimension:
         assign_cols.append(options.dimension)
@@ -265,3 +266,25 @@ def counters_of(
         )
         for variant in sorted(units.keys() | metrics.keys())
     }
+
+
+def build_daily_plan(*, experiment_key: str, variants: Sequence[str], source: Source) -> Any:
+    """A bandit's daily totals from a ``daily`` source: per (day, variant) the impressions and
+    clicks, summed over the source's rows of the experiment."""
+    d = source_query(source, ("experiment_key", "day", "variant", "impressions", "clicks"))
+    day = DayOf(d.c.day)
+    return (
+        sa.select(
+            day.label("day"),
+            d.c.variant,
+            sa.cast(sa.func.sum(d.c.impressions), _INT).label("impressions"),
+            sa.cast(sa.func.sum(d.c.clicks), _INT).label("clicks"),
+        )
+        .where(
+            d.c.experiment_key == sa.bindparam("experiment_key", experiment_key, _TEXT),
+            d.c.variant.in_(sa.bindparam("variants", list(variants), expanding=True)),
+            d.c.day.is_not(None),
+        )
+        .group_by(day, d.c.variant)
+        .order_by(day, d.c.variant)
+    )

@@ -28,6 +28,8 @@ class Refresh:
     parameters: Mapping[str, Any]
     rows: tuple[Row, ...]
     dialect: str = ""
+    daily_rows: int = 0  # (day, variant) rows a daily source gave
+    daily_days: tuple[str, ...] = ()  # the days whose totals changed, recorded by this refresh
 
     @property
     def row_counts(self) -> dict[str, Any]:
@@ -37,12 +39,16 @@ class Refresh:
             if row.metric != EXPOSURES:
                 facts[row.metric] = facts.get(row.metric, 0) + row.count
         exposure_rows = [r for r in self.rows if r.metric == EXPOSURES]
-        return {
+        found: dict[str, Any] = {
             "result_rows": len(self.rows),
             "units": sum(r.units for r in exposure_rows),
             "exposures": sum(r.exposures for r in exposure_rows),
             "fact_rows": facts,
         }
+        if self.daily_rows:
+            found["daily_rows"] = self.daily_rows
+            found["daily_days_recorded"] = len(self.daily_days)
+        return found
 
     def counters(
         self, *, day: str | None = None, dimension: str | None = None
@@ -65,6 +71,8 @@ class Refresh:
                 "parameters": dict(self.parameters),
                 "dialect": self.dialect,
                 "rows": [r.to_json() for r in self.rows],
+                "daily_rows": self.daily_rows,
+                "daily_days": list(self.daily_days),
             },
             sort_keys=True,
             default=str,
@@ -81,6 +89,8 @@ class Refresh:
             parameters=data.get("parameters", {}),
             rows=tuple(Row.read(r) for r in data["rows"]),
             dialect=data.get("dialect", ""),
+            daily_rows=int(data.get("daily_rows", 0)),
+            daily_days=tuple(data.get("daily_days", ())),
         )
 
 

@@ -31,11 +31,13 @@ METRIC_FIELDS = ("fact_source", "column", "aggregation", "window_hours")
 class SourceKind(enum.StrEnum):
     ASSIGNMENT = "assignment"
     FACT = "fact"
+    DAILY = "daily"  # a bandit's daily impressions and clicks per variant (the MAB API's flow)
 
 
 REQUIRED_COLUMNS: dict[SourceKind, tuple[str, ...]] = {
     SourceKind.ASSIGNMENT: ("unit_id", "experiment_key", "variant", "timestamp"),
     SourceKind.FACT: ("unit_id", "timestamp"),
+    SourceKind.DAILY: ("experiment_key", "day", "variant", "impressions", "clicks"),
 }
 
 
@@ -96,7 +98,7 @@ def source_from(raw: Mapping[str, Any], where: str = "") -> Source:
         kind = SourceKind(str(raw.get("kind")))
     except ValueError:
         raise ValidationError(
-            f"{where}kind must be 'assignment' or 'fact' (got {raw.get('kind')!r:.60})",
+            f"{where}kind must be 'assignment', 'fact' or 'daily' (got {raw.get('kind')!r:.60})",
             field=f"{where}kind",
         ) from None
     sql = raw.get("sql")
@@ -165,24 +167,26 @@ class MetricSpec:
 
 @dataclass(frozen=True, slots=True)
 class WarehouseOptions:
-    """``settings.warehouse`` of an experiment, checked."""
+    """``settings.warehouse`` of an experiment, checked: an assignment source and its metrics'
+    fact sources (the analysis reads the refresh), and/or, for a bandit fed daily totals, a
+    ``daily`` source whose days the refresh records as if they were posted."""
 
-    assignment_source: str
+    assignment_source: str | None
     metrics: Mapping[str, MetricSpec] = field(default_factory=dict)
     dimension: str | None = None  # a column of the assignment source to break totals down by
-
-    def to_json(self) -> dict[str, Any]:
-        found: dict[str, Any] = {
-            "assignment_source": self.assignment_source,
-            "metrics": {k: m.to_json() for k, m in self.metrics.items()},
-        }
-        if self.dimension is not None:
-            found["dimension"] = self.dimension
-        return found
+    daily_source: str | None = None
 
 
 def is_warehouse(settings: Mapping[str, Any]) -> bool:
+    """The experiment is refreshed from the warehouse."""
     return isinstance(settings.get(SETTINGS_KEY), Mapping)
+
+
+def analysed_in_warehouse(settings: Mapping[str, Any]) -> bool:
+    """The experiment's analysis reads its latest refresh (it has an assignment source); a
+    bandit fed only daily totals is analysed from its store like one fed by posts."""
+    section = settings.get(SETTINGS_KEY)
+    return isinstance(section, Mapping) and section.get("assignment_source") is not None
 
 
 def warehouse_options(
@@ -194,13 +198,26 @@ def warehouse_options(
     where = f"settings.{SETTINGS_KEY}"
     if not isinstance(raw, Mapping):
         raise ValidationError(f"{where} must be an object", field=where)
-    unknown = sorted(set(raw) - {"assignment_source", "metrics", "dimension"})
+    unknown = sorted(set(raw) - {"assignment_source", "metrics", "dimension", "daily_source"})
     if unknown:
         raise ValidationError(f"unknown field {where}.{unknown[0]}", field=f"{where}.{unknown[0]}")
+    daily = raw.get("daily_source")
+    if daily is not None:
+        if not isinstance(daily, str):
+            raise ValidationError("daily_source must name a source", field="daily_source")
+        validate_key(daily, field_name="daily_source")
     source = raw.get("assignment_source")
+    if source is None and daily is not None:
+        if raw.get("metrics") or raw.get("dimension"):
+            raise ValidationError(
+                "metrics read from fact sources need an assignment_source",
+                field="assignment_source",
+            )
+        return WarehouseOptions(None, {}, None, daily)
     if not isinstance(source, str):
         raise ValidationError(
-            "a warehouse experiment names its assignment_source (a source of kind 'assignment')",
+            "a warehouse experiment names its assignment_source (a source of kind "
+            "'assignment'), or for a bandit fed daily totals its daily_source",
             field="assignment_source",
         )
     validate_key(source, field_name="assignment_source")
@@ -225,7 +242,7 @@ def warehouse_options(
                 field=f"metrics[{i}].fact_source",
             )
         found[key] = _metric_spec(specs[key], f"metrics[{i}]", binary)
-    return WarehouseOptions(source, found, dimension)
+    return WarehouseOptions(source, found, dimension, daily)
 
 
 def _metric_spec(raw: Any, where: str, binary: bool) -> MetricSpec:
@@ -284,6 +301,7 @@ def fold(
     source: str | None,
     assignment_source: str | None,
     dimension: str | None = None,
+    daily_source: str | None = None,
     metrics: Sequence[Any],
     settings: Mapping[str, Any],
 ) -> tuple[list[Any], dict[str, Any]]:
@@ -311,11 +329,16 @@ def fold(
         if given:
             specs[str(metric.get("key"))] = given
     if source != WAREHOUSE:
-        if assignment_source is not None or dimension is not None:
-            raise ValidationError(
-                "assignment_source applies to an experiment with source 'warehouse'",
-                field="assignment_source" if assignment_source is not None else "dimension",
-            )
+        given = {
+            "assignment_source": assignment_source,
+            "dimension": dimension,
+            "daily_source": daily_source,
+        }
+        for name, value in given.items():
+            if value is not None:
+                raise ValidationError(
+                    f"{name} applies to an experiment with source 'warehouse'", field=name
+                )
         return plain, dict(settings)
     if SETTINGS_KEY in settings:
         raise ValidationError(
@@ -326,6 +349,8 @@ def fold(
     section: dict[str, Any] = {"assignment_source": assignment_source, "metrics": specs}
     if dimension is not None:
         section["dimension"] = dimension
+    if daily_source is not None:
+        section["daily_source"] = daily_source
     return plain, {**settings, SETTINGS_KEY: section}
 
 

@@ -46,6 +46,7 @@ def create_experiment(body: ExperimentCreate, service: Service) -> ExperimentRea
         source=body.source,
         assignment_source=body.assignment_source,
         dimension=body.dimension,
+        daily_source=body.daily_source,
     )
     return ExperimentRead.of(experiment)
 

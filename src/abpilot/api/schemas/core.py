@@ -83,6 +83,12 @@ class ExperimentCreate(Strict):
     )
     assignment_source: str | None = Field(default=None, max_length=100)
     dimension: str | None = Field(default=None, max_length=128)
+    daily_source: str | None = Field(
+        default=None,
+        max_length=100,
+        description="A bandit fed daily totals: the warehouse source of each day's impressions "
+        "and clicks per variant, recorded by each refresh.",
+    )
 
 
 class ExperimentUpdate(Strict):
