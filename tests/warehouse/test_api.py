@@ -204,3 +204,19 @@ def test_without_a_warehouse_the_routes_say_so() -> None:
         answer = client.post(f"{API}/warehouse/sources", json=ASSIGNMENT, headers=ADMIN)
         assert answer.status_code == 409
         assert error(answer)["field"] == "WAREHOUSE_URL"
+
+
+def test_a_refresh_can_run_off_the_request_path(url: str) -> None:
+    import time
+
+    with client_for(url) as client:
+        ready(client)
+        started = client.post(f"{API}/experiments/{KEY}/refresh?wait=false", headers=ADMIN)
+        assert started.status_code == 202, started.text
+        deadline = time.monotonic() + 60
+        state = started.json()
+        while state["refresh"] is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            state = client.get(f"{API}/experiments/{KEY}/refresh", headers=ADMIN).json()
+        assert state["refresh"]["row_counts"]["units"] > 0
+        assert state["failure"] is None

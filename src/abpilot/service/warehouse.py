@@ -272,6 +272,29 @@ class WarehouseService:
             with self._running_lock:
                 self._running.discard(exp.id)
 
+    def start_refresh(self, experiment: str) -> str:
+        """Start a refresh in a thread of this process, off the caller's path; the experiment's
+        id. A refresh already running here is a 409 at once; its outcome (the refresh, or the
+        failure) is in ``state`` when it ends."""
+        exp = self.lookup.get(experiment)
+        self._options_of(exp)
+        with self._running_lock:
+            if exp.id in self._running:
+                raise WarehouseUnavailable(
+                    f"a refresh of '{exp.key}' is already running", field="experiment_id"
+                )
+
+        def work() -> None:
+            try:
+                self.refresh(exp.id)
+            except AbpilotError:
+                pass  # recorded as the experiment's failure by ``refresh``
+            except Exception:  # the thread must not die silently
+                log.exception("warehouse refresh of %s failed", exp.key)
+
+        threading.Thread(target=work, name=f"warehouse-refresh-{exp.key}", daemon=True).start()
+        return exp.id
+
     def _options_of(self, exp: Experiment) -> WarehouseOptions:
         if not is_warehouse(exp.settings):
             raise ValidationError(

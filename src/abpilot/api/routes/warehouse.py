@@ -52,11 +52,27 @@ def check_sources(
     return [SourceCheckRead.of(c) for c in service.warehouse.check(source)]
 
 
-@router.post("/experiments/{experiment_id}/refresh", response_model=RefreshRead)
-def refresh(experiment_id: str, service: Service) -> RefreshRead:
+@router.post(
+    "/experiments/{experiment_id}/refresh",
+    response_model=RefreshRead | RefreshStateRead,
+    responses={202: {"model": RefreshStateRead, "description": "Started (wait=false)"}},
+)
+def refresh(
+    experiment_id: str,
+    service: Service,
+    response: Response,
+    wait: Annotated[
+        bool, Query(description="Answer when it is done (default), or at once with 202.")
+    ] = True,
+) -> RefreshRead | RefreshStateRead:
     """Run the experiment's query plan in the warehouse (at most WAREHOUSE_TIMEOUT_SECONDS)
     and store its aggregates as the latest refresh, which the analysis reads. A failure keeps
-    the previous refresh and is recorded (GET shows it)."""
+    the previous refresh and is recorded (GET shows it). With ``wait=false`` the refresh runs
+    in the background and the answer (202) is the state before it."""
+    if not wait:
+        started = service.warehouse.start_refresh(experiment_id)
+        response.status_code = status.HTTP_202_ACCEPTED
+        return RefreshStateRead.of(service.warehouse.state(started))
     return RefreshRead.of(service.warehouse.refresh(experiment_id))
 
 
