@@ -14,8 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from abpilot.store.base import Store
+
+# No timing assertions: Hypothesis' per-example deadline fails a correct property on a loaded
+# machine, so the suite's profile has none (a hang is still caught by the test's own limits).
+settings.register_profile("abpilot", deadline=None)
+settings.load_profile("abpilot")
 
 POSTGRES_URL = os.environ.get(
     "ABPILOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -50,13 +56,42 @@ def postgres_schema_url() -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+def redis_cluster_url() -> str:
+    """The URL of this test process's local Redis Cluster (``tests/redis_cluster.py``), started
+    on first use; without redis-server, a skip (a failure under CI=true)."""
+    from tests.redis_cluster import local_cluster, missing_reason
+
+    reason = missing_reason()
+    if reason is not None:
+        if IN_CI:
+            pytest.fail(f"CI=true and {reason}", pytrace=False)
+        pytest.skip(reason)
+    return local_cluster().url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_cluster() -> Iterator[None]:
+    """Stops the local Redis Cluster at the end of the session if a test started one."""
+    from tests.redis_cluster import stop_local_cluster
+
+    yield
+    stop_local_cluster()
+
+
 @contextlib.contextmanager
-def redis_prefix() -> Iterator[str]:
-    """A fresh key prefix on the Redis server; its keys are deleted afterwards."""
+def redis_prefix(url: str = REDIS_URL) -> Iterator[str]:
+    """A fresh key prefix on the Redis server (or cluster) at ``url``; its keys are deleted
+    afterwards."""
     import redis
 
+    from abpilot.store.redis.cluster import connect_cluster, is_cluster_url
+
     prefix = f"abptest-{uuid.uuid4().hex[:12]}"
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    client = (
+        connect_cluster(url, socket_connect_timeout=3)
+        if is_cluster_url(url)
+        else redis.Redis.from_url(url, socket_connect_timeout=3)
+    )
     try:
         client.ping()
     except redis.RedisError as error:
@@ -70,7 +105,17 @@ def redis_prefix() -> Iterator[str]:
         client.close()
 
 
-BACKENDS = ["memory", "sqlite", "postgres", "redis"]
+# ABPILOT_TEST_BACKENDS=redis-cluster (comma-separated) runs the store suites on other backends
+# than the default four: .ci/run runs the contract suite on a local Redis Cluster that way.
+BACKENDS = [
+    b.strip()
+    for b in os.environ.get("ABPILOT_TEST_BACKENDS", "memory,sqlite,postgres,redis").split(",")
+    if b.strip()
+]
+# Those several processes can share (the store races and concurrency tests), and those behind a
+# server (the reliability tests).
+SHARED_BACKENDS = [b for b in BACKENDS if b != "memory"]
+SERVER_BACKENDS = [b for b in BACKENDS if b not in {"memory", "sqlite"}]
 
 
 @contextlib.contextmanager
@@ -83,6 +128,10 @@ def backend_url(backend: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, A
     elif backend == "postgres":
         with postgres_schema_url() as url:
             yield url, {}
+    elif backend == "redis-cluster":
+        url = redis_cluster_url()
+        with redis_prefix(url) as prefix:
+            yield url, {"prefix": prefix}
     else:
         with redis_prefix() as prefix:
             yield REDIS_URL, {"prefix": prefix}

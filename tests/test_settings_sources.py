@@ -31,6 +31,7 @@ CHOOSING = (
     "REDIS_HOST",
     "REDIS_PORT",
     "REDIS_DB",
+    "REDIS_CLUSTER",
     "REDIS_PASSWORD",
     "REDIS_PREFIX",
     "HOST",
@@ -118,6 +119,26 @@ def test_a_password_with_reserved_characters_is_quoted(monkeypatch: pytest.Monke
     settings = Settings()
     assert settings.store_url() == "redis://:p%40ss%3Aw%2Frd%231@redis:6379/0"
     assert "p%40ss" not in settings.store_choice()
+
+
+@pytest.mark.parametrize(
+    ("env", "url"),
+    [
+        ({"REDIS_HOST": "node1", "REDIS_PORT": "7000"}, "redis+cluster://node1:7000"),
+        ({"REDIS_URL": "redis://node1:7000"}, "redis+cluster://node1:7000"),
+        ({"REDIS_URL": "rediss://:pw@node1:7000"}, "rediss+cluster://:pw@node1:7000"),
+        ({"REDIS_URL": "redis+cluster://node1:7000"}, "redis+cluster://node1:7000"),
+    ],
+)
+def test_redis_cluster_makes_the_url_a_cluster_url(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], url: str
+) -> None:
+    monkeypatch.setenv("REDIS_CLUSTER", "true")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.store == "redis"
+    assert settings.store_url() == url
 
 
 def test_redis_password_reaches_a_protected_server(

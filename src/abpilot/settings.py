@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     redis_db: int = 0
     redis_password: SecretStr | None = None
     redis_prefix: str = "abp"
+    # REDIS_CLUSTER=true: the Redis at REDIS_URL (or REDIS_HOST:REDIS_PORT) is a node of a Redis
+    # Cluster, reached through redis-py's RedisCluster (its URL becomes redis+cluster://).
+    redis_cluster: bool = False
+    # REDIS_WAIT_REPLICAS=n: an intake step is acknowledged once n replicas hold it (Redis WAIT,
+    # at most REDIS_WAIT_TIMEOUT_MS); 0 acknowledges once the master applied it.
+    redis_wait_replicas: int = Field(default=0, ge=0)
+    redis_wait_timeout_ms: int = Field(default=100, ge=0)
     # API_HOST / API_PORT: the names the Multi-Armed Bandit Optimization API reads (HOST wins).
     host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("host", "api_host"))
     port: int = Field(
@@ -179,10 +186,16 @@ class Settings(BaseSettings):
 
     def resolved_redis_url(self) -> str:
         if self.redis_url:
-            return self.redis_url
-        password = self.redis_password.get_secret_value() if self.redis_password else ""
-        auth = f":{quote(password, safe='')}@" if password else ""
-        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+            url = self.redis_url
+        else:
+            password = self.redis_password.get_secret_value() if self.redis_password else ""
+            auth = f":{quote(password, safe='')}@" if password else ""
+            db = "" if self.redis_cluster else f"/{self.redis_db}"  # a cluster has only db 0
+            url = f"redis://{auth}{self.redis_host}:{self.redis_port}{db}"
+        scheme, rest = url.split(":", 1)
+        if self.redis_cluster and scheme.lower() in {"redis", "rediss"}:
+            return f"{scheme.lower()}+cluster:{rest}"
+        return url
 
     def store_url(self) -> str:
         """The URL of the configured store, as ``abpilot.open`` takes it."""

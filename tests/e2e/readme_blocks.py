@@ -44,6 +44,7 @@ _SETTINGS = (
     "DATABASE_URL",
     "REDIS_URL",
     "REDIS_PREFIX",
+    "REDIS_CLUSTER",
     "HOST",
     "PORT",
     "WORKERS",

@@ -38,6 +38,15 @@ def store_env(backend: str, url: str, options: dict[str, Any]) -> dict[str, str]
     """The environment that points `abpilot serve` at a store from ``backend_url``."""
     if backend == "redis":
         return {"STORE": "redis", "REDIS_URL": url, "REDIS_PREFIX": options["prefix"]}
+    if backend == "redis-cluster":  # any node, with REDIS_CLUSTER=true (the README's way)
+        host, port = url.split("//", 1)[1].rsplit(":", 1)
+        return {
+            "STORE": "redis",
+            "REDIS_CLUSTER": "true",
+            "REDIS_HOST": host,
+            "REDIS_PORT": port,
+            "REDIS_PREFIX": options["prefix"],
+        }
     return {"STORE": "sql", "DATABASE_URL": url}
 
 

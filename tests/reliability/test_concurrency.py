@@ -17,7 +17,7 @@ import httpx2
 import pytest
 
 from abpilot.domain.assignment import NOT_IN_EXPERIMENT, Bucketing
-from tests.conftest import backend_url
+from tests.conftest import SERVER_BACKENDS, backend_url
 from tests.factories import make_experiment
 from tests.reliability.harness import serving, store_env
 
@@ -117,7 +117,7 @@ async def assignments(base: str, units: list[str]) -> dict[str, str | None]:
     return dict(zip(units, found, strict=True))
 
 
-@pytest.mark.parametrize("backend", ["postgres", "redis"])
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
 def test_concurrent_clients_count_exactly_and_assign_by_the_pure_hash(
     backend: str, tmp_path: Path
 ) -> None:

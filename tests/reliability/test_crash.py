@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from abpilot.domain.assignment import Bucketing
-from tests.conftest import backend_url
+from tests.conftest import SERVER_BACKENDS, backend_url
 from tests.factories import make_experiment
 from tests.reliability.harness import Service, answers, store_env, wait_until
 
@@ -99,7 +99,7 @@ def exposures_so_far(base: str) -> int:
     return sum(v["exposures"] for v in response.json()["variants"])
 
 
-@pytest.mark.parametrize("backend", ["postgres", "redis"])
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
 def test_events_acknowledged_across_a_sigkill_count_exactly_once(
     backend: str, tmp_path: Path
 ) -> None:

@@ -26,7 +26,7 @@ import pytest
 import abpilot
 from abpilot.store.base import GLOBAL_CONTEXT, Decision, EventKind, FeedbackOutcome
 from abpilot.store.factory import open_store
-from tests.conftest import backend_url
+from tests.conftest import SHARED_BACKENDS, backend_url
 from tests.factories import make_experiment
 from tests.processes import process_context
 
@@ -85,7 +85,7 @@ def worker(url: str, options: dict[str, Any], w: int, barrier: Any) -> None:
     service.store.close()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres", "redis"])
+@pytest.mark.parametrize("backend", SHARED_BACKENDS)
 def test_exact_counts_from_eight_processes(backend: str, tmp_path: Path) -> None:
     with backend_url(backend, tmp_path) as (url, options):
         service = abpilot.open(url, **options)
@@ -134,7 +134,7 @@ def shared_worker(url: str, options: dict[str, Any], w: int, barrier: Any) -> No
     service.close()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres", "redis"])
+@pytest.mark.parametrize("backend", SHARED_BACKENDS)
 def test_exact_unit_totals_when_processes_convert_the_same_units(
     backend: str, tmp_path: Path
 ) -> None:
@@ -188,7 +188,7 @@ def document_worker(url: str, options: dict[str, Any], w: int, barrier: Any, out
     out.put((w, shared.version, versions))
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres", "redis"])
+@pytest.mark.parametrize("backend", SHARED_BACKENDS)
 def test_document_versions_from_eight_processes(backend: str, tmp_path: Path) -> None:
     with backend_url(backend, tmp_path) as (url, options):
         store = open_store(url, **options)  # migrates once, before the workers start
@@ -243,7 +243,7 @@ def feedback_worker(
     out.put((w, clicks, ratings))
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres", "redis"])
+@pytest.mark.parametrize("backend", SHARED_BACKENDS)
 def test_exact_feedback_from_eight_processes(backend: str, tmp_path: Path) -> None:
     with backend_url(backend, tmp_path) as (url, options):
         store = open_store(url, **options)  # migrates once, before the workers start

@@ -29,7 +29,7 @@ from abpilot.store.base import (
     Store,
 )
 from abpilot.store.memory import MemoryStore
-from tests.conftest import StoreFactory, backend_url
+from tests.conftest import SHARED_BACKENDS, StoreFactory, backend_url
 from tests.factories import make_experiment
 from tests.processes import process_context
 
@@ -797,7 +797,7 @@ def allocation_worker(
     out.put(batches)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres", "redis"])
+@pytest.mark.parametrize("backend", SHARED_BACKENDS)
 def test_batches_from_several_processes_take_consecutive_periods(
     backend: str, tmp_path: Path
 ) -> None:

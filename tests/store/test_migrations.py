@@ -88,3 +88,33 @@ def test_cli_db_upgrade(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert HEAD in result.output
     assert HEAD in CliRunner().invoke(app, ["db", "current", "--database-url", url]).output
+
+
+MIGRATION_LOCK = (
+    "SELECT pg_advisory_xact_lock(:id, hashtext(current_database() || '.' || "
+    "coalesce(current_schema(), '')))"
+)
+
+
+def test_migrations_in_other_schemas_do_not_wait_for_each_other() -> None:
+    """Processes starting at once in ONE schema queue on its migration lock; deployments (or test
+    runs) in other schemas of the same server do not queue behind them. ``lock_timeout`` turns a
+    wait into an error, so neither case can hang."""
+    from tests.conftest import postgres_schema_url
+
+    with postgres_schema_url() as held_url, postgres_schema_url() as other_url:
+        holder = sa.create_engine(held_url)
+        try:
+            with holder.connect() as conn, conn.begin():
+                conn.execute(sa.text(MIGRATION_LOCK), {"id": sql_engine.MIGRATION_LOCK_ID})
+                # (the schema URLs end in their libpq ``options``: add the timeout there)
+                other = sa.create_engine(f"{other_url}%20-clock_timeout%3D2000")
+                sql_engine.upgrade(other)  # another schema: no wait
+                assert sql_engine.current_revision(other) == HEAD
+                other.dispose()
+                same = sa.create_engine(f"{held_url}%20-clock_timeout%3D200")
+                with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+                    sql_engine.upgrade(same)  # the schema whose lock is held: it waits
+                same.dispose()
+        finally:
+            holder.dispose()

@@ -198,6 +198,12 @@ def test_unreachable_server_raises_store_unavailable() -> None:
     down.close()
 
 
+def test_an_unreachable_cluster_is_store_unavailable_without_its_password() -> None:
+    with pytest.raises(StoreUnavailable, match=r"Redis Cluster at 127\.0\.0\.1:1 ") as caught:
+        RedisStore.from_url("redis+cluster://:secret@127.0.0.1:1", socket_connect_timeout=0.5)
+    assert "secret" not in str(caught.value)
+
+
 def _allocation(experiment_id: str, **changes: Any) -> AllocationRecord:
     record = AllocationRecord(
         experiment_id=experiment_id,

@@ -46,8 +46,12 @@ class EventRecord:
 
 @dataclass(frozen=True, slots=True)
 class ApplyResult:
+    """What a batch did; ``per_experiment`` when the store applied a batch spanning experiments
+    atomically per experiment rather than as a whole (Redis Cluster: one slot per experiment)."""
+
     applied: int
     duplicates: int
+    per_experiment: bool = False
 
 
 @dataclass(frozen=True, slots=True)

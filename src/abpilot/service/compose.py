@@ -27,7 +27,7 @@ from abpilot.store.factory import check_options
 from abpilot.store.factory import open_store as open_url
 
 MONITOR_TICK_SECONDS = 60.0  # how often the leader asks whether the daily run is due
-REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,11 @@ def build(store: Store, settings: Settings) -> Services:
     companion = Companion(
         experiments, settings.datafiles_dir, cache_seconds=settings.experiment_cache_seconds
     )
-    monitor = Monitor(experiments, defaults=settings.monitoring_defaults())
+    monitor = Monitor(
+        experiments,
+        defaults=settings.monitoring_defaults(),
+        contextual_defaults=experiments.contextual.defaults,
+    )
     daily = DailyMonitor(
         monitor,
         at=parse_time_of_day(settings.monitor_at),
@@ -107,7 +111,12 @@ def open_store(settings: Settings, url: str | None = None) -> Store:
     URL. Opening a SQL store runs its migrations (blocking: the app calls this in a thread)."""
     url = url or settings.store_url()
     if url.split(":", 1)[0].lower() in REDIS_SCHEMES:
-        return open_url(url, prefix=settings.redis_prefix)
+        return open_url(
+            url,
+            prefix=settings.redis_prefix,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
+        )
     return open_url(url)
 
 

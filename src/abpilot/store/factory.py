@@ -1,4 +1,5 @@
-"""Open a store from a URL: ``sqlite:///path``, ``postgresql://...``, ``redis://...``, ``memory://``."""
+"""Open a store from a URL: ``sqlite:///path``, ``postgresql://...``, ``redis://...``,
+``redis+cluster://host:port`` (a Redis Cluster), ``memory://``."""
 
 from __future__ import annotations
 
@@ -37,9 +38,13 @@ REDIS_OPTIONS = frozenset(
         "client_name",
         "username",
         "password",
+        "wait_replicas",
+        "wait_timeout_ms",
     }
 )
 MEMORY_OPTIONS = frozenset({"migrate"})
+# ``redis+cluster://host:port`` (any node of a Redis Cluster) opens it through RedisCluster.
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"})
 
 
 def _scheme(url: str) -> str:
@@ -51,13 +56,13 @@ def store_options(url: str) -> frozenset[str]:
     scheme = _scheme(url)
     if scheme == "memory":
         return MEMORY_OPTIONS
-    if scheme in {"redis", "rediss", "unix"}:
+    if scheme in REDIS_SCHEMES:
         return REDIS_OPTIONS
     if scheme.startswith(("sqlite", "postgresql", "postgres")):
         return SQL_OPTIONS
     raise ValidationError(
-        f"unsupported store URL scheme '{scheme}' (use sqlite:///, postgresql://, redis:// "
-        "or memory://)",
+        f"unsupported store URL scheme '{scheme}' (use sqlite:///, postgresql://, redis://, "
+        "redis+cluster:// or memory://)",
         field="url",
     )
 
@@ -88,7 +93,7 @@ def open_store(url: str, **options: Any) -> Store:
         from abpilot.store.memory import MemoryStore
 
         return MemoryStore()
-    if scheme in {"redis", "rediss", "unix"}:
+    if scheme in REDIS_SCHEMES:
         from abpilot.store.redis import RedisStore
 
         return RedisStore.from_url(url, **options)

@@ -1,5 +1,5 @@
 """The SQL constructs whose spelling differs by engine, as SQLAlchemy elements with one
-``@compiles`` override per dialect that needs one (docs/architecture.md §8). The plan uses only
+``@compiles`` override per dialect that needs one (docs/architecture.md §9). The plan uses only
 these and portable Core (window functions, CASE, CAST to the generic types, UNION ALL).
 
 - ``AddSeconds(moment, seconds)``: a timestamp plus a bound number of seconds (date arithmetic:

@@ -79,7 +79,9 @@ def record_conversion(experiment_id: str, body: ConversionIn, service: Service) 
 @router.post("/events", response_model=EventResult)
 def record_events(body: EventBatch, service: Service) -> EventResult:
     """Many exposures and conversions, for any experiments: all are validated first, then all
-    are counted or none (a repeated ``event_id`` is acknowledged as a duplicate)."""
+    are counted or none (a repeated ``event_id`` is acknowledged as a duplicate). On a Redis
+    Cluster a batch spanning experiments is counted all or none per experiment, and the reply
+    says so with ``"atomic": "per_experiment"``; sending it again is safe (event ids)."""
     events = [
         EventInput(
             kind=EventKind(e.type),

@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from abpilot.domain.experiment import Experiment
 from abpilot.domain.records import ApplyResult
@@ -285,10 +291,25 @@ class EventResult(BaseModel):
     received: int
     applied: int
     duplicates: int
+    # Only in the reply of a batch spanning experiments on a Redis Cluster: "per_experiment"
+    # (each experiment's events were counted all or none, the batch as a whole was not).
+    atomic: Literal["per_experiment"] | None = None
 
     @classmethod
     def of(cls, result: ApplyResult, received: int) -> EventResult:
-        return cls(received=received, applied=result.applied, duplicates=result.duplicates)
+        atomic: Literal["per_experiment"] | None = (
+            "per_experiment" if result.per_experiment else None
+        )
+        return cls(
+            received=received, applied=result.applied, duplicates=result.duplicates, atomic=atomic
+        )
+
+    @model_serializer(mode="wrap")
+    def _without_plain_atomicity(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("atomic") is None:
+            data.pop("atomic", None)
+        return data
 
 
 class MetricSummaryRead(BaseModel):

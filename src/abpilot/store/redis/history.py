@@ -35,6 +35,7 @@ from redis.typing import EncodableT
 from abpilot.domain.errors import StoreUnavailable
 from abpilot.store.base import AllocationRecord, DailyRow, RawMetrics, period_taken
 from abpilot.store.codec import as_utc
+from abpilot.store.redis.cluster import snapshot_pipeline
 
 HISTORY_KEYS = ("daily", "raw", "allocations")
 
@@ -60,8 +61,7 @@ return 0
 # and a length other than the expected one (another process added a period since the caller
 # read it) answers {-1, i, length} for the first such key i. Then each document is pushed in
 # order and the new lengths (the periods) come back. A script runs alone, so no other client's
-# push comes in between; like the event script, it spans experiments, so it needs one server,
-# not a Cluster.
+# push comes in between. It spans experiments: on a Cluster it is called once per experiment.
 _ADD_ALLOCATIONS = """
 local n, m = #KEYS, tonumber(ARGV[1])
 for i = 1, n do
@@ -82,7 +82,12 @@ for i = 1, m do periods[i] = redis.call('RPUSH', KEYS[i], ARGV[i + 1]) end
 return periods
 """
 
-CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# A cluster whose slots are not all served (nodes down) is as unreachable as a dead server.
+CONNECTION_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterError,
+)
 
 
 class _Located(Protocol):
@@ -153,20 +158,28 @@ class RedisLease:
 
 
 class RedisKeys:
-    """The names of the store's keys (the layout is in ``abpilot.store.redis``)."""
+    """The names of the store's keys (the layout is in ``abpilot.store.redis``). On a Redis
+    Cluster (``_cluster``) the definitions and both indexes share the global tag ``{index}``,
+    so a script can still check and change a definition and the indexes together."""
 
     _prefix: str
+    _cluster: bool = False
 
     def _key(self, experiment_id: str, name: str) -> str:
         return f"{self._prefix}:{{{experiment_id}}}:{name}"
 
+    def _definition(self, experiment_id: str) -> str:
+        if self._cluster:
+            return f"{self._prefix}:{{index}}:def:{experiment_id}"
+        return self._key(experiment_id, "def")
+
     @property
     def _index_keys(self) -> str:
-        return f"{self._prefix}:index:keys"
+        return f"{self._prefix}:{{index}}:keys" if self._cluster else f"{self._prefix}:index:keys"
 
     @property
     def _index_ids(self) -> str:
-        return f"{self._prefix}:index:ids"
+        return f"{self._prefix}:{{index}}:ids" if self._cluster else f"{self._prefix}:index:ids"
 
 
 class RedisHistory(RedisKeys):
@@ -250,8 +263,10 @@ class RedisHistory(RedisKeys):
     ) -> list[AllocationRecord]:
         if not records:
             return []
-        documents = [_document(r) for r in records]
         expected = dict(expected_periods or {})
+        if self._cluster and len({r.experiment_id for r in records} | set(expected)) > 1:
+            return self._add_allocations_per_experiment(records, expected)
+        documents = [_document(r) for r in records]
         # An expectation about an experiment without a record here is checked on its own key.
         extra = [e for e in expected if e not in {r.experiment_id for r in records}]
         ids = [r.experiment_id for r in records] + extra
@@ -271,6 +286,27 @@ class RedisHistory(RedisKeys):
             _allocation(r.experiment_id, int(period), document)
             for r, period, document in zip(records, periods, documents, strict=True)
         ]
+
+    def _add_allocations_per_experiment(
+        self, records: Sequence[AllocationRecord], expected: dict[str, int]
+    ) -> list[AllocationRecord]:
+        """On a cluster, one script per experiment (its slot). Every expectation is read first,
+        so a period stored before the call is refused before anything is written; one stored by
+        another process during the call leaves the experiments before it written."""
+        for experiment_id, period in expected.items():
+            latest = int(self._client.llen(self._key(experiment_id, "allocations")))
+            if latest != period:
+                raise period_taken(experiment_id, period, latest)
+        by_experiment: dict[str, list[int]] = {}
+        for n, record in enumerate(records):
+            by_experiment.setdefault(record.experiment_id, []).append(n)
+        stored: list[AllocationRecord | None] = [None] * len(records)
+        for experiment_id, positions in by_experiment.items():
+            own = {experiment_id: expected[experiment_id]} if experiment_id in expected else None
+            done = self.add_allocations([records[n] for n in positions], expected_periods=own)
+            for n, record in zip(positions, done, strict=True):
+                stored[n] = record
+        return [r for r in stored if r is not None]
 
     @reachable
     def list_allocations(self, experiment_id: str) -> list[AllocationRecord]:
@@ -297,7 +333,7 @@ class RedisHistory(RedisKeys):
         # Faster than the default: one MULTI/EXEC pipeline (one round trip), not one per
         # experiment.
         ids = list(dict.fromkeys(experiment_ids))
-        pipe = self._client.pipeline(transaction=True)  # each length goes with its last element
+        pipe = snapshot_pipeline(self._client)  # each length goes with its last element
         for experiment_id in ids:
             key = self._key(experiment_id, "allocations")
             pipe.llen(key)

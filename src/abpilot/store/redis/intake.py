@@ -17,6 +17,7 @@ import functools
 import hashlib
 import itertools
 import json
+import logging
 import operator
 import random
 import threading
@@ -54,9 +55,12 @@ from abpilot.store.base import (
     VariantCounters,
 )
 from abpilot.store.counters import group_counters, sum_periods
+from abpilot.store.redis.cluster import snapshot_pipeline
 from abpilot.store.redis.history import EPOCH, RedisKeys, microseconds, reachable, text
+from abpilot.store.redis.replication import run_and_wait
 
 T = TypeVar("T")
+log = logging.getLogger("abpilot.store")
 
 # An experiment's keys that hold its assignments and counters.
 EVENT_KEYS = ("events", "assign", "exposed", "counters", "metrics", "units", "activity")
@@ -67,6 +71,15 @@ KNOWN_UNITS = 100_000
 # How many times a step is counted again after a conflict before the store gives up (a 503:
 # the batch may be sent again, its event ids make that safe).
 MAX_ATTEMPTS = 50
+
+# What a Redis Cluster answers while a slot moves (the script did not run), and how many times
+# a step is called again (about 10 s in all) before it gives up with a 503.
+RESHARDING_ERRORS = (
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.ClusterError,
+)
+RESHARDING_RETRIES = 25
 
 # Read, check, then write: the one script of the event path, and it holds no counting rule.
 # KEYS: the keys the step touches. ARGV[1]: JSON [reads, checks, writes]. A read is [kind, key
@@ -359,6 +372,14 @@ def _by_experiment(
     return [(exp, *lists) for exp, lists in sorted(grouped.items())]
 
 
+def _per_experiment(events: Sequence[EventRecord]) -> list[list[EventRecord]]:
+    """``events`` grouped by experiment (each group in the batch's order)."""
+    groups: dict[str, list[EventRecord]] = {}
+    for event in events:
+        groups.setdefault(event.experiment_id, []).append(event)
+    return list(groups.values())
+
+
 def _unit_fields(metric: str, unit: str) -> tuple[str, str]:
     """The ``units`` hash fields of a unit's count and total for a metric."""
     return f"c|{metric}|{unit}", f"t|{metric}|{unit}"
@@ -410,6 +431,10 @@ class RedisIntake(RedisKeys):
     _client: redis.Redis
     location: str
     _guess_rate = 1.0  # see _guess_nothing_stored
+    # REDIS_WAIT_REPLICAS: replicas that must hold an intake step before it is acknowledged
+    # (0: no WAIT), waiting at most _wait_timeout_ms (see ``replication``).
+    _wait_replicas = 0
+    _wait_timeout_ms = 100
 
     @functools.cached_property
     def _known(self) -> _KnownUnits:
@@ -440,7 +465,18 @@ class RedisIntake(RedisKeys):
     def apply_events(self, events: Sequence[EventRecord]) -> ApplyResult:
         if not events:
             return ApplyResult(applied=0, duplicates=0)
+        if self._cluster:
+            # One script per experiment (its keys share one slot): each experiment's events
+            # are counted all or nothing, the batch is not (sending it again is safe).
+            applied = duplicates = 0
+            groups = _per_experiment(events)
+            for group in groups:
+                done = self._apply_together(group)
+                applied, duplicates = applied + done.applied, duplicates + done.duplicates
+            return ApplyResult(applied, duplicates, per_experiment=len(groups) > 1)
+        return self._apply_together(events)
 
+    def _apply_together(self, events: Sequence[EventRecord]) -> ApplyResult:
         def count(step: CountingStep) -> ApplyResult:
             counted = count_events(step, events)
             return ApplyResult(applied=counted.applied, duplicates=counted.duplicates)
@@ -518,11 +554,39 @@ class RedisIntake(RedisKeys):
         """Call ``_STEP`` with ``plan``: whether it wrote, and what its reads found. A server
         that lost the script (NOSCRIPT: nothing ran) gets it loaded and called again."""
         count, arguments = plan.arguments()
-        try:
-            reply = self._client.evalsha(_STEP_SHA, count, *arguments)
-        except redis.exceptions.NoScriptError:
-            self._client.script_load(_STEP)
-            reply = self._client.evalsha(_STEP_SHA, count, *arguments)
+        if self._wait_replicas and plan.writes:
+            reply, acknowledged = run_and_wait(
+                self._client,
+                _STEP,
+                _STEP_SHA,
+                arguments[:count],
+                arguments[count:],
+                replicas=self._wait_replicas,
+                timeout_ms=self._wait_timeout_ms,
+            )
+            if acknowledged < self._wait_replicas:
+                log.warning(
+                    "Redis at %s: %d of %d replicas acknowledged an intake step within %d ms",
+                    self.location,
+                    acknowledged,
+                    self._wait_replicas,
+                    self._wait_timeout_ms,
+                )
+            committed, found = json.loads(reply)
+            return committed == 1, found
+        for attempt in itertools.count():
+            try:
+                reply = self._client.evalsha(_STEP_SHA, count, *arguments)
+                break
+            except redis.exceptions.NoScriptError:
+                self._client.script_load(_STEP)  # on a cluster: on every primary
+            except RESHARDING_ERRORS:
+                # A cluster moving the slot: its keys are split between two nodes (TRYAGAIN)
+                # or the slot has no owner for a moment. The script did not run; once redis-py
+                # gave up following the move, wait and call it again.
+                if attempt >= RESHARDING_RETRIES:
+                    raise
+                time.sleep(min(0.5, 0.02 * 2**attempt))
         committed, found = json.loads(reply)
         return committed == 1, found
 
@@ -543,7 +607,7 @@ class RedisIntake(RedisKeys):
         # Faster than the default: one MULTI/EXEC pipeline for every experiment's hashes (one
         # round trip), not one per experiment.
         ids = list(dict.fromkeys(experiment_ids))
-        pipe = self._client.pipeline(transaction=True)  # one snapshot of every hash read
+        pipe = snapshot_pipeline(self._client)  # one snapshot (per experiment on a cluster)
         for experiment_id in ids:
             pipe.hgetall(self._key(experiment_id, "counters"))
             pipe.hgetall(self._key(experiment_id, "metrics"))

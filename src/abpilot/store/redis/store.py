@@ -22,7 +22,10 @@ script can touch all of it:
   ``contextual``
 
 Global keys, outside any tag: ``p:index:keys`` (hash experiment key -> id), ``p:index:ids``
-(sorted set of ids scored by ``created_at``) and leases ``p:lease:<name>``. Variant and metric
+(sorted set of ids scored by ``created_at``) and leases ``p:lease:<name>``. On a Redis Cluster
+the definitions and both indexes share the global tag ``{index}`` instead (``p:{index}:def:<id>``,
+``p:{index}:keys``, ``p:{index}:ids``), so the create, update and delete scripts still touch one
+slot; what then spans two slots is done in steps (docs/architecture.md §8). Variant and metric
 keys never contain ``|`` and periods are integers, so every field splits unambiguously. Python
 joins ``<variant>|<period>`` once and the scripts treat it as one opaque "cell" of counters.
 Fields written before periods existed (``<variant>|exposures``, ``<variant>|<metric>|sum``, an
@@ -41,6 +44,7 @@ import json
 from typing import Any, cast
 
 import redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
 from abpilot.domain.errors import ConcurrentModification, ExperimentNotFound
@@ -48,6 +52,7 @@ from abpilot.domain.experiment import Experiment, ExperimentStatus
 from abpilot.store.base import experiment_taken
 from abpilot.store.codec import as_utc, experiment_from_dict, experiment_to_dict
 from abpilot.store.defaults import StoreDefaults
+from abpilot.store.redis.cluster import connect_cluster, is_cluster_url, location
 from abpilot.store.redis.contextual import CONTEXTUAL_KEYS, RedisContextual
 from abpilot.store.redis.documents import RedisDocuments
 from abpilot.store.redis.history import HISTORY_KEYS, RedisHistory, reachable, text
@@ -107,15 +112,26 @@ class RedisStore(
 ):
     """The ``Store`` protocol on one Redis server (or, per experiment, one Cluster shard)."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "abp") -> None:
+    def __init__(
+        self,
+        client: redis.Redis | RedisCluster,
+        prefix: str = "abp",
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 100,
+    ) -> None:
         if not prefix or "{" in prefix or "}" in prefix:
             raise ValueError(
                 f"the Redis key prefix must be non-empty, without braces (got {prefix!r})"
             )
-        self._client = client
+        # A RedisCluster answers the same commands; only what spans slots differs (_cluster).
+        self._client = cast(redis.Redis, client)
+        self._cluster = isinstance(client, RedisCluster)
         self._prefix = prefix
-        kwargs = client.get_connection_kwargs()
-        self.location = str(kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}")
+        self.location = location(client)
+        if wait_replicas < 0 or wait_timeout_ms < 0:
+            raise ValueError("wait_replicas and wait_timeout_ms must not be negative")
+        self._wait_replicas, self._wait_timeout_ms = wait_replicas, wait_timeout_ms
         self._create: Script = client.register_script(_CREATE)
         self._update: Script = client.register_script(_UPDATE)
         self._delete: Script = client.register_script(_DELETE)
@@ -126,16 +142,24 @@ class RedisStore(
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "abp", **options: Any) -> RedisStore:
-        """Connect lazily to ``url``; ``options`` go to ``redis.Redis.from_url``."""
+        """Connect lazily to ``url``; ``options`` go to ``redis.Redis.from_url`` (or, for a
+        ``redis+cluster://`` URL, to ``redis.cluster.RedisCluster.from_url``), except
+        ``wait_replicas`` and ``wait_timeout_ms`` (``WAIT`` after each intake step)."""
         options.pop("migrate", None)  # asked of every store by open_store; Redis has no schema
         options.setdefault("socket_connect_timeout", 5.0)
         options["decode_responses"] = True
-        return cls(redis.Redis.from_url(url, **options), prefix=prefix)
+        waiting = {
+            "wait_replicas": int(options.pop("wait_replicas", 0)),
+            "wait_timeout_ms": int(options.pop("wait_timeout_ms", 100)),
+        }
+        if is_cluster_url(url):
+            return cls(connect_cluster(url, **options), prefix=prefix, **waiting)
+        return cls(redis.Redis.from_url(url, **options), prefix=prefix, **waiting)
 
     @reachable
     def create_experiment(self, experiment: Experiment) -> None:
         outcome = self._create(
-            keys=[self._key(experiment.id, "def"), self._index_keys, self._index_ids],
+            keys=[self._definition(experiment.id), self._index_keys, self._index_ids],
             args=[experiment.id, experiment.key, *self._document(experiment)],
         )
         if text(outcome) == "id_taken":
@@ -145,7 +169,7 @@ class RedisStore(
 
     @reachable
     def get_experiment(self, experiment_id: str) -> Experiment | None:
-        doc = self._client.hget(self._key(experiment_id, "def"), "doc")
+        doc = self._client.hget(self._definition(experiment_id), "doc")
         return None if doc is None else experiment_from_dict(json.loads(doc))
 
     @reachable
@@ -158,7 +182,7 @@ class RedisStore(
         ids = [text(cast(str, i)) for i in self._client.zrange(self._index_ids, 0, -1)]
         pipe = self._client.pipeline(transaction=False)
         for experiment_id in ids:
-            pipe.hget(self._key(experiment_id, "def"), "doc")
+            pipe.hget(self._definition(experiment_id), "doc")
         docs: list[bytes | str | None] = pipe.execute() if ids else []
         found = [experiment_from_dict(json.loads(doc)) for doc in docs if doc is not None]
         found.sort(key=lambda e: (e.created_at, e.id))
@@ -169,7 +193,7 @@ class RedisStore(
         outcome, stored_key = (
             text(v)
             for v in self._update(
-                keys=[self._key(experiment.id, "def"), self._index_keys, self._index_ids],
+                keys=[self._definition(experiment.id), self._index_keys, self._index_ids],
                 args=[experiment.id, experiment.key, *self._document(experiment, expected_version)],
             )
         )
@@ -184,11 +208,25 @@ class RedisStore(
 
     @reachable
     def delete_experiment(self, experiment_id: str) -> bool:
-        keys = [self._key(experiment_id, name) for name in _ALL_KEYS]
+        keys = self._experiment_keys(experiment_id)
+        if not self._cluster:
+            existed = self._delete(
+                keys=[*keys, self._index_keys, self._index_ids], args=[experiment_id]
+            )
+            return bool(existed)
+        # Two steps on a cluster, each one script on one slot: the definition and its index
+        # entries first (the experiment is gone from then on), then its recorded data. An
+        # interruption in between leaves only unreachable data, which deleting again removes.
         existed = self._delete(
-            keys=[*keys, self._index_keys, self._index_ids], args=[experiment_id]
+            keys=[self._definition(experiment_id), self._index_keys, self._index_ids],
+            args=[experiment_id],
         )
+        self._client.unlink(*keys)
         return bool(existed)
+
+    def _experiment_keys(self, experiment_id: str) -> list[str]:
+        """Every key under the experiment's hash tag."""
+        return [self._key(experiment_id, name) for name in _ALL_KEYS]
 
     @reachable
     def ping(self) -> None:

@@ -59,6 +59,10 @@ class RedisTransfer(RedisKeys):
     _client: redis.Redis
     location: str
     _restore_contextual: Script
+    _create: Script
+
+    def _experiment_keys(self, experiment_id: str) -> list[str]:
+        raise NotImplementedError  # RedisStore's
 
     def _register_transfer_scripts(self) -> None:
         self._restore_contextual = self._client.register_script(_RESTORE_CONTEXTUAL)
@@ -88,6 +92,9 @@ class RedisTransfer(RedisKeys):
 
     @reachable
     def restore_experiment(self, state: ExperimentState) -> None:
+        if self._cluster:
+            self._restore_in_steps(state)
+            return
         experiment = state.experiment
         definition = self._key(experiment.id, "def")
         with self._client.pipeline(transaction=True) as pipe:
@@ -116,6 +123,41 @@ class RedisTransfer(RedisKeys):
                 raise ConcurrentModification(
                     f"experiment '{experiment.key}' was written while it was being imported; retry"
                 ) from error
+
+    def _restore_in_steps(self, state: ExperimentState) -> None:
+        """On a cluster the definition (global tag) and the recorded state (the experiment's
+        tag) sit on two slots: the state is written first, in one MULTI/EXEC that also clears
+        what an interrupted import may have left, and the definition last, by the create
+        script, which checks the id and key. Until then nothing refers to the state; if the
+        id or key was taken meanwhile, the state written is removed again."""
+        experiment = state.experiment
+        if self._client.exists(self._definition(experiment.id)):
+            raise experiment_taken("id", experiment.id)
+        if self._client.hexists(self._index_keys, experiment.key):
+            raise experiment_taken("key", experiment.key)
+        self._client.script_load(_RESTORE_CONTEXTUAL)  # on every primary: EVALSHA in MULTI
+        keys = self._experiment_keys(experiment.id)
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.unlink(*keys)
+            self._queue_state(pipe, state)
+            pipe.execute()
+        outcome = text(
+            self._create(
+                keys=[self._definition(experiment.id), self._index_keys, self._index_ids],
+                args=[
+                    experiment.id,
+                    experiment.key,
+                    _json(experiment_to_dict(experiment)),
+                    experiment.version,
+                    as_utc(experiment.created_at).timestamp(),
+                ],
+            )
+        )
+        if outcome != "ok":
+            self._client.unlink(*keys)
+            if outcome == "id_taken":
+                raise experiment_taken("id", experiment.id)
+            raise experiment_taken("key", experiment.key)
 
     def _queue_state(self, pipe: Any, state: ExperimentState) -> None:
         """Queue every write of the experiment's recorded state on ``pipe`` (in MULTI)."""

@@ -12,7 +12,8 @@ from sqlalchemy import event
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITE = "abpilot_write"
-# Any constant works: it only has to be the same for every process that migrates this database.
+# The first key of the two-int4 advisory lock migrations take (the second: the schema's hash); any
+# 32-bit constant works, as long as every process that migrates this database uses it.
 MIGRATION_LOCK_ID = 0x61627069
 
 
@@ -61,7 +62,15 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
         if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+            # One lock per database and schema: deployments (and test runs) in other schemas of
+            # the same server migrate at the same time instead of queueing behind each other.
+            conn.execute(
+                sa.text(
+                    "SELECT pg_advisory_xact_lock(:id, hashtext(current_database() || '.' || "
+                    "coalesce(current_schema(), '')))"
+                ),
+                {"id": MIGRATION_LOCK_ID},
+            )
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 
