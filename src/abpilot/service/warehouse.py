@@ -22,6 +22,7 @@ from typing import Any
 from abpilot.domain.errors import AbpilotError, NotFound, ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentStatus, MetricKind
 from abpilot.domain.records import AllocationRecord, VariantCounters
+from abpilot.domain.text import check_text
 from abpilot.service.lookup import ExperimentLookup
 from abpilot.service.warehouse_runs import checked_plan, record_daily_totals
 from abpilot.store.base import Store
@@ -185,12 +186,14 @@ class WarehouseService:
         return [_source(d.content) for d in self.store.list_documents(SOURCES)]
 
     def get_source(self, name: str) -> Source:
+        check_text(name, field="source", max_length=100)
         found = self.store.get_document(SOURCES, name)
         if found is None:
             raise NotFound(f"no warehouse source '{name[:100]}'", field="source")
         return _source(found.content)
 
     def delete_source(self, name: str) -> None:
+        check_text(name, field="source", max_length=100)
         if not self.store.delete_document(SOURCES, name):
             raise NotFound(f"no warehouse source '{name[:100]}'", field="source")
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -28,18 +28,23 @@ def put_source(body: SourceIn, service: Service) -> SourceRead:
 
 
 @router.get("/warehouse/sources", response_model=list[SourceRead])
-def list_sources(service: Service) -> list[SourceRead]:
-    return [SourceRead.of(s) for s in service.warehouse.list_sources()]
+def list_sources(
+    service: Service, kind: Literal["assignment", "fact", "daily"] | None = None
+) -> list[SourceRead]:
+    """Every source (of one kind), by name."""
+    found = service.warehouse.list_sources()
+    return [SourceRead.of(s) for s in found if kind is None or s.kind.value == kind]
 
 
-@router.get("/warehouse/sources/{name}", response_model=SourceRead)
-def get_source(name: str, service: Service) -> SourceRead:
-    return SourceRead.of(service.warehouse.get_source(name))
+@router.get("/warehouse/sources/{key}", response_model=SourceRead)
+def get_source(key: str, service: Service) -> SourceRead:
+    """One source by its name."""
+    return SourceRead.of(service.warehouse.get_source(key))
 
 
-@router.delete("/warehouse/sources/{name}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_source(name: str, service: Service) -> Response:
-    service.warehouse.delete_source(name)
+@router.delete("/warehouse/sources/{key}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_source(key: str, service: Service) -> Response:
+    service.warehouse.delete_source(key)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
