@@ -103,8 +103,9 @@ def __dir__() -> list[str]:
 
 def open(url: str = "sqlite:///./abpilot.db", **options: Any) -> ExperimentService:
     """The service on the store at ``url``: ``sqlite:///path``, ``postgresql://...``,
-    ``redis://...`` or ``memory://``. ``cache_seconds`` and ``bandit_defaults`` (a
-    ``BanditOptions``) go to the service, other options to the store (``prefix=`` for Redis).
+    ``redis://...`` or ``memory://``. ``cache_seconds``, ``bandit_defaults`` (a
+    ``BanditOptions``) and ``warehouse_url`` (warehouse-native experiments) go to the service,
+    other options to the store (``prefix=`` for Redis).
     An option neither takes is a TypeError that lists the accepted ones."""
     from abpilot.service.compose import open_service
 

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     monitor_at: str = Field(default="09:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")  # UTC
     monitor_keep: int = Field(default=30, ge=1, le=1000)
     monitor_webhook_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    # The warehouse of warehouse-native experiments (issue 20): a SQLAlchemy URL whose
+    # credentials are never logged nor returned; the sources file is loaded at start-up.
+    warehouse_url: SecretStr | None = None
+    warehouse_sources_file: Path | None = None
+    warehouse_refresh_minutes: float = Field(default=60, gt=0)
+    warehouse_timeout_seconds: float = Field(default=600, gt=0)
 
     _store_reason: str = PrivateAttr(default="")
 

@@ -197,6 +197,30 @@ def operations(seeded: dict[str, str]) -> dict[str, Request]:
             body={"name": "n", "description": "d", "variants": variants, "settings": {}},
         ),
         "delete": Request("DELETE", [*exp, "@paused"]),
+        "warehouse-source": Request(
+            "POST",
+            ["api", "v1", "warehouse", "sources"],
+            body={
+                "name": "orders",
+                "kind": "fact",
+                "sql": "SELECT 'u' AS unit_id, TIMESTAMP '2024-01-01' AS timestamp, 1.5 AS amount",
+                "description": "d",
+                "dimensions": [],
+                "columns": ["amount"],
+            },
+        ),
+        "warehouse-sources": Request(
+            "GET", ["api", "v1", "warehouse", "sources"], params={"kind": "fact"}
+        ),
+        "warehouse-source-get": Request("GET", ["api", "v1", "warehouse", "sources", "@orders"]),
+        "warehouse-source-delete": Request(
+            "DELETE", ["api", "v1", "warehouse", "sources", "@orders"]
+        ),
+        "warehouse-check": Request(
+            "GET", ["api", "v1", "warehouse", "check"], params={"source": "orders"}
+        ),
+        "refresh": Request("POST", [*exp, "@ab", "refresh"], params={"wait": "false"}),
+        "refresh-state": Request("GET", [*exp, "@ab", "refresh"]),
         "status": Request("PUT", [*exp, "@paused", "status"], body={"status": "running"}),
         "metrics": Request("GET", [*exp, "@ab", "metrics"]),
         "daily": Request(
@@ -410,6 +434,7 @@ def server(
         datafiles_dir=root,
         scheduler_enabled=False,
         experiment_cache_seconds=0,
+        warehouse_url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
     )
     with backend_url(request.param, tmp_path) as (url, options):
         store = open_store(url, **options)

@@ -25,6 +25,7 @@ from abpilot.api.routes import (
     interleaving,
     monitoring,
     ofrep,
+    warehouse,
 )
 from abpilot.observability import RequestMetrics, configure_logging
 from abpilot.service import compose
@@ -59,6 +60,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             app.state.monitoring = services.daily
             app.state.scheduler = services.recalculation
             app.state.snapshots = services.snapshots
+            if settings.warehouse_sources_file is not None:
+                await asyncio.to_thread(
+                    services.experiments.warehouse.load_file, settings.warehouse_sources_file
+                )
             if services.datafiles is not None:
                 await asyncio.to_thread(services.companion.sync)
                 services.datafiles.start()
@@ -68,9 +73,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                     services.recalculation,
                     services.monitoring,
                     services.snapshotting,
+                    services.warehouse,
                 ):
-                    scheduler.start()
-                    stack.callback(scheduler.stop)
+                    if scheduler is not None:
+                        scheduler.start()
+                        stack.callback(scheduler.stop)
             yield
 
     app = FastAPI(
@@ -98,6 +105,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(contextual.router, prefix=API_PREFIX)
     app.include_router(interleaving.router, prefix=API_PREFIX)
     app.include_router(monitoring.router, prefix=API_PREFIX)
+    app.include_router(warehouse.router, prefix=API_PREFIX)
     app.include_router(featurevisor.router)
     app.include_router(ofrep.router)
     app.include_router(health.router)

@@ -14,6 +14,7 @@ from abpilot.cli.contextual import register as register_contextual
 from abpilot.cli.keys import register as register_keys
 from abpilot.cli.monitoring import register as register_monitoring
 from abpilot.cli.transfer import register as register_transfer
+from abpilot.cli.warehouse import register as register_warehouse
 from abpilot.demo import register as register_demo
 from abpilot.domain.errors import AbpilotError
 from abpilot.simulation import register as register_simulate
@@ -287,5 +288,6 @@ def recalculate(
 register_contextual(app, _services)
 register_monitoring(app, _services)
 register_transfer(app, _services)
+register_warehouse(app, _services)
 register_keys(app)
 register_demo(app)

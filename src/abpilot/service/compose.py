@@ -41,6 +41,7 @@ class Services:
     daily: DailyMonitor  # the daily monitoring run (MONITOR_*)
     snapshots: Snapshots  # daily snapshots of the running experiments' counters
     recalculation: Scheduler  # bandit weights every UPDATE_INTERVAL_MINUTES, on the leader
+    warehouse: Scheduler | None  # warehouse refreshes every WAREHOUSE_REFRESH_MINUTES (leader)
     monitoring: Scheduler  # the daily run, on the leader of the ``monitor`` lease
     snapshotting: Scheduler  # today's snapshots, on the leader of the ``snapshot`` lease
     datafiles: Repeater | None  # polls DATAFILES_DIR (None without one)
@@ -53,6 +54,10 @@ def build(store: Store, settings: Settings) -> Services:
         cache_seconds=settings.experiment_cache_seconds,
         max_batch_events=settings.max_batch_events,
         bandit_defaults=settings.bandit_defaults(),
+        warehouse_url=(
+            settings.warehouse_url.get_secret_value() if settings.warehouse_url else None
+        ),
+        warehouse_timeout_seconds=settings.warehouse_timeout_seconds,
     )
     companion = Companion(
         experiments, settings.datafiles_dir, cache_seconds=settings.experiment_cache_seconds
@@ -81,6 +86,16 @@ def build(store: Store, settings: Settings) -> Services:
             experiments.recalculate_all,
             name="recalculate",
             interval_seconds=settings.update_interval_minutes * 60,
+        ),
+        warehouse=(
+            Scheduler(
+                store,
+                experiments.warehouse.refresh_running,
+                name="warehouse",
+                interval_seconds=settings.warehouse_refresh_minutes * 60,
+            )
+            if settings.warehouse_url
+            else None
         ),
         monitoring=Scheduler(
             store, daily.run_if_due, name="monitor", interval_seconds=MONITOR_TICK_SECONDS
@@ -115,12 +130,21 @@ def open_store(settings: Settings, url: str | None = None) -> Store:
 
 
 def open_service(url: str, **options: Any) -> ExperimentService:
-    """``abpilot.open``: the service on the store at ``url``. ``cache_seconds`` and
-    ``bandit_defaults`` go to the service, other options to the store; an option neither takes
-    is a TypeError that lists the accepted ones."""
-    check_options(url, options, caller="abpilot.open()", also=("cache_seconds", "bandit_defaults"))
+    """``abpilot.open``: the service on the store at ``url``. ``cache_seconds``,
+    ``bandit_defaults`` and ``warehouse_url`` go to the service, other options to the store; an
+    option neither takes is a TypeError that lists the accepted ones."""
+    check_options(
+        url,
+        options,
+        caller="abpilot.open()",
+        also=("cache_seconds", "bandit_defaults", "warehouse_url"),
+    )
     cache_seconds = options.pop("cache_seconds", 1.0)
     bandit_defaults = options.pop("bandit_defaults", None)
+    warehouse_url = options.pop("warehouse_url", None)
     return ExperimentService(
-        open_url(url, **options), cache_seconds=cache_seconds, bandit_defaults=bandit_defaults
+        open_url(url, **options),
+        cache_seconds=cache_seconds,
+        bandit_defaults=bandit_defaults,
+        warehouse_url=warehouse_url,
     )

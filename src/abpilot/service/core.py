@@ -45,6 +45,7 @@ from abpilot.service.events import (
 from abpilot.service.interleaving import InterleavingService
 from abpilot.service.lookup import CachedExperiment, Clock, ExperimentLookup, utc_now
 from abpilot.service.reading import (
+    CounterSource,
     ExperimentMetrics,
     analyse_experiment,
     experiment_metrics,
@@ -60,6 +61,7 @@ from abpilot.service.specs import (
 )
 from abpilot.service.specs import experiment_type as resolve_type
 from abpilot.service.transfer import TransferService
+from abpilot.service.warehouse import DEFAULT_TIMEOUT_SECONDS, WarehouseService
 from abpilot.stats.analysis import Analysis
 from abpilot.stats.corrections import Correction
 from abpilot.stats.decision import Action
@@ -72,6 +74,8 @@ from abpilot.store.base import (
     MetricTotals,
     Store,
 )
+from abpilot.warehouse.spec import analysed_in_warehouse, fold_changes
+from abpilot.warehouse.spec import fold as fold_warehouse
 
 _ZERO = MetricTotals()
 
@@ -116,6 +120,8 @@ class ExperimentService:
         cache_seconds: float = 1.0,
         max_batch_events: int = 10_000,
         bandit_defaults: BanditOptions | None = None,
+        warehouse_url: str | None = None,
+        warehouse_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
         self.store = store
         self.max_batch_events = max_batch_events
@@ -142,6 +148,11 @@ class ExperimentService:
         ``.record_clicks``, ``.analyse``."""
         self.transfer = TransferService(self.lookup, bandit_defaults=self.bandit_defaults)
         """Export to and import from the versioned JSON document: ``.export``, ``.import_``."""
+        self.warehouse = WarehouseService(
+            self.lookup, url=warehouse_url, timeout_seconds=warehouse_timeout_seconds
+        )
+        """Warehouse sources and refreshes (``WAREHOUSE_URL``): ``.put_source``,
+        ``.list_sources``, ``.check``, ``.refresh``, ``.state``."""
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -153,6 +164,7 @@ class ExperimentService:
             if self._closed:
                 return
             self._closed = True
+        self.warehouse.close()
         self.store.close()
 
     @property
@@ -180,11 +192,29 @@ class ExperimentService:
         salt: str | None = None,
         settings: Mapping[str, Any] | None = None,
         experiment_type: ExperimentType | str | None = None,
+        source: str | None = None,
+        assignment_source: str | None = None,
+        dimension: str | None = None,
+        daily_source: str | None = None,
     ) -> Experiment:
         """A new draft. ``key`` defaults to a slug of ``name`` (409 when taken), a variant's
         key to a slug of its name, and weights to an equal split; ``experiment_type`` is an
         alias of ``type`` (``ab_test`` by default). Without ``metrics`` the experiment registers
-        each metric a conversion names on first use."""
+        each metric a conversion names on first use.
+
+        With ``source="warehouse"`` the experiment is analysed from the warehouse: it names its
+        ``assignment_source`` (and optionally a ``dimension`` column of it), and each metric its
+        ``fact_source``, ``column``, ``aggregation`` and ``window_hours`` (kept in
+        ``settings.warehouse``); ``warehouse.refresh`` brings its aggregates. A bandit fed daily
+        totals names its ``daily_source`` instead: a refresh records its days as posted."""
+        metrics, settings = fold_warehouse(
+            source=source,
+            assignment_source=assignment_source,
+            dimension=dimension,
+            daily_source=daily_source,
+            metrics=list(metrics),
+            settings=settings or {},
+        )
         experiment = build_experiment(
             bandit_defaults=self.bandit_defaults,
             id=str(uuid.uuid4()),
@@ -216,6 +246,16 @@ class ExperimentService:
 
     def update_experiment(self, experiment: str, changes: ExperimentChanges) -> Experiment:
         current = self.get_experiment(experiment)
+        if changes.metrics is not None:
+            metrics, settings = fold_changes(
+                list(changes.metrics),
+                current.settings if changes.settings is None else changes.settings,
+            )
+            changes = replace(
+                changes,
+                metrics=metrics,
+                settings=changes.settings if settings is None else settings,
+            )
         updated = updated_experiment(
             current, changes, now=self.clock(), bandit_defaults=self.bandit_defaults
         )
@@ -548,8 +588,16 @@ class ExperimentService:
     # reading -------------------------------------------------------------------------------
 
     def get_metrics(self, experiment: str) -> ExperimentMetrics:
-        """Counters and per-metric summaries of every variant, summed over periods."""
-        return experiment_metrics(self.store, self.get_experiment(experiment))
+        """Counters and per-metric summaries of every variant, summed over periods (of the
+        latest warehouse refresh for a warehouse experiment)."""
+        exp = self.get_experiment(experiment)
+        return experiment_metrics(self._counter_source(exp), exp)
+
+    def _counter_source(self, exp: Experiment) -> CounterSource:
+        """Where the analysis reads ``exp``'s counters: the store, or its latest refresh."""
+        if analysed_in_warehouse(exp.settings):
+            return self.warehouse.counters(exp)
+        return self.store
 
     def analyze_experiment(
         self,
@@ -563,9 +611,10 @@ class ExperimentService:
         """Every variant against the control; the request's options override the experiment's
         ``settings.analysis``. Multiple comparisons are corrected within two families: the primary
         (first) metric's variants, and the other metrics' variants together."""
+        exp = self.get_experiment(experiment)
         return analyse_experiment(
-            self.store,
-            self.get_experiment(experiment),
+            self._counter_source(exp),
+            exp,
             metric=metric,
             correction=correction,
             sequential=sequential,

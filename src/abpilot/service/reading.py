@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from abpilot import notebook
 from abpilot.domain.errors import ValidationError
@@ -25,12 +25,23 @@ from abpilot.stats.summary import (
     summarise,
     summarise_metric,
 )
-from abpilot.store.base import MetricTotals, Store, VariantCounters
+from abpilot.store.base import AllocationRecord, MetricTotals, VariantCounters
 
 if TYPE_CHECKING:
     from pandas import DataFrame
 
 _ZERO = MetricTotals()
+
+
+class CounterSource(Protocol):
+    """What the analysis reads: a store, or the latest warehouse refresh of an experiment
+    (``abpilot.service.warehouse.RefreshCounters``)."""
+
+    def get_counters(self, experiment_id: str) -> dict[str, VariantCounters]: ...
+
+    def get_period_counters(self, experiment_id: str) -> dict[int, dict[str, VariantCounters]]: ...
+
+    def list_allocations(self, experiment_id: str) -> list[AllocationRecord]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +116,7 @@ def metric_populations(
     return {m.key: summarise_metric(m.key, keys, counters) for m in exp.metrics}
 
 
-def experiment_metrics(store: Store, exp: Experiment) -> ExperimentMetrics:
+def experiment_metrics(store: CounterSource, exp: Experiment) -> ExperimentMetrics:
     """Counters and per-metric summaries of every variant of ``exp``, summed over periods."""
     counters = store.get_counters(exp.id)
     populations = metric_populations(exp, counters)
@@ -135,7 +146,7 @@ def experiment_metrics(store: Store, exp: Experiment) -> ExperimentMetrics:
 
 
 def analyse_experiment(
-    store: Store,
+    store: CounterSource,
     exp: Experiment,
     *,
     metric: str | None = None,
@@ -188,7 +199,7 @@ def analyse_experiment(
 
 
 def _periods(
-    store: Store, exp: Experiment
+    store: CounterSource, exp: Experiment
 ) -> list[tuple[int, tuple[float, ...], Mapping[str, VariantCounters]]]:
     """(period, weights in force, counters) for every period with data, when the weights
     ever changed; empty for an experiment whose weights never changed."""

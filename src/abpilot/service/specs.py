@@ -30,6 +30,8 @@ from abpilot.domain.text import check_json_object, check_number, check_text, tex
 from abpilot.interleaving.options import interleaving_options
 from abpilot.monitoring.options import monitoring_options
 from abpilot.stats.options import analysis_options
+from abpilot.warehouse.spec import SETTINGS_KEY as WAREHOUSE_SETTINGS
+from abpilot.warehouse.spec import warehouse_options
 
 T = TypeVar("T")
 MAX_NAME = 200
@@ -258,6 +260,10 @@ def build_experiment(
         contextual_options(checked_settings, [v.key for v in checked_variants])
     if experiment_type is ExperimentType.INTERLEAVING:
         interleaving_options(checked_settings, len(checked_variants))
+    if WAREHOUSE_SETTINGS in checked_settings:
+        warehouse_options(
+            checked_settings, [(m.key, m.kind is MetricKind.BINARY) for m in checked_metrics]
+        )
     if "monitoring" in checked_settings:
         monitoring_options(
             checked_settings,

@@ -43,6 +43,10 @@ def create_experiment(body: ExperimentCreate, service: Service) -> ExperimentRea
         metrics=[m.model_dump() for m in body.metrics],
         salt=body.salt,
         settings=body.settings,
+        source=body.source,
+        assignment_source=body.assignment_source,
+        dimension=body.dimension,
+        daily_source=body.daily_source,
     )
     return ExperimentRead.of(experiment)
 

@@ -61,6 +61,11 @@ class MetricIn(Strict):
     higher_is_better: bool = Field(default=True, strict=True)
     margin: float | None = Field(default=None, ge=0, strict=True)
     margin_relative: bool = Field(default=False, strict=True)
+    # A metric of a "source": "warehouse" experiment: where its values come from.
+    fact_source: str | None = Field(default=None, max_length=100)
+    column: str | None = Field(default=None, max_length=128)
+    aggregation: Literal["count", "sum", "count_distinct", "max", "any"] | None = None
+    window_hours: float | None = Field(default=None, gt=0)
 
 
 class ExperimentCreate(Strict):
@@ -77,6 +82,19 @@ class ExperimentCreate(Strict):
     metrics: list[MetricIn] = Field(default_factory=list, max_length=50)
     salt: str | None = Field(default=None, min_length=1, max_length=200)
     settings: dict[str, Any] = Field(default_factory=dict)
+    source: Literal["events", "warehouse"] | None = Field(
+        default=None,
+        description="Where the analysis reads the data: the events abpilot ingests (default), "
+        "or the warehouse (WAREHOUSE_URL) through refreshes.",
+    )
+    assignment_source: str | None = Field(default=None, max_length=100)
+    dimension: str | None = Field(default=None, max_length=128)
+    daily_source: str | None = Field(
+        default=None,
+        max_length=100,
+        description="A bandit fed daily totals: the warehouse source of each day's impressions "
+        "and clicks per variant, recorded by each refresh.",
+    )
 
 
 class ExperimentUpdate(Strict):
@@ -144,6 +162,9 @@ class ExperimentRead(BaseModel):
         description="Created without declared metrics: a conversion naming a new metric "
         "registers it instead of being refused."
     )
+    source: str = Field(
+        default="events", description="'events' or 'warehouse' (see settings.warehouse)"
+    )
 
     @classmethod
     def of(cls, experiment: Experiment) -> ExperimentRead:
@@ -187,6 +208,7 @@ class ExperimentRead(BaseModel):
             winner=experiment.winner,
             version=experiment.version,
             open_metrics=experiment.open_metrics,
+            source="warehouse" if "warehouse" in experiment.settings else "events",
         )
 
 

@@ -1,0 +1,290 @@
+"""The query plan of a refresh, once for every dialect (SQLAlchemy Core), and its rows read
+back as the counters the analysis reads.
+
+One statement, built from the user's sources embedded as subqueries (``text(sql).columns(..)
+.subquery()``, never concatenated with values; every value abpilot adds, the experiment key, its
+variants and the windows, is a bound parameter):
+
+1. ``first_exposure`` (a CTE): the experiment's assignment rows ranked per unit by time; a
+   unit's first row gives its variant, day and dimension value, and its row count its exposures
+   (events count under the unit's first variant, as ``domain/counting.py`` rule 3 counts them).
+2. Per fact source and window (a CTE each, shared by the metrics that read them): the unit's
+   fact rows within ``window_hours`` after its first exposure, reduced per unit to its rows and
+   each metric's total by the metric's aggregation (a binary ``any`` metric: one conversion of
+   value 1); units without a row are not there,
+   as a unit without a conversion has no running total on the event path.
+3. Per (metric, variant, day, dimension value): ``units``, ``exposures``, ``count`` (fact rows),
+   ``sum`` (of unit totals) and ``sum_squares`` (of squared unit totals): the meaning of
+   ``MetricTotals`` (counting.py rule 5), so the analysis of a refresh and of the same events
+   ingested is the same. The exposure rows carry the metric ''.
+
+Only these aggregates leave the warehouse. A new per-unit sum (a covariate's Σx, Σx², Σxy, a
+capped Σy) is one more entry in ``_sums`` (and a column in ``ROW_FIELDS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.expression import ColumnElement, CompoundSelect, Select, Subquery
+
+from abpilot.domain.records import MetricTotals, VariantCounters
+from abpilot.warehouse.dialects import AddSeconds, DayOf
+from abpilot.warehouse.spec import Aggregation, MetricSpec, Source, WarehouseOptions
+
+EXPOSURES = ""  # the metric of the rows that count units and exposures
+ROW_FIELDS = (
+    "metric", "variant", "day", "dimension", "units", "exposures", "count", "sum", "sum_squares",
+)  # fmt: skip
+_INT = sa.BigInteger()
+_FLOAT: sa.Double[float] = sa.Double()
+_TEXT = sa.String()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    statement: CompoundSelect[Any] | Select[Any]
+    metrics: tuple[str, ...]
+
+
+def source_query(source: Source, columns: Iterable[str]) -> Subquery:
+    """The user's SQL as a subquery with the columns the plan reads."""
+    names = list(dict.fromkeys(columns))
+    textual = sa.text(source.sql).columns(*(sa.column(n) for n in names))
+    return textual.subquery(f"src_{source.name.replace('-', '_').replace('.', '_')}")
+
+
+def build_plan(
+    *,
+    experiment_key: str,
+    variants: Sequence[str],
+    options: WarehouseOptions,
+    sources: Mapping[str, Source],
+) -> Plan:
+    """The refresh statement of an experiment; ``sources`` holds at least its assignment source
+    and its metrics' fact sources (``abpilot.service.warehouse`` checks that they exist)."""
+    assert options.assignment_source is not None
+    assign_cols = ["unit_id", "experiment_key", "variant", "timestamp"]
+    if options.dimension:
+        assign_cols.append(options.dimension)
+    a = source_query(sources[options.assignment_source], assign_cols)
+    dimension: ColumnElement[Any] = (
+        sa.cast(a.c[options.dimension], _TEXT)
+        if options.dimension
+        else sa.cast(sa.literal("", _TEXT), _TEXT)
+    )
+    ranked = (
+        sa.select(
+            a.c.unit_id.label("unit_id"),
+            a.c.variant.label("variant"),
+            a.c.timestamp.label("first_at"),
+            dimension.label("dimension"),
+            sa.func.row_number()
+            .over(partition_by=a.c.unit_id, order_by=(a.c.timestamp, a.c.variant))
+            .label("position"),
+            sa.func.count().over(partition_by=a.c.unit_id).label("exposures"),
+        )
+        .where(
+            a.c.experiment_key == sa.bindparam("experiment_key", experiment_key, _TEXT),
+            a.c.variant.in_(sa.bindparam("variants", list(variants), expanding=True)),
+            a.c.unit_id.is_not(None),
+            a.c.timestamp.is_not(None),
+        )
+        .cte("ranked")
+    )
+    first = (
+        sa.select(
+            ranked.c.unit_id,
+            ranked.c.variant,
+            ranked.c.first_at,
+            DayOf(ranked.c.first_at).label("day"),
+            ranked.c.dimension,
+            ranked.c.exposures,
+        )
+        .where(ranked.c.position == 1)
+        .cte("first_exposure")
+    )
+    keys = (first.c.variant, first.c.day, first.c.dimension)
+    parts: list[Select[Any]] = [
+        sa.select(
+            sa.cast(sa.literal(EXPOSURES, _TEXT), _TEXT).label("metric"),
+            *keys,
+            sa.cast(sa.func.count(), _INT).label("units"),
+            sa.cast(sa.func.sum(first.c.exposures), _INT).label("exposures"),
+            sa.cast(sa.literal(0, _INT), _INT).label("count"),
+            sa.cast(sa.literal(0.0, _FLOAT), _FLOAT).label("sum"),
+            sa.cast(sa.literal(0.0, _FLOAT), _FLOAT).label("sum_squares"),
+        ).group_by(*keys)
+    ]
+    groups: dict[tuple[str, float | None], list[tuple[int, str, MetricSpec]]] = {}
+    for i, (key, spec) in enumerate(options.metrics.items()):
+        groups.setdefault((spec.fact_source, spec.window_hours), []).append((i, key, spec))
+    for g, ((fact_source, hours), members) in enumerate(groups.items()):
+        per_unit = _unit_totals(g, hours, members, first, sources[fact_source])
+        parts.extend(_metric_part(i, key, spec, per_unit) for i, key, spec in members)
+    statement = parts[0] if len(parts) == 1 else sa.union_all(*parts)
+    return Plan(statement, tuple(options.metrics))
+
+
+def _unit_totals(
+    g: int,
+    hours: float | None,
+    members: Sequence[tuple[int, str, MetricSpec]],
+    first: Any,
+    source: Source,
+) -> Any:
+    """Per unit, its fact rows in the window and each metric's total (``total_<i>``): the
+    metrics that read one fact source over one window share one join."""
+    value_columns = [spec.column for _, _, spec in members if spec.column]
+    f = source_query(source, ["unit_id", "timestamp", *value_columns])
+    within = [f.c.unit_id == first.c.unit_id, f.c.timestamp >= first.c.first_at]
+    if hours is not None:
+        seconds = sa.bindparam(f"window_seconds_{g}", round(hours * 3600), _INT)
+        within.append(f.c.timestamp < AddSeconds(first.c.first_at, seconds))
+    return (
+        sa.select(
+            first.c.unit_id,
+            first.c.variant,
+            first.c.day,
+            first.c.dimension,
+            sa.func.count().label("rows"),
+            *(
+                _aggregate(spec.aggregation, f.c[spec.column] if spec.column else None).label(
+                    f"total_{i}"
+                )
+                for i, _, spec in members
+            ),
+        )
+        .select_from(first.join(f, sa.and_(*within)))
+        .group_by(first.c.unit_id, first.c.variant, first.c.day, first.c.dimension)
+        .cte(f"unit_totals_{g}")
+    )
+
+
+def _metric_part(i: int, key: str, spec: MetricSpec, per_unit: Any) -> Select[Any]:
+    keys = (per_unit.c.variant, per_unit.c.day, per_unit.c.dimension)
+    # A binary (``any``) metric counts one conversion per unit, as a unit converts once.
+    rows = sa.func.count() if spec.aggregation is Aggregation.ANY else sa.func.sum(per_unit.c.rows)
+    total = per_unit.c[f"total_{i}"]
+    return sa.select(
+        sa.cast(sa.bindparam(f"metric_{i}", key, _TEXT), _TEXT).label("metric"),
+        *keys,
+        sa.cast(sa.func.count(), _INT).label("units"),
+        sa.cast(sa.literal(0, _INT), _INT).label("exposures"),
+        sa.cast(rows, _INT).label("count"),
+        *(sa.cast(expr, _FLOAT).label(name) for name, expr in _sums(total).items()),
+    ).group_by(*keys)
+
+
+def _sums(total: ColumnElement[Any]) -> dict[str, ColumnElement[Any]]:
+    """The per-unit sums of a metric part, by row field (Σy, Σy²; Σx, Σx², Σxy of a covariate
+    x joined per unit, or a capped Σy, go here)."""
+    return {"sum": sa.func.sum(total), "sum_squares": sa.func.sum(total * total)}
+
+
+def _aggregate(aggregation: Aggregation, value: ColumnElement[Any] | None) -> ColumnElement[Any]:
+    """A unit's total over its rows in the window, as a double."""
+    if aggregation is Aggregation.ANY:
+        return sa.cast(sa.literal(1.0, _FLOAT), _FLOAT)
+    if aggregation is Aggregation.COUNT:
+        return sa.cast(sa.func.count() if value is None else sa.func.count(value), _FLOAT)
+    assert value is not None
+    if aggregation is Aggregation.COUNT_DISTINCT:
+        return sa.cast(sa.func.count(sa.distinct(value)), _FLOAT)
+    if aggregation is Aggregation.MAX:
+        return sa.cast(sa.func.max(sa.cast(value, _FLOAT)), _FLOAT)
+    return sa.cast(sa.func.sum(sa.cast(value, _FLOAT)), _FLOAT)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One aggregate row of a refresh (``ROW_FIELDS``)."""
+
+    metric: str
+    variant: str
+    day: str
+    dimension: str
+    units: int
+    exposures: int
+    count: int
+    sum: float
+    sum_squares: float
+
+    @classmethod
+    def read(cls, raw: Sequence[Any]) -> Row:
+        metric, variant, day, dimension, units, exposures, count, total, squares = raw
+        return cls(
+            str(metric or ""),
+            str(variant),
+            "" if day is None else str(day)[:10],
+            "" if dimension is None else str(dimension),
+            int(units or 0),
+            int(exposures or 0),
+            int(count or 0),
+            float(total or 0.0),
+            float(squares or 0.0),
+        )
+
+    def to_json(self) -> list[Any]:
+        return [getattr(self, name) for name in ROW_FIELDS]
+
+
+def counters_of(
+    rows: Iterable[Row], *, day: str | None = None, dimension: str | None = None
+) -> dict[str, VariantCounters]:
+    """Per variant the counters of these rows (every day and dimension value, or those named),
+    as a store gives them for ingested events: exposed units are the assigned units too."""
+    units: dict[str, list[int]] = {}
+    metrics: dict[str, dict[str, list[float]]] = {}
+    for row in rows:
+        if (day is not None and row.day != day) or (
+            dimension is not None and row.dimension != dimension
+        ):
+            continue
+        if row.metric == EXPOSURES:
+            found = units.setdefault(row.variant, [0, 0])
+            found[0] += row.units
+            found[1] += row.exposures
+        else:
+            sums = metrics.setdefault(row.variant, {}).setdefault(row.metric, [0, 0, 0.0, 0.0])
+            sums[0] += row.count
+            sums[1] += row.units
+            sums[2] += row.sum
+            sums[3] += row.sum_squares
+    return {
+        variant: VariantCounters(
+            assigned_units=units.get(variant, [0, 0])[0],
+            exposures=units.get(variant, [0, 0])[1],
+            unique_units=units.get(variant, [0, 0])[0],
+            metrics={
+                key: MetricTotals(int(s[0]), int(s[1]), s[2], s[3])
+                for key, s in metrics.get(variant, {}).items()
+            },
+        )
+        for variant in sorted(units.keys() | metrics.keys())
+    }
+
+
+def build_daily_plan(*, experiment_key: str, variants: Sequence[str], source: Source) -> Any:
+    """A bandit's daily totals from a ``daily`` source: per (day, variant) the impressions and
+    clicks, summed over the source's rows of the experiment."""
+    d = source_query(source, ("experiment_key", "day", "variant", "impressions", "clicks"))
+    day = DayOf(d.c.day)
+    return (
+        sa.select(
+            day.label("day"),
+            d.c.variant,
+            sa.cast(sa.func.sum(d.c.impressions), _INT).label("impressions"),
+            sa.cast(sa.func.sum(d.c.clicks), _INT).label("clicks"),
+        )
+        .where(
+            d.c.experiment_key == sa.bindparam("experiment_key", experiment_key, _TEXT),
+            d.c.variant.in_(sa.bindparam("variants", list(variants), expanding=True)),
+            d.c.day.is_not(None),
+        )
+        .group_by(day, d.c.variant)
+        .order_by(day, d.c.variant)
+    )

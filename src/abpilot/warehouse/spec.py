@@ -1,0 +1,375 @@
+"""Sources and an experiment's warehouse settings: what a user describes, checked (pure).
+
+A **source** is a named SQL query of the user's: an ``assignment`` source returns ``unit_id``,
+``experiment_key``, ``variant`` and ``timestamp`` (and optional dimension columns); a ``fact``
+source returns ``unit_id``, ``timestamp`` and value columns. An experiment with ``"source":
+"warehouse"`` keeps, in ``settings.warehouse``, its assignment source, an optional dimension
+and, per metric, the fact source, column, aggregation and window (``fold`` moves the fields the
+faces accept on the experiment and its metrics there).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from abpilot.domain.errors import ValidationError
+from abpilot.domain.experiment import validate_key
+from abpilot.domain.text import check_text
+
+SETTINGS_KEY = "warehouse"  # the experiment settings section of a warehouse experiment
+WAREHOUSE = "warehouse"  # the "source" of an experiment analysed from the warehouse
+EVENTS = "events"  # the "source" of an experiment analysed from the events it ingests
+MAX_SQL = 100_000
+MAX_WINDOW_HOURS = 24 * 366
+METRIC_FIELDS = ("fact_source", "column", "aggregation", "window_hours")
+
+
+class SourceKind(enum.StrEnum):
+    ASSIGNMENT = "assignment"
+    FACT = "fact"
+    DAILY = "daily"  # a bandit's daily impressions and clicks per variant (the MAB API's flow)
+
+
+REQUIRED_COLUMNS: dict[SourceKind, tuple[str, ...]] = {
+    SourceKind.ASSIGNMENT: ("unit_id", "experiment_key", "variant", "timestamp"),
+    SourceKind.FACT: ("unit_id", "timestamp"),
+    SourceKind.DAILY: ("experiment_key", "day", "variant", "impressions", "clicks"),
+}
+
+
+class Aggregation(enum.StrEnum):
+    """How a unit's fact rows in its window become the unit's value."""
+
+    COUNT = "count"  # rows (of non-null ``column`` when one is named)
+    SUM = "sum"
+    COUNT_DISTINCT = "count_distinct"
+    MAX = "max"
+    ANY = "any"  # 1 when the unit has a row, the binary metric
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A named query. ``dimensions`` lists the columns (beyond the required ones) an analysis
+    may break down by; ``columns`` of a fact source lists its value columns when the user
+    wants them checked up front (the metrics name theirs anyway)."""
+
+    name: str
+    kind: SourceKind
+    sql: str
+    description: str = ""
+    dimensions: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+
+    def required(self) -> tuple[str, ...]:
+        return (*REQUIRED_COLUMNS[self.kind], *self.dimensions, *self.columns)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind.value,
+            "sql": self.sql,
+            "description": self.description,
+            "dimensions": list(self.dimensions),
+            "columns": list(self.columns),
+        }
+
+
+def source_from(raw: Mapping[str, Any], where: str = "") -> Source:
+    """A source from user input (a request body, a YAML entry), checked; ``where`` prefixes
+    the fields errors name (``sources[2].``)."""
+    if not isinstance(raw, Mapping):
+        raise ValidationError(f"{where or 'source'} must be an object", field=where or "source")
+    known = {"name", "kind", "sql", "description", "dimensions", "columns"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValidationError(
+            f"unknown field {unknown[0]!r} in a source (known: {', '.join(sorted(known))})",
+            field=f"{where}{unknown[0]}",
+        )
+    name = raw.get("name")
+    if not isinstance(name, str):
+        raise ValidationError("a source needs a name", field=f"{where}name")
+    validate_key(name, field_name=f"{where}name")
+    try:
+        kind = SourceKind(str(raw.get("kind")))
+    except ValueError:
+        raise ValidationError(
+            f"{where}kind must be 'assignment', 'fact' or 'daily' (got {raw.get('kind')!r:.60})",
+            field=f"{where}kind",
+        ) from None
+    sql = raw.get("sql")
+    check_text(sql, field=f"{where}sql", max_length=MAX_SQL)  # type: ignore[arg-type]
+    assert isinstance(sql, str)
+    body = sql.strip().rstrip(";").strip()
+    if ";" in body:
+        raise ValidationError(
+            f"{where}sql must be one query (it is embedded as a subquery): remove the ';'",
+            field=f"{where}sql",
+        )
+    description = raw.get("description") or ""
+    check_text(description, field=f"{where}description", max_length=10_000, required=False)
+    return Source(
+        name=name,
+        kind=kind,
+        sql=body,
+        description=description,
+        dimensions=_names(raw.get("dimensions"), f"{where}dimensions"),
+        columns=_names(raw.get("columns"), f"{where}columns"),
+    )
+
+
+def _names(raw: Any, where: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str) or not isinstance(raw, Sequence):
+        raise ValidationError(f"{where} must be a list of column names", field=where)
+    for i, name in enumerate(raw):
+        if not isinstance(name, str):
+            raise ValidationError(f"{where}[{i}] must be a column name", field=f"{where}[{i}]")
+        check_column(name, f"{where}[{i}]")
+    return tuple(raw)
+
+
+def check_column(name: str, where: str) -> str:
+    """A column name abpilot quotes into SQL as an identifier: letters, digits and '_'."""
+    if not (name and len(name) <= 128 and name.replace("_", "a").isalnum() and name.isascii()):
+        raise ValidationError(
+            f"{where} must be a column name of letters, digits and '_' (got {name!r:.60})",
+            field=where,
+        )
+    if name[0].isdigit():
+        raise ValidationError(f"{where} must not start with a digit", field=where)
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """Where a metric's values come from: ``aggregation`` of ``column`` over the unit's rows of
+    ``fact_source`` within ``window_hours`` after its first exposure."""
+
+    fact_source: str
+    aggregation: Aggregation
+    column: str | None = None
+    window_hours: float | None = None  # None: every row from the first exposure on
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fact_source": self.fact_source,
+            "column": self.column,
+            "aggregation": self.aggregation.value,
+            "window_hours": self.window_hours,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WarehouseOptions:
+    """``settings.warehouse`` of an experiment, checked: an assignment source and its metrics'
+    fact sources (the analysis reads the refresh), and/or, for a bandit fed daily totals, a
+    ``daily`` source whose days the refresh records as if they were posted."""
+
+    assignment_source: str | None
+    metrics: Mapping[str, MetricSpec] = field(default_factory=dict)
+    dimension: str | None = None  # a column of the assignment source to break totals down by
+    daily_source: str | None = None
+
+
+def is_warehouse(settings: Mapping[str, Any]) -> bool:
+    """The experiment is refreshed from the warehouse."""
+    return isinstance(settings.get(SETTINGS_KEY), Mapping)
+
+
+def analysed_in_warehouse(settings: Mapping[str, Any]) -> bool:
+    """The experiment's analysis reads its latest refresh (it has an assignment source); a
+    bandit fed only daily totals is analysed from its store like one fed by posts."""
+    section = settings.get(SETTINGS_KEY)
+    return isinstance(section, Mapping) and section.get("assignment_source") is not None
+
+
+def warehouse_options(
+    settings: Mapping[str, Any], metrics: Sequence[tuple[str, bool]]
+) -> WarehouseOptions:
+    """``settings.warehouse`` checked against the experiment's metrics, given as (key,
+    binary): every metric names its fact source; a binary metric aggregates by ``any``."""
+    raw = settings.get(SETTINGS_KEY)
+    where = f"settings.{SETTINGS_KEY}"
+    if not isinstance(raw, Mapping):
+        raise ValidationError(f"{where} must be an object", field=where)
+    unknown = sorted(set(raw) - {"assignment_source", "metrics", "dimension", "daily_source"})
+    if unknown:
+        raise ValidationError(f"unknown field {where}.{unknown[0]}", field=f"{where}.{unknown[0]}")
+    daily = raw.get("daily_source")
+    if daily is not None:
+        if not isinstance(daily, str):
+            raise ValidationError("daily_source must name a source", field="daily_source")
+        validate_key(daily, field_name="daily_source")
+    source = raw.get("assignment_source")
+    if source is None and daily is not None:
+        if raw.get("metrics") or raw.get("dimension"):
+            raise ValidationError(
+                "metrics read from fact sources need an assignment_source",
+                field="assignment_source",
+            )
+        return WarehouseOptions(None, {}, None, daily)
+    if not isinstance(source, str):
+        raise ValidationError(
+            "a warehouse experiment names its assignment_source (a source of kind "
+            "'assignment'), or for a bandit fed daily totals its daily_source",
+            field="assignment_source",
+        )
+    validate_key(source, field_name="assignment_source")
+    dimension = raw.get("dimension")
+    if dimension is not None:
+        check_column(dimension, f"{where}.dimension")
+    specs = raw.get("metrics") or {}
+    if not isinstance(specs, Mapping):
+        raise ValidationError(f"{where}.metrics must be an object", field=f"{where}.metrics")
+    found: dict[str, MetricSpec] = {}
+    keys = {key for key, _ in metrics}
+    for extra in sorted(set(specs) - keys):
+        raise ValidationError(
+            f"{where}.metrics names '{extra:.100}', which is not a metric of the experiment",
+            field=f"{where}.metrics.{extra}",
+        )
+    for i, (key, binary) in enumerate(metrics):
+        if key not in specs:
+            raise ValidationError(
+                f"metric '{key}' of a warehouse experiment needs a fact_source, and an "
+                "aggregation (count, sum, count_distinct, max, any) of one of its columns",
+                field=f"metrics[{i}].fact_source",
+            )
+        found[key] = _metric_spec(specs[key], f"metrics[{i}]", binary)
+    return WarehouseOptions(source, found, dimension, daily)
+
+
+def _metric_spec(raw: Any, where: str, binary: bool) -> MetricSpec:
+    if not isinstance(raw, Mapping):
+        raise ValidationError(f"{where} must be an object", field=where)
+    unknown = sorted(set(raw) - set(METRIC_FIELDS))
+    if unknown:
+        raise ValidationError(f"unknown field {where}.{unknown[0]}", field=f"{where}.{unknown[0]}")
+    fact_source = raw.get("fact_source")
+    if not isinstance(fact_source, str):
+        raise ValidationError(
+            f"{where}.fact_source must name a fact source", field=f"{where}.fact_source"
+        )
+    validate_key(fact_source, field_name=f"{where}.fact_source")
+    default = Aggregation.ANY if binary else Aggregation.SUM
+    try:
+        aggregation = Aggregation(raw.get("aggregation") or default)
+    except ValueError:
+        allowed = ", ".join(a.value for a in Aggregation)
+        raise ValidationError(
+            f"{where}.aggregation must be one of {allowed} (got {raw.get('aggregation')!r:.60})",
+            field=f"{where}.aggregation",
+        ) from None
+    if binary and aggregation is not Aggregation.ANY:
+        raise ValidationError(
+            f"{where} is binary: its aggregation is 'any' (a unit converts when it has a row); "
+            f"use kind 'value' for {aggregation.value}",
+            field=f"{where}.aggregation",
+        )
+    column = raw.get("column")
+    if column is not None:
+        if not isinstance(column, str):
+            raise ValidationError(f"{where}.column must be a column name", field=f"{where}.column")
+        check_column(column, f"{where}.column")
+    elif aggregation in (Aggregation.SUM, Aggregation.COUNT_DISTINCT, Aggregation.MAX):
+        raise ValidationError(
+            f"{where} aggregates by {aggregation.value}: name its column", field=f"{where}.column"
+        )
+    hours = raw.get("window_hours")
+    if hours is not None and (
+        isinstance(hours, bool)
+        or not isinstance(hours, int | float)
+        or not math.isfinite(hours)
+        or not 0 < hours <= MAX_WINDOW_HOURS
+    ):
+        raise ValidationError(
+            f"{where}.window_hours must be a number of hours in (0, {MAX_WINDOW_HOURS}] "
+            f"(got {hours!r:.60})",
+            field=f"{where}.window_hours",
+        )
+    return MetricSpec(fact_source, aggregation, column, None if hours is None else float(hours))
+
+
+def fold(
+    *,
+    source: str | None,
+    assignment_source: str | None,
+    dimension: str | None = None,
+    daily_source: str | None = None,
+    metrics: Sequence[Any],
+    settings: Mapping[str, Any],
+) -> tuple[list[Any], dict[str, Any]]:
+    """The metrics without their warehouse fields, and the settings with ``warehouse`` holding
+    them: how the faces' ``"source": "warehouse"`` experiments are stored. An experiment of
+    the events (no source, or ``"events"``) must not name warehouse fields."""
+    if source not in (None, EVENTS, WAREHOUSE):
+        raise ValidationError(
+            f"source must be 'events' or 'warehouse' (got {source!r:.60})", field="source"
+        )
+    plain: list[Any] = []
+    specs: dict[str, Any] = {}
+    for i, metric in enumerate(metrics):
+        if not isinstance(metric, Mapping):
+            plain.append(metric)
+            continue
+        given = {f: metric[f] for f in METRIC_FIELDS if metric.get(f) is not None}
+        if given and source != WAREHOUSE:
+            name = next(iter(given))
+            raise ValidationError(
+                f"metrics[{i}].{name} applies to an experiment with source 'warehouse'",
+                field=f"metrics[{i}].{name}",
+            )
+        plain.append({k: v for k, v in metric.items() if k not in METRIC_FIELDS})
+        if given:
+            specs[str(metric.get("key"))] = given
+    if source != WAREHOUSE:
+        given = {
+            "assignment_source": assignment_source,
+            "dimension": dimension,
+            "daily_source": daily_source,
+        }
+        for name, value in given.items():
+            if value is not None:
+                raise ValidationError(
+                    f"{name} applies to an experiment with source 'warehouse'", field=name
+                )
+        return plain, dict(settings)
+    if SETTINGS_KEY in settings:
+        raise ValidationError(
+            f"give the warehouse fields on the experiment and its metrics, not in "
+            f"settings.{SETTINGS_KEY} too",
+            field=f"settings.{SETTINGS_KEY}",
+        )
+    section: dict[str, Any] = {"assignment_source": assignment_source, "metrics": specs}
+    if dimension is not None:
+        section["dimension"] = dimension
+    if daily_source is not None:
+        section["daily_source"] = daily_source
+    return plain, {**settings, SETTINGS_KEY: section}
+
+
+def fold_changes(
+    metrics: Sequence[Any], settings: Mapping[str, Any]
+) -> tuple[list[Any], dict[str, Any] | None]:
+    """Changed metrics of an experiment whose settings are ``settings``: for a warehouse
+    experiment the metrics' warehouse fields move into ``settings.warehouse.metrics`` (the new
+    settings are returned, else None); an experiment of the events refuses them."""
+    if not is_warehouse(settings):
+        plain, _ = fold(source=None, assignment_source=None, metrics=metrics, settings=settings)
+        return plain, None
+    section = dict(settings[SETTINGS_KEY])
+    plain, folded = fold(
+        source=WAREHOUSE,
+        assignment_source=section.get("assignment_source"),
+        metrics=metrics,
+        settings={},
+    )
+    given = folded[SETTINGS_KEY]["metrics"]
+    section["metrics"] = {**dict(section.get("metrics") or {}), **given}
+    return plain, {**settings, SETTINGS_KEY: section}
