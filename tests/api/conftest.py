@@ -12,7 +12,16 @@ from tests.conftest import StoreFactory
 
 API = "/api/v1"
 # What a metric reads back with when it is no guardrail (the defaults of the guardrail fields).
-GOAL = {"role": "goal", "higher_is_better": True, "margin": None, "margin_relative": False}
+GOAL = {
+    "role": "goal",
+    "higher_is_better": True,
+    "margin": None,
+    "margin_relative": False,
+    "covariate": None,
+    "cap": None,
+    "numerator": None,
+    "denominator": None,
+}
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ from abpilot.store.base import (
     period_taken,
 )
 from abpilot.store.codec import as_utc
-from abpilot.store.counters import group_counters, sum_periods
+from abpilot.store.counters import group_counters, stored_cells, sum_periods
 from abpilot.store.defaults import StoreDefaults
 from abpilot.store.state import ExperimentState, UnitState
 
@@ -161,7 +161,12 @@ class MemoryStore(StoreDefaults):
 
     def assign_and_expose(self, event: EventRecord) -> AssignResult:
         with self._lock:
-            stored, created, counted = count_exposure(_DirectStep(self), event)
+            if event.rules is not None:  # unit facts and derived sums: may be refused whole
+                step = _MemoryStep(self)
+                stored, created, counted = count_exposure(step, event)
+                step.commit()
+            else:
+                stored, created, counted = count_exposure(_DirectStep(self), event)
             return AssignResult(stored.variant, created, stored.period, exposed=counted)
 
     def get_assignments(
@@ -370,7 +375,7 @@ class MemoryStore(StoreDefaults):
                     counts = [c.assigned_units, c.exposures, c.unique_units]
                     if any(counts):
                         self._variant_counts[(exp, variant, period)] = counts
-                    for metric, metric_totals in c.metrics.items():
+                    for metric, metric_totals in stored_cells(c).items():
                         self._metric_totals[(exp, variant, period, metric)] = metric_totals
             if state.last_event_at is not None:
                 self._last_event_at[exp] = as_utc(state.last_event_at)

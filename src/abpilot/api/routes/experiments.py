@@ -43,6 +43,7 @@ def create_experiment(body: ExperimentCreate, service: Service) -> ExperimentRea
         metrics=[m.model_dump() for m in body.metrics],
         salt=body.salt,
         settings=body.settings,
+        dimensions=body.dimensions,
     )
     return ExperimentRead.of(experiment)
 
@@ -74,6 +75,7 @@ def update_experiment(
         metrics=None if body.metrics is None else [m.model_dump() for m in body.metrics],
         salt=body.salt,
         settings=body.settings,
+        dimensions=body.dimensions,
     )
     return ExperimentRead.of(service.update_experiment(experiment_id, changes))
 

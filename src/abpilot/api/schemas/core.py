@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from abpilot.domain.experiment import Experiment
 from abpilot.domain.records import ApplyResult
+from abpilot.domain.rules import cap_input
 from abpilot.service import Assignment, ExperimentMetrics
 
 Key = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -49,12 +50,20 @@ class MetricIn(Strict):
     of rates or means, or with ``margin_relative`` a fraction of the control's."""
 
     key: str = Key
-    kind: Literal["binary", "value"] = "binary"
+    kind: Literal["binary", "value", "ratio"] = "binary"
     description: str = ""
     role: Literal["goal", "guardrail"] = "goal"
     higher_is_better: bool = Field(default=True, strict=True)
     margin: float | None = Field(default=None, ge=0, strict=True)
     margin_relative: bool = Field(default=False, strict=True)
+    covariate: str | None = Field(
+        default=None, description="The covariate (an exposure's covariates name) it is adjusted by"
+    )
+    cap: dict[str, float] | None = Field(
+        default=None, description='{"absolute": 500} or {"percentile": 0.99} (value metrics)'
+    )
+    numerator: str | None = Field(default=None, description="A ratio's numerator metric")
+    denominator: str | None = Field(default=None, description="A ratio's denominator metric")
 
 
 class ExperimentCreate(Strict):
@@ -71,6 +80,9 @@ class ExperimentCreate(Strict):
     metrics: list[MetricIn] = Field(default_factory=list, max_length=50)
     salt: str | None = Field(default=None, min_length=1, max_length=200)
     settings: dict[str, Any] = Field(default_factory=dict)
+    dimensions: list[str] | None = Field(
+        default=None, description="Unit dimensions the counters are broken down by"
+    )
 
 
 class ExperimentUpdate(Strict):
@@ -81,6 +93,7 @@ class ExperimentUpdate(Strict):
     metrics: list[MetricIn] | None = Field(default=None, max_length=50)
     salt: str | None = Field(default=None, min_length=1, max_length=200)
     settings: dict[str, Any] | None = None
+    dimensions: list[str] | None = None
 
 
 OVERRIDE = Field(
@@ -114,6 +127,10 @@ class MetricRead(BaseModel):
     higher_is_better: bool = True
     margin: float | None = None
     margin_relative: bool = False
+    covariate: str | None = None
+    cap: dict[str, float] | None = None
+    numerator: str | None = None
+    denominator: str | None = None
 
 
 class ExperimentRead(BaseModel):
@@ -137,6 +154,9 @@ class ExperimentRead(BaseModel):
     open_metrics: bool = Field(
         description="Created without declared metrics: a conversion naming a new metric "
         "registers it instead of being refused."
+    )
+    dimensions: list[str] = Field(
+        default_factory=list, description="Unit dimensions the counters are broken down by"
     )
 
     @classmethod
@@ -170,6 +190,10 @@ class ExperimentRead(BaseModel):
                     higher_is_better=m.higher_is_better,
                     margin=m.margin,
                     margin_relative=m.margin_relative,
+                    covariate=m.covariate,
+                    cap=cap_input(m),
+                    numerator=m.numerator,
+                    denominator=m.denominator,
                 )
                 for m in experiment.metrics
             ],
@@ -181,7 +205,18 @@ class ExperimentRead(BaseModel):
             winner=experiment.winner,
             version=experiment.version,
             open_metrics=experiment.open_metrics,
+            dimensions=list(experiment.dimensions),
         )
+
+
+# An exposure's unit facts, checked by the service (``abpilot.domain.rules``): a 422 names the
+# field there, whatever face sent them.
+UNIT_COVARIATES = Field(
+    default=None, description='The unit\'s covariates, e.g. {"pre_revenue": 12.3} (first wins)'
+)
+UNIT_DIMENSIONS = Field(
+    default=None, description='The unit\'s dimensions, e.g. {"country": "nl"} (first wins)'
+)
 
 
 class AssignRequest(Lenient):
@@ -192,6 +227,8 @@ class AssignRequest(Lenient):
     user_id: str | None = Field(default=None, min_length=1, max_length=256)
     expose: bool = False
     event_id: str | None = Field(default=None, min_length=1, max_length=256)
+    covariates: dict[str, Any] | None = UNIT_COVARIATES
+    dimensions: dict[str, Any] | None = UNIT_DIMENSIONS
 
 
 class AssignedVariant(BaseModel):
@@ -224,6 +261,8 @@ class ExposureIn(Lenient):
     variant: str | None = Field(default=None, max_length=100)
     event_id: str | None = Field(default=None, min_length=1, max_length=256)
     timestamp: datetime | None = None
+    covariates: dict[str, Any] | None = UNIT_COVARIATES
+    dimensions: dict[str, Any] | None = UNIT_DIMENSIONS
 
 
 class ConversionIn(ExposureIn):

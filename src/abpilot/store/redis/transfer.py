@@ -20,6 +20,7 @@ from redis.commands.core import Script
 from abpilot.domain.errors import ConcurrentModification
 from abpilot.store.base import experiment_taken
 from abpilot.store.codec import as_utc, experiment_to_dict
+from abpilot.store.counters import stored_cells
 from abpilot.store.redis.history import RedisKeys, microseconds, reachable, text
 from abpilot.store.redis.history import _document as allocation_document
 from abpilot.store.redis.intake import stored_assignment
@@ -147,7 +148,7 @@ class RedisTransfer(RedisKeys):
                 for name in ("assigned_units", "exposures", "unique_units"):
                     if getattr(c, name):
                         counters[f"{cell}|{name}"] = getattr(c, name)
-                for metric, t in c.metrics.items():
+                for metric, t in stored_cells(c).items():
                     f = f"{cell}|{metric}|"
                     metrics.update({f"{f}count": t.count, f"{f}units": t.units})
                     metrics.update({f"{f}sum": repr(t.sum), f"{f}sum_squares": repr(t.sum_squares)})

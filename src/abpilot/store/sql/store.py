@@ -265,6 +265,7 @@ def _experiment_row(experiment: Experiment) -> dict[str, Any]:
         "winner": experiment.winner,
         "version": experiment.version,
         "open_metrics": experiment.open_metrics,
+        "dimensions": list(experiment.dimensions) or None,
     }
 
 
@@ -298,4 +299,5 @@ def _experiment_from_row(row: Any, variant_rows: list[dict[str, Any]]) -> Experi
         winner=row["winner"],
         version=int(row["version"]),
         open_metrics=bool(row["open_metrics"]),
+        dimensions=tuple(row["dimensions"] or ()),
     )
