@@ -13,7 +13,7 @@ new table, column or script. Names carry a short digest of the metric, covariate
 - ``~cap:<metric>``: ``sum`` and ``sum_squares`` of the units' totals capped at the absolute cap;
 - ``~nd:<ratio>``: ``sum`` Σ(N·D) over units of the ratio's per-unit totals;
 - ``~g:<dim>:<slot>:<inner>``: the same counters of one segment (slot: the value's admission
-  number, ``MAX_SEGMENTS`` for ``other``); inner ``#`` holds its ``count`` of exposures and
+  number, -1 for ``other``); inner ``#`` holds its ``count`` of exposures and
   ``units`` of unique units, ``m:<metric>`` a metric's totals, and any derived name above;
 - ``~n:<dim>:<slot>:<value>``: ``count`` 1 where the value was admitted (its name).
 
@@ -29,11 +29,12 @@ import hashlib
 from collections.abc import Iterable, Mapping
 
 from abpilot.domain.records import MetricTotals, VariantCounters
-from abpilot.domain.rules import MAX_SEGMENTS, OTHER
+from abpilot.domain.rules import OTHER
 
 RESERVED = "~"
 EXPOSURES = "#"
 SLOTS = "~slots"
+OTHER_SLOT = -1  # the slot of the values past a dimension's limit
 
 
 @functools.cache
@@ -107,7 +108,7 @@ def ratio_cross_sum(counters: VariantCounters, ratio: str) -> float:
 def segment_values(counters: Iterable[VariantCounters], dimension: str) -> dict[int, str]:
     """Slot -> value of a dimension, from the name cells of any of ``counters``."""
     prefix = f"~n:{short(dimension)}:"
-    names = {MAX_SEGMENTS: OTHER}
+    names = {OTHER_SLOT: OTHER}
     for c in counters:
         for cell in c.derived:
             if cell.startswith(prefix):

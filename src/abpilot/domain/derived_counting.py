@@ -179,10 +179,11 @@ class DerivedCounting:
         for key, (exp, dim) in counters.items():
             limit = self.rules[exp].segments
             for i, value in enumerate(sorted(new[(exp, dim)])):
-                slot = min(taken[key].count + i, limit)
+                slot = taken[key].count + i
+                slot = slot if slot < limit else cells.OTHER_SLOT
                 self.slots[(exp, dim, value)] = slot
                 marks[(exp, value, cells.value_row(dim))] = UnitTotals(0, float(slot + 1))
-                if slot < limit:
+                if slot != cells.OTHER_SLOT:
                     name = cells.value_name_cell(dim, slot, value)
                     self.names.append((wanted[(exp, dim, value)], name))
         step.add_unit_totals(dict(sorted(marks.items())))

@@ -114,6 +114,29 @@ class VariantCounters:
 
 
 @dataclass(frozen=True, slots=True)
+class UnitMetricTotals:
+    """Every unit's total of one metric, as columns (one entry per unit that converted and has a
+    stored assignment, in no particular order): its variant and period, conversions and total,
+    and its covariate (0 where the unit has none, as in the covariate sums). What a percentile
+    cap is computed from at analysis time (issue 18)."""
+
+    units: list[str] = field(default_factory=list)
+    variants: list[str] = field(default_factory=list)
+    periods: list[int] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+    totals: list[float] = field(default_factory=list)
+    covariates: list[float] = field(default_factory=list)
+
+    def add(self, unit: str, a: StoredAssignment, count: int, total: float, x: float) -> None:
+        self.units.append(unit)
+        self.variants.append(a.variant)
+        self.periods.append(a.period)
+        self.counts.append(count)
+        self.totals.append(total)
+        self.covariates.append(x)
+
+
+@dataclass(frozen=True, slots=True)
 class DailyRow:
     """Aggregated impressions and clicks of one variant on one day (the MAB intake)."""
 

@@ -21,6 +21,7 @@ from abpilot.domain.counting import (
     count_events,
     count_exposure,
 )
+from abpilot.domain.derived import covariate_cell
 from abpilot.domain.errors import (
     ConcurrentModification,
     DuplicateKey,
@@ -42,6 +43,7 @@ from abpilot.store.base import (
     MetricTotals,
     RawMetrics,
     StoredAssignment,
+    UnitMetricTotals,
     VariantCounters,
     check_context_key,
     experiment_taken,
@@ -184,6 +186,19 @@ class MemoryStore(StoreDefaults):
 
     def last_event_at(self, experiment_id: str) -> datetime | None:
         return self._last_event_at.get(experiment_id)
+
+    def get_unit_totals(
+        self, experiment_id: str, metric: str, covariate: str | None = None
+    ) -> UnitMetricTotals:
+        fact = None if covariate is None else covariate_cell(covariate)
+        found = UnitMetricTotals()
+        with self._lock:
+            assigned = self._assignments.get(experiment_id, {})
+            for (e, unit, m), (count, total) in self._unit_totals.items():
+                if e == experiment_id and m == metric and count > 0 and unit in assigned:
+                    x = self._unit_totals.get((e, unit, fact), (0, 0.0)) if fact else (0, 0.0)
+                    found.add(unit, assigned[unit], count, total, x[1] if x[0] else 0.0)
+        return found
 
     def get_counters_many(
         self, experiment_ids: Iterable[str]

@@ -31,7 +31,8 @@ from abpilot.domain.counting import (
     count_events,
     count_exposure,
 )
-from abpilot.domain.records import METRIC_FIELDS
+from abpilot.domain.derived import covariate_cell
+from abpilot.domain.records import METRIC_FIELDS, UnitMetricTotals
 from abpilot.store.base import ApplyResult, AssignResult, EventRecord, StoredAssignment
 from abpilot.store.sql.activity import later_time, stored_time
 from abpilot.store.sql.common import adding_upsert, chunks, dialect_insert, guarded
@@ -129,6 +130,41 @@ class SqlIntake:
         with self._write() as conn, conn.begin():
             counted = count_events(_SqlStep(conn), events)
         return ApplyResult(applied=counted.applied, duplicates=counted.duplicates)
+
+
+class SqlUnitReads:
+    """Mixed into ``SqlStore``: the per-unit read of issue 18, one query in one transaction."""
+
+    engine: sa.Engine
+
+    @guarded
+    def get_unit_totals(
+        self, experiment_id: str, metric: str, covariate: str | None = None
+    ) -> UnitMetricTotals:
+        u, a = unit_metrics.c, assignments.c
+        x = unit_metrics.alias("x")
+        fact = covariate_cell(covariate) if covariate is not None else None
+        query = (
+            sa.select(u.unit_id, a.variant, a.period, u.count, u.total, x.c.count, x.c.total)
+            .join(assignments, sa.and_(a.experiment_id == u.experiment_id, a.unit_id == u.unit_id))
+            .outerjoin(
+                x,
+                sa.and_(
+                    x.c.experiment_id == u.experiment_id,
+                    x.c.unit_id == u.unit_id,
+                    x.c.metric == (fact or ""),
+                ),
+            )
+            .where(u.experiment_id == experiment_id, u.metric == metric, u.count > 0)
+        )
+        found = UnitMetricTotals()
+        with self.engine.connect() as conn, conn.begin():
+            result = conn.execution_options(yield_per=50_000).execute(query)
+            for unit, variant, period, count, total, x_count, x_total in result:
+                value = float(x_total) if x_count else 0.0
+                assignment = StoredAssignment(variant, int(period))
+                found.add(unit, assignment, int(count), float(total), value)
+        return found
 
 
 class _SqlStep:
