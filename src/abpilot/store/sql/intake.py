@@ -133,7 +133,7 @@ class SqlIntake:
 
 
 class SqlUnitReads:
-    """Mixed into ``SqlStore``: the per-unit read of issue 18, one query in one transaction."""
+    """Mixed into ``SqlStore``: the per-unit read of issue 18."""
 
     engine: sa.Engine
 
@@ -141,29 +141,34 @@ class SqlUnitReads:
     def get_unit_totals(
         self, experiment_id: str, metric: str, covariate: str | None = None
     ) -> UnitMetricTotals:
+        """Three single-table index scans joined in Python, in one transaction (a join in SQL
+        ran as nested loops on fresh tables without statistics: quadratic in the units)."""
         u, a = unit_metrics.c, assignments.c
-        x = unit_metrics.alias("x")
-        fact = covariate_cell(covariate) if covariate is not None else None
-        query = (
-            sa.select(u.unit_id, a.variant, a.period, u.count, u.total, x.c.count, x.c.total)
-            .join(assignments, sa.and_(a.experiment_id == u.experiment_id, a.unit_id == u.unit_id))
-            .outerjoin(
-                x,
-                sa.and_(
-                    x.c.experiment_id == u.experiment_id,
-                    x.c.unit_id == u.unit_id,
-                    x.c.metric == (fact or ""),
-                ),
+
+        def facts(name: str) -> sa.Select[Any]:
+            return sa.select(u.unit_id, u.count, u.total).where(
+                u.experiment_id == experiment_id, u.metric == name
             )
-            .where(u.experiment_id == experiment_id, u.metric == metric, u.count > 0)
-        )
+
         found = UnitMetricTotals()
         with self.engine.connect() as conn, conn.begin():
-            result = conn.execution_options(yield_per=50_000).execute(query)
-            for unit, variant, period, count, total, x_count, x_total in result:
-                value = float(x_total) if x_count else 0.0
-                assignment = StoredAssignment(variant, int(period))
-                found.add(unit, assignment, int(count), float(total), value)
+            totals = conn.execute(facts(metric).where(u.count > 0)).all()
+            if not totals:
+                return found
+            query = sa.select(a.unit_id, a.variant, a.period).where(
+                a.experiment_id == experiment_id
+            )
+            assigned = {unit: (variant, int(p)) for unit, variant, p in conn.execute(query)}
+            xs: dict[str, float] = {}
+            if covariate is not None:
+                rows = conn.execute(facts(covariate_cell(covariate)).where(u.count > 0))
+                xs = {unit: float(x) for unit, _, x in rows}
+        for unit, count, total in totals:
+            cell = assigned.get(unit)
+            if cell is not None:
+                found.add(
+                    unit, StoredAssignment(*cell), int(count), float(total), xs.get(unit, 0.0)
+                )
         return found
 
 
