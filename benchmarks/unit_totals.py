@@ -165,11 +165,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--units", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", help="comma list of stores (memory, SQLite, PostgreSQL, Redis)")
     args = parser.parse_args(argv)
     stores: dict[str, Callable[[], contextlib.AbstractContextManager[StoreUrl]]] = {
         "memory": memory_url,
         **BACKENDS,
     }
+    if args.only:
+        stores = {k: v for k, v in stores.items() if k in args.only.split(",")}
     print("| store | units | get_unit_totals | reference | vs reference |")
     print("| --- | ---: | ---: | --- | ---: |")
     for name, opener in stores.items():
