@@ -25,10 +25,18 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import abpilot
 from abpilot.domain.derived import covariate_cell
-from abpilot.domain.experiment import Metric, MetricKind
+from abpilot.domain.experiment import (
+    Experiment,
+    ExperimentStatus,
+    ExperimentType,
+    Metric,
+    MetricKind,
+    Variant,
+)
 from abpilot.store.base import Store, StoredAssignment
 from abpilot.store.state import ExperimentState, UnitState
 from benchmarks.common import BACKENDS, StoreUrl
@@ -46,10 +54,20 @@ class ReadRow:
 
 
 def state(units: int) -> ExperimentState:
-    from tests.factories import make_experiment  # the suite's builder of a valid experiment
-
-    metrics = (Metric(METRIC, MetricKind.VALUE, covariate=COVARIATE, cap_percentile=0.99),)
-    exp = make_experiment(key=f"unit-totals-{uuid.uuid4().hex[:8]}", metrics=metrics)
+    now = datetime.now(UTC)
+    exp = Experiment(
+        id=str(uuid.uuid4()),
+        key=f"unit-totals-{uuid.uuid4().hex[:8]}",
+        name="unit totals",
+        type=ExperimentType.AB_TEST,
+        status=ExperimentStatus.RUNNING,
+        traffic_allocation=1.0,
+        salt="unit-totals",
+        variants=(Variant("control", "control", 0.5, is_control=True), Variant("v1", "v1", 0.5)),
+        metrics=(Metric(METRIC, MetricKind.VALUE, covariate=COVARIATE, cap_percentile=0.99),),
+        created_at=now,
+        updated_at=now,
+    )
     names = [f"unit-{i}" for i in range(units)]
     fact = covariate_cell(COVARIATE)
     totals: dict[tuple[str, str], tuple[int, float]] = {}
