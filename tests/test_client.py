@@ -509,3 +509,29 @@ def test_no_server() -> None:
         with pytest.raises(abpilot.ServiceUnavailable, match="3 attempt") as caught:
             client.create_experiment(key="x", variants=AB)  # never sent, so retried
         assert isinstance(caught.value.__cause__, httpx.ConnectError)
+
+
+def test_unit_facts_and_the_new_metric_fields(client: abpilot.Client) -> None:
+    metrics = [
+        {"key": "revenue", "kind": "value", "covariate": "pre", "cap": {"absolute": 50}},
+        {"key": "orders"},
+        {"key": "rpo", "kind": "ratio", "numerator": "revenue", "denominator": "orders"},
+    ]
+    created = running(client, metrics=metrics, dimensions=["country"])
+    key = created["key"]
+    assert created["dimensions"] == ["country"]
+    assert created["metrics"][0]["cap"] == {"absolute": 50}
+    exposed = client.record_exposure(
+        experiment=key, unit_id="u1", covariates={"pre": 2.5}, dimensions={"country": "nl"}
+    )
+    assigned = client.get_variant_for_user(
+        key, "u2", expose=True, covariates={"pre": 1.0}, dimensions={"country": "de"}
+    )
+    batch = client.record_events(
+        [EventInput(EventKind.EXPOSURE, key, "u3", covariates={"pre": 0.5})]
+    )
+    assert (exposed["applied"], assigned["in_experiment"], batch["applied"]) == (1, True, 1)
+    with pytest.raises(abpilot.ValidationError) as caught:
+        client.record_exposure(experiment=key, unit_id="u4", covariates={"pre": "high"})
+    assert caught.value.field == "covariates.pre"
+    assert exposures(client, key) == 3

@@ -173,6 +173,7 @@ class Client:
         salt: str | None = None,
         settings: Mapping[str, Any] | None = None,
         experiment_type: str | None = None,
+        dimensions: Sequence[str] | None = None,
     ) -> JSON:
         """Never resent on a 503 or a timeout: it may have been created. Without ``key`` the
         server makes one from ``name``; ``experiment_type`` is an alias of ``type``."""
@@ -187,6 +188,7 @@ class Client:
             metrics=[dict(m) for m in metrics],
             salt=salt,
             settings=dict(settings or {}),
+            dimensions=None if dimensions is None else list(dimensions),
         )
         return self._call("POST", "/experiments", retry=False, body=body)
 
@@ -265,16 +267,27 @@ class Client:
     # assignment and events -------------------------------------------------------------------
 
     def get_variant_for_user(
-        self, experiment: str, unit_id: str, *, expose: bool = False, event_id: str | None = None
+        self,
+        experiment: str,
+        unit_id: str,
+        *,
+        expose: bool = False,
+        event_id: str | None = None,
+        covariates: Mapping[str, float] | None = None,
+        dimensions: Mapping[str, str] | None = None,
     ) -> JSON:
         """The unit's variant, stored (the first assignment wins, so resending is harmless).
         With ``expose`` its exposure is counted in the same step; ``event_id`` defaults to a
-        new UUID then, so a resent request counts once."""
+        new UUID then, so a resent request counts once. ``covariates`` and ``dimensions``
+        describe the unit at its exposure (its first exposure's are kept)."""
         body: JSON = {"unit_id": unit_id}
         if expose:
             body.update(expose=True, event_id=event_id or str(uuid.uuid4()))
         elif event_id is not None:
             body["event_id"] = event_id  # the server refuses it without expose
+        for name, facts in (("covariates", covariates), ("dimensions", dimensions)):
+            if facts is not None:
+                body[name] = dict(facts)  # the server refuses them without expose
         return self._call("POST", _at(experiment, "/assign"), retry=True, body=body)
 
     def record_exposure(
@@ -287,14 +300,27 @@ class Client:
         timestamp: datetime | str | None = None,
         experiment_id: str | None = None,
         variant_id: str | None = None,
+        covariates: Mapping[str, float] | None = None,
+        dimensions: Mapping[str, str] | None = None,
     ) -> JSON:
         """``{"received", "applied", "duplicates"}``; ``event_id`` defaults to a new UUID.
         ``experiment_id`` and ``variant_id`` are aliases of ``experiment`` and ``variant``
-        (OpenInsight's names), as in the Python API."""
+        (OpenInsight's names), as in the Python API. ``covariates`` and ``dimensions``
+        describe the unit (its first exposure's are kept)."""
         ref = aliased(experiment, experiment_id, "experiment", "experiment_id", required=True)
         variant = aliased(variant, variant_id, "variant", "variant_id")
+        facts = {
+            "covariates": None if covariates is None else dict(covariates),
+            "dimensions": None if dimensions is None else dict(dimensions),
+        }
         body = _event(
-            {"unit_id": unit_id, "variant": variant, "event_id": event_id, "timestamp": timestamp}
+            {
+                "unit_id": unit_id,
+                "variant": variant,
+                "event_id": event_id,
+                "timestamp": timestamp,
+                **facts,
+            }
         )
         return self._call("POST", _at(ref, "/exposures"), retry=True, body=body)
 

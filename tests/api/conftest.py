@@ -12,7 +12,15 @@ from tests.conftest import StoreFactory
 
 API = "/api/v1"
 # What a metric reads back with when it is no guardrail (the defaults of the guardrail fields).
-GOAL = {"role": "goal", "higher_is_better": True, "margin": None, "margin_relative": False}
+# What a metric reads back with when it has no covariate, cap or ratio parts (issue 18).
+PLAIN = {"covariate": None, "cap": None, "numerator": None, "denominator": None}
+GOAL = {
+    "role": "goal",
+    "higher_is_better": True,
+    "margin": None,
+    "margin_relative": False,
+    **PLAIN,
+}
 
 
 @pytest.fixture

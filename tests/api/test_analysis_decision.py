@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import API, running
+from tests.api.conftest import API, PLAIN, running
 
 GUARDRAIL = {
     "key": "latency",
@@ -23,7 +23,7 @@ GUARDRAIL = {
 
 def test_the_analysis_says_the_guardrails_and_the_decision(client: TestClient) -> None:
     made = running(client, metrics=[{"key": "conversion"}, GUARDRAIL])
-    assert made["metrics"][1] == {"description": "", **GUARDRAIL}
+    assert made["metrics"][1] == {"description": "", **GUARDRAIL, **PLAIN}
     assert made["metrics"][0]["role"] == "goal"
     url = f"{API}/experiments/button"
     events = [

@@ -160,7 +160,7 @@ class BatchKeys:
     unit_metrics: tuple[UnitMetricKey, ...]
 
 
-def batch_keys(events: Iterable[EventRecord]) -> BatchKeys:
+def batch_keys(events: Sequence[EventRecord]) -> BatchKeys:
     ids: set[EventKey] = set()
     units: set[UnitKey] = set()
     unit_metrics: set[UnitMetricKey] = set()
@@ -171,6 +171,10 @@ def batch_keys(events: Iterable[EventRecord]) -> BatchKeys:
             units.add((event.experiment_id, event.unit_id))
             if event.kind is EventKind.CONVERSION:
                 unit_metrics.add((event.experiment_id, event.unit_id, event.metric or ""))
+    if any(e.rules is not None for e in events):
+        from abpilot.domain.derived_counting import derived_keys  # it builds on this module
+
+        unit_metrics |= derived_keys(list(events))
     return BatchKeys(tuple(sorted(ids)), tuple(sorted(units)), tuple(sorted(unit_metrics)))
 
 
@@ -220,8 +224,10 @@ def count_events(step: CountingStep, events: Sequence[EventRecord]) -> Counted:
             sums[2] += value * value
 
     unique: dict[VariantKey, int] = {}
+    newly: set[UnitKey] = set()
     if exposed:
-        for unit in step.mark_exposed(sorted(exposed)):
+        newly = step.mark_exposed(sorted(exposed))
+        for unit in newly:
             unique[exposed[unit]] = unique.get(exposed[unit], 0) + 1
     increments = CounterIncrements()
     for vkey in sorted(assigned.keys() | exposures.keys() | unique.keys()):
@@ -230,11 +236,20 @@ def count_events(step: CountingStep, events: Sequence[EventRecord]) -> Counted:
         )
     for mkey, (count, total, squares) in anonymous.items():
         increments.add_metric(mkey, MetricTotals(int(count), 0, total, squares))
-    if unit_deltas:
-        deltas = {key: UnitTotals(int(d[0]), d[1]) for key, (_, d) in sorted(unit_deltas.items())}
+    rules = {e.experiment_id: e.rules for e in fresh if e.rules is not None}
+    before: dict[UnitMetricKey, UnitTotals] = {}
+    deltas = {key: UnitTotals(int(d[0]), d[1]) for key, (_, d) in sorted(unit_deltas.items())}
+    if rules:  # issue 18's rules (``abpilot.domain.derived_counting``): one unit-totals call
+        from abpilot.domain.derived_counting import DerivedCounting  # it builds on this module
+
+        derive = DerivedCounting(rules, assignments, newly, frozenset(created))
+        before = derive.read(step, fresh, deltas)
+        moved = {key: (vkey, deltas[key]) for key, (vkey, _) in unit_deltas.items()}
+        derive.add_to(increments, moved)
+    elif deltas:
         before = step.add_unit_totals(deltas)
-        for key, (vkey, _) in unit_deltas.items():
-            increments.add_metric((*vkey, key[2]), unit_increment(before[key], deltas[key]))
+    for key, (vkey, _) in unit_deltas.items():
+        increments.add_metric((*vkey, key[2]), unit_increment(before[key], deltas[key]))
     _check_finite(increments)
     increments.latest = latest_received(fresh)
     if increments.variants or increments.metrics or increments.latest:

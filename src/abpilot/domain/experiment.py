@@ -38,6 +38,7 @@ class ExperimentStatus(enum.StrEnum):
 class MetricKind(enum.StrEnum):
     BINARY = "binary"
     VALUE = "value"
+    RATIO = "ratio"  # the ratio of two other metrics' per-unit sums (numerator / denominator)
 
 
 class MetricRole(enum.StrEnum):
@@ -79,6 +80,14 @@ class Metric:
     higher_is_better: bool = True
     margin: float | None = None
     margin_relative: bool = False
+    # Issue 18: the covariate the metric is adjusted by (a name exposures carry in
+    # ``covariates``), its cap (a value metric's per-unit totals above it count as it: an
+    # absolute number, or a percentile of the totals computed at analysis), and a ratio's parts.
+    covariate: str | None = None
+    cap_absolute: float | None = None
+    cap_percentile: float | None = None
+    numerator: str | None = None
+    denominator: str | None = None
 
 
 FEATUREVISOR = "featurevisor"  # the settings key of a FeatureVisor companion feature
@@ -106,6 +115,8 @@ class Experiment:
     # Created without declared metrics: a conversion naming a metric the experiment does not
     # have yet registers it (see ``abpilot.service.specs.new_metric``) instead of being refused.
     open_metrics: bool = False
+    # The unit dimensions the experiment breaks its counters down by (issue 18, segments).
+    dimensions: tuple[str, ...] = ()
 
     @property
     def experiment_id(self) -> str:

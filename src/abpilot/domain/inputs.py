@@ -11,9 +11,10 @@ them.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 from abpilot.domain.errors import ValidationError
 
@@ -35,6 +36,9 @@ class EventInput:
     value: float | None = None
     event_id: str | None = None
     timestamp: datetime | None = None
+    # An exposure's unit facts (issue 18): checked by ``abpilot.domain.rules``.
+    covariates: Mapping[str, Any] | None = None
+    dimensions: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,12 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from abpilot.domain.inputs import EventKind
+
+if TYPE_CHECKING:
+    from abpilot.domain.rules import ExperimentRules
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -31,6 +34,10 @@ class EventRecord:
     ``period`` is the allocation period the event counts in (the unit's, or the current one).
     ``received_at`` is when the service accepted it (its clock, UTC): the store keeps the
     latest per experiment (``last_event_at``), so monitoring can tell when traffic stopped.
+    An exposure may carry the unit's ``covariates`` and ``dimensions``: the unit's first
+    exposure stores them (issue 18). ``rules`` are the experiment's counting rules beyond the
+    plain counters (``abpilot.domain.rules.ExperimentRules``; None: none), passed by the
+    service from its cached definition with every event of the experiment.
     """
 
     kind: EventKind
@@ -42,6 +49,9 @@ class EventRecord:
     event_id: str | None = None
     period: int = 0
     received_at: datetime | None = None
+    covariates: Mapping[str, float] | None = None
+    dimensions: Mapping[str, str] | None = None
+    rules: ExperimentRules | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +112,32 @@ class VariantCounters:
     exposures: int = 0
     unique_units: int = 0
     metrics: Mapping[str, MetricTotals] = field(default_factory=dict)
+    # The derived sums (covariates, capped totals, ratio cross sums, segments) as reserved
+    # cells: read them through ``abpilot.domain.derived``.
+    derived: Mapping[str, MetricTotals] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitMetricTotals:
+    """Every unit's total of one metric, as columns (one entry per unit that converted and has a
+    stored assignment, in no particular order): its variant and period, conversions and total,
+    and its covariate (0 where the unit has none, as in the covariate sums). What a percentile
+    cap is computed from at analysis time (issue 18)."""
+
+    units: list[str] = field(default_factory=list)
+    variants: list[str] = field(default_factory=list)
+    periods: list[int] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+    totals: list[float] = field(default_factory=list)
+    covariates: list[float] = field(default_factory=list)
+
+    def add(self, unit: str, a: StoredAssignment, count: int, total: float, x: float) -> None:
+        self.units.append(unit)
+        self.variants.append(a.variant)
+        self.periods.append(a.period)
+        self.counts.append(count)
+        self.totals.append(total)
+        self.covariates.append(x)
 
 
 @dataclass(frozen=True, slots=True)

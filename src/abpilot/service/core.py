@@ -27,6 +27,7 @@ from abpilot.domain.experiment import (
     Metric,
     Variant,
 )
+from abpilot.domain.rules import check_covariates, check_unit_dimensions
 from abpilot.domain.text import check_text
 from abpilot.observability import EVENTS, RECALCULATION_SECONDS, RECALCULATIONS
 from abpilot.service.allocation import (
@@ -196,6 +197,7 @@ class ExperimentService:
         assignment_source: str | None = None,
         dimension: str | None = None,
         daily_source: str | None = None,
+        dimensions: Sequence[str] | None = None,
     ) -> Experiment:
         """A new draft. ``key`` defaults to a slug of ``name`` (409 when taken), a variant's
         key to a slug of its name, and weights to an equal split; ``experiment_type`` is an
@@ -228,6 +230,7 @@ class ExperimentService:
             salt=salt,
             settings=settings or {},
             now=self.clock(),
+            dimensions=dimensions,
         )
         self.store.create_experiment(experiment)
         return experiment
@@ -386,6 +389,8 @@ class ExperimentService:
         record: bool = True,
         expose: bool = False,
         event_id: str | None = None,
+        covariates: Mapping[str, float] | None = None,
+        dimensions: Mapping[str, str] | None = None,
     ) -> Assignment:
         """The unit's variant. With ``record`` the assignment is stored (first one wins) and
         counted; without it nothing is written. A/B tests answer from the hash alone; a bandit
@@ -411,7 +416,13 @@ class ExperimentService:
                 )
             if event_id is not None:
                 check_text(event_id, field="event_id", max_length=MAX_UNIT_ID)
-            return self._assign_exposed(cached, unit_id, event_id)
+            facts = (check_covariates(covariates), check_unit_dimensions(dimensions))
+            return self._assign_exposed(cached, unit_id, event_id, facts)
+        if covariates is not None or dimensions is not None:
+            named = "covariates" if covariates is not None else "dimensions"
+            raise ValidationError(
+                f"{named} describe the unit at its exposure: they need expose", field=named
+            )
         if cached.sticky and not record:
             stored = self.store.get_assignments(exp.id, [unit_id]).get(unit_id)
             if stored is not None:
@@ -427,7 +438,11 @@ class ExperimentService:
         return Assignment(exp.id, unit_id, in_experiment=True, variant=variant)
 
     def _assign_exposed(
-        self, cached: CachedExperiment, unit_id: str, event_id: str | None
+        self,
+        cached: CachedExperiment,
+        unit_id: str,
+        event_id: str | None,
+        facts: tuple[Mapping[str, float] | None, Mapping[str, str] | None] = (None, None),
     ) -> Assignment:
         exp = cached.experiment
         index = cached.bucketing.variant_index(unit_id)
@@ -442,6 +457,9 @@ class ExperimentService:
             event_id=event_id,
             period=cached.period,
             received_at=self.clock(),
+            covariates=facts[0],
+            dimensions=facts[1],
+            rules=cached.rules,
         )
         result = self.store.assign_and_expose(event)
         EVENTS.labels("applied" if result.exposed else "duplicate").inc()
@@ -473,9 +491,12 @@ class ExperimentService:
         timestamp: datetime | None = None,
         experiment_id: str | None = None,
         variant_id: str | None = None,
+        covariates: Mapping[str, float] | None = None,
+        dimensions: Mapping[str, str] | None = None,
     ) -> ApplyResult:
         """One exposure; ``experiment_id`` and ``variant_id`` are aliases of ``experiment`` and
-        ``variant`` (OpenInsight's names)."""
+        ``variant`` (OpenInsight's names). ``covariates`` and ``dimensions`` describe the unit:
+        its first exposure stores them."""
         event = EventInput(
             EventKind.EXPOSURE,
             aliased(experiment, experiment_id, "experiment", "experiment_id", required=True),
@@ -483,6 +504,8 @@ class ExperimentService:
             aliased(variant, variant_id, "variant", "variant_id"),
             event_id=event_id,
             timestamp=timestamp,
+            covariates=covariates,
+            dimensions=dimensions,
         )
         return self.record_events([event])
 
@@ -498,6 +521,8 @@ class ExperimentService:
         timestamp: datetime | None = None,
         experiment_id: str | None = None,
         variant_id: str | None = None,
+        covariates: Mapping[str, float] | None = None,
+        dimensions: Mapping[str, str] | None = None,
     ) -> ApplyResult:
         """One conversion; ``experiment_id`` and ``variant_id`` are aliases of ``experiment`` and
         ``variant`` (OpenInsight's names)."""
@@ -510,6 +535,8 @@ class ExperimentService:
             value,
             event_id,
             timestamp,
+            covariates,  # refused: a conversion carries no unit facts
+            dimensions,
         )
         return self.record_events([event])
 

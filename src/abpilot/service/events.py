@@ -22,6 +22,12 @@ from abpilot.domain.experiment import (
     MetricKind,
 )
 from abpilot.domain.inputs import EventInput as EventInput  # re-exported: its old home
+from abpilot.domain.rules import (
+    ExperimentRules,
+    check_covariates,
+    check_unit_dimensions,
+    experiment_rules,
+)
 from abpilot.domain.text import check_number, check_text
 from abpilot.service.specs import check_reference, new_metric
 from abpilot.store.base import EventKind, EventRecord, StoredAssignment
@@ -90,6 +96,7 @@ def resolve_events(
         known[experiment.id] = stored_assignments(experiment.id, units) if units else {}
         periods[experiment.id] = current_period(experiment)
     records = []
+    rules: dict[tuple[str, int], ExperimentRules | None] = {}
     for i, event in enumerate(events):
         experiment = experiments[event.experiment]
         try:
@@ -97,7 +104,12 @@ def resolve_events(
                 experiment = _with_new_metric(experiment, event, new_metrics)
                 experiments[event.experiment] = experiment
             assigned, period = known[experiment.id], periods[experiment.id]
-            records.append(_resolve(event, experiment, assigned, bucketing, period, now))
+            version = (experiment.id, len(experiment.metrics))
+            if version not in rules:
+                rules[version] = experiment_rules(experiment)
+            records.append(
+                _resolve(event, experiment, assigned, bucketing, period, now, rules[version])
+            )
         except AbpilotError as error:
             raise _prefixed(error, field_prefix(i)) from None
     return records
@@ -134,6 +146,15 @@ def _check_fields(event: EventInput, now: datetime) -> None:
     for name, text in (("variant", event.variant), ("metric", event.metric)):
         if text is not None:
             check_text(text, field=name, max_length=MAX_ID_LENGTH)
+    if event.covariates is not None or event.dimensions is not None:
+        if event.kind is not EventKind.EXPOSURE:
+            named = "covariates" if event.covariates is not None else "dimensions"
+            raise ValidationError(
+                f"{named} describe the unit at its exposure; a conversion carries none",
+                field=named,
+            )
+        check_covariates(event.covariates)
+        check_unit_dimensions(event.dimensions)
     if event.timestamp is not None:
         moment = event.timestamp if event.timestamp.tzinfo else event.timestamp.replace(tzinfo=UTC)
         if moment > now + MAX_CLOCK_SKEW:
@@ -150,6 +171,7 @@ def _resolve(
     bucketing: Callable[[Experiment], Bucketing],
     period: int,
     now: datetime,
+    rules: ExperimentRules | None = None,
 ) -> EventRecord:
     unit, variant = event.unit_id, event.variant
     if variant is not None and experiment.variant(variant) is None:
@@ -178,6 +200,9 @@ def _resolve(
             event_id=event.event_id,
             period=period,
             received_at=now,
+            covariates=check_covariates(event.covariates),
+            dimensions=check_unit_dimensions(event.dimensions),
+            rules=rules,
         )
     metric_key = event.metric or experiment.primary_metric.key
     metric = experiment.metric(metric_key)
@@ -212,6 +237,7 @@ def _resolve(
         event_id=event.event_id,
         period=period,
         received_at=now,
+        rules=rules,
     )
 
 

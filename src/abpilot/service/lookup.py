@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from abpilot.domain.assignment import Bucketing
 from abpilot.domain.errors import ExperimentNotFound
 from abpilot.domain.experiment import UUID_PATTERN, Experiment, ExperimentType
+from abpilot.domain.rules import ExperimentRules, experiment_rules
 from abpilot.service.allocation import Allocator
 from abpilot.service.specs import check_reference
 from abpilot.store.base import Store
@@ -37,6 +38,8 @@ class CachedExperiment:
     loaded_at: float
     period: int = 0
     sticky: bool = False
+    # The counting rules of issue 18 (covariates, caps, ratios, dimensions), or None.
+    rules: ExperimentRules | None = None
 
 
 class ExperimentCache:
@@ -162,6 +165,7 @@ class ExperimentLookup:
             time.monotonic(),
             period,
             sticky,
+            experiment_rules(experiment),
         )
         self._cache.put({experiment_ref, experiment.id, experiment.key}, entry, generation)
         return entry

@@ -26,6 +26,7 @@ from abpilot.domain.experiment import (
     validate_traffic_allocation,
 )
 from abpilot.domain.inputs import aliased as aliased  # re-exported: the faces call it
+from abpilot.domain.rules import cap_fields, check_dimensions, check_metric_fields
 from abpilot.domain.text import check_json_object, check_number, check_text, text_problem
 from abpilot.interleaving.options import interleaving_options
 from abpilot.monitoring.options import monitoring_options
@@ -160,7 +161,8 @@ def _metric(raw: Metric | Mapping[str, Any], i: int) -> Metric:
         kind = MetricKind(kind)
     except ValueError:
         raise ValidationError(
-            f"metric kind must be 'binary' or 'value' (got {kind!r})", field=f"metrics[{i}].kind"
+            f"metric kind must be 'binary', 'value' or 'ratio' (got {kind!r})",
+            field=f"metrics[{i}].kind",
         ) from None
     description = str(raw.get("description") or "")
     check_text(
@@ -174,7 +176,9 @@ def _metric(raw: Metric | Mapping[str, Any], i: int) -> Metric:
             f"metric role must be 'goal' or 'guardrail' (got {role!r:.100})",
             field=f"metrics[{i}].role",
         ) from None
-    # The types of the rest are checked with the metric (``normalise_metrics``).
+    cap_absolute, cap_percentile = cap_fields(raw.get("cap"), f"metrics[{i}]")
+    # The types of the rest are checked with the metric (``normalise_metrics``,
+    # ``check_metric_fields``).
     return Metric(
         key=str(raw["key"]),
         kind=kind,
@@ -183,6 +187,11 @@ def _metric(raw: Metric | Mapping[str, Any], i: int) -> Metric:
         higher_is_better=raw.get("higher_is_better", True),
         margin=raw.get("margin"),
         margin_relative=raw.get("margin_relative", False),
+        covariate=raw.get("covariate"),
+        cap_absolute=cap_absolute,
+        cap_percentile=cap_percentile,
+        numerator=raw.get("numerator"),
+        denominator=raw.get("denominator"),
     )
 
 
@@ -227,6 +236,7 @@ def build_experiment(
     settings: Mapping[str, Any],
     now: datetime,
     open_metrics: bool | None = None,
+    dimensions: Sequence[str] | None = None,
 ) -> Experiment:
     """A new draft. Without a key, the key is made from the name; without metrics, one binary
     ``conversion`` metric, and (unless ``open_metrics`` says otherwise) conversions may name new
@@ -248,6 +258,8 @@ def build_experiment(
     analysis_options(checked_settings)
     checked_variants = normalise_variants(_variants(variants))
     checked_metrics = normalise_metrics([_metric(m, i) for i, m in enumerate(metrics)])
+    check_metric_fields(checked_metrics)
+    checked_dimensions = check_dimensions(dimensions)
     experiment_type = _type(type)
     if experiment_type is ExperimentType.BANDIT or "bandit" in checked_settings:
         options = bandit_options(checked_settings, bandit_defaults, arms=len(checked_variants))
@@ -285,6 +297,7 @@ def build_experiment(
         updated_at=now,
         description=description,
         open_metrics=not metrics if open_metrics is None else open_metrics,
+        dimensions=checked_dimensions,
     )
 
 
@@ -301,8 +314,9 @@ class ExperimentChanges:
     metrics: Sequence[Metric | Mapping[str, Any]] | None = None
     salt: str | None = None
     settings: Mapping[str, Any] | None = None
+    dimensions: Sequence[str] | None = None
 
-    DRAFT_ONLY = ("traffic_allocation", "variants", "metrics", "salt", "settings")
+    DRAFT_ONLY = ("traffic_allocation", "variants", "metrics", "salt", "settings", "dimensions")
 
 
 def updated_experiment(
@@ -342,6 +356,7 @@ def updated_experiment(
         now=now,
         # Metrics listed in a draft are declared; metrics added later leave the rule as it is.
         open_metrics=current.open_metrics and (live or changes.metrics is None),
+        dimensions=_pick(changes.dimensions, current.dimensions),
     )
     return replace(
         rebuilt,

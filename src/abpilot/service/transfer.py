@@ -219,6 +219,7 @@ class TransferService:
                 # A completion's record is abpilot's own, refused only from users.
                 settings={k: v for k, v in experiment.settings.items() if k != COMPLETION},
                 now=experiment.created_at,
+                dimensions=experiment.dimensions,
             )
         except ValidationError as error:
             field = f"{where}.{error.field}" if error.field else where
@@ -334,6 +335,10 @@ def _counters(cells: Sequence[CounterCell]) -> dict[int, dict[str, VariantCounte
                 m: MetricTotals(count=t.count, units=t.units, sum=t.sum, sum_squares=t.sum_squares)
                 for m, t in c.metrics.items()
             },
+            derived={
+                m: MetricTotals(count=t.count, units=t.units, sum=t.sum, sum_squares=t.sum_squares)
+                for m, t in c.derived.items()
+            },
         )
     return found
 
@@ -389,6 +394,12 @@ def _entry(state: ExperimentState) -> ExperimentEntry:
                         count=t.count, units=t.units, sum=t.sum, sum_squares=t.sum_squares
                     )
                     for m, t in sorted(c.metrics.items())
+                },
+                derived={
+                    m: MetricCell(
+                        count=t.count, units=t.units, sum=t.sum, sum_squares=t.sum_squares
+                    )
+                    for m, t in sorted(c.derived.items())
                 },
             )
             for period, by_variant in sorted(state.counters.items())

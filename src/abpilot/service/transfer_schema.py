@@ -46,6 +46,8 @@ class CounterCell(_Strict):
     exposures: int = Count
     unique_units: int = Count
     metrics: dict[Key, MetricCell] = {}
+    # Derived sums (issue 18) by their reserved cell names (``abpilot.domain.derived``).
+    derived: dict[Key, MetricCell] = {}
 
 
 class DailyEntry(_Strict):

@@ -81,6 +81,9 @@ from abpilot.domain.records import (
     StoredAssignment as StoredAssignment,
 )
 from abpilot.domain.records import (
+    UnitMetricTotals as UnitMetricTotals,
+)
+from abpilot.domain.records import (
     VariantCounters as VariantCounters,
 )
 from abpilot.store.state import ExperimentState, UnitState
@@ -185,6 +188,13 @@ class EventStore(Protocol):
     def last_event_at(self, experiment_id: str) -> datetime | None:
         """The latest ``received_at`` among the events counted for the experiment (UTC), or
         None when none carried one."""
+
+    def get_unit_totals(
+        self, experiment_id: str, metric: str, covariate: str | None = None
+    ) -> UnitMetricTotals:
+        """Each unit's total of ``metric`` with its variant, period and (when named) the
+        covariate its first exposure stored: every unit that converted and has an assignment,
+        exactly (the percentile caps of issue 18 are computed from it)."""
 
 
 @runtime_checkable

@@ -14,7 +14,8 @@ from abpilot.domain.experiment import (
     MetricRole,
     Variant,
 )
-from abpilot.domain.records import as_utc as as_utc  # re-exported: the stores read times
+from abpilot.domain.records import as_utc as as_utc
+from abpilot.domain.rules import cap_input  # re-exported: the stores read times
 
 
 def _time(value: str | None) -> datetime | None:
@@ -61,6 +62,11 @@ def metrics_to_list(metrics: tuple[Metric, ...]) -> list[dict[str, Any]]:
             raw["margin"] = m.margin
         if m.margin_relative:
             raw["margin_relative"] = True
+        for name in ("covariate", "numerator", "denominator"):
+            if getattr(m, name) is not None:
+                raw[name] = getattr(m, name)
+        if cap_input(m) is not None:
+            raw["cap"] = cap_input(m)
         found.append(raw)
     return found
 
@@ -75,6 +81,11 @@ def metrics_from_list(raw: list[dict[str, Any]]) -> tuple[Metric, ...]:
             higher_is_better=m.get("higher_is_better", True),
             margin=m.get("margin"),
             margin_relative=m.get("margin_relative", False),
+            covariate=m.get("covariate"),
+            cap_absolute=(m.get("cap") or {}).get("absolute"),
+            cap_percentile=(m.get("cap") or {}).get("percentile"),
+            numerator=m.get("numerator"),
+            denominator=m.get("denominator"),
         )
         for m in raw
     )
@@ -103,6 +114,7 @@ def experiment_to_dict(experiment: Experiment) -> dict[str, Any]:
         "winner": experiment.winner,
         "version": experiment.version,
         "open_metrics": experiment.open_metrics,
+        **({"dimensions": list(experiment.dimensions)} if experiment.dimensions else {}),
     }
 
 
@@ -126,4 +138,5 @@ def experiment_from_dict(raw: dict[str, Any]) -> Experiment:
         winner=raw.get("winner"),
         version=int(raw["version"]),
         open_metrics=bool(raw.get("open_metrics", False)),
+        dimensions=tuple(raw.get("dimensions") or ()),
     )

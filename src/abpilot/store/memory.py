@@ -21,6 +21,7 @@ from abpilot.domain.counting import (
     count_events,
     count_exposure,
 )
+from abpilot.domain.derived import covariate_cell
 from abpilot.domain.errors import (
     ConcurrentModification,
     DuplicateKey,
@@ -42,13 +43,14 @@ from abpilot.store.base import (
     MetricTotals,
     RawMetrics,
     StoredAssignment,
+    UnitMetricTotals,
     VariantCounters,
     check_context_key,
     experiment_taken,
     period_taken,
 )
 from abpilot.store.codec import as_utc
-from abpilot.store.counters import group_counters, sum_periods
+from abpilot.store.counters import group_counters, stored_cells, sum_periods
 from abpilot.store.defaults import StoreDefaults
 from abpilot.store.state import ExperimentState, UnitState
 
@@ -161,7 +163,12 @@ class MemoryStore(StoreDefaults):
 
     def assign_and_expose(self, event: EventRecord) -> AssignResult:
         with self._lock:
-            stored, created, counted = count_exposure(_DirectStep(self), event)
+            if event.rules is not None:  # unit facts and derived sums: may be refused whole
+                step = _MemoryStep(self)
+                stored, created, counted = count_exposure(step, event)
+                step.commit()
+            else:
+                stored, created, counted = count_exposure(_DirectStep(self), event)
             return AssignResult(stored.variant, created, stored.period, exposed=counted)
 
     def get_assignments(
@@ -179,6 +186,19 @@ class MemoryStore(StoreDefaults):
 
     def last_event_at(self, experiment_id: str) -> datetime | None:
         return self._last_event_at.get(experiment_id)
+
+    def get_unit_totals(
+        self, experiment_id: str, metric: str, covariate: str | None = None
+    ) -> UnitMetricTotals:
+        fact = None if covariate is None else covariate_cell(covariate)
+        found = UnitMetricTotals()
+        with self._lock:
+            assigned = self._assignments.get(experiment_id, {})
+            for (e, unit, m), (count, total) in self._unit_totals.items():
+                if e == experiment_id and m == metric and count > 0 and unit in assigned:
+                    x = self._unit_totals.get((e, unit, fact), (0, 0.0)) if fact else (0, 0.0)
+                    found.add(unit, assigned[unit], count, total, x[1] if x[0] else 0.0)
+        return found
 
     def get_counters_many(
         self, experiment_ids: Iterable[str]
@@ -370,7 +390,7 @@ class MemoryStore(StoreDefaults):
                     counts = [c.assigned_units, c.exposures, c.unique_units]
                     if any(counts):
                         self._variant_counts[(exp, variant, period)] = counts
-                    for metric, metric_totals in c.metrics.items():
+                    for metric, metric_totals in stored_cells(c).items():
                         self._metric_totals[(exp, variant, period, metric)] = metric_totals
             if state.last_event_at is not None:
                 self._last_event_at[exp] = as_utc(state.last_event_at)

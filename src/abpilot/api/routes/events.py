@@ -29,7 +29,12 @@ def assign(experiment_id: str, body: AssignRequest, service: Service) -> Assignm
     counted in the same atomic step (what SONA's recommendation endpoint does)."""
     unit = aliased(body.unit_id, body.user_id, "unit_id", "user_id", required=True)
     assignment = service.get_variant_for_user(
-        experiment_id, unit, expose=body.expose, event_id=body.event_id
+        experiment_id,
+        unit,
+        expose=body.expose,
+        event_id=body.event_id,
+        covariates=body.covariates,
+        dimensions=body.dimensions,
     )
     return AssignmentRead.of(assignment)
 
@@ -56,6 +61,8 @@ def record_exposure(experiment_id: str, body: ExposureIn, service: Service) -> E
         variant=body.variant,
         event_id=body.event_id,
         timestamp=body.timestamp,
+        covariates=body.covariates,
+        dimensions=body.dimensions,
     )
     return EventResult.of(result, received=1)
 
@@ -72,6 +79,8 @@ def record_conversion(experiment_id: str, body: ConversionIn, service: Service) 
         value=body.value,
         event_id=body.event_id,
         timestamp=body.timestamp,
+        covariates=body.covariates,
+        dimensions=body.dimensions,
     )
     return EventResult.of(result, received=1)
 
@@ -92,6 +101,8 @@ def record_events(body: EventBatch, service: Service) -> EventResult:
             value=e.value,
             event_id=e.event_id,
             timestamp=e.timestamp,
+            covariates=e.covariates,
+            dimensions=e.dimensions,
         )
         for e in body.events
     ]

@@ -47,6 +47,7 @@ def create_experiment(body: ExperimentCreate, service: Service) -> ExperimentRea
         assignment_source=body.assignment_source,
         dimension=body.dimension,
         daily_source=body.daily_source,
+        dimensions=body.dimensions,
     )
     return ExperimentRead.of(experiment)
 
@@ -78,6 +79,7 @@ def update_experiment(
         metrics=None if body.metrics is None else [m.model_dump() for m in body.metrics],
         salt=body.salt,
         settings=body.settings,
+        dimensions=body.dimensions,
     )
     return ExperimentRead.of(service.update_experiment(experiment_id, changes))
 

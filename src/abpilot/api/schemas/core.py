@@ -15,6 +15,7 @@ from pydantic import (
 
 from abpilot.domain.experiment import Experiment
 from abpilot.domain.records import ApplyResult
+from abpilot.domain.rules import cap_input
 from abpilot.service import Assignment, ExperimentMetrics
 
 Key = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -55,7 +56,7 @@ class MetricIn(Strict):
     of rates or means, or with ``margin_relative`` a fraction of the control's."""
 
     key: str = Key
-    kind: Literal["binary", "value"] = "binary"
+    kind: Literal["binary", "value", "ratio"] = "binary"
     description: str = ""
     role: Literal["goal", "guardrail"] = "goal"
     higher_is_better: bool = Field(default=True, strict=True)
@@ -66,6 +67,14 @@ class MetricIn(Strict):
     column: str | None = Field(default=None, max_length=128)
     aggregation: Literal["count", "sum", "count_distinct", "max", "any"] | None = None
     window_hours: float | None = Field(default=None, gt=0)
+    covariate: str | None = Field(
+        default=None, description="The covariate (an exposure's covariates name) it is adjusted by"
+    )
+    cap: dict[str, float] | None = Field(
+        default=None, description='{"absolute": 500} or {"percentile": 0.99} (value metrics)'
+    )
+    numerator: str | None = Field(default=None, description="A ratio's numerator metric")
+    denominator: str | None = Field(default=None, description="A ratio's denominator metric")
 
 
 class ExperimentCreate(Strict):
@@ -95,6 +104,9 @@ class ExperimentCreate(Strict):
         description="A bandit fed daily totals: the warehouse source of each day's impressions "
         "and clicks per variant, recorded by each refresh.",
     )
+    dimensions: list[str] | None = Field(
+        default=None, description="Unit dimensions the counters are broken down by"
+    )
 
 
 class ExperimentUpdate(Strict):
@@ -105,6 +117,7 @@ class ExperimentUpdate(Strict):
     metrics: list[MetricIn] | None = Field(default=None, max_length=50)
     salt: str | None = Field(default=None, min_length=1, max_length=200)
     settings: dict[str, Any] | None = None
+    dimensions: list[str] | None = None
 
 
 OVERRIDE = Field(
@@ -138,6 +151,10 @@ class MetricRead(BaseModel):
     higher_is_better: bool = True
     margin: float | None = None
     margin_relative: bool = False
+    covariate: str | None = None
+    cap: dict[str, float] | None = None
+    numerator: str | None = None
+    denominator: str | None = None
 
 
 class ExperimentRead(BaseModel):
@@ -164,6 +181,9 @@ class ExperimentRead(BaseModel):
     )
     source: str = Field(
         default="events", description="'events' or 'warehouse' (see settings.warehouse)"
+    )
+    dimensions: list[str] = Field(
+        default_factory=list, description="Unit dimensions the counters are broken down by"
     )
 
     @classmethod
@@ -197,6 +217,10 @@ class ExperimentRead(BaseModel):
                     higher_is_better=m.higher_is_better,
                     margin=m.margin,
                     margin_relative=m.margin_relative,
+                    covariate=m.covariate,
+                    cap=cap_input(m),
+                    numerator=m.numerator,
+                    denominator=m.denominator,
                 )
                 for m in experiment.metrics
             ],
@@ -209,7 +233,18 @@ class ExperimentRead(BaseModel):
             version=experiment.version,
             open_metrics=experiment.open_metrics,
             source="warehouse" if "warehouse" in experiment.settings else "events",
+            dimensions=list(experiment.dimensions),
         )
+
+
+# An exposure's unit facts, checked by the service (``abpilot.domain.rules``): a 422 names the
+# field there, whatever face sent them.
+UNIT_COVARIATES = Field(
+    default=None, description='The unit\'s covariates, e.g. {"pre_revenue": 12.3} (first wins)'
+)
+UNIT_DIMENSIONS = Field(
+    default=None, description='The unit\'s dimensions, e.g. {"country": "nl"} (first wins)'
+)
 
 
 class AssignRequest(Lenient):
@@ -220,6 +255,8 @@ class AssignRequest(Lenient):
     user_id: str | None = Field(default=None, min_length=1, max_length=256)
     expose: bool = False
     event_id: str | None = Field(default=None, min_length=1, max_length=256)
+    covariates: dict[str, Any] | None = UNIT_COVARIATES
+    dimensions: dict[str, Any] | None = UNIT_DIMENSIONS
 
 
 class AssignedVariant(BaseModel):
@@ -252,6 +289,8 @@ class ExposureIn(Lenient):
     variant: str | None = Field(default=None, max_length=100)
     event_id: str | None = Field(default=None, min_length=1, max_length=256)
     timestamp: datetime | None = None
+    covariates: dict[str, Any] | None = UNIT_COVARIATES
+    dimensions: dict[str, Any] | None = UNIT_DIMENSIONS
 
 
 class ConversionIn(ExposureIn):

@@ -17,15 +17,19 @@ from typing import Any, TypeVar
 import redis
 from redis.commands.core import Script
 
+from abpilot.domain.derived import covariate_cell
 from abpilot.domain.errors import ConcurrentModification
+from abpilot.domain.records import UnitMetricTotals
 from abpilot.store.base import experiment_taken
 from abpilot.store.codec import as_utc, experiment_to_dict
+from abpilot.store.counters import stored_cells
 from abpilot.store.redis.history import RedisKeys, microseconds, reachable, text
 from abpilot.store.redis.history import _document as allocation_document
 from abpilot.store.redis.intake import stored_assignment
 from abpilot.store.state import ExperimentState, UnitState
 
 T = TypeVar("T")
+PAGE = 10_000  # units per HMGET of the per-unit read
 _CHUNK = 1000
 
 # KEYS: feedback, states. ARGV[1]: JSON [[decision id, event], ...]; ARGV[2]: JSON
@@ -89,6 +93,37 @@ class RedisTransfer(RedisKeys):
             totals={key: (int(c), float(t)) for key, (c, t) in totals.items()},
             event_ids=frozenset(text(i) for i in events),
         )
+
+    @reachable
+    def get_unit_totals(
+        self, experiment_id: str, metric: str, covariate: str | None = None
+    ) -> UnitMetricTotals:
+        """One walk of the ``units`` hash (HSCAN of the metric's fields), then the units'
+        assignments and covariates by HMGET in pages: exact, though not one snapshot (what
+        changes meanwhile may be in or out)."""
+        key = self._key(experiment_id, "units")
+        sums: dict[str, list[Any]] = {}
+        for field, value in self._client.hscan_iter(key, match=f"?|{metric}|*", count=10_000):
+            kind, _, unit = text(field).split("|", 2)
+            entry = sums.setdefault(unit, [0, 0.0])
+            if kind == "c":
+                entry[0] = int(value)
+            else:
+                entry[1] = float(value)
+        units = [u for u, (count, _) in sums.items() if count > 0]
+        found = UnitMetricTotals()
+        fact = None if covariate is None else covariate_cell(covariate)
+        for start in range(0, len(units), PAGE):
+            page = units[start : start + PAGE]
+            cells = self._client.hmget(self._key(experiment_id, "assign"), page)
+            xs: list[Any] = [None] * len(page)
+            if fact is not None:
+                xs = self._client.hmget(key, [f"t|{fact}|{u}" for u in page])
+            for unit, cell, x in zip(page, cells, xs, strict=True):
+                if cell is not None:
+                    count, total = sums[unit]
+                    found.add(unit, stored_assignment(cell), count, total, float(x or 0.0))
+        return found
 
     @reachable
     def restore_experiment(self, state: ExperimentState) -> None:
@@ -189,7 +224,7 @@ class RedisTransfer(RedisKeys):
                 for name in ("assigned_units", "exposures", "unique_units"):
                     if getattr(c, name):
                         counters[f"{cell}|{name}"] = getattr(c, name)
-                for metric, t in c.metrics.items():
+                for metric, t in stored_cells(c).items():
                     f = f"{cell}|{metric}|"
                     metrics.update({f"{f}count": t.count, f"{f}units": t.units})
                     metrics.update({f"{f}sum": repr(t.sum), f"{f}sum_squares": repr(t.sum_squares)})

@@ -34,6 +34,7 @@ experiments = sa.Table(
     sa.Column("winner", Key),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("open_metrics", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("dimensions", JSONDoc),  # a list of names (issue 18); null: none
 )
 
 variants = sa.Table(

@@ -38,7 +38,7 @@ from abpilot.store.sql.common import CHUNK, chunks, guarded, translate_conflicts
 from abpilot.store.sql.contextual import SqlContextual
 from abpilot.store.sql.documents import SqlDocuments
 from abpilot.store.sql.history import SqlHistory
-from abpilot.store.sql.intake import SqlIntake
+from abpilot.store.sql.intake import SqlIntake, SqlUnitReads
 from abpilot.store.sql.schema import (
     PER_EXPERIMENT_TABLES,
     assignments,
@@ -51,7 +51,14 @@ from abpilot.store.sql.transfer import SqlTransfer
 
 
 class SqlStore(
-    SqlIntake, SqlHistory, SqlContextual, SqlDocuments, SqlActivity, SqlTransfer, StoreDefaults
+    SqlIntake,
+    SqlUnitReads,
+    SqlHistory,
+    SqlContextual,
+    SqlDocuments,
+    SqlActivity,
+    SqlTransfer,
+    StoreDefaults,
 ):
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -265,6 +272,7 @@ def _experiment_row(experiment: Experiment) -> dict[str, Any]:
         "winner": experiment.winner,
         "version": experiment.version,
         "open_metrics": experiment.open_metrics,
+        "dimensions": list(experiment.dimensions) or None,
     }
 
 
@@ -298,4 +306,5 @@ def _experiment_from_row(row: Any, variant_rows: list[dict[str, Any]]) -> Experi
         winner=row["winner"],
         version=int(row["version"]),
         open_metrics=bool(row["open_metrics"]),
+        dimensions=tuple(row["dimensions"] or ()),
     )

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from abpilot.domain.experiment import Experiment
 from abpilot.store.base import StoredAssignment, experiment_taken
 from abpilot.store.codec import as_utc
+from abpilot.store.counters import stored_cells
 from abpilot.store.sql.common import chunks, guarded
 from abpilot.store.sql.contextual import _context_json
 from abpilot.store.sql.schema import (
@@ -91,7 +92,7 @@ def _rows(state: ExperimentState, now: datetime) -> list[tuple[sa.Table, list[di
                         "unique_units": c.unique_units,
                     }
                 )
-            for metric, t in c.metrics.items():
+            for metric, t in stored_cells(c).items():
                 metric_rows.append(
                     {
                         **cell,
