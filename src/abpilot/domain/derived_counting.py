@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from abpilot.domain import derived as cells
-from abpilot.domain.counting import (
+from abpilot.domain.increments import (
     CounterIncrements,
     CountingStep,
     UnitKey,
