@@ -13,7 +13,7 @@ from abpilot.store.sql import engine as sql_engine
 from abpilot.store.sql.schema import metadata
 from tests.conftest import backend_url
 
-HEAD = "0006"
+HEAD = "0007"
 # The tables ("table"), columns ("table.column") and indexes ("index:name") each revision adds,
 # to check its upgrade and downgrade.
 ADDED = {
@@ -22,6 +22,7 @@ ADDED = {
     "0004": {"variant_counters.last_event_at", "metric_counters.last_event_at"},
     "0005": {"decisions.rating", "index:ix_decisions_experiment_id_unit_id_decided_at"},
     "0006": {"experiments.open_metrics"},
+    "0007": {"index:ix_processed_events_processed_at"},
 }
 
 

@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                 services.datafiles.start()
                 stack.callback(services.datafiles.stop)
             if settings.scheduler_enabled:
-                for scheduler in (services.recalculation, services.monitoring):
+                for scheduler in (services.recalculation, services.monitoring, services.pruning):
                     scheduler.start()
                     stack.callback(scheduler.stop)
             yield

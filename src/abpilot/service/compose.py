@@ -27,6 +27,7 @@ from abpilot.store.factory import check_options
 from abpilot.store.factory import open_store as open_url
 
 MONITOR_TICK_SECONDS = 60.0  # how often the leader asks whether the daily run is due
+PRUNE_INTERVAL_SECONDS = 3600.0  # how often the leader prunes event ids out of the window
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
 
@@ -40,6 +41,7 @@ class Services:
     daily: DailyMonitor  # the daily monitoring run (MONITOR_*)
     recalculation: Scheduler  # bandit weights every UPDATE_INTERVAL_MINUTES, on the leader
     monitoring: Scheduler  # the daily run, on the leader of the ``monitor`` lease
+    pruning: Scheduler  # event ids out of the dedupe window, hourly, on the leader
     datafiles: Repeater | None  # polls DATAFILES_DIR (None without one)
 
 
@@ -75,6 +77,12 @@ def build(store: Store, settings: Settings) -> Services:
         monitoring=Scheduler(
             store, daily.run_if_due, name="monitor", interval_seconds=MONITOR_TICK_SECONDS
         ),
+        pruning=Scheduler(
+            store,
+            experiments.prune_event_ids,
+            name="prune-event-ids",
+            interval_seconds=PRUNE_INTERVAL_SECONDS,
+        ),
         datafiles=(
             Repeater(
                 companion.sync,
@@ -89,11 +97,13 @@ def build(store: Store, settings: Settings) -> Services:
 
 def open_store(settings: Settings, url: str | None = None) -> Store:
     """The configured store, or the one at ``url``; ``REDIS_PREFIX`` applies to any Redis
-    URL. Opening a SQL store runs its migrations (blocking: the app calls this in a thread)."""
+    URL, ``EVENT_ID_RETENTION_DAYS`` to every store. Opening a SQL store runs its migrations
+    (blocking: the app calls this in a thread)."""
     url = url or settings.store_url()
+    retention = settings.event_id_retention_days
     if url.split(":", 1)[0].lower() in REDIS_SCHEMES:
-        return open_url(url, prefix=settings.redis_prefix)
-    return open_url(url)
+        return open_url(url, prefix=settings.redis_prefix, event_id_retention_days=retention)
+    return open_url(url, event_id_retention_days=retention)
 
 
 def open_service(url: str, **options: Any) -> ExperimentService:

@@ -11,10 +11,12 @@ from abpilot.store.base import Store
 
 # The options each kind of store takes (anything else is refused before a connection is made:
 # redis-py would only fail on first use). ``migrate`` is accepted by every store (SQL only
-# acts on it), so a caller need not know which kind of store a URL names.
-SQL_OPTIONS = frozenset(
+# acts on it), so a caller need not know which kind of store a URL names; so is
+# ``event_id_retention_days`` (the dedupe window, ``abpilot.store.event_ids``; 0 by default:
+# keep every event id forever).
+COMMON_OPTIONS = frozenset({"migrate", "event_id_retention_days"})
+SQL_OPTIONS = COMMON_OPTIONS | frozenset(
     {
-        "migrate",
         "echo",
         "pool_size",
         "max_overflow",
@@ -24,9 +26,8 @@ SQL_OPTIONS = frozenset(
         "connect_args",
     }
 )
-REDIS_OPTIONS = frozenset(
+REDIS_OPTIONS = COMMON_OPTIONS | frozenset(
     {
-        "migrate",
         "prefix",
         "socket_timeout",
         "socket_connect_timeout",
@@ -39,7 +40,7 @@ REDIS_OPTIONS = frozenset(
         "password",
     }
 )
-MEMORY_OPTIONS = frozenset({"migrate"})
+MEMORY_OPTIONS = COMMON_OPTIONS
 
 
 def _scheme(url: str) -> str:
@@ -87,7 +88,7 @@ def open_store(url: str, **options: Any) -> Store:
     if scheme == "memory":
         from abpilot.store.memory import MemoryStore
 
-        return MemoryStore()
+        return MemoryStore(event_id_retention_days=options.get("event_id_retention_days", 0))
     if scheme in {"redis", "rediss", "unix"}:
         from abpilot.store.redis import RedisStore
 

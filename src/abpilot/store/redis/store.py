@@ -13,7 +13,10 @@ script can touch all of it:
                        ``|sum_squares``
 - ``p:{id}:units``     hash ``c|<metric>|<unit id>`` -> conversions of that unit and
                        ``t|<metric>|<unit id>`` -> its running total (unit id last: unambiguous)
-- ``p:{id}:events``    set of processed event ids
+- ``p:{id}:events``    set of processed event ids (with a dedupe window, those claimed before
+                       it was set)
+- ``p:{id}:events:<day>``, ``p:{id}:event_days``: with a dedupe window, the ids claimed on each
+                       UTC day (expiring) and the days that have a set: see ``event_ids``
 - ``p:{id}:activity``  microseconds since the epoch (UTC) at which the last counted event was
                        received: only ever moved forward, by the commit script
 - ``p:{id}:daily``, ``p:{id}:raw``, ``p:{id}:allocations``: see ``history``
@@ -48,6 +51,7 @@ from abpilot.domain.experiment import Experiment, ExperimentStatus
 from abpilot.store.base import experiment_taken
 from abpilot.store.codec import as_utc, experiment_from_dict, experiment_to_dict
 from abpilot.store.defaults import StoreDefaults
+from abpilot.store.event_ids import check_retention
 from abpilot.store.redis.contextual import CONTEXTUAL_KEYS, RedisContextual
 from abpilot.store.redis.documents import RedisDocuments
 from abpilot.store.redis.history import HISTORY_KEYS, RedisHistory, reachable, text
@@ -107,13 +111,16 @@ class RedisStore(
 ):
     """The ``Store`` protocol on one Redis server (or, per experiment, one Cluster shard)."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "abp") -> None:
+    def __init__(
+        self, client: redis.Redis, prefix: str = "abp", *, event_id_retention_days: int = 0
+    ) -> None:
         if not prefix or "{" in prefix or "}" in prefix:
             raise ValueError(
                 f"the Redis key prefix must be non-empty, without braces (got {prefix!r})"
             )
         self._client = client
         self._prefix = prefix
+        self.event_id_retention_days = check_retention(event_id_retention_days)
         kwargs = client.get_connection_kwargs()
         self.location = str(kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}")
         self._create: Script = client.register_script(_CREATE)
@@ -125,12 +132,16 @@ class RedisStore(
         self._register_transfer_scripts()
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "abp", **options: Any) -> RedisStore:
+    def from_url(
+        cls, url: str, *, prefix: str = "abp", event_id_retention_days: int = 0, **options: Any
+    ) -> RedisStore:
         """Connect lazily to ``url``; ``options`` go to ``redis.Redis.from_url``."""
+        retention = check_retention(event_id_retention_days)
         options.pop("migrate", None)  # asked of every store by open_store; Redis has no schema
         options.setdefault("socket_connect_timeout", 5.0)
         options["decode_responses"] = True
-        return cls(redis.Redis.from_url(url, **options), prefix=prefix)
+        client = redis.Redis.from_url(url, **options)
+        return cls(client, prefix=prefix, event_id_retention_days=retention)
 
     @reachable
     def create_experiment(self, experiment: Experiment) -> None:
@@ -184,7 +195,9 @@ class RedisStore(
 
     @reachable
     def delete_experiment(self, experiment_id: str) -> bool:
+        # The day sets listed now; one a claim adds meanwhile expires with its window.
         keys = [self._key(experiment_id, name) for name in _ALL_KEYS]
+        keys += self._day_keys(experiment_id)
         existed = self._delete(
             keys=[*keys, self._index_keys, self._index_ids], args=[experiment_id]
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 WRITE = "abpilot_write"
 # Any constant works: it only has to be the same for every process that migrates this database.
 MIGRATION_LOCK_ID = 0x61627069
+MIGRATION_LOCK_POLL_SECONDS = 0.1
 
 
 def normalise_url(url: str) -> str:
@@ -56,14 +58,34 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` with Alembic; safe when several processes start at once."""
+    """Bring the schema to ``revision`` with Alembic; safe when several processes start at once.
+
+    SQLite: one write transaction (BEGIN IMMEDIATE) holds the database for the whole upgrade.
+    PostgreSQL: a session advisory lock serialises the migrating processes and each revision
+    runs in its own transaction, so a revision may build an index CONCURRENTLY outside one
+    (0007). The lock is polled, not waited for: a session blocked in ``pg_advisory_lock``
+    holds a snapshot that CREATE INDEX CONCURRENTLY would wait for, a deadlock."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+    if engine.dialect.name != "postgresql":
+        with engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+        return
+    with engine.connect() as conn:
+        lock = sa.text("SELECT pg_try_advisory_lock(:id)")
+        while not conn.execute(lock, {"id": MIGRATION_LOCK_ID}).scalar():
+            conn.commit()
+            time.sleep(MIGRATION_LOCK_POLL_SECONDS)
+        conn.commit()  # the session lock stays; Alembic begins a transaction per revision
+        try:
+            config.attributes["connection"] = conn
+            config.attributes["transaction_per_migration"] = True
+            command.upgrade(config, revision)
+        finally:
+            conn.rollback()
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+            conn.commit()
 
 
 def current_revision(engine: sa.Engine) -> str | None:
