@@ -89,3 +89,33 @@ def test_cli_db_upgrade(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert HEAD in result.output
     assert HEAD in CliRunner().invoke(app, ["db", "current", "--database-url", url]).output
+
+
+def test_processes_starting_at_once_migrate_once_each_waiting_its_turn(tmp_path: Path) -> None:
+    """Several workers upgrading one fresh PostgreSQL schema at once: the session lock lets one
+    migrate (0007 builds its index CONCURRENTLY, outside a transaction) while the others poll;
+    all of them end at the head, with the schema the queries expect."""
+    import threading
+
+    with backend_url("postgres", tmp_path) as (url, _):
+        engines = [sql_engine.create_engine(url) for _ in range(4)]
+        errors: list[BaseException] = []
+
+        def upgrade(engine: sa.Engine) -> None:
+            try:
+                sql_engine.upgrade(engine)
+            except BaseException as error:  # reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=upgrade, args=(e,)) for e in engines]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert errors == []
+            assert sql_engine.current_revision(engines[0]) == HEAD
+            assert "index:ix_processed_events_processed_at" in schema_names(engines[0])
+        finally:
+            for engine in engines:
+                engine.dispose()
