@@ -183,3 +183,30 @@ def test_exports_carry_only_the_ids_inside_the_window(tmp_path: Path) -> None:
                 assert prune_event_ids(target, now=T0 + 11 * DAY) == 0
                 assert prune_event_ids(target, now=T0 + 13 * DAY) == 1
         source.close()
+
+
+def test_two_workers_sending_the_same_ids_at_once_count_each_once(
+    stores: tuple[Store, Store],
+) -> None:
+    """Both clients send the same 1,000 ids (in opposite orders) at the same time: on Redis the
+    check that no day set of the window holds a new id fails for the later commit, which counts
+    again and finds them claimed."""
+    store, other = stores
+    e = running(store).id
+    batches = [[exposure(e, f"u{n}", f"ev-{n}-{k}", T0) for k in range(50)] for n in range(20)]
+    counted: list[int] = []
+
+    def send(client: Store, order: list[list[EventRecord]]) -> None:
+        counted.append(sum(client.apply_events(batch).applied for batch in order))
+
+    threads = [
+        threading.Thread(target=send, args=(store, batches)),
+        threading.Thread(target=send, args=(other, batches[::-1])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(counted) == 1000
+    assert store.get_counters(e)["control"].exposures == 1000
+    assert len(ids(store, e)) == 1000

@@ -82,8 +82,10 @@ MAX_ATTEMPTS = 50
 
 # Read, check, then write: the one script of the event path, and it holds no counting rule.
 # KEYS: the keys the step touches. ARGV[1]: JSON [reads, checks, writes]. A read is [kind, key
-# index, members]: 'h' (HMGET of the fields) or 's' (SMISMEMBER of the members). A check is a
-# read with the values expected ([kind, key index, members, expected], null: no field). A write
+# index, members]: 'h' (HMGET of the fields) or 's' (SMISMEMBER of the members), or ['S', [key
+# indexes], members] (1 where any of the sets holds the member). A check is a read with the values
+# expected ([kind, key index, members, expected], null: no field), or ['n', [key indexes],
+# members, []]: none of the sets holds any of the members. A write
 # is [op, key index, args]: 'sadd' members, 'hset' field value ..., 'hincrby' or 'hincrbyfloat'
 # field increment ..., 'max' value (SET the key if the value is larger than the number it
 # holds) or 'expire' seconds (after the key's other writes). Returns JSON [1 if written else 0
@@ -115,14 +117,35 @@ local function lookup(kind, key, members)
   end
   return out
 end
+local function any_of(keys, members)  -- per member: 1 if any of the sets holds it
+  local out = {}
+  for j = 1, #members do out[j] = 0 end
+  for _, k in ipairs(keys) do
+    local got = fetch('s', KEYS[k], members)
+    for j = 1, #got do if got[j] == 1 then out[j] = 1 end end
+  end
+  return out
+end
 local found = {}
-for n, r in ipairs(plan[1]) do found[n] = fetch(r[1], KEYS[r[2]], r[3]) end
+for n, r in ipairs(plan[1]) do
+  if r[1] == 'S' then
+    found[n] = any_of(r[2], r[3])
+  else
+    found[n] = fetch(r[1], KEYS[r[2]], r[3])
+  end
+end
 for _, c in ipairs(plan[2]) do
-  local got, want = lookup(c[1], KEYS[c[2]], c[3]), c[4]
-  for j = 1, #want do
-    local g, w = got[j], want[j]
-    if (w == cjson.null and g) or (w ~= cjson.null and g ~= w) then
-      return cjson.encode({0, found})
+  if c[1] == 'n' then
+    for _, held in ipairs(any_of(c[2], c[3])) do
+      if held == 1 then return cjson.encode({0, found}) end
+    end
+  else
+    local got, want = lookup(c[1], KEYS[c[2]], c[3]), c[4]
+    for j = 1, #want do
+      local g, w = got[j], want[j]
+      if (w == cjson.null and g) or (w ~= cjson.null and g ~= w) then
+        return cjson.encode({0, found})
+      end
     end
   end
 end
@@ -215,12 +238,16 @@ class _Plan:
         self.event_sets = store.event_sets(day_number(claimed_at))
         self._keys: dict[tuple[str, str], int] = {}
         self.reads: list[list[object]] = []
-        # (kind, key index) -> (members, expected); (op, key index) -> args
-        self.checks: dict[tuple[str, int], tuple[list[str], list[object]]] = {}
+        # (kind, key index or indexes) -> (members, expected); (op, key index) -> args
+        self.checks: dict[tuple[str, int | tuple[int, ...]], tuple[list[str], list[object]]] = {}
         self.writes: dict[tuple[str, int], list[str]] = {}
 
     def key(self, experiment_id: str, name: str) -> int:
         return self._keys.setdefault((experiment_id, name), len(self._keys) + 1)
+
+    def event_keys(self, experiment_id: str) -> list[int]:
+        """The indexes of the experiment's sets of claimed ids that a claim checks."""
+        return [self.key(experiment_id, name) for name in self.event_sets]
 
     def check(self, kind: str, experiment_id: str, name: str) -> tuple[list[str], list[object]]:
         return self.checks.setdefault((kind, self.key(experiment_id, name)), ([], []))
@@ -231,8 +258,8 @@ class _Plan:
     def read_snapshot(self, keys: BatchKeys) -> None:
         """Read what ``keys`` name: ``snapshot`` turns the answer into a ``_Snapshot``."""
         for exp, ids, units, unit_metrics in _by_experiment(keys):
-            for name in self.event_sets if ids else ():
-                self.reads.append(["s", self.key(exp, name), ids])
+            if ids:
+                self.reads.append(["S", self.event_keys(exp), ids])
             if units:
                 self.reads.append(["h", self.key(exp, "assign"), units])
                 self.reads.append(["s", self.key(exp, "exposed"), units])
@@ -249,14 +276,12 @@ class _Plan:
         return len(keys), [*keys, plan]
 
 
-def snapshot(keys: BatchKeys, found: Any, event_sets: int) -> _Snapshot:
-    """The snapshot from what ``_Plan.read_snapshot``'s reads found, in their order (an id is
-    claimed if any of the ``event_sets`` sets read holds it)."""
+def snapshot(keys: BatchKeys, found: Any) -> _Snapshot:
+    """The snapshot from what ``_Plan.read_snapshot``'s reads found, in their order."""
     result, at = _Snapshot(), iter(found if isinstance(found, list) else [])
     for exp, ids, units, unit_metrics in _by_experiment(keys):
         if ids:
-            held = [any(m) for m in zip(*(next(at) for _ in range(event_sets)), strict=True)]
-            result.claimed.update(((exp, i), h) for i, h in zip(ids, held, strict=True))
+            result.claimed.update(((exp, i), bool(m)) for i, m in zip(ids, next(at), strict=True))
         if units:
             result.cells.update(((exp, u), c or None) for u, c in zip(units, next(at), strict=True))
             result.exposed.update(((exp, u), bool(m)) for u, m in zip(units, next(at), strict=True))
@@ -286,10 +311,8 @@ class _RedisStep:
             fresh = [pair for pair in group if not claimed.get(pair, False)]
             if not fresh:
                 continue
-            for name in plan.event_sets:
-                members, expected = plan.check("s", exp, name)
-                members.extend(pair[1] for pair in fresh)
-                expected.extend(0 for _ in fresh)
+            absent = plan.checks.setdefault(("n", tuple(plan.event_keys(exp))), ([], []))[0]
+            absent.extend(pair[1] for pair in fresh)
             plan.write("sadd", exp, day_set(day)).extend(pair[1] for pair in fresh)
             plan.writes[("expire", plan.key(exp, day_set(day)))] = [
                 str(day_set_ttl(day, plan.retention, plan.claimed_at))
@@ -543,7 +566,7 @@ class RedisIntake(RedisEventIds):
                     self._known.remember(current)  # now true: what was read and written
                 return result
             if state is None and read_along:
-                state = snapshot(keys(), found, len(plan.event_sets))
+                state = snapshot(keys(), found)
             else:
                 state = self._read(keys(), at)
             if read_along:
@@ -566,7 +589,7 @@ class RedisIntake(RedisEventIds):
     def _read(self, keys: BatchKeys, claimed_at: datetime) -> _Snapshot:
         plan = _Plan(self, claimed_at)
         plan.read_snapshot(keys)
-        return snapshot(keys, self._run(plan)[1], len(plan.event_sets))
+        return snapshot(keys, self._run(plan)[1])
 
     def _run(self, plan: _Plan) -> tuple[bool, Any]:
         """Call ``_STEP`` with ``plan``: whether it wrote, and what its reads found. A server
