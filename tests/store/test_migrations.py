@@ -91,12 +91,15 @@ def test_cli_db_upgrade(tmp_path: Path) -> None:
     assert HEAD in CliRunner().invoke(app, ["db", "current", "--database-url", url]).output
 
 
-def test_processes_starting_at_once_migrate_once_each_waiting_its_turn(tmp_path: Path) -> None:
+def test_processes_starting_at_once_migrate_once_each_waiting_its_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Several workers upgrading one fresh PostgreSQL schema at once: the session lock lets one
-    migrate (0007 builds its index CONCURRENTLY, outside a transaction) while the others poll;
-    all of them end at the head, with the schema the queries expect."""
+    migrate while the others poll; all of them end at the head, with the schema the queries
+    expect. 0007 builds its index CONCURRENTLY here, as on a big table, outside a transaction."""
     import threading
 
+    monkeypatch.setattr(sql_engine, "CONCURRENT_INDEX_ROWS", -2.0)
     with backend_url("postgres", tmp_path) as (url, _):
         engines = [sql_engine.create_engine(url) for _ in range(4)]
         errors: list[BaseException] = []
@@ -116,6 +119,10 @@ def test_processes_starting_at_once_migrate_once_each_waiting_its_turn(tmp_path:
             assert errors == []
             assert sql_engine.current_revision(engines[0]) == HEAD
             assert "index:ix_processed_events_processed_at" in schema_names(engines[0])
+            with engines[0].connect() as conn:
+                valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = :name ::regclass"
+                name = {"name": "ix_processed_events_processed_at"}
+                assert conn.execute(sa.text(valid), name).scalar_one() is True
         finally:
             for engine in engines:
                 engine.dispose()

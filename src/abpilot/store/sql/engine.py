@@ -16,6 +16,8 @@ WRITE = "abpilot_write"
 # Any constant works: it only has to be the same for every process that migrates this database.
 MIGRATION_LOCK_ID = 0x61627069
 MIGRATION_LOCK_POLL_SECONDS = 0.1
+# Above this many rows (the planner's estimate) a migration builds an index CONCURRENTLY (0007).
+CONCURRENT_INDEX_ROWS = 100_000
 
 
 def normalise_url(url: str) -> str:
