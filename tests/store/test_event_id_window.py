@@ -210,3 +210,23 @@ def test_two_workers_sending_the_same_ids_at_once_count_each_once(
     assert sum(counted) == 1000
     assert store.get_counters(e)["control"].exposures == 1000
     assert len(ids(store, e)) == 1000
+
+
+def test_redis_ids_from_before_the_window_expire_one_window_after_the_first_prune(
+    tmp_path: Path,
+) -> None:
+    """Ids a store kept forever (window 0) stay recognised when the window is set, and the first
+    prune gives their set one more window to live."""
+    for forever, _ in windowed("redis", tmp_path, 0):
+        assert isinstance(forever, RedisStore)
+        e = running(forever).id
+        forever.apply_events([exposure(e, "u1", "ev-old", T0)])
+        windowed_store = RedisStore(
+            forever._client, forever._prefix, event_id_retention_days=WINDOW
+        )
+        resent = windowed_store.apply_events([exposure(e, "u1", "ev-old", T0 + DAY)])
+        assert resent.duplicates == 1
+        legacy = forever._key(e, "events")
+        assert forever._client.ttl(legacy) == -1
+        windowed_store.prune_event_ids(now=T0 + DAY, limit=10)
+        assert 0 < forever._client.ttl(legacy) <= (WINDOW + 1) * DAY_SECONDS

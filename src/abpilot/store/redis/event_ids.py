@@ -64,10 +64,14 @@ class RedisEventIds(RedisKeys):
         pipe = self._client.pipeline(transaction=False)
         for exp in experiments:
             pipe.smembers(self._key(exp, "event_days"))
-            # Ids claimed before the window was set: kept for one more window, then gone.
-            seconds = (self.event_id_retention_days + 1) * DAY_SECONDS
-            pipe.expire(self._key(exp, "events"), seconds, nx=True)
+            pipe.ttl(self._key(exp, "events"))
         replies = pipe.execute()
+        # Ids claimed before the window was set (a set without expiry, TTL -1): kept for one
+        # more window, then gone. (TTL then EXPIRE rather than EXPIRE NX: Redis 6.2 has no NX.)
+        seconds = (self.event_id_retention_days + 1) * DAY_SECONDS
+        for exp, ttl in zip(experiments, replies[1::2], strict=True):
+            if ttl == -1:
+                self._client.expire(self._key(exp, "events"), seconds)
         removed = 0
         for exp, days in zip(experiments, replies[::2], strict=True):
             if removed >= limit:
