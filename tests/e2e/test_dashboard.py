@@ -259,7 +259,9 @@ def test_an_ab_test_page_draws_its_charts_and_says_its_verdict(page: Page, serve
     for canvas in CHARTS:
         assert all(n > 0 for n in dataset_lengths(page, canvas)), canvas
         expect(page.locator(f"#{canvas}")).to_have_attribute("role", "img")
-    analysis = httpx.get(f"{server}/api/v1/experiments/checkout-button/analysis").json()
+    # A worker's first analysis loads SciPy and statsmodels (seconds on a busy machine).
+    url = f"{server}/api/v1/experiments/checkout-button/analysis"
+    analysis = httpx.get(url, timeout=60).json()
     expect(page.locator("#verdict-headline")).not_to_be_empty()
     expect(page.locator("#verdict-lines")).to_contain_text(analysis["message"][1:60])
     decision = analysis["decision"]
