@@ -236,8 +236,10 @@ def test_the_list_shows_every_experiment_with_its_leader_and_alerts(
 ) -> None:
     page.goto(f"{server}/dashboard")
     table = page.get_by_role("table")
+    # The list reads each experiment's verdict: the worker's first analysis loads SciPy and
+    # statsmodels, seconds on a busy machine.
     for name in ("Checkout button colour", "Hero banner", "Recommendations", "Search ranking"):
-        expect(table.get_by_role("link", name=name)).to_be_visible()
+        expect(table.get_by_role("link", name=name)).to_be_visible(timeout=30_000)
     row = table.locator("tr[data-key='checkout-button']")
     expect(row).to_contain_text("A/B test")
     expect(row).to_contain_text("Running")
@@ -364,7 +366,7 @@ def test_a_closed_service_asks_for_a_key_once(browser: Browser, tmp_path: Path) 
         expect(dialog).to_be_visible()
         dialog.get_by_label("Key or token").fill(READ_KEY)
         dialog.get_by_role("button", name="Save key").click()
-        expect(page.get_by_role("link", name="Locked experiment")).to_be_visible()
+        expect(page.get_by_role("link", name="Locked experiment")).to_be_visible(timeout=30_000)
         assert page.evaluate("localStorage.getItem('abpilot.apiKey')") == READ_KEY
         page.reload()  # the key is remembered
         page.get_by_role("link", name="Locked experiment").click()
