@@ -24,6 +24,11 @@ service counts events as fast as the store can take bare single-row upserts). Th
 more per event than one upsert (the event-id claim, the unit's assignment and exposure marks, the
 counters), but aggregates counters per batch. Rounds alternate service and reference; each figure
 is the best round.
+
+The store rows run with ids kept forever (``event_id_retention_days=0``, ``abpilot.open``'s
+default). ``measure_window`` sets the dedupe window the server uses by default (7 days) next to
+that, on Redis, where it changes the claim most (the window's day sets are checked instead of one
+set): two services on two fresh prefixes, alternating rounds, the same batches.
 """
 
 from __future__ import annotations
@@ -98,8 +103,8 @@ def timed(batches: Sequence[T], apply: Callable[[T], object]) -> float:
 class ServiceRun:
     """One store's service with a running experiment; ``round`` sends fresh batches, timed."""
 
-    def __init__(self, url: str, options: dict[str, str]) -> None:
-        self.service = abpilot.open(url, **options)
+    def __init__(self, url: str, options: dict[str, str], retention_days: int = 0) -> None:
+        self.service = abpilot.open(url, **options, event_id_retention_days=retention_days)
         self.service.create_experiment(
             key=EXPERIMENT_KEY,
             variants=[{"key": "control", "weight": 0.5}, {"key": "treatment", "weight": 0.5}],
@@ -277,3 +282,28 @@ def measure_store(store: str, batches: int, rounds: int, redis_requests: int) ->
 
 def measure_all(batches: int, rounds: int, redis_requests: int) -> list[IntakeRow]:
     return [measure_store(store, batches, rounds, redis_requests) for store in BACKENDS]
+
+
+WINDOW_DAYS = 7  # the server's default EVENT_ID_RETENTION_DAYS
+
+
+def measure_window(batches: int, rounds: int) -> tuple[float, float] | str:
+    """Redis batch intake (events/s) with the default dedupe window and with ids kept forever,
+    alternating rounds; or why it was skipped."""
+    try:
+        with contextlib.ExitStack() as stack:
+            windowed_url, windowed_options = stack.enter_context(BACKENDS["Redis"]())
+            forever_url, forever_options = stack.enter_context(BACKENDS["Redis"]())
+            windowed = ServiceRun(windowed_url, windowed_options, WINDOW_DAYS)
+            stack.callback(windowed.close)
+            forever = ServiceRun(forever_url, forever_options, 0)
+            stack.callback(forever.close)
+            rates: tuple[list[float], list[float]] = ([], [])
+            for number in range(rounds):
+                rates[0].append(windowed.round(number, batches))
+                rates[1].append(forever.round(number, batches))
+            windowed.check()
+            forever.check()
+    except Exception as error:  # a server out of reach (or a failure) skips the row
+        return f"skipped: {type(error).__name__}: {error}"
+    return max(rates[0]), max(rates[1])

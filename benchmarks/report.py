@@ -178,6 +178,22 @@ def intake_rows(sizes: Sizes, console: Console) -> list[Row]:
                     row.service / row.python_client,
                 )
             )
+    with console.status("batch intake: Redis, dedupe window..."):
+        window = intake.measure_window(sizes.intake_batches, sizes.intake_rounds)
+    figure = f"record_events, Redis, {intake.WINDOW_DAYS}-day dedupe window"
+    if isinstance(window, str):
+        out.append(Row("intake", figure, "-", "ids kept forever", "-", None, window))
+    else:
+        out.append(
+            Row(
+                "intake",
+                figure,
+                f"{window[0]:,.0f} events/s",
+                "the same, ids kept forever (window 0), alternating rounds",
+                f"{window[1]:,.0f} events/s",
+                window[0] / window[1],
+            )
+        )
     return out
 
 

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     experiment_cache_seconds: float = Field(default=1.0, ge=0)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=10_000, ge=1)
+    # The dedupe window: an event id is recognised as a duplicate for at least this many days
+    # (0: forever, the state growing without bound). A week covers client retries, a stream's
+    # redeliveries and a replay after a weekend's outage, and bounds the ids kept to a week's.
+    event_id_retention_days: int = Field(default=7, ge=0, le=36_500)
     update_interval_minutes: float = Field(default=30, gt=0)
     min_exposures_for_update: int = Field(default=100, ge=0)
     default_window_days: int = Field(default=14, ge=1)

@@ -148,7 +148,8 @@ def test_events_acknowledged_across_a_sigkill_count_exactly_once(
                 revenue = seen["metrics"]["revenue"]
                 assert revenue["count"] == revenue["units"] == expected["revenue"], key
                 assert revenue["sum"] == pytest.approx(2.5 * expected["revenue"]), key
-            analysis = httpx.get(f"{base}/experiments/{KEY}/analysis").json()
+            # A worker's first analysis loads SciPy and statsmodels (seconds on a busy machine).
+            analysis = httpx.get(f"{base}/experiments/{KEY}/analysis", timeout=60).json()
             units = {v["key"]: v["units"] for v in analysis["variants"]}
             assert units == {k: c["units"] for k, c in expected_counts().items()}
         finally:

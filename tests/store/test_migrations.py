@@ -13,7 +13,7 @@ from abpilot.store.sql import engine as sql_engine
 from abpilot.store.sql.schema import metadata
 from tests.conftest import backend_url
 
-HEAD = "0007"
+HEAD = "0008"
 # The tables ("table"), columns ("table.column") and indexes ("index:name") each revision adds,
 # to check its upgrade and downgrade.
 ADDED = {
@@ -23,6 +23,7 @@ ADDED = {
     "0005": {"decisions.rating", "index:ix_decisions_experiment_id_unit_id_decided_at"},
     "0006": {"experiments.open_metrics"},
     "0007": {"experiments.dimensions"},
+    "0008": {"index:ix_processed_events_processed_at"},
 }
 
 
@@ -91,31 +92,65 @@ def test_cli_db_upgrade(tmp_path: Path) -> None:
     assert HEAD in CliRunner().invoke(app, ["db", "current", "--database-url", url]).output
 
 
-MIGRATION_LOCK = (
-    "SELECT pg_advisory_xact_lock(:id, hashtext(current_database() || '.' || "
-    "coalesce(current_schema(), '')))"
-)
-
-
 def test_migrations_in_other_schemas_do_not_wait_for_each_other() -> None:
-    """Processes starting at once in ONE schema queue on its migration lock; deployments (or test
-    runs) in other schemas of the same server do not queue behind them. ``lock_timeout`` turns a
-    wait into an error, so neither case can hang."""
+    """Processes starting at once in ONE schema take turns on its migration lock; deployments
+    (or test runs) in other schemas of the same server do not queue behind them."""
+    import threading
+
     from tests.conftest import postgres_schema_url
 
     with postgres_schema_url() as held_url, postgres_schema_url() as other_url:
         holder = sa.create_engine(held_url)
+        other = sql_engine.create_engine(other_url)
         try:
-            with holder.connect() as conn, conn.begin():
-                conn.execute(sa.text(MIGRATION_LOCK), {"id": sql_engine.MIGRATION_LOCK_ID})
-                # (the schema URLs end in their libpq ``options``: add the timeout there)
-                other = sa.create_engine(f"{other_url}%20-clock_timeout%3D2000")
-                sql_engine.upgrade(other)  # another schema: no wait
+            with holder.connect() as conn:
+                keys = {"id": sql_engine.MIGRATION_LOCK_ID}
+                conn.execute(sa.text(f"SELECT pg_advisory_lock({sql_engine._LOCK_KEYS})"), keys)
+                # Another schema migrates while this one's lock is held (a lock shared by every
+                # schema would keep it polling: the join's limit only keeps a failure from hanging).
+                done = threading.Thread(target=sql_engine.upgrade, args=(other,), daemon=True)
+                done.start()
+                done.join(timeout=120)
+                assert not done.is_alive(), "the other schema waited for this schema's lock"
                 assert sql_engine.current_revision(other) == HEAD
-                other.dispose()
-                same = sa.create_engine(f"{held_url}%20-clock_timeout%3D200")
-                with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
-                    sql_engine.upgrade(same)  # the schema whose lock is held: it waits
-                same.dispose()
+                conn.execute(sa.text(f"SELECT pg_advisory_unlock({sql_engine._LOCK_KEYS})"), keys)
         finally:
             holder.dispose()
+            other.dispose()
+
+
+def test_processes_starting_at_once_migrate_once_each_waiting_its_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several workers upgrading one fresh PostgreSQL schema at once: the session lock lets one
+    migrate while the others poll; all of them end at the head, with the schema the queries
+    expect. 0008 builds its index CONCURRENTLY here, as on a big table, outside a transaction."""
+    import threading
+
+    monkeypatch.setattr(sql_engine, "CONCURRENT_INDEX_ROWS", -2.0)
+    with backend_url("postgres", tmp_path) as (url, _):
+        engines = [sql_engine.create_engine(url) for _ in range(4)]
+        errors: list[BaseException] = []
+
+        def upgrade(engine: sa.Engine) -> None:
+            try:
+                sql_engine.upgrade(engine)
+            except BaseException as error:  # reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=upgrade, args=(e,)) for e in engines]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert errors == []
+            assert sql_engine.current_revision(engines[0]) == HEAD
+            assert "index:ix_processed_events_processed_at" in schema_names(engines[0])
+            with engines[0].connect() as conn:
+                valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = :name ::regclass"
+                name = {"name": "ix_processed_events_processed_at"}
+                assert conn.execute(sa.text(valid), name).scalar_one() is True
+        finally:
+            for engine in engines:
+                engine.dispose()

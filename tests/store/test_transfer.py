@@ -3,6 +3,7 @@ the original, and later events count on it exactly as they would have on the ori
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from abpilot.store.base import (
 )
 from abpilot.store.factory import open_store
 from abpilot.store.memory import MemoryStore
+from abpilot.store.redis import RedisStore
 from abpilot.store.state import ExperimentState
 from tests.conftest import BACKENDS, backend_url
 from tests.factories import make_experiment
@@ -153,6 +155,20 @@ def dump(store: Store, exp: Experiment) -> ExperimentState:
     return ExperimentService(store).transfer.dump(stored)
 
 
+def same(store: Store, a: ExperimentState, b: ExperimentState) -> bool:
+    """Equal; Redis without a dedupe window keeps no claim times (its ids sit in one set, read
+    as claimed at the last event time), so there only the ids are compared."""
+    if isinstance(store, RedisStore) and store.event_id_retention_days == 0:
+        a, b = (
+            dataclasses.replace(
+                s,
+                units=dataclasses.replace(s.units, event_ids=dict.fromkeys(s.units.event_ids, T0)),
+            )
+            for s in (a, b)
+        )
+    return a == b
+
+
 def test_a_restored_experiment_reads_back_exactly(store: Store) -> None:
     reference = MemoryStore()
     exp = record(reference)
@@ -160,7 +176,7 @@ def test_a_restored_experiment_reads_back_exactly(store: Store) -> None:
 
     store.restore_experiment(original)
 
-    assert dump(store, exp) == original
+    assert same(store, dump(store, exp), original)
     assert store.get_experiment_id("checkout") == exp.id
     assert [e.id for e in store.list_experiments()] == [exp.id]
 
@@ -169,7 +185,7 @@ def test_what_a_store_recorded_survives_the_trip_out(store: Store) -> None:
     exp = record(store)
     copy = MemoryStore()
     copy.restore_experiment(dump(store, exp))
-    assert dump(copy, exp) == dump(store, exp)
+    assert same(store, dump(copy, exp), dump(store, exp))
 
 
 def test_later_events_count_as_they_would_have_on_the_original(store: Store) -> None:
@@ -218,7 +234,7 @@ def test_a_taken_id_or_key_is_refused_and_nothing_is_written(store: Store) -> No
     store.restore_experiment(state)
     with pytest.raises(DuplicateKey):
         store.restore_experiment(state)  # same id
-    assert dump(store, state.experiment) == state
+    assert same(store, dump(store, state.experiment), state)
 
 
 # every experiment type, export -> import -> export, on every backend ------------------------------

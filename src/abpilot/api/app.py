@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                     services.recalculation,
                     services.monitoring,
                     services.snapshotting,
+                    services.pruning,
                     services.warehouse,
                 ):
                     if scheduler is not None:

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 _Array = np.ndarray
 
@@ -93,6 +92,8 @@ def evaluate(
 ) -> OffPolicyEstimates:
     """Estimates of the target policy's mean reward. ``target[i, a]`` is the probability that the
     target policy picks arm ``a`` in the context of logged decision ``i``."""
+    from scipy import stats
+
     x = np.asarray(contexts, dtype=object)
     a = np.asarray(arms, dtype=int)
     p = np.asarray(propensities, dtype=float)

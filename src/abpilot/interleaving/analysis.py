@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from scipy import stats
-
 from abpilot.interleaving.methods import Method
 from abpilot.stats.frequentist import Interval, wilson_interval
 
@@ -66,6 +64,8 @@ class InterleavingAnalysis:
 def analyse_impressions(
     credits: Sequence[tuple[int, int]], *, alpha: float = 0.05
 ) -> InterleavingAnalysis:
+    from scipy import stats
+
     wins_a = sum(1 for a, b in credits if a > b)
     wins_b = sum(1 for a, b in credits if b > a)
     n = len(credits)

@@ -28,6 +28,7 @@ from abpilot.store.factory import check_options
 from abpilot.store.factory import open_store as open_url
 
 MONITOR_TICK_SECONDS = 60.0  # how often the leader asks whether the daily run is due
+PRUNE_INTERVAL_SECONDS = 3600.0  # how often the leader prunes event ids out of the window
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"})
 
 
@@ -44,6 +45,7 @@ class Services:
     warehouse: Scheduler | None  # warehouse refreshes every WAREHOUSE_REFRESH_MINUTES (leader)
     monitoring: Scheduler  # the daily run, on the leader of the ``monitor`` lease
     snapshotting: Scheduler  # today's snapshots, on the leader of the ``snapshot`` lease
+    pruning: Scheduler  # event ids out of the dedupe window, hourly, on the leader
     datafiles: Repeater | None  # polls DATAFILES_DIR (None without one)
 
 
@@ -103,6 +105,12 @@ def build(store: Store, settings: Settings) -> Services:
         snapshotting=Scheduler(
             store, snapshots.take_if_due, name="snapshot", interval_seconds=SNAPSHOT_TICK_SECONDS
         ),
+        pruning=Scheduler(
+            store,
+            experiments.prune_event_ids,
+            name="prune-event-ids",
+            interval_seconds=PRUNE_INTERVAL_SECONDS,
+        ),
         datafiles=(
             Repeater(
                 companion.sync,
@@ -117,16 +125,19 @@ def build(store: Store, settings: Settings) -> Services:
 
 def open_store(settings: Settings, url: str | None = None) -> Store:
     """The configured store, or the one at ``url``; ``REDIS_PREFIX`` applies to any Redis
-    URL. Opening a SQL store runs its migrations (blocking: the app calls this in a thread)."""
+    URL, ``EVENT_ID_RETENTION_DAYS`` to every store. Opening a SQL store runs its migrations
+    (blocking: the app calls this in a thread)."""
     url = url or settings.store_url()
+    retention = settings.event_id_retention_days
     if url.split(":", 1)[0].lower() in REDIS_SCHEMES:
         return open_url(
             url,
             prefix=settings.redis_prefix,
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=settings.redis_wait_timeout_ms,
+            event_id_retention_days=retention,
         )
-    return open_url(url)
+    return open_url(url, event_id_retention_days=retention)
 
 
 def open_service(url: str, **options: Any) -> ExperimentService:

@@ -41,6 +41,7 @@ from abpilot.service.events import (
     EventInput,
     check_hash_assigned,
     check_running,
+    prune_event_ids,
     resolve_events,
 )
 from abpilot.service.interleaving import InterleavingService
@@ -676,6 +677,12 @@ class ExperimentService:
             RECALCULATIONS.labels(outcome.status).inc()
         self.lookup.clear()
         return outcomes
+
+    def prune_event_ids(self) -> int:
+        """Forget the event ids claimed before the store's dedupe window
+        (``EVENT_ID_RETENTION_DAYS``), in small batches: the leader's ``prune-event-ids`` job.
+        How many were removed (0 with a window of 0: ids are kept forever)."""
+        return prune_event_ids(self.store, now=self.clock())
 
     def record_daily_metrics(
         self,

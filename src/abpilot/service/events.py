@@ -30,10 +30,21 @@ from abpilot.domain.rules import (
 )
 from abpilot.domain.text import check_number, check_text
 from abpilot.service.specs import check_reference, new_metric
-from abpilot.store.base import EventKind, EventRecord, StoredAssignment
+from abpilot.store.base import EventKind, EventRecord, EventStore, StoredAssignment
 
 MAX_ID_LENGTH = 256
 MAX_CLOCK_SKEW = timedelta(days=1)
+# Event ids a pruning step removes at most: one short transaction, so intake waits little.
+PRUNE_BATCH = 1000
+
+
+def prune_event_ids(store: EventStore, *, now: datetime, batch: int = PRUNE_BATCH) -> int:
+    """Forget the event ids that have left the store's dedupe window at ``now``, ``batch`` at
+    a time (each step its own short transaction); how many were removed."""
+    removed = 0
+    while step := store.prune_event_ids(now=now, limit=batch):
+        removed += step
+    return removed
 
 
 def _prefixed(error: AbpilotError, prefix: str) -> AbpilotError:

@@ -15,6 +15,7 @@ Export reads one experiment at a time; for an exact snapshot, export while no tr
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ from abpilot.store.base import (
     VariantCounters,
 )
 from abpilot.store.codec import as_utc, experiment_from_dict, experiment_to_dict
+from abpilot.store.event_ids import window_start
 from abpilot.store.state import ExperimentState, UnitState
 from abpilot.version import __version__
 
@@ -101,9 +103,14 @@ class TransferService:
     def dump(self, experiment: Experiment) -> ExperimentState:
         """Everything the store holds for ``experiment``."""
         store, exp = self.store, experiment.id
+        units = store.get_unit_state(exp)
+        start = window_start(self.lookup.clock(), store.event_id_retention_days)
+        if start is not None:  # only the ids inside the dedupe window
+            kept = {i: at for i, at in units.event_ids.items() if at >= start}
+            units = dataclasses.replace(units, event_ids=kept)
         return ExperimentState(
             experiment=experiment,
-            units=store.get_unit_state(exp),
+            units=units,
             counters=store.get_period_counters(exp),
             last_event_at=store.last_event_at(exp),
             daily=store.get_daily_metrics(exp),
@@ -160,13 +167,17 @@ class TransferService:
     def _state(self, entry: ExperimentEntry, n: int) -> ExperimentState:
         where = f"experiments[{n}]"
         experiment = self._definition(entry.definition, f"{where}.definition")
+        now = self.lookup.clock()  # the claim time of ids exported without one
         state = ExperimentState(
             experiment=experiment,
             units=UnitState(
                 assignments={u: StoredAssignment(v, p) for u, v, p in entry.assignments},
                 exposed=frozenset(entry.exposed_units),
                 totals={(u, m): (c, t) for u, m, c, t in entry.unit_totals},
-                event_ids=frozenset(entry.event_ids),
+                event_ids=dict(
+                    (claimed, now) if isinstance(claimed, str) else (claimed[0], as_utc(claimed[1]))
+                    for claimed in entry.event_ids
+                ),
             ),
             counters=_counters(entry.counters),
             last_event_at=None if entry.last_event_at is None else as_utc(entry.last_event_at),
@@ -301,7 +312,7 @@ def _check_references(entry: ExperimentEntry, state: ExperimentState, where: str
         ("assignments", [a[0] for a in entry.assignments]),
         ("exposed_units", entry.exposed_units),
         ("unit_totals", [t[:2] for t in entry.unit_totals]),
-        ("event_ids", entry.event_ids),
+        ("event_ids", [i if isinstance(i, str) else i[0] for i in entry.event_ids]),
         ("counters", [(c.period, c.variant) for c in entry.counters]),
         ("daily_metrics", [(d.date, d.variant_name) for d in entry.daily_metrics]),
         ("decisions", [d.id for d in entry.decisions]),
@@ -381,7 +392,7 @@ def _entry(state: ExperimentState) -> ExperimentEntry:
         assignments=[(u, a.variant, a.period) for u, a in sorted(units.assignments.items())],
         exposed_units=sorted(units.exposed),
         unit_totals=[(u, m, c, t) for (u, m), (c, t) in sorted(units.totals.items())],
-        event_ids=sorted(units.event_ids),
+        event_ids=[(i, at) for i, at in sorted(units.event_ids.items())],
         counters=[
             CounterCell(
                 period=period,

@@ -104,7 +104,9 @@ class ExperimentEntry(_Strict):
     unit_totals: list[
         tuple[UnitId, Key, Annotated[int, Field(ge=0)], float]
     ]  # unit id, metric, conversions, total
-    event_ids: list[UnitId]
+    # [event id, when it was claimed]; a bare id (files before the dedupe window) is taken as
+    # claimed at the import.
+    event_ids: list[tuple[UnitId, datetime] | UnitId]
     counters: list[CounterCell]
     last_event_at: datetime | None
     daily_metrics: list[DailyEntry]

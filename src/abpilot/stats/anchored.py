@@ -33,7 +33,6 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from scipy import integrate, optimize, special
 
 MIXING_RATIO = 10.0
 Array = npt.NDArray[np.float64]
@@ -41,6 +40,8 @@ Array = npt.NDArray[np.float64]
 
 def log_likelihood_ratio(difference: Array, variance: Array, tau2: Array) -> Array:
     """log Lambda of the one-sided (half-normal) mixture; element-wise on arrays."""
+    from scipy import special
+
     total = variance + tau2
     return np.asarray(
         math.log(2.0)
@@ -60,6 +61,8 @@ def _at_plan(z: float, log_a: float) -> float:
 
 def _false_winners(log_a: float) -> float:
     """E[min(1, a Lambda_plan)] for Z ~ N(0, 1): false winners over every read after the plan."""
+    from scipy import integrate
+
     value, _ = integrate.quad(
         lambda z: _at_plan(z, log_a) * math.exp(-z * z / 2) / math.sqrt(2 * math.pi),
         -40.0,
@@ -75,12 +78,16 @@ def _false_winners(log_a: float) -> float:
 @functools.lru_cache(maxsize=64)
 def log_threshold(level: float) -> float:
     """log a: the rule confirms a variant when log Lambda >= -log a."""
+    from scipy import optimize
+
     return float(optimize.brentq(lambda log_a: _false_winners(log_a) - level, -60.0, 20.0))
 
 
 @functools.lru_cache(maxsize=64)
 def boundary(level: float) -> float:
     """The z-statistic at the plan above which the rule confirms (2.59 for level 0.05)."""
+    from scipy import optimize
+
     log_a = log_threshold(level)
     one = np.array([1.0])
 

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from scipy import integrate, special, stats
+
+if TYPE_CHECKING:
+    from scipy import stats
 
 Array = npt.NDArray[np.float64]
 TAIL = 1e-14
@@ -43,6 +46,8 @@ class Posterior:
 
     @property
     def distribution(self) -> stats.rv_continuous:
+        from scipy import stats
+
         return stats.beta(self.a, self.b) if self.family == "beta" else stats.norm(self.a, self.b)
 
     def credible_interval(self, level: float = 0.95) -> tuple[float, float]:
@@ -83,6 +88,8 @@ CUMULATIVE = _spectral_integration(NODES)
 
 
 def _log_pdf(p: Posterior, x: Array) -> Array:
+    from scipy import special
+
     if p.family == "beta":
         inside = (x > 0) & (x < 1)
         safe = np.where(inside, x, 0.5)
@@ -93,6 +100,8 @@ def _log_pdf(p: Posterior, x: Array) -> Array:
 
 def _landmarks(p: Posterior) -> list[float]:
     """Panel edges that resolve this arm: its tails, mean, and mean +/- 1 and 3 sd."""
+    from scipy import special
+
     if p.family == "beta":
         lo = float(special.betaincinv(p.a, p.b, TAIL))
         hi = float(special.betaincinv(p.a, p.b, 1 - TAIL))
@@ -148,6 +157,8 @@ def best_arm(posteriors: Sequence[Posterior]) -> BestArm:
 
 def _cdf_and_log_cdf(p: Posterior, x: Array) -> tuple[Array, Array]:
     """F(x), and log F(x) precise where F is near 1 (from the survival function there)."""
+    from scipy import special
+
     if p.family == "beta":
         inside = np.clip(x, 0.0, 1.0)
         cdf, survival = special.betainc(p.a, p.b, inside), special.betaincc(p.a, p.b, inside)
@@ -170,6 +181,8 @@ def _loss_integrand(posteriors: Sequence[Posterior], x: Array) -> Array:
 
 
 def _best_arm_adaptive(posteriors: Sequence[Posterior]) -> BestArm:
+    from scipy import integrate
+
     distributions = [p.distribution for p in posteriors]
     k = len(distributions)
     lo = min(float(d.ppf(TAIL)) for d in distributions)

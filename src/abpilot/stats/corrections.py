@@ -6,7 +6,6 @@ import enum
 from collections.abc import Sequence
 
 import numpy as np
-from statsmodels.stats.multitest import multipletests
 
 
 class Correction(enum.StrEnum):
@@ -35,6 +34,8 @@ def holm(p_values: Sequence[float]) -> list[float]:
 def adjust(p_values: Sequence[float | None], correction: Correction) -> list[float | None]:
     """Adjusted p-values in the same order; None (untestable) entries stay None and do not
     count toward the family."""
+    from statsmodels.stats.multitest import multipletests
+
     present = [(i, p) for i, p in enumerate(p_values) if p is not None]
     adjusted: list[float | None] = [None] * len(p_values)
     if not present:

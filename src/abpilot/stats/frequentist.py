@@ -13,12 +13,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
-from statsmodels.stats.proportion import (
-    confint_proportions_2indep,
-    proportion_confint,
-    proportions_ztest,
-)
 
 Interval = tuple[float, float]
 
@@ -47,6 +41,8 @@ def _interval(lo: float, hi: float) -> Interval | None:
 
 
 def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> Interval | None:
+    from statsmodels.stats.proportion import proportion_confint
+
     if n <= 0 or not 0 <= successes <= n:
         return None
     lo, hi = proportion_confint(successes, n, alpha=alpha, method="wilson")
@@ -58,6 +54,8 @@ def relative_lift(
 ) -> tuple[float | None, Interval | None]:
     """Lift mean_t / mean_c - 1 with the delta-method interval:
     Var(T/C) ~ Var(T)/C^2 + T^2 Var(C)/C^4 (means independent)."""
+    from scipy import stats
+
     if mean_c == 0:
         return None, None
     lift = mean_t / mean_c - 1
@@ -84,6 +82,9 @@ def fisher_p_value(successes_t: int, n_t: int, successes_c: int, n_c: int) -> tu
     exceeds ``EXACT_SUPPORT_MAX`` (over a million successes and failures), the pooled
     two-proportion z-test is used ("z_test"): at those counts it agrees with the exact test.
     """
+    from scipy import stats
+    from statsmodels.stats.proportion import proportions_ztest
+
     total, successes = n_t + n_c, successes_t + successes_c
     if total <= SCIPY_FISHER_MAX_UNITS:
         table = [[successes_t, n_t - successes_t], [successes_c, n_c - successes_c]]
@@ -105,6 +106,8 @@ def fisher_p_value(successes_t: int, n_t: int, successes_c: int, n_c: int) -> tu
 def compare_proportions(
     successes_t: int, n_t: int, successes_c: int, n_c: int, alpha: float = 0.05
 ) -> Comparison:
+    from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+
     if n_t <= 0 or n_c <= 0 or not (0 <= successes_t <= n_t and 0 <= successes_c <= n_c):
         return Comparison(None, None, None, None, None, "fisher_exact")
     p_t, p_c = successes_t / n_t, successes_c / n_c
@@ -139,6 +142,8 @@ def compare_means(
     alpha: float = 0.05,
 ) -> Comparison:
     """Welch's t-test and the Welch-Satterthwaite interval of the difference of means."""
+    from scipy import stats
+
     if n_t < 2 or n_c < 2:
         return Comparison(None, None, None, None, None, "welch_t")
     se2_t, se2_c = var_t / n_t, var_c / n_c

@@ -21,8 +21,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy import stats
-
 from abpilot.stats.sequential import msprt
 
 
@@ -71,6 +69,8 @@ def non_inferiority(
 ) -> tuple[float | None, float | None, str]:
     """(p-value, bound, method) of H0 "harm of at least ``margin``"; always valid (the mSPRT
     with mixing scale ``tau``) when ``tau`` is given. None where the variance is not positive."""
+    from scipy import stats
+
     if not estimate.variance > 0 or not math.isfinite(estimate.value):
         return None, None, "none"
     sign = 1.0 if higher_is_better else -1.0

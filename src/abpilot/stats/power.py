@@ -18,9 +18,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
-from statsmodels.stats.power import NormalIndPower
-from statsmodels.stats.proportion import proportion_effectsize
 
 from abpilot.domain.errors import ValidationError
 from abpilot.stats import anchored
@@ -45,6 +42,8 @@ MIN_ALPHA, MAX_ALPHA = 1e-6, 0.5
 def _check(
     alpha: float, power: float, variants: int, comparisons: int | None, repeated_reads: bool
 ) -> float:
+    from scipy.stats import norm
+
     if not MIN_ALPHA <= alpha <= MAX_ALPHA:
         raise ValidationError(
             f"alpha must be from {MIN_ALPHA:g} to {MAX_ALPHA:g} (got {alpha})", field="alpha"
@@ -73,6 +72,9 @@ def _solve(effect_size: float, alpha: float, power: float, field: str) -> int:
     """Units per variant for a standardised effect. Effects too small to plan for (an mde that
     underflows against its standard deviation, say) are refused with the reason, before
     statsmodels' root finder is asked for a sample size it cannot find."""
+    from scipy.stats import norm
+    from statsmodels.stats.power import NormalIndPower
+
     if not math.isfinite(effect_size):
         raise ValidationError(
             f"the standardised effect size is not a finite number ({effect_size}); check mde"
@@ -120,6 +122,8 @@ def proportion_sample_size(
 ) -> SampleSize:
     """Units per variant to detect ``mde`` (absolute, or relative to the baseline) on a rate,
     with Cohen's arcsine effect size h = 2 asin(sqrt(p2)) - 2 asin(sqrt(p1))."""
+    from statsmodels.stats.proportion import proportion_effectsize
+
     comparison_alpha = _check(alpha, power, variants, comparisons, repeated_reads)
     if not 0 < baseline_rate < 1:
         raise ValidationError(

@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
-from statsmodels.stats.contingency_tables import StratifiedTable
 
 from abpilot.stats.bayes import Posterior, beta_posterior
 from abpilot.stats.frequentist import Comparison
@@ -51,6 +49,8 @@ class Stratum:
 def stratified_srm(strata: Sequence[Stratum]) -> SrmCheck:
     """Chi-square of each period's units against that period's weights, summed over periods
     whose expected count is at least 5 in every arm (where the approximation holds)."""
+    from scipy import stats
+
     statistic, df = 0.0, 0
     observed_total = np.zeros(len(strata[0].arms)) if strata else np.zeros(0)
     expected_total = np.zeros_like(observed_total)
@@ -83,6 +83,8 @@ def _informative(strata: Sequence[Stratum], i: int, c: int) -> list[tuple[Stratu
 
 
 def _normal_interval(estimate: float, se: float, alpha: float) -> tuple[float, float] | None:
+    from scipy import stats
+
     if not (math.isfinite(estimate) and math.isfinite(se)):
         return None
     half = float(stats.norm.ppf(1 - alpha / 2)) * se
@@ -90,6 +92,8 @@ def _normal_interval(estimate: float, se: float, alpha: float) -> tuple[float, f
 
 
 def compare_binary(strata: Sequence[Stratum], i: int, c: int, alpha: float = 0.05) -> Comparison:
+    from statsmodels.stats.contingency_tables import StratifiedTable
+
     pairs = _informative(strata, i, c)
     empty = Comparison(None, None, None, None, None, "cmh_stratified")
     if not pairs:
@@ -129,6 +133,8 @@ def compare_binary(strata: Sequence[Stratum], i: int, c: int, alpha: float = 0.0
 
 
 def compare_means(strata: Sequence[Stratum], i: int, c: int, alpha: float = 0.05) -> Comparison:
+    from scipy import stats
+
     differences, weights = [], []
     for t, k in _informative(strata, i, c):
         if t.n < 2 or k.n < 2:

@@ -195,6 +195,16 @@ class EventStore(Protocol):
         """Each unit's total of ``metric`` with its variant, period and (when named) the
         covariate its first exposure stored: every unit that converted and has an assignment,
         exactly (the percentile caps of issue 18 are computed from it)."""
+        ...
+
+    # The dedupe window in days (0: every event id is kept forever): an id is recognised as a
+    # duplicate for at least this long after it was claimed (``abpilot.store.event_ids``).
+    event_id_retention_days: int
+
+    def prune_event_ids(self, *, now: datetime, limit: int) -> int:
+        """Forget up to ``limit`` event ids claimed before the window that ends at ``now``, in
+        one short step (intake goes on between calls); how many were removed (0: none left).
+        Redis removes whole day sets, so it may remove more than ``limit``."""
 
 
 @runtime_checkable

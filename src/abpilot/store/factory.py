@@ -12,10 +12,12 @@ from abpilot.store.base import Store
 
 # The options each kind of store takes (anything else is refused before a connection is made:
 # redis-py would only fail on first use). ``migrate`` is accepted by every store (SQL only
-# acts on it), so a caller need not know which kind of store a URL names.
-SQL_OPTIONS = frozenset(
+# acts on it), so a caller need not know which kind of store a URL names; so is
+# ``event_id_retention_days`` (the dedupe window, ``abpilot.store.event_ids``; 0 by default:
+# keep every event id forever).
+COMMON_OPTIONS = frozenset({"migrate", "event_id_retention_days"})
+SQL_OPTIONS = COMMON_OPTIONS | frozenset(
     {
-        "migrate",
         "echo",
         "pool_size",
         "max_overflow",
@@ -25,9 +27,8 @@ SQL_OPTIONS = frozenset(
         "connect_args",
     }
 )
-REDIS_OPTIONS = frozenset(
+REDIS_OPTIONS = COMMON_OPTIONS | frozenset(
     {
-        "migrate",
         "prefix",
         "socket_timeout",
         "socket_connect_timeout",
@@ -42,7 +43,7 @@ REDIS_OPTIONS = frozenset(
         "wait_timeout_ms",
     }
 )
-MEMORY_OPTIONS = frozenset({"migrate"})
+MEMORY_OPTIONS = COMMON_OPTIONS
 # ``redis+cluster://host:port`` (any node of a Redis Cluster) opens it through RedisCluster.
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"})
 
@@ -92,7 +93,7 @@ def open_store(url: str, **options: Any) -> Store:
     if scheme == "memory":
         from abpilot.store.memory import MemoryStore
 
-        return MemoryStore()
+        return MemoryStore(event_id_retention_days=options.get("event_id_retention_days", 0))
     if scheme in REDIS_SCHEMES:
         from abpilot.store.redis import RedisStore
 

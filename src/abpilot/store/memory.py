@@ -52,6 +52,7 @@ from abpilot.store.base import (
 from abpilot.store.codec import as_utc
 from abpilot.store.counters import group_counters, stored_cells, sum_periods
 from abpilot.store.defaults import StoreDefaults
+from abpilot.store.event_ids import check_retention, claim_time, window_start
 from abpilot.store.state import ExperimentState, UnitState
 
 
@@ -77,7 +78,8 @@ class MemoryLease:
 class MemoryStore(StoreDefaults):
     """Everything in dictionaries behind one lock: each operation is atomic in this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, event_id_retention_days: int = 0) -> None:
+        self.event_id_retention_days = check_retention(event_id_retention_days)
         # Reentrant: assign_and_expose holds it across assign and apply_events.
         self._lock = threading.RLock()
         self._experiments: dict[str, Experiment] = {}
@@ -86,7 +88,7 @@ class MemoryStore(StoreDefaults):
         self._unit_totals: dict[UnitMetricKey, tuple[int, float]] = {}
         self._variant_counts: dict[VariantKey, list[int]] = {}
         self._metric_totals: dict[VariantMetricKey, MetricTotals] = {}
-        self._event_ids: dict[str, set[str]] = {}
+        self._event_ids: dict[str, dict[str, datetime]] = {}  # id -> when it was claimed
         self._last_event_at: dict[str, datetime] = {}
         self._daily: dict[str, dict[tuple[date, str], DailyRow]] = {}
         self._raw: dict[str, list[RawMetrics]] = {}
@@ -158,17 +160,19 @@ class MemoryStore(StoreDefaults):
     ) -> AssignResult:
         with self._lock:
             first = StoredAssignment(variant, period)
-            stored, created = count_assignment(_DirectStep(self), experiment_id, unit_id, first)
+            step = _DirectStep(self, None)
+            stored, created = count_assignment(step, experiment_id, unit_id, first)
             return AssignResult(stored.variant, created, stored.period)
 
     def assign_and_expose(self, event: EventRecord) -> AssignResult:
         with self._lock:
             if event.rules is not None:  # unit facts and derived sums: may be refused whole
-                step = _MemoryStep(self)
-                stored, created, counted = count_exposure(step, event)
-                step.commit()
+                buffered = _MemoryStep(self, claim_time([event]))
+                stored, created, counted = count_exposure(buffered, event)
+                buffered.commit()
             else:
-                stored, created, counted = count_exposure(_DirectStep(self), event)
+                direct = _DirectStep(self, event.received_at)
+                stored, created, counted = count_exposure(direct, event)
             return AssignResult(stored.variant, created, stored.period, exposed=counted)
 
     def get_assignments(
@@ -179,7 +183,7 @@ class MemoryStore(StoreDefaults):
 
     def apply_events(self, events: Sequence[EventRecord]) -> ApplyResult:
         with self._lock:
-            step = _MemoryStep(self)
+            step = _MemoryStep(self, claim_time(events))
             counted = count_events(step, events)
             step.commit()
             return ApplyResult(applied=counted.applied, duplicates=counted.duplicates)
@@ -199,6 +203,21 @@ class MemoryStore(StoreDefaults):
                     x = self._unit_totals.get((e, unit, fact), (0, 0.0)) if fact else (0, 0.0)
                     found.add(unit, assigned[unit], count, total, x[1] if x[0] else 0.0)
         return found
+
+    def prune_event_ids(self, *, now: datetime, limit: int) -> int:
+        start = window_start(now, self.event_id_retention_days)
+        if start is None:
+            return 0
+        removed = 0
+        with self._lock:  # one batch under the lock; intake goes on between batches
+            for ids in self._event_ids.values():
+                old = [i for i, at in ids.items() if at < start][: limit - removed]
+                for event_id in old:
+                    del ids[event_id]
+                removed += len(old)
+                if removed >= limit:
+                    break
+        return removed
 
     def get_counters_many(
         self, experiment_ids: Iterable[str]
@@ -370,7 +389,7 @@ class MemoryStore(StoreDefaults):
                     for (e, unit, metric), totals in self._unit_totals.items()
                     if e == experiment_id
                 },
-                event_ids=frozenset(self._event_ids.get(experiment_id, set())),
+                event_ids=dict(self._event_ids.get(experiment_id, {})),
             )
 
     def restore_experiment(self, state: ExperimentState) -> None:
@@ -384,7 +403,7 @@ class MemoryStore(StoreDefaults):
             self._exposed[exp] = set(state.units.exposed)
             for (unit, metric), totals in state.units.totals.items():
                 self._unit_totals[(exp, unit, metric)] = totals
-            self._event_ids[exp] = set(state.units.event_ids)
+            self._event_ids[exp] = {i: as_utc(at) for i, at in state.units.event_ids.items()}
             for period, by_variant in state.counters.items():
                 for variant, c in by_variant.items():
                     counts = [c.assigned_units, c.exposures, c.unique_units]
@@ -495,10 +514,18 @@ class _MemoryStep:
     Writes wait in the step until ``commit``, so a batch refused by the counting rules changes
     nothing; reads see the step's own writes."""
 
-    __slots__ = ("_assigned", "_exposed", "_ids", "_increments", "_store", "_unit_deltas")
+    __slots__ = (
+        "_assigned",
+        "_claimed_at",
+        "_exposed",
+        "_ids",
+        "_increments",
+        "_store",
+        "_unit_deltas",
+    )
 
-    def __init__(self, store: MemoryStore) -> None:
-        self._store = store
+    def __init__(self, store: MemoryStore, claimed_at: datetime) -> None:
+        self._store, self._claimed_at = store, claimed_at
         self._ids: set[EventKey] = set()
         self._assigned: dict[UnitKey, StoredAssignment] = {}
         self._exposed: set[UnitKey] = set()
@@ -549,7 +576,7 @@ class _MemoryStep:
     def commit(self) -> None:
         store = self._store
         for exp, event_id in self._ids:
-            store._event_ids.setdefault(exp, set()).add(event_id)
+            store._event_ids.setdefault(exp, {})[event_id] = self._claimed_at
         for (exp, unit), assignment in self._assigned.items():
             store._assignments.setdefault(exp, {})[unit] = assignment
         for exp, unit in self._exposed:
@@ -566,16 +593,17 @@ class _DirectStep:
     for an assignment or one exposure: the rules refuse only a batch whose metric totals would
     overflow, and these carry no metric, so there is nothing to hold back."""
 
-    __slots__ = ("_store",)
+    __slots__ = ("_claimed_at", "_store")
 
-    def __init__(self, store: MemoryStore) -> None:
-        self._store = store
+    def __init__(self, store: MemoryStore, claimed_at: datetime | None) -> None:
+        self._store, self._claimed_at = store, claimed_at
 
     def claim_event_ids(self, ids: Sequence[EventKey]) -> set[EventKey]:
         known = self._store._event_ids
         new = {k for k in ids if k[1] not in known.get(k[0], ())}
+        at = claim_time([]) if self._claimed_at is None else as_utc(self._claimed_at)
         for exp, event_id in new:
-            known.setdefault(exp, set()).add(event_id)
+            known.setdefault(exp, {})[event_id] = at
         return new
 
     def store_assignments(self, first: Mapping[UnitKey, StoredAssignment]) -> set[UnitKey]:

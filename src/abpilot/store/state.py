@@ -3,9 +3,10 @@
 A store's public reads give most of it (counters, history, decisions); ``UnitState`` is the rest,
 the per-unit bookkeeping that makes later events count right after a move: which units are
 assigned and exposed, each unit's running total per metric (sums of squares grow from it), and
-the event ids already counted (a retry after the move still counts once).
+the event ids already counted with when each was claimed (a retry after the move still counts
+once, and the dedupe window keeps counting from the original claim).
 
-Write-only audit columns that no read returns (SQL's ``assigned_at``, ``processed_at``, a
+Write-only audit columns that no read returns (SQL's ``assigned_at``, a
 daily row's ``updated_at``, a feedback's outcome and time) are not part of the state: a restore
 sets the times to the moment of the restore and the outcome to ``"restored"``.
 """
@@ -37,7 +38,7 @@ class UnitState:
     assignments: Mapping[str, StoredAssignment]
     exposed: frozenset[str]
     totals: Mapping[UnitMetric, tuple[int, float]]  # conversions and running total
-    event_ids: frozenset[str]
+    event_ids: Mapping[str, datetime]  # event id -> when it was claimed (UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,15 +55,27 @@ from abpilot.store.base import (
     VariantCounters,
 )
 from abpilot.store.counters import group_counters, sum_periods
+from abpilot.store.event_ids import claim_time, day_number
 from abpilot.store.redis.cluster import snapshot_pipeline
-from abpilot.store.redis.history import EPOCH, RedisKeys, microseconds, reachable, text
+from abpilot.store.redis.event_ids import RedisEventIds, day_set, day_set_ttl
+from abpilot.store.redis.history import EPOCH, microseconds, reachable, text
 from abpilot.store.redis.replication import run_and_wait
 
 T = TypeVar("T")
 log = logging.getLogger("abpilot.store")
 
-# An experiment's keys that hold its assignments and counters.
-EVENT_KEYS = ("events", "assign", "exposed", "counters", "metrics", "units", "activity")
+# An experiment's keys that hold its assignments and counters (and the per-day sets of event
+# ids ``events:<day>`` that ``event_days`` lists: see ``abpilot.store.redis.event_ids``).
+EVENT_KEYS = (
+    "events",
+    "event_days",
+    "assign",
+    "exposed",
+    "counters",
+    "metrics",
+    "units",
+    "activity",
+)
 
 # Units whose stored assignment this process remembers for its guesses (about 200 bytes each).
 KNOWN_UNITS = 100_000
@@ -83,12 +95,14 @@ RESHARDING_RETRIES = 25
 
 # Read, check, then write: the one script of the event path, and it holds no counting rule.
 # KEYS: the keys the step touches. ARGV[1]: JSON [reads, checks, writes]. A read is [kind, key
-# index, members]: 'h' (HMGET of the fields) or 's' (SMISMEMBER of the members). A check is a
-# read with the values expected ([kind, key index, members, expected], null: no field). A write
+# index, members]: 'h' (HMGET of the fields) or 's' (SMISMEMBER of the members), or ['S', [key
+# indexes], members] (1 where any of the sets holds the member). A check is a read with the values
+# expected ([kind, key index, members, expected], null: no field), or ['n', [key indexes],
+# members, []]: none of the sets holds any of the members. A write
 # is [op, key index, args]: 'sadd' members, 'hset' field value ..., 'hincrby' or 'hincrbyfloat'
-# field increment ..., or 'max' value (SET the key if the value is larger than the number it
-# holds). Returns JSON [1 if written else 0 (a check failed: nothing written), what the reads
-# found (before any write)].
+# field increment ..., 'max' value (SET the key if the value is larger than the number it
+# holds) or 'expire' seconds (after the key's other writes). Returns JSON [1 if written else 0
+# (a check failed: nothing written), what the reads found (before any write)].
 _STEP = """
 local plan, step = cjson.decode(ARGV[1]), 1000
 local memo = {}  -- key -> member -> what was read (nothing is written before the checks end)
@@ -116,14 +130,35 @@ local function lookup(kind, key, members)
   end
   return out
 end
+local function any_of(keys, members)  -- per member: 1 if any of the sets holds it
+  local out = {}
+  for j = 1, #members do out[j] = 0 end
+  for _, k in ipairs(keys) do
+    local got = fetch('s', KEYS[k], members)
+    for j = 1, #got do if got[j] == 1 then out[j] = 1 end end
+  end
+  return out
+end
 local found = {}
-for n, r in ipairs(plan[1]) do found[n] = fetch(r[1], KEYS[r[2]], r[3]) end
+for n, r in ipairs(plan[1]) do
+  if r[1] == 'S' then
+    found[n] = any_of(r[2], r[3])
+  else
+    found[n] = fetch(r[1], KEYS[r[2]], r[3])
+  end
+end
 for _, c in ipairs(plan[2]) do
-  local got, want = lookup(c[1], KEYS[c[2]], c[3]), c[4]
-  for j = 1, #want do
-    local g, w = got[j], want[j]
-    if (w == cjson.null and g) or (w ~= cjson.null and g ~= w) then
-      return cjson.encode({0, found})
+  if c[1] == 'n' then
+    for _, held in ipairs(any_of(c[2], c[3])) do
+      if held == 1 then return cjson.encode({0, found}) end
+    end
+  else
+    local got, want = lookup(c[1], KEYS[c[2]], c[3]), c[4]
+    for j = 1, #want do
+      local g, w = got[j], want[j]
+      if (w == cjson.null and g) or (w ~= cjson.null and g ~= w) then
+        return cjson.encode({0, found})
+      end
     end
   end
 end
@@ -133,6 +168,8 @@ for _, w in ipairs(plan[3]) do
     for i = 1, #args, step do
       redis.call(op, key, unpack(args, i, math.min(i + step - 1, #args)))
     end
+  elseif op == 'expire' then
+    redis.call('EXPIRE', key, args[1])
   elseif op == 'max' then
     if tonumber(args[1]) > tonumber(redis.call('GET', key) or '-1') then
       redis.call('SET', key, args[1])
@@ -207,16 +244,23 @@ class _Plan:
     """One call of ``_STEP``: its keys (numbered as they are first used), reads, checks and
     writes, grouped per key."""
 
-    def __init__(self, store: RedisIntake) -> None:
+    def __init__(self, store: RedisIntake, claimed_at: datetime) -> None:
         self._store = store
+        self.claimed_at, self.retention = claimed_at, store.event_id_retention_days
+        # The sets a claim reads: the one set of ids (window 0), or the window's day sets.
+        self.event_sets = store.event_sets(day_number(claimed_at))
         self._keys: dict[tuple[str, str], int] = {}
         self.reads: list[list[object]] = []
-        # (kind, key index) -> (members, expected); (op, key index) -> args
-        self.checks: dict[tuple[str, int], tuple[list[str], list[object]]] = {}
+        # (kind, key index or indexes) -> (members, expected); (op, key index) -> args
+        self.checks: dict[tuple[str, int | tuple[int, ...]], tuple[list[str], list[object]]] = {}
         self.writes: dict[tuple[str, int], list[str]] = {}
 
     def key(self, experiment_id: str, name: str) -> int:
         return self._keys.setdefault((experiment_id, name), len(self._keys) + 1)
+
+    def event_keys(self, experiment_id: str) -> list[int]:
+        """The indexes of the experiment's sets of claimed ids that a claim checks."""
+        return [self.key(experiment_id, name) for name in self.event_sets]
 
     def check(self, kind: str, experiment_id: str, name: str) -> tuple[list[str], list[object]]:
         return self.checks.setdefault((kind, self.key(experiment_id, name)), ([], []))
@@ -228,7 +272,7 @@ class _Plan:
         """Read what ``keys`` name: ``snapshot`` turns the answer into a ``_Snapshot``."""
         for exp, ids, units, unit_metrics in _by_experiment(keys):
             if ids:
-                self.reads.append(["s", self.key(exp, "events"), ids])
+                self.reads.append(["S", self.event_keys(exp), ids])
             if units:
                 self.reads.append(["h", self.key(exp, "assign"), units])
                 self.reads.append(["s", self.key(exp, "exposed"), units])
@@ -269,7 +313,28 @@ class _RedisStep:
         self._plan, self._snapshot = plan, snapshot
 
     def claim_event_ids(self, ids: Sequence[EventKey]) -> set[EventKey]:
-        return self._add_members(ids, "events", self._snapshot.claimed)
+        if self._plan.event_sets == ["events"]:  # window 0: one set, kept forever
+            return self._add_members(ids, "events", self._snapshot.claimed)
+        # The window's day sets: a new id is in none of them (checked at commit) and goes into
+        # the set of its claim's day, which expires once the window has passed. A duplicate
+        # needs no check: an id read as claimed was claimed inside the window.
+        plan, claimed, new = self._plan, self._snapshot.claimed, set()
+        day = day_number(plan.claimed_at)
+        for exp, group in itertools.groupby(ids, key=operator.itemgetter(0)):
+            fresh = [pair for pair in group if not claimed.get(pair, False)]
+            if not fresh:
+                continue
+            absent = plan.checks.setdefault(("n", tuple(plan.event_keys(exp))), ([], []))[0]
+            absent.extend(pair[1] for pair in fresh)
+            plan.write("sadd", exp, day_set(day)).extend(pair[1] for pair in fresh)
+            plan.writes[("expire", plan.key(exp, day_set(day)))] = [
+                str(day_set_ttl(day, plan.retention, plan.claimed_at))
+            ]
+            plan.writes[("sadd", plan.key(exp, "event_days"))] = [str(day)]
+            for pair in fresh:
+                claimed[pair] = True
+                new.add(pair)
+        return new
 
     def store_assignments(self, first: Mapping[UnitKey, StoredAssignment]) -> set[UnitKey]:
         units = sorted(first)  # by experiment
@@ -425,8 +490,9 @@ def _group(
     )
 
 
-class RedisIntake(RedisKeys):
-    """Mixed into ``RedisStore``: needs ``_client``, ``_prefix`` and ``location``."""
+class RedisIntake(RedisEventIds):
+    """Mixed into ``RedisStore``: needs ``_client``, ``_prefix``, ``location`` and
+    ``event_id_retention_days``."""
 
     _client: redis.Redis
     location: str
@@ -451,7 +517,7 @@ class RedisIntake(RedisKeys):
             return AssignResult(stored.variant, created, stored.period)
 
         keys = BatchKeys((), ((experiment_id, unit_id),), ())
-        return self._count(lambda: keys, count, guess=True, read_along=True)
+        return self._count(lambda: keys, count, guess=True, read_along=True, claimed_at=None)
 
     @reachable
     def assign_and_expose(self, event: EventRecord) -> AssignResult:
@@ -459,7 +525,10 @@ class RedisIntake(RedisKeys):
             stored, created, counted = count_exposure(step, event)
             return AssignResult(stored.variant, created, stored.period, exposed=counted)
 
-        return self._count(lambda: batch_keys([event]), count, guess=True, read_along=True)
+        at = claim_time([event])
+        return self._count(
+            lambda: batch_keys([event]), count, guess=True, read_along=True, claimed_at=at
+        )
 
     @reachable
     def apply_events(self, events: Sequence[EventRecord]) -> ApplyResult:
@@ -482,7 +551,10 @@ class RedisIntake(RedisKeys):
             return ApplyResult(applied=counted.applied, duplicates=counted.duplicates)
 
         guess = self._guess_nothing_stored()
-        return self._count(lambda: batch_keys(events), count, guess=guess, read_along=False)
+        at = claim_time(events)
+        return self._count(
+            lambda: batch_keys(events), count, guess=guess, read_along=False, claimed_at=at
+        )
 
     def _count(
         self,
@@ -491,6 +563,7 @@ class RedisIntake(RedisKeys):
         *,
         guess: bool,
         read_along: bool,
+        claimed_at: datetime | None,
     ) -> T:
         """Run ``count`` on a snapshot of what it may touch (``keys``) and commit its writes if
         nothing it read has changed; otherwise count again on a fresh snapshot.
@@ -502,13 +575,14 @@ class RedisIntake(RedisKeys):
         which a batch makes only when needed, since a batch guesses only while recent batches'
         guesses held (``_guess_nothing_stored``)."""
         keys = functools.cache(keys)  # computed once, and only if needed
-        state = None if guess else self._read(keys())
+        at = claim_time([]) if claimed_at is None else claimed_at
+        state = None if guess else self._read(keys(), at)
         if state is not None and not read_along:
             self._note_guess(state.empty)
         for attempt in range(MAX_ATTEMPTS):
             if attempt > 1:  # repeated conflicts on hot units: spread the retries out
                 time.sleep(random.uniform(0.0, min(0.05, 0.0005 * 2**attempt)))
-            plan = _Plan(self)
+            plan = _Plan(self, at)
             # A single unit's call guesses with what this process has seen of the unit; a batch
             # (mostly new units, or it would not guess) with nothing: remembering a thousand
             # units per batch cost more than it saved.
@@ -527,7 +601,10 @@ class RedisIntake(RedisKeys):
                 if read_along:
                     self._known.remember(current)  # now true: what was read and written
                 return result
-            state = snapshot(keys(), found) if state is None and read_along else self._read(keys())
+            if state is None and read_along:
+                state = snapshot(keys(), found)
+            else:
+                state = self._read(keys(), at)
             if read_along:
                 self._known.remember(state)
         raise StoreUnavailable(
@@ -545,8 +622,8 @@ class RedisIntake(RedisKeys):
     def _note_guess(self, nothing_stored: bool) -> None:
         self._guess_rate = 0.9 * self._guess_rate + (0.1 if nothing_stored else 0.0)
 
-    def _read(self, keys: BatchKeys) -> _Snapshot:
-        plan = _Plan(self)
+    def _read(self, keys: BatchKeys, claimed_at: datetime) -> _Snapshot:
+        plan = _Plan(self, claimed_at)
         plan.read_snapshot(keys)
         return snapshot(keys, self._run(plan)[1])
 

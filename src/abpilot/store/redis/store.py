@@ -13,7 +13,10 @@ script can touch all of it:
                        ``|sum_squares``
 - ``p:{id}:units``     hash ``c|<metric>|<unit id>`` -> conversions of that unit and
                        ``t|<metric>|<unit id>`` -> its running total (unit id last: unambiguous)
-- ``p:{id}:events``    set of processed event ids
+- ``p:{id}:events``    set of processed event ids (with a dedupe window, those claimed before
+                       it was set)
+- ``p:{id}:events:<day>``, ``p:{id}:event_days``: with a dedupe window, the ids claimed on each
+                       UTC day (expiring) and the days that have a set: see ``event_ids``
 - ``p:{id}:activity``  microseconds since the epoch (UTC) at which the last counted event was
                        received: only ever moved forward, by the commit script
 - ``p:{id}:daily``, ``p:{id}:raw``, ``p:{id}:allocations``: see ``history``
@@ -52,6 +55,7 @@ from abpilot.domain.experiment import Experiment, ExperimentStatus
 from abpilot.store.base import experiment_taken
 from abpilot.store.codec import as_utc, experiment_from_dict, experiment_to_dict
 from abpilot.store.defaults import StoreDefaults
+from abpilot.store.event_ids import check_retention
 from abpilot.store.redis.cluster import connect_cluster, is_cluster_url, location
 from abpilot.store.redis.contextual import CONTEXTUAL_KEYS, RedisContextual
 from abpilot.store.redis.documents import RedisDocuments
@@ -119,6 +123,7 @@ class RedisStore(
         *,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 100,
+        event_id_retention_days: int = 0,
     ) -> None:
         if not prefix or "{" in prefix or "}" in prefix:
             raise ValueError(
@@ -132,6 +137,7 @@ class RedisStore(
         if wait_replicas < 0 or wait_timeout_ms < 0:
             raise ValueError("wait_replicas and wait_timeout_ms must not be negative")
         self._wait_replicas, self._wait_timeout_ms = wait_replicas, wait_timeout_ms
+        self.event_id_retention_days = check_retention(event_id_retention_days)
         self._create: Script = client.register_script(_CREATE)
         self._update: Script = client.register_script(_UPDATE)
         self._delete: Script = client.register_script(_DELETE)
@@ -141,10 +147,13 @@ class RedisStore(
         self._register_transfer_scripts()
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "abp", **options: Any) -> RedisStore:
+    def from_url(
+        cls, url: str, *, prefix: str = "abp", event_id_retention_days: int = 0, **options: Any
+    ) -> RedisStore:
         """Connect lazily to ``url``; ``options`` go to ``redis.Redis.from_url`` (or, for a
         ``redis+cluster://`` URL, to ``redis.cluster.RedisCluster.from_url``), except
         ``wait_replicas`` and ``wait_timeout_ms`` (``WAIT`` after each intake step)."""
+        retention = check_retention(event_id_retention_days)
         options.pop("migrate", None)  # asked of every store by open_store; Redis has no schema
         options.setdefault("socket_connect_timeout", 5.0)
         options["decode_responses"] = True
@@ -152,9 +161,12 @@ class RedisStore(
             "wait_replicas": int(options.pop("wait_replicas", 0)),
             "wait_timeout_ms": int(options.pop("wait_timeout_ms", 100)),
         }
-        if is_cluster_url(url):
-            return cls(connect_cluster(url, **options), prefix=prefix, **waiting)
-        return cls(redis.Redis.from_url(url, **options), prefix=prefix, **waiting)
+        client = (
+            connect_cluster(url, **options)
+            if is_cluster_url(url)
+            else redis.Redis.from_url(url, **options)
+        )
+        return cls(client, prefix=prefix, event_id_retention_days=retention, **waiting)
 
     @reachable
     def create_experiment(self, experiment: Experiment) -> None:
@@ -208,7 +220,8 @@ class RedisStore(
 
     @reachable
     def delete_experiment(self, experiment_id: str) -> bool:
-        keys = self._experiment_keys(experiment_id)
+        # The day sets listed now; one a claim adds meanwhile expires with its window.
+        keys = self._experiment_keys(experiment_id) + self._day_keys(experiment_id)
         if not self._cluster:
             existed = self._delete(
                 keys=[*keys, self._index_keys, self._index_ids], args=[experiment_id]

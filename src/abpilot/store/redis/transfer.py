@@ -23,8 +23,9 @@ from abpilot.domain.records import UnitMetricTotals
 from abpilot.store.base import experiment_taken
 from abpilot.store.codec import as_utc, experiment_to_dict
 from abpilot.store.counters import stored_cells
-from abpilot.store.redis.history import RedisKeys, microseconds, reachable, text
+from abpilot.store.redis.event_ids import RedisEventIds
 from abpilot.store.redis.history import _document as allocation_document
+from abpilot.store.redis.history import microseconds, reachable, text
 from abpilot.store.redis.intake import stored_assignment
 from abpilot.store.state import ExperimentState, UnitState
 
@@ -57,7 +58,7 @@ def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-class RedisTransfer(RedisKeys):
+class RedisTransfer(RedisEventIds):
     """Mixed into ``RedisStore``: needs ``_client``, ``_prefix`` and ``location``."""
 
     _client: redis.Redis
@@ -73,12 +74,11 @@ class RedisTransfer(RedisKeys):
 
     @reachable
     def get_unit_state(self, experiment_id: str) -> UnitState:
-        pipe = self._client.pipeline(transaction=True)  # one snapshot of the four keys
+        pipe = self._client.pipeline(transaction=True)  # one snapshot of the three keys
         pipe.hgetall(self._key(experiment_id, "assign"))
         pipe.smembers(self._key(experiment_id, "exposed"))
         pipe.hgetall(self._key(experiment_id, "units"))
-        pipe.smembers(self._key(experiment_id, "events"))
-        assign, exposed, units, events = pipe.execute()
+        assign, exposed, units = pipe.execute()
         totals: dict[tuple[str, str], list[Any]] = {}
         for field, value in units.items():
             kind, metric, unit = text(field).split("|", 2)
@@ -91,7 +91,7 @@ class RedisTransfer(RedisKeys):
             assignments={text(u): stored_assignment(c) for u, c in assign.items()},
             exposed=frozenset(text(u) for u in exposed),
             totals={key: (int(c), float(t)) for key, (c, t) in totals.items()},
-            event_ids=frozenset(text(i) for i in events),
+            event_ids=self._read_event_ids(experiment_id),
         )
 
     @reachable
@@ -215,7 +215,7 @@ class RedisTransfer(RedisKeys):
             unit_fields[f"c|{metric}|{unit}"] = count
             unit_fields[f"t|{metric}|{unit}"] = repr(float(total))
         hset("units", unit_fields)
-        add("events", sorted(units.event_ids))
+        self._queue_event_ids(pipe, exp, units.event_ids)
         counters: dict[str, object] = {}
         metrics: dict[str, object] = {}
         for period, by_variant in state.counters.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,11 @@ WRITE = "abpilot_write"
 # The first key of the two-int4 advisory lock migrations take (the second: the schema's hash); any
 # 32-bit constant works, as long as every process that migrates this database uses it.
 MIGRATION_LOCK_ID = 0x61627069
+_LOCK_KEYS = ":id, hashtext(current_database() || '.' || coalesce(current_schema(), ''))"
+_LOCK = {"id": MIGRATION_LOCK_ID}
+MIGRATION_LOCK_POLL_SECONDS = 0.1
+# Above this many rows (the planner's estimate) a migration builds an index CONCURRENTLY (0008).
+CONCURRENT_INDEX_ROWS = 100_000
 
 
 def normalise_url(url: str) -> str:
@@ -57,22 +63,36 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` with Alembic; safe when several processes start at once."""
+    """Bring the schema to ``revision`` with Alembic; safe when several processes start at once.
+
+    SQLite: one write transaction (BEGIN IMMEDIATE) holds the database for the whole upgrade.
+    PostgreSQL: a session advisory lock serialises the migrating processes and each revision
+    runs in its own transaction, so a revision may build an index CONCURRENTLY outside one
+    (0008). The lock is polled, not waited for: a session blocked in ``pg_advisory_lock``
+    holds a snapshot that CREATE INDEX CONCURRENTLY would wait for, a deadlock."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
-        if conn.dialect.name == "postgresql":
-            # One lock per database and schema: deployments (and test runs) in other schemas of
-            # the same server migrate at the same time instead of queueing behind each other.
-            conn.execute(
-                sa.text(
-                    "SELECT pg_advisory_xact_lock(:id, hashtext(current_database() || '.' || "
-                    "coalesce(current_schema(), '')))"
-                ),
-                {"id": MIGRATION_LOCK_ID},
-            )
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+    if engine.dialect.name != "postgresql":
+        with engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+        return
+    # One lock per database and schema: deployments (and test runs) in other schemas of the same
+    # server migrate at the same time instead of queueing behind each other.
+    with engine.connect() as conn:
+        try_lock = sa.text(f"SELECT pg_try_advisory_lock({_LOCK_KEYS})")
+        while not conn.execute(try_lock, _LOCK).scalar():
+            conn.commit()
+            time.sleep(MIGRATION_LOCK_POLL_SECONDS)
+        conn.commit()  # the session lock stays; Alembic begins a transaction per revision
+        try:
+            config.attributes["connection"] = conn
+            config.attributes["transaction_per_migration"] = True
+            command.upgrade(config, revision)
+        finally:
+            conn.rollback()
+            conn.execute(sa.text(f"SELECT pg_advisory_unlock({_LOCK_KEYS})"), _LOCK)
+            conn.commit()
 
 
 def current_revision(engine: sa.Engine) -> str | None:

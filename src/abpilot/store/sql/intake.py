@@ -34,6 +34,7 @@ from abpilot.domain.counting import (
 from abpilot.domain.derived import covariate_cell
 from abpilot.domain.records import METRIC_FIELDS, UnitMetricTotals
 from abpilot.store.base import ApplyResult, AssignResult, EventRecord, StoredAssignment
+from abpilot.store.event_ids import claim_time, window_start
 from abpilot.store.sql.activity import later_time, stored_time
 from abpilot.store.sql.common import adding_upsert, chunks, dialect_insert, guarded
 from abpilot.store.sql.schema import (
@@ -106,6 +107,7 @@ class SqlIntake:
     ``abpilot.domain.counting``'s; this supplies their primitives in one transaction."""
 
     engine: sa.Engine
+    event_id_retention_days: int
     _write: Callable[[], sa.Connection]
 
     @guarded
@@ -113,7 +115,7 @@ class SqlIntake:
         self, experiment_id: str, unit_id: str, variant: str, period: int = 0
     ) -> AssignResult:
         with self._write() as conn, conn.begin():
-            step = _SqlStep(conn)
+            step = _SqlStep(conn, datetime.now(UTC))
             first = StoredAssignment(variant, period)
             stored, created = count_assignment(step, experiment_id, unit_id, first)
         return AssignResult(stored.variant, created, stored.period)
@@ -122,14 +124,31 @@ class SqlIntake:
     def assign_and_expose(self, event: EventRecord) -> AssignResult:
         """One transaction: the assignment (first one wins), then the exposure under it."""
         with self._write() as conn, conn.begin():
-            stored, created, counted = count_exposure(_SqlStep(conn), event)
+            step = _SqlStep(conn, claim_time([event]))
+            stored, created, counted = count_exposure(step, event)
         return AssignResult(stored.variant, created, stored.period, exposed=counted)
 
     @guarded
     def apply_events(self, events: Sequence[EventRecord]) -> ApplyResult:
         with self._write() as conn, conn.begin():
-            counted = count_events(_SqlStep(conn), events)
+            counted = count_events(_SqlStep(conn, claim_time(events)), events)
         return ApplyResult(applied=counted.applied, duplicates=counted.duplicates)
+
+    @guarded
+    def prune_event_ids(self, *, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` ids claimed before the window, oldest first, in one short
+        transaction (found through the index on ``processed_at``). PostgreSQL skips rows
+        another transaction has locked rather than wait for it."""
+        start = window_start(now, self.event_id_retention_days)
+        if start is None:
+            return 0
+        p = processed_events.c
+        old = sa.select(p.experiment_id, p.event_id).where(p.processed_at < start).limit(limit)
+        if self.engine.dialect.name == "postgresql":
+            old = old.with_for_update(skip_locked=True)
+        delete = processed_events.delete().where(sa.tuple_(p.experiment_id, p.event_id).in_(old))
+        with self._write() as conn, conn.begin():
+            return int(conn.execute(delete).rowcount or 0)
 
 
 class SqlUnitReads:
@@ -177,13 +196,13 @@ class _SqlStep:
     transaction: each ``INSERT .. ON CONFLICT`` takes its rows' locks and tells (``RETURNING``)
     what was new, so nothing is read in Python and written back."""
 
-    def __init__(self, conn: sa.Connection) -> None:
-        self._conn = conn
+    def __init__(self, conn: sa.Connection, claimed_at: datetime) -> None:
+        self._conn, self._claimed_at = conn, claimed_at
         self._statements = intake_statements(conn.dialect.name)
 
     def claim_event_ids(self, ids: Sequence[EventKey]) -> set[EventKey]:
-        now = datetime.now(UTC)
-        values = [{"experiment_id": e, "event_id": i, "processed_at": now} for e, i in ids]
+        at = self._claimed_at
+        values = [{"experiment_id": e, "event_id": i, "processed_at": at} for e, i in ids]
         return {(r[0], r[1]) for r in _run(self._conn, self._statements.claim_events, values)}
 
     def store_assignments(self, first: Mapping[UnitKey, StoredAssignment]) -> set[UnitKey]:

@@ -110,7 +110,9 @@ processed_events = sa.Table(
     metadata,
     sa.Column("experiment_id", Id, primary_key=True),
     sa.Column("event_id", UnitId, primary_key=True),
+    # When the id was claimed (its batch's received_at): the dedupe window prunes by it (0008).
     sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_processed_events_processed_at", "processed_at"),
 )
 
 daily_metrics = sa.Table(

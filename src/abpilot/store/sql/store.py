@@ -32,6 +32,7 @@ from abpilot.store.codec import (
 )
 from abpilot.store.counters import group_counters, sum_periods
 from abpilot.store.defaults import StoreDefaults
+from abpilot.store.event_ids import check_retention
 from abpilot.store.sql import engine as sql_engine
 from abpilot.store.sql.activity import SqlActivity
 from abpilot.store.sql.common import CHUNK, chunks, guarded, translate_conflicts
@@ -60,15 +61,19 @@ class SqlStore(
     SqlTransfer,
     StoreDefaults,
 ):
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, event_id_retention_days: int = 0) -> None:
         self.engine = engine
+        self.event_id_retention_days = check_retention(event_id_retention_days)
         if not sa.event.contains(engine, "handle_error", translate_conflicts):
             sa.event.listen(engine, "handle_error", translate_conflicts)
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._insert = dialect.insert
 
     @classmethod
-    def from_url(cls, url: str, *, migrate: bool = True, **options: Any) -> SqlStore:
+    def from_url(
+        cls, url: str, *, migrate: bool = True, event_id_retention_days: int = 0, **options: Any
+    ) -> SqlStore:
+        retention = check_retention(event_id_retention_days)
         engine = sql_engine.create_engine(url, **options)
         if migrate:
             try:
@@ -76,7 +81,7 @@ class SqlStore(
             except sa.exc.OperationalError as error:
                 engine.dispose()
                 raise StoreUnavailable(f"the database is unavailable: {error.orig}") from error
-        return cls(engine)
+        return cls(engine, event_id_retention_days=retention)
 
     # experiments -----------------------------------------------------------------------------
 

@@ -57,7 +57,9 @@ class SqlTransfer:
                     (u, m): (int(c), float(t))
                     for u, m, c, t in rows(unit_metrics, "unit_id", "metric", "count", "total")
                 },
-                event_ids=frozenset(i for (i,) in rows(processed_events, "event_id")),
+                event_ids={
+                    i: as_utc(at) for i, at in rows(processed_events, "event_id", "processed_at")
+                },
             )
 
     @guarded
@@ -119,7 +121,10 @@ def _rows(state: ExperimentState, now: datetime) -> list[tuple[sa.Table, list[di
                 for (u, m), (c, t) in units.totals.items()
             ],
         ),
-        (processed_events, [{"event_id": i, "processed_at": now} for i in units.event_ids]),
+        (
+            processed_events,
+            [{"event_id": i, "processed_at": as_utc(at)} for i, at in units.event_ids.items()],
+        ),
         (variant_counters, counter_rows),
         (metric_counters, metric_rows),
         (

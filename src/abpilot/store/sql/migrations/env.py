@@ -12,7 +12,13 @@ connection = config.attributes.get("connection")
 
 
 def run(conn: sa.Connection) -> None:
-    context.configure(connection=conn, target_metadata=metadata, render_as_batch=True)
+    context.configure(
+        connection=conn,
+        target_metadata=metadata,
+        render_as_batch=True,
+        # PostgreSQL: a transaction per revision (see abpilot.store.sql.engine.upgrade).
+        transaction_per_migration=bool(config.attributes.get("transaction_per_migration")),
+    )
     with context.begin_transaction():
         context.run_migrations()
 
