@@ -13,6 +13,7 @@ from abpilot.cli.common import StoreUrl, cli_settings
 from abpilot.cli.contextual import register as register_contextual
 from abpilot.cli.keys import register as register_keys
 from abpilot.cli.monitoring import register as register_monitoring
+from abpilot.cli.streams import register as register_streams
 from abpilot.cli.transfer import register as register_transfer
 from abpilot.demo import register as register_demo
 from abpilot.domain.errors import AbpilotError
@@ -64,8 +65,10 @@ def serve(
         f"API docs at http://{host}:{port}/docs\n{settings.store_choice()}",
         soft_wrap=True,
     )
+    # With STREAM_CONSUMERS every worker also runs the stream consumers (abpilot.streams).
+    factory = "abpilot.streams.app:create_app" if settings.stream_consumers else None
     uvicorn.run(
-        "abpilot.api.app:create_app",
+        factory or "abpilot.api.app:create_app",
         factory=True,
         host=host,
         port=port,
@@ -287,5 +290,6 @@ def recalculate(
 register_contextual(app, _services)
 register_monitoring(app, _services)
 register_transfer(app, _services)
+register_streams(app, _services)
 register_keys(app)
 register_demo(app)
