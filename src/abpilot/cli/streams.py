@@ -3,10 +3,11 @@ faces on ``abpilot.streams``)."""
 
 from __future__ import annotations
 
+import enum
 import json
 import signal
 import threading
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,7 +17,10 @@ if TYPE_CHECKING:
     from abpilot.service.compose import Services
     from abpilot.streams.intake import IntakeOutcome
 
-SourceName = Literal["nats", "redis"]
+
+class SourceName(enum.StrEnum):
+    NATS = "nats"
+    REDIS = "redis"
 
 
 def register(app: typer.Typer, open_services: OpenServices) -> None:
@@ -44,7 +48,7 @@ def register(app: typer.Typer, open_services: OpenServices) -> None:
         from abpilot.streams.consumer import ConsumerThreads
 
         settings = cli_settings()
-        names = tuple(source or settings.stream_consumers)
+        names = tuple(str(s) for s in source) if source else settings.stream_consumers
         if not names:
             fail("name a stream to consume (nats, redis) or set STREAM_CONSUMERS")
         configure_logging(settings.log_format, debug=settings.debug)
@@ -87,7 +91,7 @@ def register(app: typer.Typer, open_services: OpenServices) -> None:
         from abpilot.streams import sources
 
         settings = cli_settings()
-        (found,) = sources(settings, (source,))
+        (found,) = sources(settings, (str(source),))
 
         def run(services: Services) -> IntakeOutcome:
             return found.replay(services.experiments, first=first, last=last)
