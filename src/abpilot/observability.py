@@ -92,6 +92,13 @@ STREAM_MESSAGES = Counter(
     ["source", "stream"],
     registry=REGISTRY,
 )
+STREAM_RETRIES = Counter(
+    "abpilot_stream_retries_total",
+    "Stream messages left unacknowledged to be delivered again: a conversion whose unit had no "
+    "assignment yet (STREAM_MAX_DELIVERIES)",
+    ["source", "stream"],
+    registry=REGISTRY,
+)
 DEAD_LETTERS = Counter(
     "abpilot_stream_dead_letters_total",
     "Stream events set aside as dead letters, by reason (malformed, or the refusal's code)",

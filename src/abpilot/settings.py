@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     stream_consumers: Annotated[tuple[Literal["nats", "redis"], ...], NoDecode] = ()
     stream_batch: int = Field(default=500, ge=1, le=10_000)
     stream_ack_wait_seconds: float = Field(default=30.0, gt=0)
+    stream_max_deliveries: int = Field(default=5, ge=1, le=1000)
     nats_url: str = "nats://127.0.0.1:4222"
     nats_stream: str = Field(default="ABPILOT_EVENTS", pattern=r"^[A-Za-z0-9_-]{1,100}$")
     nats_subject: str = Field(default="abpilot.events", pattern=r"^[A-Za-z0-9_.*>-]{1,200}$")

@@ -184,3 +184,26 @@ def test_a_store_out_of_reach_dead_letters_nothing_and_the_batch_is_tried_again(
     stopped = threading.Event()
     stopped.set()  # stopping while the store is out of reach: nothing applied, nothing acked
     assert apply_batch(Unreachable(service, 1), messages, stopped, source=source) is None
+
+
+def test_a_conversion_before_its_exposure_is_retried_until_the_last_delivery(
+    service: ExperimentService,
+) -> None:
+    early = {"type": "conversion", "experiment_id": KEY, "unit_id": "u1", "metric": "buy"}
+    batch = {"events": [exposure("u2"), early]}
+    first = apply_messages(service, [message("m:1", batch)], max_deliveries=3)
+    assert (first.applied, first.dead_letters, first.retry) == (1, [], {"m:1"})
+    # Delivered again (the exposure of u2 is a duplicate now), still before u1's exposure.
+    second = [StreamMessage("m:1", json.dumps(batch).encode(), deliveries=2)]
+    again = apply_messages(service, second, max_deliveries=3)
+    assert (again.duplicates, again.retry) == (1, {"m:1"})
+    apply_messages(service, [message("m:0", exposure("u1"))])
+    third = [StreamMessage("m:1", json.dumps(batch).encode(), deliveries=3)]
+    counted = apply_messages(service, third, max_deliveries=3)
+    assert (counted.applied, counted.duplicates, counted.retry) == (1, 1, set())
+    assert service.get_metrics(KEY).variants[0].metrics["buy"].count == 1
+    # At the last delivery a conversion still without its unit is a dead letter.
+    orphan = {"type": "conversion", "experiment_id": KEY, "unit_id": "u7", "metric": "buy"}
+    last = [StreamMessage("m:9", json.dumps(orphan).encode(), deliveries=3)]
+    dead = apply_messages(service, last, max_deliveries=3)
+    assert (dead.retry, [d.code for d in dead.dead_letters]) == (set(), ["unit_not_assigned"])

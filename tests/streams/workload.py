@@ -1,11 +1,13 @@
 """A stream workload with known answers, and the buses it goes through.
 
 ``make_workload(events)`` builds messages for one experiment (variants ``a`` and ``b``, metrics
-``buy`` and ``revenue``): per unit an exposure, for some a purchase and revenue in the same
-message (a batch in the shape of ``POST /api/v1/events``, so a conversion never travels apart
-from its unit's exposure), about 1% malformed or refused events (each carrying a ``bad-<n>``
-marker, some inside batches of good events) and producer re-sends of messages whose events all
-have an ``event_id``. It knows the exact counters the good events add up to.
+``buy`` and ``revenue``): per unit an exposure, for some a purchase and revenue, either in one
+message (a batch in the shape of ``POST /api/v1/events``) or each in its own message right
+behind the exposure (so a consumer may see a conversion before another has counted its unit's
+exposure: it is left to retry, ``STREAM_MAX_DELIVERIES``), about 1% malformed or refused events
+(each carrying a ``bad-<n>`` marker, some inside batches of good events) and producer re-sends
+of messages whose events all have an ``event_id``. It knows the exact counters the good events
+add up to.
 
 ``NatsBus`` and ``RedisBus`` publish to a fresh stream of the real server, read the dead letters
 back, take messages as a consumer that dies after applying them (never acknowledging), and tell
@@ -112,11 +114,15 @@ def make_workload(key: str, events: int, *, seed: int = 7, resend: float = 0.025
             for i, event in enumerate(events_of_unit):
                 event["event_id"] = f"{name}-{i}"
         produced += len(events_of_unit)
-        body = events_of_unit[0] if len(events_of_unit) == 1 else {"events": events_of_unit}
-        messages.append(json.dumps(body).encode())
-        if with_ids and rng.random() < 2 * resend:  # a producer's retry: the same event ids
-            messages.append(messages[-1])
-            resent += 1
+        if len(events_of_unit) > 1 and rng.random() < 0.5:
+            bodies: list[object] = [{"events": events_of_unit}]
+        else:  # each event alone, the conversions right behind their exposure
+            bodies = list(events_of_unit)
+        for body in bodies:
+            messages.append(json.dumps(body).encode())
+            if with_ids and rng.random() < 2 * resend / len(bodies):  # a producer's retry
+                messages.append(messages[-1])
+                resent += 1
     return Workload(key, messages, expected, bad, resent, produced)
 
 

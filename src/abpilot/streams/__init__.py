@@ -36,6 +36,7 @@ def sources(
                     dead_letter_subject=settings.nats_dead_letter_subject,
                     batch=size,
                     ack_wait_seconds=settings.stream_ack_wait_seconds,
+                    max_deliveries=settings.stream_max_deliveries,
                 )
             )
         else:
@@ -49,6 +50,7 @@ def sources(
                     dead_letter_stream=settings.redis_stream_dead_letter,
                     batch=size,
                     ack_wait_seconds=settings.stream_ack_wait_seconds,
+                    max_deliveries=settings.stream_max_deliveries,
                 )
             )
     return found

@@ -10,7 +10,13 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from abpilot.domain.errors import StoreUnavailable
-from abpilot.observability import DEAD_LETTERS, STREAM_LAG, STREAM_MESSAGES, STREAM_PENDING
+from abpilot.observability import (
+    DEAD_LETTERS,
+    STREAM_LAG,
+    STREAM_MESSAGES,
+    STREAM_PENDING,
+    STREAM_RETRIES,
+)
 from abpilot.streams.intake import EventSink, IntakeOutcome, StreamMessage, apply_messages
 
 log = logging.getLogger("abpilot.streams")
@@ -26,6 +32,9 @@ class Source(Protocol):
     @property
     def stream(self) -> str: ...
 
+    @property
+    def max_deliveries(self) -> int: ...
+
     def run(self, sink: EventSink, stop: threading.Event) -> None: ...
 
     def replay(self, sink: EventSink, *, first: str, last: str | None) -> IntakeOutcome: ...
@@ -39,7 +48,7 @@ def apply_batch(
     delay = 0.1
     while not stop.is_set():
         try:
-            return apply_messages(sink, messages)
+            return apply_messages(sink, messages, max_deliveries=source.max_deliveries)
         except StoreUnavailable as error:
             log.warning(
                 "%s %s: %s; trying the batch again in %.1f s",
@@ -55,11 +64,13 @@ def apply_batch(
 
 def counted(outcome: IntakeOutcome, *, source: Source) -> None:
     """Put a batch that was applied and acknowledged on /metrics and in the log."""
-    STREAM_MESSAGES.labels(source.name, source.stream).inc(outcome.messages)
+    STREAM_MESSAGES.labels(source.name, source.stream).inc(outcome.messages - len(outcome.retry))
+    STREAM_RETRIES.labels(source.name, source.stream).inc(len(outcome.retry))
     for dead in outcome.dead_letters:
         DEAD_LETTERS.labels(source.name, source.stream, dead.code).inc()
     log.info(
-        "%s %s: batch of %d messages, %d events: applied %d, duplicates %d, dead letters %d",
+        "%s %s: batch of %d messages, %d events: applied %d, duplicates %d, dead letters %d, "
+        "left to retry %d",
         source.name,
         source.stream,
         outcome.messages,
@@ -67,6 +78,7 @@ def counted(outcome: IntakeOutcome, *, source: Source) -> None:
         outcome.applied,
         outcome.duplicates,
         len(outcome.dead_letters),
+        len(outcome.retry),
     )
 
 

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import pydantic
 
 from abpilot.api.schemas.core import EventIn
-from abpilot.domain.errors import AbpilotError, StoreUnavailable
+from abpilot.domain.errors import AbpilotError, StoreUnavailable, UnitNotAssigned
 from abpilot.domain.inputs import EventInput
 from abpilot.domain.records import ApplyResult
 
@@ -54,6 +54,7 @@ class StreamMessage:
 
     message_id: str
     data: bytes
+    deliveries: int = 1  # how many times the bus has delivered it, this time included
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,7 @@ class IntakeOutcome:
     applied: int = 0
     duplicates: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    retry: set[str] = field(default_factory=set)  # ids of messages to leave unacknowledged
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -101,19 +103,28 @@ class IntakeOutcome:
             "applied": self.applied,
             "duplicates": self.duplicates,
             "dead_letters": len(self.dead_letters),
+            "retried": len(self.retry),
         }
 
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
     message_id: str
+    deliveries: int
     index: int | None
     event: EventInput
     raw: object
 
 
-def apply_messages(sink: EventSink, messages: Sequence[StreamMessage]) -> IntakeOutcome:
-    """Count the events of ``messages``; every event not counted is in the dead letters."""
+def apply_messages(
+    sink: EventSink, messages: Sequence[StreamMessage], *, max_deliveries: int = 1
+) -> IntakeOutcome:
+    """Count the events of ``messages``; every event not counted is in the dead letters, or
+    its message in ``retry``: a conversion refused because its unit has no assignment yet
+    (its exposure may be in another consumer's batch, or not yet redelivered) while its message
+    has been delivered fewer than ``max_deliveries`` times. The caller leaves a message to retry
+    unacknowledged, so the bus delivers it again: the events of it that counted are then
+    duplicates by their ids."""
     outcome = IntakeOutcome(messages=len(messages))
     pending: list[_Pending] = []
     for message in messages:
@@ -121,7 +132,7 @@ def apply_messages(sink: EventSink, messages: Sequence[StreamMessage]) -> Intake
     outcome.events = len(pending) + len(outcome.dead_letters)
     size = max(1, sink.max_batch_events)
     for start in range(0, len(pending), size):
-        _apply(sink, pending[start : start + size], outcome)
+        _apply(sink, pending[start : start + size], outcome, max_deliveries)
     return outcome
 
 
@@ -167,11 +178,13 @@ def _parse(message: StreamMessage, outcome: IntakeOutcome) -> list[_Pending]:
                 DeadLetter(message.message_id, index, MALFORMED, reason, where, raw)
             )
             continue
-        found.append(_Pending(message.message_id, index, event, raw))
+        found.append(_Pending(message.message_id, message.deliveries, index, event, raw))
     return found
 
 
-def _apply(sink: EventSink, batch: list[_Pending], outcome: IntakeOutcome) -> None:
+def _apply(
+    sink: EventSink, batch: list[_Pending], outcome: IntakeOutcome, max_deliveries: int
+) -> None:
     """Apply ``batch``; drop each event the service names as refused, and split a batch
     refused without a name, until what remains is applied (or nothing remains)."""
     while batch:
@@ -182,18 +195,27 @@ def _apply(sink: EventSink, batch: list[_Pending], outcome: IntakeOutcome) -> No
         except AbpilotError as error:
             index = _event_index(error.field)
             if index is not None and index < len(batch):
-                outcome.dead_letters.append(_dead(batch.pop(index), error))
+                _set_aside(batch.pop(index), error, outcome, max_deliveries)
                 continue
             if len(batch) == 1:
-                outcome.dead_letters.append(_dead(batch[0], error))
+                _set_aside(batch[0], error, outcome, max_deliveries)
                 return
             half = len(batch) // 2
-            _apply(sink, batch[:half], outcome)
-            _apply(sink, batch[half:], outcome)
+            _apply(sink, batch[:half], outcome, max_deliveries)
+            _apply(sink, batch[half:], outcome, max_deliveries)
             return
         outcome.applied += result.applied
         outcome.duplicates += result.duplicates
         return
+
+
+def _set_aside(
+    pending: _Pending, error: AbpilotError, outcome: IntakeOutcome, max_deliveries: int
+) -> None:
+    if isinstance(error, UnitNotAssigned) and pending.deliveries < max_deliveries:
+        outcome.retry.add(pending.message_id)
+    else:
+        outcome.dead_letters.append(_dead(pending, error))
 
 
 def _event_index(error_field: str | None) -> int | None:

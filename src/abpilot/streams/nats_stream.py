@@ -5,7 +5,8 @@ delivered to another after ``ack_wait``).
 The stream (``NATS_STREAM``, capturing ``NATS_SUBJECT``) and a dead-letter stream
 (``<NATS_STREAM>_DEAD``, capturing ``NATS_DEAD_LETTER_SUBJECT``) are created when missing. Per
 batch: fetch up to ``batch`` messages, apply them, publish their dead letters (each publish waits
-for JetStream's acknowledgement, so they are stored), then acknowledge the messages. Message ids
+for JetStream's acknowledgement, so they are stored), then acknowledge the messages, but for
+those left to retry: a negative acknowledgement delays their redelivery by ``ack_wait``. Message ids
 are ``nats:<stream>:<stream sequence>``: give a recreated stream a new name, or send event ids.
 """
 
@@ -41,6 +42,7 @@ class NatsSource:
     dead_letter_subject: str
     batch: int = 500
     ack_wait_seconds: float = 30.0
+    max_deliveries: int = 5
     name: str = "nats"
 
     @property
@@ -107,7 +109,11 @@ class NatsSource:
                 except nats.errors.TimeoutError:
                     continue
                 messages = [
-                    StreamMessage(self.message_id(m.metadata.sequence.stream), m.data)
+                    StreamMessage(
+                        self.message_id(m.metadata.sequence.stream),
+                        m.data,
+                        m.metadata.num_delivered or 1,
+                    )
                     for m in fetched
                 ]
                 outcome = await asyncio.to_thread(apply_batch, sink, messages, stop, source=self)
@@ -117,8 +123,11 @@ class NatsSource:
                     await js.publish(
                         self.dead_letter_subject, dead.to_json(), headers={"Nats-Msg-Id": dead.key}
                     )
-                for message in fetched:
-                    await message.ack()
+                for message, read in zip(fetched, messages, strict=True):
+                    if read.message_id in outcome.retry:
+                        await message.nak(delay=self.ack_wait_seconds)
+                    else:
+                        await message.ack()
                 await nc.flush()
                 counted(outcome, source=self)
         finally:

@@ -1,11 +1,11 @@
 """Events from a Redis Stream: a consumer group that any number of consumer processes share.
 
 Each entry holds the event JSON in its field ``event``. Per batch a consumer first takes over
-entries that another consumer read and left unacknowledged for ``ack_wait`` seconds
-(``XAUTOCLAIM``: a consumer that died), else reads new entries (``XREADGROUP ... >``); applies
-them; then in one ``MULTI``/``EXEC`` adds their dead letters to the dead-letter stream and
-acknowledges them (``XADD`` + ``XACK``). The group is created (at the stream's start, the stream
-too) when missing. Message ids are ``redis:<stream>:<entry id>``.
+entries left unacknowledged for ``ack_wait`` seconds (``XAUTOCLAIM``: a consumer that died, or
+an entry left to retry), else reads new entries (``XREADGROUP ... >``); applies them; then in
+one ``MULTI``/``EXEC`` adds their dead letters to the dead-letter stream and acknowledges them
+(``XADD`` + ``XACK``), all but those left to retry. The group is created (at the stream's
+start, the stream too) when missing. Message ids are ``redis:<stream>:<entry id>``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class RedisStreamSource:
     dead_letter_stream: str
     batch: int = 500
     ack_wait_seconds: float = 30.0
+    max_deliveries: int = 5
     consumer: str = field(default_factory=default_consumer_name)
     name: str = "redis"
 
@@ -58,8 +59,22 @@ class RedisStreamSource:
             if "BUSYGROUP" not in str(error):
                 raise
 
-    def _messages(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[StreamMessage]:
-        return [StreamMessage(self.message_id(i), fields.get(FIELD, b"")) for i, fields in entries]
+    def _messages(
+        self, entries: list[tuple[bytes, dict[bytes, bytes]]], deliveries: list[int] | None = None
+    ) -> list[StreamMessage]:
+        counts = deliveries or [1] * len(entries)
+        return [
+            StreamMessage(self.message_id(i), fields.get(FIELD, b""), count)
+            for (i, fields), count in zip(entries, counts, strict=True)
+        ]
+
+    def _deliveries(self, client: redis.Redis, entries: list[Any]) -> list[int]:
+        """How many times each entry taken over (``XAUTOCLAIM``) has been delivered."""
+        with client.pipeline(transaction=False) as pipe:
+            for entry_id, _ in entries:
+                pipe.xpending_range(self.stream, self.group, entry_id, entry_id, 1)
+            found: list[Any] = pipe.execute()
+        return [int(rows[0]["times_delivered"]) if rows else 1 for rows in found]
 
     def run(self, sink: EventSink, stop: threading.Event) -> None:
         client = self._client()
@@ -79,22 +94,29 @@ class RedisStreamSource:
                     self.stream, self.group, self.consumer, idle_ms, claim_from, count=self.batch
                 )
                 claim_from, entries = claimed[0], claimed[1]
+                entries = [(i, f) for i, f in entries if f is not None]  # deleted meanwhile
+                deliveries = self._deliveries(client, entries) if entries else None
                 if not entries:
                     read: Any = client.xreadgroup(
                         self.group, self.consumer, {self.stream: ">"}, self.batch, BLOCK_MS
                     )
                     entries = read[0][1] if read else []
-                # An entry deleted while pending comes back without fields: nothing to apply.
-                entries = [(i, f) for i, f in entries if f is not None]
                 if not entries:
                     continue
-                outcome = apply_batch(sink, self._messages(entries), stop, source=self)
+                messages = self._messages(entries, deliveries)
+                outcome = apply_batch(sink, messages, stop, source=self)
                 if outcome is None:
                     return
                 with client.pipeline(transaction=True) as pipe:
                     for dead in outcome.dead_letters:
                         pipe.xadd(self.dead_letter_stream, {"dead_letter": dead.to_json()})
-                    pipe.xack(self.stream, self.group, *[i for i, _ in entries])
+                    done = [
+                        entry_id
+                        for (entry_id, _), read in zip(entries, messages, strict=True)
+                        if read.message_id not in outcome.retry
+                    ]
+                    if done:
+                        pipe.xack(self.stream, self.group, *done)
                     pipe.execute()
                 counted(outcome, source=self)
         finally:
