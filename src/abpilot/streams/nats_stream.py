@@ -27,6 +27,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from abpilot.domain.errors import ValidationError
 from abpilot.streams.consumer import apply_batch, counted, report_lag
 from abpilot.streams.intake import EventSink, IntakeOutcome, StreamMessage, apply_messages
+from abpilot.streams.nats_pull import Puller
 
 log = logging.getLogger("abpilot.streams")
 LAG_EVERY_SECONDS = 1.0
@@ -94,19 +95,21 @@ class NatsSource:
                 ack_wait=self.ack_wait_seconds,
                 filter_subject=self.subject,
             )
-            subscription = await js.pull_subscribe(
-                self.subject, durable=self.durable, stream=self.stream, config=config
-            )
+            try:
+                await js.consumer_info(self.stream, self.durable)
+            except nats.js.errors.NotFoundError:
+                await js.add_consumer(self.stream, config)
+            puller = Puller(nc, stream=self.stream, consumer=self.durable)
+            await puller.start()
             log.info("nats %s: consuming %s as %s", self.stream, self.subject, self.durable)
             lag_at = 0.0
             while not stop.is_set():
                 if time.monotonic() - lag_at >= LAG_EVERY_SECONDS:
-                    info = await subscription.consumer_info()
+                    info = await js.consumer_info(self.stream, self.durable)
                     report_lag(self, lag=info.num_pending or 0, pending=info.num_ack_pending or 0)
                     lag_at = time.monotonic()
-                try:
-                    fetched = await subscription.fetch(self.batch, timeout=FETCH_SECONDS)
-                except nats.errors.TimeoutError:
+                fetched = await puller.fetch(self.batch, FETCH_SECONDS)
+                if not fetched:
                     continue
                 messages = [
                     StreamMessage(
