@@ -4,6 +4,7 @@ threads of each worker, on the worker's own service (stopped before the store cl
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -29,8 +30,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             consumers.start()
             try:
                 yield
-            finally:
-                consumers.stop()
+            finally:  # each consumer ends its batch (acknowledged) or leaves it unacknowledged
+                await asyncio.to_thread(consumers.stop)
 
     app.router.lifespan_context = lifespan
     return app
