@@ -253,6 +253,18 @@ class NatsBus:
 
         return asyncio.run(info())
 
+    def pending(self) -> int:
+        """Messages delivered to a consumer and not acknowledged."""
+
+        async def info() -> int:
+            nc = await nats.connect(NATS_URL)
+            js = nc.jetstream()
+            consumer = await js.consumer_info(self.settings["NATS_STREAM"], "abpilot")
+            await nc.close()
+            return consumer.num_ack_pending
+
+        return asyncio.run(info())
+
     def die_after_applying(self, sink: EventSink, count: int) -> int:
         """Take ``count`` messages as one more consumer of the durable, apply them, and die
         without acknowledging: JetStream delivers them again after ack_wait."""
@@ -355,6 +367,10 @@ class RedisBus:
     def drained(self) -> bool:
         groups: Any = self.client.xinfo_groups(self.settings["REDIS_STREAM"])
         return all(int(g["lag"] or 0) == 0 and int(g["pending"]) == 0 for g in groups)
+
+    def pending(self) -> int:
+        groups: Any = self.client.xinfo_groups(self.settings["REDIS_STREAM"])
+        return sum(int(g["pending"]) for g in groups)
 
     def create_consumer(self) -> None:
         self.source().ensure_group(self.client)
