@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import redis
 
 from abpilot.service import ExperimentService
 from tests.conftest import REDIS_URL
+from tests.e2e.server import free_port
 from tests.streams.conftest import Bus
 from tests.streams.workload import (
     NatsBus,
@@ -36,12 +38,12 @@ APPLIED = re.compile(rb"applied (\d+), duplicates (\d+)")
 
 
 class Consumer:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
         command = shutil.which("abpilot") or f"{sys.executable} -m abpilot"
         self.log = log
         with log.open("wb") as out:
             self.process = subprocess.Popen(
-                [*command.split(), "consume"],
+                [*command.split(), "consume", *args],
                 env={**os.environ, **env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -76,8 +78,9 @@ class Consumer:
 
 
 @contextlib.contextmanager
-def consumers(env: dict[str, str], tmp_path: Path, count: int) -> Iterator[list[Consumer]]:
-    started = [Consumer(env, tmp_path / f"consumer-{i}.log") for i in range(count)]
+def consumers(env: dict[str, str], tmp_path: Path, *args: list[str]) -> Iterator[list[Consumer]]:
+    """A consumer process per element of ``args`` (its extra arguments)."""
+    started = [Consumer(env, tmp_path / f"consumer-{i}.log", *a) for i, a in enumerate(args)]
     try:
         yield started
     finally:
@@ -115,7 +118,8 @@ def test_two_consumers_share_a_stream_and_survive_a_sigkill_mid_batch(
         "STREAM_CONSUMERS": "nats" if isinstance(bus, NatsBus) else "redis",
     }
     bus.create_consumer()
-    with consumers(env, tmp_path, 2) as (doomed, survivor):
+    port = free_port()
+    with consumers(env, tmp_path, [], ["--metrics-port", str(port)]) as (doomed, survivor):
         wait_until(lambda: doomed.ready() and survivor.ready(), seconds=60, what="start-up")
         bus.publish(workload.messages)
         wait_until(
@@ -128,5 +132,16 @@ def test_two_consumers_share_a_stream_and_survive_a_sigkill_mid_batch(
         wait_until(bus.drained, seconds=300, what="the survivor draining the stream")
         assert doomed.applied() > 0
         assert survivor.applied() > 0
+        stream = bus.source().stream
+        name = env["STREAM_CONSUMERS"]
+
+        def scraped(metric: str) -> float:
+            body = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            pattern = rf'^{metric}{{source="{name}",stream="{re.escape(stream)}"}} (\S+)$'
+            found = re.search(pattern, body, re.M)
+            return float(found.group(1)) if found else -1.0
+
+        wait_until(lambda: scraped("abpilot_stream_lag") == 0, seconds=30, what="lag 0")
+        assert scraped("abpilot_stream_messages_total") > 0
     check_counters(service, workload)
     assert set(markers(bus.dead_letters())) == workload.bad
