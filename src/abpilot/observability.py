@@ -27,6 +27,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -67,6 +68,41 @@ RECALCULATION_SECONDS = Histogram(
 STORE_ERRORS = Counter(
     "abpilot_store_errors_total",
     "Requests that failed because the store could not be reached",
+    registry=REGISTRY,
+)
+
+STREAM_LAG = Gauge(
+    "abpilot_stream_lag",
+    "Messages of an event stream not yet delivered to abpilot's consumers (NATS num_pending, "
+    "Redis consumer-group lag)",
+    ["source", "stream"],
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
+STREAM_PENDING = Gauge(
+    "abpilot_stream_pending",
+    "Messages of an event stream delivered to a consumer and not yet acknowledged",
+    ["source", "stream"],
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
+STREAM_MESSAGES = Counter(
+    "abpilot_stream_messages_total",
+    "Stream messages applied and acknowledged by this process's consumers",
+    ["source", "stream"],
+    registry=REGISTRY,
+)
+STREAM_RETRIES = Counter(
+    "abpilot_stream_retries_total",
+    "Stream messages left unacknowledged to be delivered again: a conversion whose unit had no "
+    "assignment yet (STREAM_MAX_DELIVERIES)",
+    ["source", "stream"],
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "abpilot_stream_dead_letters_total",
+    "Stream events set aside as dead letters, by reason (malformed, or the refusal's code)",
+    ["source", "stream", "code"],
     registry=REGISTRY,
 )
 

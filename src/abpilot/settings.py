@@ -110,6 +110,25 @@ class Settings(BaseSettings):
     warehouse_refresh_minutes: float = Field(default=60, gt=0)
     warehouse_timeout_seconds: float = Field(default=600, gt=0)
 
+    # Intake from event streams (abpilot.streams): `abpilot consume`, or inside `abpilot serve`.
+    stream_consumers: Annotated[tuple[Literal["nats", "redis"], ...], NoDecode] = ()
+    stream_batch: int = Field(default=500, ge=1, le=10_000)
+    stream_ack_wait_seconds: float = Field(default=30.0, gt=0)
+    stream_max_deliveries: int = Field(default=5, ge=1, le=1000)
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_stream: str = Field(default="ABPILOT_EVENTS", pattern=r"^[A-Za-z0-9_-]{1,100}$")
+    nats_subject: str = Field(default="abpilot.events", pattern=r"^[A-Za-z0-9_.*>-]{1,200}$")
+    nats_durable: str = Field(default="abpilot", pattern=r"^[A-Za-z0-9_-]{1,100}$")
+    nats_dead_letter_subject: str = Field(
+        default="abpilot.dead", pattern=r"^[A-Za-z0-9_.-]{1,200}$"
+    )
+    redis_stream_url: str | None = None
+    redis_stream: str = Field(default="abpilot:events", min_length=1, max_length=200)
+    redis_stream_group: str = Field(default="abpilot", min_length=1, max_length=100)
+    redis_stream_dead_letter: str = Field(
+        default="abpilot:events:dead", min_length=1, max_length=200
+    )
+
     _store_reason: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
@@ -165,6 +184,13 @@ class Settings(BaseSettings):
         if not isinstance(entries, list | tuple):
             return value  # pydantic reports the type
         return tuple(parse_origin(str(e).strip()) for e in entries if str(e).strip())
+
+    @field_validator("stream_consumers", mode="before")
+    @classmethod
+    def _consumers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+        return value
 
     def bandit_defaults(self) -> BanditOptions:
         """The service-wide bandit defaults that ``settings.bandit`` of an experiment overrides."""

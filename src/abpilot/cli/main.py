@@ -13,6 +13,7 @@ from abpilot.cli.common import StoreUrl, cli_settings
 from abpilot.cli.contextual import register as register_contextual
 from abpilot.cli.keys import register as register_keys
 from abpilot.cli.monitoring import register as register_monitoring
+from abpilot.cli.streams import register as register_streams
 from abpilot.cli.transfer import register as register_transfer
 from abpilot.cli.warehouse import register as register_warehouse
 from abpilot.demo import register as register_demo
@@ -65,8 +66,10 @@ def serve(
         f"API docs at http://{host}:{port}/docs\n{settings.store_choice()}",
         soft_wrap=True,
     )
+    # With STREAM_CONSUMERS every worker also runs the stream consumers (abpilot.streams).
+    factory = "abpilot.streams.app:create_app" if settings.stream_consumers else None
     uvicorn.run(
-        "abpilot.api.app:create_app",
+        factory or "abpilot.api.app:create_app",
         factory=True,
         host=host,
         port=port,
@@ -289,5 +292,6 @@ register_contextual(app, _services)
 register_monitoring(app, _services)
 register_transfer(app, _services)
 register_warehouse(app, _services)
+register_streams(app, _services)
 register_keys(app)
 register_demo(app)

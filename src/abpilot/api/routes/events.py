@@ -15,8 +15,6 @@ from abpilot.api.schemas.core import (
     ExposureIn,
     SonaConversionIn,
 )
-from abpilot.domain.inputs import EventKind
-from abpilot.service import EventInput
 from abpilot.service.specs import aliased
 
 router = APIRouter(tags=["events"], responses=ERRORS)
@@ -91,20 +89,6 @@ def record_events(body: EventBatch, service: Service) -> EventResult:
     are counted or none (a repeated ``event_id`` is acknowledged as a duplicate). On a Redis
     Cluster a batch spanning experiments is counted all or none per experiment, and the reply
     says so with ``"atomic": "per_experiment"``; sending it again is safe (event ids)."""
-    events = [
-        EventInput(
-            kind=EventKind(e.type),
-            experiment=e.experiment_id,
-            unit_id=e.unit_id,
-            variant=e.variant,
-            metric=e.metric,
-            value=e.value,
-            event_id=e.event_id,
-            timestamp=e.timestamp,
-            covariates=e.covariates,
-            dimensions=e.dimensions,
-        )
-        for e in body.events
-    ]
+    events = [e.to_input() for e in body.events]
     result = service.record_events(events, field_prefix="events")
     return EventResult.of(result, received=len(events))

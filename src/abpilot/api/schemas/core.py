@@ -14,6 +14,7 @@ from pydantic import (
 )
 
 from abpilot.domain.experiment import Experiment
+from abpilot.domain.inputs import EventInput, EventKind
 from abpilot.domain.records import ApplyResult
 from abpilot.domain.rules import cap_input
 from abpilot.service import Assignment, ExperimentMetrics
@@ -318,8 +319,25 @@ class EndRequest(Strict):
 
 
 class EventIn(ConversionIn):
+    """One event of ``POST /api/v1/events`` (and of a stream message, ``abpilot.streams``)."""
+
     type: Literal["exposure", "conversion"]
     experiment_id: str = Id
+
+    def to_input(self, *, event_id: str | None = None) -> EventInput:
+        """The service's record of this event; ``event_id`` is used when it has none."""
+        return EventInput(
+            kind=EventKind(self.type),
+            experiment=self.experiment_id,
+            unit_id=self.unit_id,
+            variant=self.variant,
+            metric=self.metric,
+            value=self.value,
+            event_id=self.event_id if self.event_id is not None else event_id,
+            timestamp=self.timestamp,
+            covariates=self.covariates,
+            dimensions=self.dimensions,
+        )
 
 
 class EventBatch(Lenient):
