@@ -14,8 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from abpilot.store.base import Store
+
+# No timing assertions: Hypothesis' per-example deadline fails a correct property on a loaded
+# machine, so the suite's profile has none (a hang is still caught by the test's own limits).
+settings.register_profile("abpilot", deadline=None)
+settings.load_profile("abpilot")
 
 POSTGRES_URL = os.environ.get(
     "ABPILOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

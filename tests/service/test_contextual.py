@@ -310,3 +310,30 @@ def test_settings_are_checked_when_the_experiment_is_created() -> None:
                 settings={"contextual": settings},
             )
         assert caught.value.field == field
+
+
+def test_service_wide_bandit_defaults_apply_to_contextual_bandits() -> None:
+    """PRIOR_ALPHA, PRIOR_BETA and THOMPSON_SAMPLES are the service's bandit defaults: a
+    contextual bandit without its own ``settings.contextual`` priors starts from them, and its
+    own settings still win."""
+    from abpilot.bandits.config import BanditOptions
+
+    service = ExperimentService(
+        MemoryStore(),
+        cache_seconds=0,
+        bandit_defaults=BanditOptions(prior_alpha=2.0, prior_beta=99.0, samples=500),
+    )
+    for key, own in (("shared", {}), ("own", {"prior_alpha": 3.0, "samples": 700})):
+        service.create_experiment(
+            key=key,
+            type="contextual_bandit",
+            variants=[{"key": a, "weight": 1 / 3} for a in ARMS],
+            settings={"contextual": {"attributes": {"device": ["ios", "web"]}, **own}},
+        )
+        service.start_experiment(key)
+    shared = service.contextual.stats("shared")
+    assert {(a.alpha, a.beta) for a in shared.arms} == {(2.0, 99.0)}
+    own = service.contextual.stats("own")
+    assert {(a.alpha, a.beta) for a in own.arms} == {(3.0, 99.0)}
+    # Monte Carlo decisions draw THOMPSON_SAMPLES unless the experiment sets its own.
+    assert service.contextual.defaults.samples == 500

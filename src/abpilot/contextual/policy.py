@@ -215,12 +215,17 @@ def choose(probabilities: Sequence[float], method: str, rng: np.random.Generator
     return Choice(arm, tuple(float(x) for x in p), method)
 
 
-def contextual_options(settings: Mapping[str, Any], arms: Sequence[str]) -> ContextualOptions:
-    """Parse ``settings["contextual"]``; a bad key or value is a ValidationError naming it."""
+def contextual_options(
+    settings: Mapping[str, Any],
+    arms: Sequence[str],
+    defaults: ContextualOptions | None = None,
+) -> ContextualOptions:
+    """Parse ``settings["contextual"]`` over ``defaults`` (the service-wide ones); a bad key or
+    value is a ValidationError naming it."""
     where = "settings.contextual"
     known = (f.name for f in fields(ContextualOptions))
     raw = check_section(settings.get("contextual", {}), where, known)
-    options = ContextualOptions()
+    options = defaults or ContextualOptions()
     values: dict[str, Any] = {}
     for name, value in raw.items():
         at = f"{where}.{name}"

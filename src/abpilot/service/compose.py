@@ -54,7 +54,11 @@ def build(store: Store, settings: Settings) -> Services:
     companion = Companion(
         experiments, settings.datafiles_dir, cache_seconds=settings.experiment_cache_seconds
     )
-    monitor = Monitor(experiments, defaults=settings.monitoring_defaults())
+    monitor = Monitor(
+        experiments,
+        defaults=settings.monitoring_defaults(),
+        contextual_defaults=experiments.contextual.defaults,
+    )
     daily = DailyMonitor(
         monitor,
         at=parse_time_of_day(settings.monitor_at),

@@ -157,10 +157,16 @@ class ContextualService:
     """Decisions and feedback of ``contextual_bandit`` experiments; ``ids`` names decisions."""
 
     def __init__(
-        self, lookup: ExperimentLookup, *, ids: Callable[[], str] = lambda: uuid.uuid4().hex
+        self,
+        lookup: ExperimentLookup,
+        *,
+        ids: Callable[[], str] = lambda: uuid.uuid4().hex,
+        defaults: ContextualOptions | None = None,
     ) -> None:
         self.lookup = lookup
         self.ids = ids
+        self.defaults = defaults or ContextualOptions()
+        """The service-wide options an experiment's ``settings.contextual`` overrides."""
         self.store = lookup.store
         self._policies: dict[tuple[str, str], tuple[float, _Policy]] = {}
 
@@ -172,7 +178,7 @@ class ContextualService:
                 "for contextual_bandit experiments",
                 field="type",
             )
-        return exp, contextual_options(exp.settings, [v.key for v in exp.variants])
+        return exp, contextual_options(exp.settings, [v.key for v in exp.variants], self.defaults)
 
     def _bandit_policy(
         self, exp: Experiment, options: ContextualOptions, key: str, rng: np.random.Generator

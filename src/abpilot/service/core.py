@@ -10,6 +10,7 @@ from datetime import date, datetime
 from typing import Any, NamedTuple, Self
 
 from abpilot.bandits.config import BanditOptions
+from abpilot.contextual.policy import ContextualOptions
 from abpilot.domain.assignment import NOT_IN_EXPERIMENT
 from abpilot.domain.errors import (
     AbpilotError,
@@ -126,7 +127,14 @@ class ExperimentService:
         self.lookup = ExperimentLookup(
             store, self.allocator, clock=clock, cache_seconds=cache_seconds
         )
-        self.contextual = ContextualService(self.lookup)
+        self.contextual = ContextualService(
+            self.lookup,
+            defaults=ContextualOptions(
+                prior_alpha=self.bandit_defaults.prior_alpha,
+                prior_beta=self.bandit_defaults.prior_beta,
+                samples=self.bandit_defaults.samples,
+            ),
+        )
         """Decisions and feedback of contextual_bandit experiments: ``.decide``, ``.feedback``,
         ``.stats``, ``.performance``, ``.offpolicy``."""
         self.interleaving = InterleavingService(self.lookup)

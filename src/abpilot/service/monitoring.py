@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from abpilot.bandits.thompson import probability_best_exact
-from abpilot.contextual.policy import contextual_options, posteriors
+from abpilot.contextual.policy import ContextualOptions, contextual_options, posteriors
 from abpilot.domain.errors import AbpilotError, ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentStatus, ExperimentType, MetricKind
 from abpilot.monitoring.checks import (
@@ -128,9 +128,14 @@ class Monitor:
     overrides."""
 
     def __init__(
-        self, service: MonitoredService, *, defaults: MonitoringOptions | None = None
+        self,
+        service: MonitoredService,
+        *,
+        defaults: MonitoringOptions | None = None,
+        contextual_defaults: ContextualOptions | None = None,
     ) -> None:
         self.service = service
+        self.contextual_defaults = contextual_defaults
         self.lookup = service.lookup
         self.store = service.lookup.store
         self.defaults = defaults or MonitoringOptions()
@@ -325,7 +330,7 @@ class Monitor:
         decisions = store.list_decisions(experiment.id, now - timedelta(days=days))
         arms = [v.key for v in experiment.variants]
         states = store.get_bandit_states(experiment.id)
-        contextual = contextual_options(experiment.settings, arms)
+        contextual = contextual_options(experiment.settings, arms, self.contextual_defaults)
         bandit = [d for d in decisions if d.policy == "bandit"]
 
         def share(context: str | None) -> SelectionShare:

@@ -1,0 +1,166 @@
+"""Every variant against the control on one metric: the fixed-horizon test (Fisher's exact test
+or Welch's t-test, per period when the weights changed), its always-valid form under the
+sequential test, the Bayesian posteriors and the probability of being best, and the estimates
+the guardrails are tested on. Pure: it takes a ``MetricInput`` and returns frozen results."""
+
+from __future__ import annotations
+
+from abpilot.stats import guardrails, stratified
+from abpilot.stats.bayes import BestArm, Posterior, best_arm, beta_posterior, normal_posterior
+from abpilot.stats.frequentist import Comparison, compare_means, compare_proportions
+from abpilot.stats.inputs import (
+    Arm,
+    MetricInput,
+    control_index,
+    difference_variance,
+    lift_variance,
+    mixing_scale,
+    rate,
+)
+from abpilot.stats.options import AnalysisOptions
+from abpilot.stats.sequential import msprt
+
+Compared = tuple[list[Comparison | None], BestArm | None, list[Posterior] | None]
+
+
+def _compare(metric: MetricInput, i: int, c: int, options: AnalysisOptions) -> Comparison:
+    arm, control = metric.arms[i], metric.arms[c]
+    if metric.stratified:
+        compare = stratified.compare_binary if metric.binary else stratified.compare_means
+        comparison = compare(metric.strata, i, c, options.alpha)
+    elif metric.binary:
+        if arm.successes > arm.n or control.successes > control.n:
+            return Comparison(None, None, None, None, None, "fisher_exact")
+        comparison = compare_proportions(
+            arm.successes, arm.n, control.successes, control.n, options.alpha
+        )
+    else:
+        comparison = compare_means(
+            arm.mean or 0.0,
+            arm.variance or 0.0,
+            arm.n,
+            control.mean or 0.0,
+            control.variance or 0.0,
+            control.n,
+            options.alpha,
+        )
+    if not options.sequential or comparison.difference is None:
+        return comparison
+    return _sequential(comparison, metric, arm, control, options)
+
+
+def _sequential(
+    comparison: Comparison, metric: MetricInput, arm: Arm, control: Arm, options: AnalysisOptions
+) -> Comparison:
+    """The always-valid p-value, difference interval and lift interval (the mSPRT of the lift
+    with its delta-method variance and the mixing scale relative to the control)."""
+    tau = mixing_scale(metric, control, options)
+    variance = difference_variance(metric, arm, control)
+    result = (
+        None if tau is None else msprt(comparison.difference or 0.0, variance, tau, options.alpha)
+    )
+    lift_ci = None
+    base = rate(control) if metric.binary else control.mean
+    if tau is not None and comparison.lift is not None and base:
+        lift = msprt(
+            comparison.lift, lift_variance(metric, arm, control), tau / abs(base), options.alpha
+        )
+        lift_ci = None if lift is None else lift.ci
+    return Comparison(
+        difference=comparison.difference,
+        difference_ci=None if result is None else result.ci,
+        lift=comparison.lift,
+        lift_ci=lift_ci,
+        p_value=None if result is None else result.p_value,
+        method="msprt",
+        p_value_z=comparison.p_value_z,
+    )
+
+
+def _posteriors(metric: MetricInput, options: AnalysisOptions) -> list[Posterior] | None:
+    if metric.stratified:
+        return stratified.standardised_posteriors(metric.strata, metric.binary, options.prior)
+    if metric.binary:
+        if any(a.successes > a.n for a in metric.arms):
+            return None
+        return [beta_posterior(a.successes, a.n, options.prior) for a in metric.arms]
+    found = [normal_posterior(a.mean or 0.0, a.variance or 0.0, a.n) for a in metric.arms]
+    return None if any(p is None for p in found) else [p for p in found if p is not None]
+
+
+def compare_metric(metric: MetricInput, options: AnalysisOptions) -> Compared:
+    """Each variant's comparison with the control (None for the control), the probability of
+    being best and the posteriors (None when undefined)."""
+    c = control_index(metric)
+    comparisons: list[Comparison | None] = [
+        None if arm.is_control else _compare(metric, i, c, options)
+        for i, arm in enumerate(metric.arms)
+    ]
+    posteriors = _posteriors(metric, options)
+    best = best_arm(posteriors) if posteriors else None
+    return comparisons, best, posteriors
+
+
+def _estimate(metric: MetricInput, i: int, c: int) -> guardrails.Estimate | None:
+    """The fixed-horizon estimate a guardrail is tested on: the difference (of rates with the
+    unpooled variance, of means with Welch's degrees of freedom), or with a relative margin the
+    lift with its delta-method variance. Across periods of constant weights, the stratified
+    difference (over the control's pooled rate or mean, taken as known, for a lift)."""
+    arm, control = metric.arms[i], metric.arms[c]
+    base = rate(control) if metric.binary else control.mean
+    if metric.stratified:
+        compare = stratified.compare_binary if metric.binary else stratified.compare_means
+        found = compare(metric.strata, i, c, 0.05)
+        if found.difference is None or found.variance is None:
+            return None
+        if not metric.margin_relative:
+            return guardrails.Estimate(found.difference, found.variance)
+        return (
+            guardrails.Estimate(found.difference / base, found.variance / base**2) if base else None
+        )
+    if arm.n < 2 or control.n < 2:
+        return None
+    if metric.binary and (arm.successes > arm.n or control.successes > control.n):
+        return None
+    if metric.margin_relative:
+        mean = rate(arm) if metric.binary else arm.mean
+        if not base:
+            return None
+        return guardrails.Estimate((mean or 0.0) / base - 1, lift_variance(metric, arm, control))
+    if metric.binary:
+        variance = difference_variance(metric, arm, control)
+        return guardrails.Estimate((rate(arm) or 0.0) - (base or 0.0), variance)
+    se2_t, se2_c = (arm.variance or 0.0) / arm.n, (control.variance or 0.0) / control.n
+    se2 = se2_t + se2_c
+    df = se2**2 / (se2_t**2 / (arm.n - 1) + se2_c**2 / (control.n - 1)) if se2 > 0 else None
+    return guardrails.Estimate((arm.mean or 0.0) - (base or 0.0), se2, df)
+
+
+def guardrail_checks(
+    metric: MetricInput, options: AnalysisOptions
+) -> list[guardrails.GuardrailCheck]:
+    """Every variant on the guardrail ``metric``. The mixing scale of the always-valid tests is
+    the margin (the harm worth detecting), or the sequential test's scale when the margin is 0
+    (over the control's rate or mean for a relative margin)."""
+    c = control_index(metric)
+    control = metric.arms[c]
+    margin = metric.margin or 0.0
+    tau = margin or mixing_scale(metric, control, options)
+    if tau is not None and metric.margin_relative and not margin:
+        base = rate(control) if metric.binary else control.mean
+        tau = tau / abs(base) if base else None
+    return [
+        guardrails.check(
+            _estimate(metric, i, c),
+            metric=metric.key,
+            variant=arm.key,
+            higher_is_better=metric.higher_is_better,
+            margin=margin,
+            margin_relative=metric.margin_relative,
+            alpha=options.alpha,
+            tau=tau,
+            sequential=options.sequential,
+        )
+        for i, arm in enumerate(metric.arms)
+        if not arm.is_control
+    ]
