@@ -20,6 +20,7 @@ from abpilot.simulation import register as register_simulate
 
 if TYPE_CHECKING:
     from abpilot.service.compose import Services
+    from abpilot.stats.analysis import Analysis
 
 app = typer.Typer(
     help="abpilot: experiments on live traffic, steered toward what works.", no_args_is_help=True
@@ -132,6 +133,20 @@ def _fmt(value: float | None, spec: str = ".4g") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _print_adjustment(result: Analysis) -> None:
+    """Each variant's CUPED adjustment: theta, the variance reduction and the unadjusted lift
+    and p-value beside the adjusted ones in the table."""
+    for v in result.variants:
+        if v.theta is None:
+            continue
+        unadjusted = "-" if v.unadjusted_lift is None else f"{v.unadjusted_lift:+.1%}"
+        console.print(
+            f"{v.key}: adjusted by {result.covariate} (theta {_fmt(v.theta)}, variance "
+            f"reduction {_fmt(v.variance_reduction, '.1%')}); unadjusted lift {unadjusted}, "
+            f"p {_fmt(v.unadjusted_p_value)}"
+        )
+
+
 @app.command()
 def analyze(
     experiment: Annotated[str, typer.Argument(help="Experiment id or key.")],
@@ -190,6 +205,8 @@ def analyze(
             _fmt(v.expected_loss),
         )
     console.print(table)
+    if result.covariate:
+        _print_adjustment(result)
     srm = "flagged" if result.srm.flagged else "ok"
     console.print(f"SRM: {srm} (p = {_fmt(result.srm.p_value)})")
     required = result.sample_size.required_per_variant

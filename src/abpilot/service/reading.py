@@ -12,10 +12,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from abpilot import notebook
+from abpilot.domain import derived
 from abpilot.domain.errors import ValidationError
-from abpilot.domain.experiment import Experiment, ExperimentStatus, MetricKind, MetricRole
+from abpilot.domain.experiment import (
+    Experiment,
+    ExperimentStatus,
+    Metric,
+    MetricKind,
+    MetricRole,
+)
 from abpilot.stats.analysis import Analysis, Arm, MetricInput, analyse
 from abpilot.stats.corrections import Correction
+from abpilot.stats.cuped import CovariateMoments, CovariatePeriod
 from abpilot.stats.options import analysis_options
 from abpilot.stats.stratified import Stratum, StratumArm
 from abpilot.stats.summary import (
@@ -158,9 +166,11 @@ def analyse_experiment(
         alpha=alpha, correction=correction, sequential=sequential
     )
     periods = _periods(store, exp)
+    counters = store.get_counters(exp.id) if any(m.covariate for m in exp.metrics) else {}
     inputs = []
     for m in exp.metrics:
         basis = metrics.metrics[m.key]
+        moments, by_period = _covariate_moments(exp, m, basis.basis, counters, periods)
         inputs.append(
             MetricInput(
                 key=m.key,
@@ -182,9 +192,51 @@ def analyse_experiment(
                 higher_is_better=m.higher_is_better,
                 margin=m.margin if m.role is MetricRole.GUARDRAIL else None,
                 margin_relative=m.margin_relative,
+                covariate=m.covariate,
+                covariate_moments=moments,
+                covariate_periods=by_period,
             )
         )
     return analyse(inputs, metric=metric_key, options=options)
+
+
+def _covariate_moments(
+    exp: Experiment,
+    metric: Metric,
+    basis: Basis,
+    counters: Mapping[str, VariantCounters],
+    periods: list[tuple[int, tuple[float, ...], Mapping[str, VariantCounters]]],
+) -> tuple[tuple[CovariateMoments, ...], tuple[CovariatePeriod, ...]]:
+    """Each variant's CUPED moments of an adjusted ``metric`` (none without a covariate), in
+    total and per period of constant weights."""
+    if not metric.covariate:
+        return (), ()
+
+    def arms(by_variant: Mapping[str, VariantCounters]) -> tuple[CovariateMoments, ...]:
+        return tuple(
+            _moments(by_variant.get(v.key) or VariantCounters(), metric, basis)
+            for v in exp.variants
+        )
+
+    return arms(counters), tuple(
+        CovariatePeriod(period, weights, arms(by_variant))
+        for period, weights, by_variant in periods
+    )
+
+
+def _moments(counters: VariantCounters, metric: Metric, basis: Basis) -> CovariateMoments:
+    """A variant's moments over its population: y the unit's total (a binary metric's
+    converting units with sum(y^2) = sum(y)), x its covariate (0 when its exposure had none)."""
+    covariate = derived.covariate_sums(counters, metric.covariate or "")
+    cross = derived.cross_sum(counters, metric.key)
+    summary = summarise(counters.metrics.get(metric.key, _ZERO), counters, basis)
+    if metric.kind is MetricKind.BINARY:
+        return CovariateMoments.binary(
+            summary.n, summary.conversions, covariate.sum, covariate.sum_squares, cross
+        )
+    return CovariateMoments(
+        summary.n, summary.sum, summary.sum_squares, covariate.sum, covariate.sum_squares, cross
+    )
 
 
 def _periods(

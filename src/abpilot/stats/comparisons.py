@@ -1,11 +1,18 @@
 """Every variant against the control on one metric: the fixed-horizon test (Fisher's exact test
 or Welch's t-test, per period when the weights changed), its always-valid form under the
 sequential test, the Bayesian posteriors and the probability of being best, and the estimates
-the guardrails are tested on. Pure: it takes a ``MetricInput`` and returns frozen results."""
+the guardrails are tested on. Pure: it takes a ``MetricInput`` and returns frozen results.
+
+A metric with a covariate is compared by CUPED (``abpilot.stats.cuped``: one theta pooled over
+every variant; within periods of constant weights, the per-period form), always-valid under the
+sequential test; that adjusted comparison is the one the correction, the winner rule and the
+decision read, and the unadjusted one is kept beside it (``Adjustment``)."""
 
 from __future__ import annotations
 
-from abpilot.stats import guardrails, stratified
+from dataclasses import dataclass, replace
+
+from abpilot.stats import cuped, guardrails, stratified
 from abpilot.stats.bayes import BestArm, Posterior, best_arm, beta_posterior, normal_posterior
 from abpilot.stats.frequentist import Comparison, compare_means, compare_proportions
 from abpilot.stats.inputs import (
@@ -20,7 +27,21 @@ from abpilot.stats.inputs import (
 from abpilot.stats.options import AnalysisOptions
 from abpilot.stats.sequential import msprt
 
-Compared = tuple[list[Comparison | None], BestArm | None, list[Posterior] | None]
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    """What covariate adjustment did to one variant's comparison: the ``unadjusted`` comparison,
+    the ``theta`` used and the variance reduction achieved (None without an unadjusted
+    variance)."""
+
+    unadjusted: Comparison
+    theta: float
+    variance_reduction: float | None
+
+
+Compared = tuple[
+    list[Comparison | None], BestArm | None, list[Posterior] | None, list[Adjustment | None]
+]
 
 
 def _compare(metric: MetricInput, i: int, c: int, options: AnalysisOptions) -> Comparison:
@@ -78,6 +99,10 @@ def _sequential(
 
 
 def _posteriors(metric: MetricInput, options: AnalysisOptions) -> list[Posterior] | None:
+    if metric.covariate_moments and not metric.binary and not metric.stratified:
+        adjusted = cuped.cuped(metric.covariate_moments, control=control_index(metric)).arms
+        found = [normal_posterior(a.mean, a.variance, a.n) for a in adjusted]
+        return None if any(p is None for p in found) else [p for p in found if p is not None]
     if metric.stratified:
         return stratified.standardised_posteriors(metric.strata, metric.binary, options.prior)
     if metric.binary:
@@ -96,9 +121,94 @@ def compare_metric(metric: MetricInput, options: AnalysisOptions) -> Compared:
         None if arm.is_control else _compare(metric, i, c, options)
         for i, arm in enumerate(metric.arms)
     ]
+    adjustments: list[Adjustment | None] = [None] * len(comparisons)
+    if metric.covariate_moments:
+        comparisons, adjustments = _adjusted(metric, comparisons, options)
     posteriors = _posteriors(metric, options)
     best = best_arm(posteriors) if posteriors else None
-    return comparisons, best, posteriors
+    return comparisons, best, posteriors, adjustments
+
+
+def _adjusted(
+    metric: MetricInput, unadjusted: list[Comparison | None], options: AnalysisOptions
+) -> tuple[list[Comparison | None], list[Adjustment | None]]:
+    """Each variant's CUPED comparison (within periods once the weights changed), always-valid
+    under the sequential test, and its adjustment beside the ``unadjusted`` comparison."""
+    c = control_index(metric)
+    comparisons: list[Comparison | None] = []
+    adjustments: list[Adjustment | None] = []
+    for i, plain in enumerate(unadjusted):
+        if plain is None:
+            comparisons.append(None)
+            adjustments.append(None)
+            continue
+        if metric.stratified:
+            adjusted, adjustment = _adjusted_periods(metric, i, c, options)
+        else:
+            adjusted, adjustment = _adjusted_pooled(metric, i, c, options)
+        comparisons.append(adjusted)
+        adjustments.append(Adjustment(plain, *adjustment))
+    return comparisons, adjustments
+
+
+def _adjusted_pooled(
+    metric: MetricInput, i: int, c: int, options: AnalysisOptions
+) -> tuple[Comparison, tuple[float, float | None]]:
+    """CUPED with theta pooled over every variant; under the sequential test its always-valid
+    form (``cuped.always_valid``)."""
+    moments = metric.covariate_moments
+    found = cuped.compare(
+        moments[i], moments[c], theta=cuped.pooled_theta(moments), alpha=options.alpha
+    )
+    e = found.adjusted
+    adjusted = Comparison(
+        e.difference, e.difference_ci, e.lift, e.lift_ci, e.p_value, "cuped", variance=e.variance
+    )
+    if options.sequential and e.difference is not None:
+        tau = mixing_scale(metric, metric.arms[c], options)
+        valid = None
+        if tau is not None:
+            valid = cuped.always_valid(
+                found, control_mean=moments[c].mean_y, tau=tau, alpha=options.alpha
+            )
+        adjusted = replace(
+            adjusted,
+            difference_ci=None if valid is None else valid.difference_ci,
+            lift_ci=None if valid is None else valid.lift_ci,
+            p_value=None if valid is None else valid.p_value,
+            method="cuped_msprt",
+        )
+    return adjusted, (found.theta, found.variance_reduction)
+
+
+def _adjusted_periods(
+    metric: MetricInput, i: int, c: int, options: AnalysisOptions
+) -> tuple[Comparison, tuple[float, float | None]]:
+    """CUPED within periods of constant weights (``cuped.compare_periods``); under the
+    sequential test the mSPRT of the adjusted difference, and of the lift with the control's
+    pooled unadjusted mean taken as known."""
+    found = cuped.compare_periods(metric.covariate_periods, i, c, options.alpha)
+    adjusted = replace(found.adjusted, method=f"cuped_{found.adjusted.method}")
+    variance = adjusted.variance
+    if options.sequential and adjusted.difference is not None:
+        tau = mixing_scale(metric, metric.arms[c], options)
+        base = cuped.CovariateMoments(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        for period in metric.covariate_periods:
+            base = base + period.arms[c]
+        valid = lift = None
+        if tau is not None and variance is not None:
+            valid = msprt(adjusted.difference, variance, tau, options.alpha)
+            if valid is not None and adjusted.lift is not None and base.mean_y:
+                scale = abs(base.mean_y)
+                lift = msprt(adjusted.lift, variance / scale**2, tau / scale, options.alpha)
+        adjusted = replace(
+            adjusted,
+            difference_ci=None if valid is None else valid.ci,
+            lift_ci=None if lift is None else lift.ci,
+            p_value=None if valid is None else valid.p_value,
+            method="cuped_msprt",
+        )
+    return adjusted, (found.theta, found.variance_reduction)
 
 
 def _estimate(metric: MetricInput, i: int, c: int) -> guardrails.Estimate | None:

@@ -77,6 +77,15 @@ class VariantAnalysisRead(BaseModel):
     credible_interval: tuple[float, float] | None
     significant: bool
     guardrail: GuardrailRead | None = None
+    # A metric with a covariate: the fields above are CUPED-adjusted; the unadjusted ones,
+    # theta and the variance reduction (1 - adjusted / unadjusted variance) beside them.
+    unadjusted_difference: float | None = None
+    unadjusted_difference_ci: tuple[float, float] | None = None
+    unadjusted_lift: float | None = None
+    unadjusted_lift_ci: tuple[float, float] | None = None
+    unadjusted_p_value: float | None = None
+    theta: float | None = None
+    variance_reduction: float | None = None
 
 
 class SrmRead(BaseModel):
@@ -125,6 +134,7 @@ class AnalysisRead(BaseModel):
     higher_is_better: bool = True
     guardrails: list[GuardrailRead] = []
     decision: DecisionRead | None = None
+    covariate: str | None = None
 
     @classmethod
     def of(cls, experiment_id: str, analysis: Analysis) -> AnalysisRead:
@@ -167,6 +177,7 @@ class AnalysisRead(BaseModel):
                 GuardrailRead.model_validate(g, from_attributes=True) for g in analysis.guardrails
             ],
             decision=None if analysis.decision is None else DecisionRead.of(analysis.decision),
+            covariate=analysis.covariate,
         )
 
 
