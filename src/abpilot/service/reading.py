@@ -8,7 +8,7 @@ or exposures."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from abpilot import notebook
@@ -21,10 +21,12 @@ from abpilot.domain.experiment import (
     MetricKind,
     MetricRole,
 )
+from abpilot.stats import ratio
 from abpilot.stats.analysis import Analysis, Arm, MetricInput, analyse
 from abpilot.stats.corrections import Correction
 from abpilot.stats.cuped import CovariateMoments, CovariatePeriod
 from abpilot.stats.options import analysis_options
+from abpilot.stats.ratio import RatioMoments
 from abpilot.stats.stratified import Stratum, StratumArm
 from abpilot.stats.summary import (
     Basis,
@@ -166,17 +168,26 @@ def analyse_experiment(
         alpha=alpha, correction=correction, sequential=sequential
     )
     periods = _periods(store, exp)
-    counters = store.get_counters(exp.id) if any(m.covariate for m in exp.metrics) else {}
+    derived_needed = any(m.covariate or m.kind is MetricKind.RATIO for m in exp.metrics)
+    counters = store.get_counters(exp.id) if derived_needed else {}
     inputs = []
     for m in exp.metrics:
         basis = metrics.metrics[m.key]
         moments, by_period = _covariate_moments(exp, m, basis.basis, counters, periods)
+        ratios = _ratio_moments(exp, m, basis.basis, counters)
+        arms = tuple(_arm(v, m.key) for v in metrics.variants)
+        if ratios:
+            arms = tuple(_ratio_arm(a, r) for a, r in zip(arms, ratios, strict=True))
         inputs.append(
             MetricInput(
                 key=m.key,
                 binary=m.kind is MetricKind.BINARY,
-                arms=tuple(_arm(v, m.key) for v in metrics.variants),
-                strata=tuple(
+                arms=arms,
+                ratio_moments=ratios,
+                # A ratio is compared over the whole experiment (no per-period form yet).
+                strata=()
+                if ratios
+                else tuple(
                     Stratum(
                         period=period,
                         weights=weights,
@@ -198,6 +209,39 @@ def analyse_experiment(
             )
         )
     return analyse(inputs, metric=metric_key, options=options)
+
+
+def _ratio_moments(
+    exp: Experiment, metric: Metric, basis: Basis, counters: Mapping[str, VariantCounters]
+) -> tuple[RatioMoments, ...]:
+    """Each variant's sums of a ratio ``metric``'s numerator and denominator per unit totals
+    and their cross sum (none for another kind)."""
+    if metric.kind is not MetricKind.RATIO:
+        return ()
+    found = []
+    for v in exp.variants:
+        c = counters.get(v.key) or VariantCounters()
+        numerator = c.metrics.get(metric.numerator or "", _ZERO)
+        denominator = c.metrics.get(metric.denominator or "", _ZERO)
+        found.append(
+            RatioMoments(
+                n=summarise(_ZERO, c, basis).n,
+                sum_numerator=numerator.sum,
+                sum_numerator_squares=numerator.sum_squares,
+                sum_denominator=denominator.sum,
+                sum_denominator_squares=denominator.sum_squares,
+                sum_products=derived.ratio_cross_sum(c, metric.key),
+            )
+        )
+    return tuple(found)
+
+
+def _ratio_arm(arm: Arm, moments: RatioMoments) -> Arm:
+    """A variant of a ratio metric: its mean is the ratio, its variance per unit the delta
+    method's (n times the variance of the ratio)."""
+    found = ratio.estimate(moments)
+    variance = None if found.variance is None else found.variance * found.n
+    return replace(arm, mean=found.ratio, variance=variance)
 
 
 def _covariate_moments(

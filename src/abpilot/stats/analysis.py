@@ -203,7 +203,7 @@ def _analyse(
     winner, reason, message = verdict(target, results, srm, plan, options, evidence)
     return Analysis(
         metric=metric,
-        kind="binary" if target.binary else "value",
+        kind="ratio" if target.ratio_moments else "binary" if target.binary else "value",
         method=method,
         control=control.key,
         variants=tuple(results),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from abpilot.stats import cuped, guardrails, stratified
+from abpilot.stats import cuped, guardrails, ratio, stratified
 from abpilot.stats.bayes import BestArm, Posterior, best_arm, beta_posterior, normal_posterior
 from abpilot.stats.frequentist import Comparison, compare_means, compare_proportions
 from abpilot.stats.inputs import (
@@ -98,6 +98,37 @@ def _sequential(
     )
 
 
+def _ratio(metric: MetricInput, i: int, c: int, options: AnalysisOptions) -> Comparison:
+    """A ratio metric's variant against the control: the difference of ratios and the lift by
+    the delta method (``abpilot.stats.ratio``); under the sequential test the mSPRT of both,
+    the lift's mixing scale relative to the control's ratio."""
+    e = ratio.compare_ratios(metric.ratio_moments[i], metric.ratio_moments[c], alpha=options.alpha)
+    found = Comparison(
+        e.difference,
+        e.difference_ci,
+        e.lift,
+        e.lift_ci,
+        e.p_value,
+        "delta_ratio",
+        variance=e.variance,
+    )
+    if not options.sequential or e.difference is None or e.variance is None:
+        return found
+    tau = mixing_scale(metric, metric.arms[c], options)
+    valid = None if tau is None else msprt(e.difference, e.variance, tau, options.alpha)
+    lift = None
+    base = metric.arms[c].mean
+    if tau is not None and valid is not None and e.lift is not None and base:
+        lift = msprt(e.lift, e.lift_variance or 0.0, tau / abs(base), options.alpha)
+    return replace(
+        found,
+        difference_ci=None if valid is None else valid.ci,
+        lift_ci=None if lift is None else lift.ci,
+        p_value=None if valid is None else valid.p_value,
+        method="delta_ratio_msprt",
+    )
+
+
 def _posteriors(metric: MetricInput, options: AnalysisOptions) -> list[Posterior] | None:
     if metric.covariate_moments and not metric.binary and not metric.stratified:
         adjusted = cuped.cuped(metric.covariate_moments, control=control_index(metric)).arms
@@ -117,8 +148,9 @@ def compare_metric(metric: MetricInput, options: AnalysisOptions) -> Compared:
     """Each variant's comparison with the control (None for the control), the probability of
     being best and the posteriors (None when undefined)."""
     c = control_index(metric)
+    compare = _ratio if metric.ratio_moments else _compare
     comparisons: list[Comparison | None] = [
-        None if arm.is_control else _compare(metric, i, c, options)
+        None if arm.is_control else compare(metric, i, c, options)
         for i, arm in enumerate(metric.arms)
     ]
     adjustments: list[Adjustment | None] = [None] * len(comparisons)

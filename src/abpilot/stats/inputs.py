@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from abpilot.stats.cuped import CovariateMoments, CovariatePeriod
 from abpilot.stats.options import AnalysisOptions
+from abpilot.stats.ratio import RatioMoments
 from abpilot.stats.stratified import Stratum
 
 
@@ -35,7 +36,8 @@ class MetricInput:
     ``higher_is_better`` is the metric's direction; a guardrail has a ``margin`` (the harm it
     tolerates, ``margin_relative`` a fraction of the control's). An adjusted metric names its
     ``covariate`` with each arm's ``covariate_moments`` (in the arms' order) and, when weights
-    changed, each period's (``covariate_periods``)."""
+    changed, each period's (``covariate_periods``). A ratio metric has each arm's
+    ``ratio_moments`` (its arms' ``mean`` is then the ratio)."""
 
     key: str
     binary: bool
@@ -49,6 +51,7 @@ class MetricInput:
     covariate: str | None = None
     covariate_moments: tuple[CovariateMoments, ...] = ()
     covariate_periods: tuple[CovariatePeriod, ...] = ()
+    ratio_moments: tuple[RatioMoments, ...] = ()
 
     @property
     def stratified(self) -> bool:
