@@ -21,6 +21,7 @@ from abpilot.domain.experiment import (
     MetricKind,
     MetricRole,
 )
+from abpilot.service import capping
 from abpilot.stats import ratio
 from abpilot.stats.analysis import Analysis, Arm, MetricInput, analyse
 from abpilot.stats.corrections import Correction
@@ -168,47 +169,84 @@ def analyse_experiment(
         alpha=alpha, correction=correction, sequential=sequential
     )
     periods = _periods(store, exp)
-    derived_needed = any(m.covariate or m.kind is MetricKind.RATIO for m in exp.metrics)
-    counters = store.get_counters(exp.id) if derived_needed else {}
+    counters = store.get_counters(exp.id)
     inputs = []
     for m in exp.metrics:
         basis = metrics.metrics[m.key]
-        moments, by_period = _covariate_moments(exp, m, basis.basis, counters, periods)
-        ratios = _ratio_moments(exp, m, basis.basis, counters)
-        arms = tuple(_arm(v, m.key) for v in metrics.variants)
-        if ratios:
-            arms = tuple(_ratio_arm(a, r) for a, r in zip(arms, ratios, strict=True))
+        cap = capping.capped(store, exp, m, basis.basis, counters, periods)
         inputs.append(
-            MetricInput(
-                key=m.key,
-                binary=m.kind is MetricKind.BINARY,
-                arms=arms,
-                ratio_moments=ratios,
-                # A ratio is compared over the whole experiment (no per-period form yet).
-                strata=()
-                if ratios
-                else tuple(
-                    Stratum(
-                        period=period,
-                        weights=weights,
-                        arms=tuple(
-                            _stratum_arm(counters.get(v.key), m.key, basis.basis)
-                            for v in exp.variants
-                        ),
-                    )
-                    for period, weights, counters in periods
-                ),
-                basis=basis.basis.value,
-                mixed_populations=basis.mixed_populations,
-                higher_is_better=m.higher_is_better,
-                margin=m.margin if m.role is MetricRole.GUARDRAIL else None,
-                margin_relative=m.margin_relative,
-                covariate=m.covariate,
-                covariate_moments=moments,
-                covariate_periods=by_period,
+            _metric_input(
+                exp,
+                m,
+                basis,
+                cap.counters if cap else counters,
+                cap.periods if cap else periods,
+                cap,
             )
         )
     return analyse(inputs, metric=metric_key, options=options)
+
+
+def _metric_input(
+    exp: Experiment,
+    m: Metric,
+    basis: MetricBasis,
+    counters: Mapping[str, VariantCounters],
+    periods: list[tuple[int, tuple[float, ...], Mapping[str, VariantCounters]]],
+    cap: capping.Capped | None,
+) -> MetricInput:
+    """What the analysis takes of metric ``m``: its arms (a capped metric's from its capped
+    totals, a ratio's ratios), per period when weights changed, and its derived moments. A
+    capped metric is not adjusted by its covariate (the stores keep no capped cross sum), and
+    a ratio is compared over the whole experiment (no per-period form yet)."""
+    arms = []
+    for v in exp.variants:
+        c = counters.get(v.key) or VariantCounters()
+        summary = summarise(c.metrics.get(m.key, _ZERO), c, basis.basis)
+        arms.append(
+            Arm(
+                key=v.key,
+                is_control=v.is_control,
+                weight=v.weight,
+                n=summary.n,
+                successes=summary.conversions,
+                mean=summary.mean,
+                variance=summary.variance,
+                name=v.name,
+            )
+        )
+    ratios = _ratio_moments(exp, m, basis.basis, counters)
+    if ratios:
+        arms = [_ratio_arm(a, r) for a, r in zip(arms, ratios, strict=True)]
+    moments: tuple[CovariateMoments, ...] = ()
+    by_period: tuple[CovariatePeriod, ...] = ()
+    if cap is None:
+        moments, by_period = _covariate_moments(exp, m, basis.basis, counters, periods)
+    strata = tuple(
+        Stratum(
+            period=period,
+            weights=weights,
+            arms=tuple(_stratum_arm(by.get(v.key), m.key, basis.basis) for v in exp.variants),
+        )
+        for period, weights, by in periods
+    )
+    return MetricInput(
+        key=m.key,
+        binary=m.kind is MetricKind.BINARY,
+        arms=tuple(arms),
+        ratio_moments=ratios,
+        strata=() if ratios else strata,
+        basis=basis.basis.value,
+        mixed_populations=basis.mixed_populations,
+        higher_is_better=m.higher_is_better,
+        margin=m.margin if m.role is MetricRole.GUARDRAIL else None,
+        margin_relative=m.margin_relative,
+        covariate=m.covariate,
+        covariate_moments=moments,
+        covariate_periods=by_period,
+        cap=None if cap is None else cap.cap,
+        cap_percentile=None if cap is None else cap.percentile,
+    )
 
 
 def _ratio_moments(
@@ -296,20 +334,6 @@ def _periods(
         weights[change.period] = tuple(change.weights.get(v.key, 0.0) for v in exp.variants)
     by_period = store.get_period_counters(exp.id)
     return [(p, weights.get(p, weights[0]), by_period[p]) for p in sorted(by_period)]
-
-
-def _arm(variant: VariantMetrics, metric: str) -> Arm:
-    summary = variant.metrics[metric]
-    return Arm(
-        key=variant.key,
-        is_control=variant.is_control,
-        weight=variant.weight,
-        n=summary.n,
-        successes=summary.conversions,
-        mean=summary.mean,
-        variance=summary.variance,
-        name=variant.name,
-    )
 
 
 def _stratum_arm(counters: VariantCounters | None, metric: str, basis: Basis) -> StratumArm:

@@ -81,6 +81,10 @@ class Analysis:
     guardrails: tuple[guardrails.GuardrailCheck, ...] = ()
     decision: Decision | None = None
     covariate: str | None = None  # the covariate the metric is adjusted by (CUPED)
+    # A capped metric: every unit's total counted at most ``cap`` (the ``cap_percentile``
+    # quantile of all units' totals for a percentile cap).
+    cap: float | None = None
+    cap_percentile: float | None = None
 
     def _repr_html_(self) -> str:
         """The variants as a table under the verdict, in a notebook (``abpilot.notebook``)."""
@@ -223,6 +227,8 @@ def _analyse(
         higher_is_better=target.higher_is_better,
         losers=tuple(losers) if reason is not Reason.SRM else (),
         covariate=target.covariate if target.covariate_moments else None,
+        cap=target.cap,
+        cap_percentile=target.cap_percentile,
     )
 
 

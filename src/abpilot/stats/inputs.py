@@ -37,7 +37,8 @@ class MetricInput:
     tolerates, ``margin_relative`` a fraction of the control's). An adjusted metric names its
     ``covariate`` with each arm's ``covariate_moments`` (in the arms' order) and, when weights
     changed, each period's (``covariate_periods``). A ratio metric has each arm's
-    ``ratio_moments`` (its arms' ``mean`` is then the ratio)."""
+    ``ratio_moments`` (its arms' ``mean`` is then the ratio); a capped metric's arms are of
+    its capped totals, ``cap`` the cap used."""
 
     key: str
     binary: bool
@@ -52,6 +53,8 @@ class MetricInput:
     covariate_moments: tuple[CovariateMoments, ...] = ()
     covariate_periods: tuple[CovariatePeriod, ...] = ()
     ratio_moments: tuple[RatioMoments, ...] = ()
+    cap: float | None = None  # the cap the arms' totals were capped at
+    cap_percentile: float | None = None  # the quantile it is, for a percentile cap
 
     @property
     def stratified(self) -> bool:

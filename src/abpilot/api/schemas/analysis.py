@@ -135,6 +135,8 @@ class AnalysisRead(BaseModel):
     guardrails: list[GuardrailRead] = []
     decision: DecisionRead | None = None
     covariate: str | None = None
+    cap: float | None = None
+    cap_percentile: float | None = None
 
     @classmethod
     def of(cls, experiment_id: str, analysis: Analysis) -> AnalysisRead:
@@ -178,6 +180,8 @@ class AnalysisRead(BaseModel):
             ],
             decision=None if analysis.decision is None else DecisionRead.of(analysis.decision),
             covariate=analysis.covariate,
+            cap=analysis.cap,
+            cap_percentile=analysis.cap_percentile,
         )
 
 
