@@ -28,6 +28,7 @@ from abpilot.stats.corrections import Correction
 from abpilot.stats.cuped import CovariateMoments, CovariatePeriod
 from abpilot.stats.options import analysis_options
 from abpilot.stats.ratio import RatioMoments
+from abpilot.stats.segments import SegmentBreakdown, breakdown
 from abpilot.stats.stratified import Stratum, StratumArm
 from abpilot.stats.summary import (
     Basis,
@@ -157,13 +158,7 @@ def analyse_experiment(
     """Every variant against the control; the request's options override the experiment's
     ``settings.analysis``. Multiple comparisons are corrected within two families: the primary
     (first) metric's variants, and the other metrics' variants together."""
-    metric_key = metric or exp.primary_metric.key
-    if exp.metric(metric_key) is None:
-        allowed = ", ".join(m.key for m in exp.metrics)
-        raise ValidationError(
-            f"experiment '{exp.key}' has no metric '{metric_key[:100]}' (metrics: {allowed})",
-            field="metric",
-        )
+    metric_key = _metric_key(exp, metric)
     metrics = experiment_metrics(store, exp)
     options = analysis_options(exp.settings).overridden(
         alpha=alpha, correction=correction, sequential=sequential
@@ -185,6 +180,57 @@ def analyse_experiment(
             )
         )
     return analyse(inputs, metric=metric_key, options=options)
+
+
+def _metric_key(exp: Experiment, metric: str | None) -> str:
+    """The metric analysed (default: the primary); a ValidationError naming ``metric`` when
+    the experiment has no such metric."""
+    metric_key = metric or exp.primary_metric.key
+    if exp.metric(metric_key) is None:
+        allowed = ", ".join(m.key for m in exp.metrics)
+        raise ValidationError(
+            f"experiment '{exp.key}' has no metric '{metric_key[:100]}' (metrics: {allowed})",
+            field="metric",
+        )
+    return metric_key
+
+
+def segment_breakdown(
+    store: Store,
+    exp: Experiment,
+    *,
+    dimension: str,
+    metric: str | None = None,
+    correction: Correction | str | None = None,
+    sequential: bool | None = None,
+    alpha: float | None = None,
+) -> SegmentBreakdown:
+    """``metric`` (default: the primary) analysed per segment of a declared ``dimension`` from
+    its segment counters (the same options as ``analyse_experiment``; over the whole experiment,
+    a percentile cap is not applied within segments), BH across segments and Cochran's Q."""
+    metric_key = _metric_key(exp, metric)
+    if dimension not in exp.dimensions:
+        declared = ", ".join(exp.dimensions) or "none"
+        raise ValidationError(
+            f"experiment '{exp.key}' has no dimension '{dimension[:100]}' (declared: {declared})",
+            field="dimension",
+        )
+    options = analysis_options(exp.settings).overridden(
+        alpha=alpha, correction=correction, sequential=sequential
+    )
+    keys = [m.key for m in exp.metrics]
+    by_segment = derived.segments(store.get_counters(exp.id), dimension, keys)
+    inputs = {}
+    for value, counters in by_segment.items():
+        populations = metric_populations(exp, counters)
+        found = []
+        for m in exp.metrics:
+            basis = MetricBasis(populations[m.key].basis, populations[m.key].mixed)
+            absolute = m.cap_absolute is not None
+            cap = capping.capped(store, exp, m, basis.basis, counters, []) if absolute else None
+            found.append(_metric_input(exp, m, basis, cap.counters if cap else counters, [], cap))
+        inputs[value] = found
+    return breakdown(dimension, inputs, metric=metric_key, options=options)
 
 
 def _metric_input(
