@@ -90,3 +90,26 @@ def test_an_undeclared_dimension_is_a_422(client: TestClient) -> None:
     response = client.get(f"{API}/experiments/button/analysis?dimension=platform")
     assert response.status_code == 422
     assert response.json()["error"]["field"] == "dimension"
+
+
+def test_monitoring_warns_when_the_effect_differs_across_segments(client: TestClient) -> None:
+    running(client, dimensions=["country"], metrics=[{"key": "revenue", "kind": "value"}])
+    post(client, units())
+    response = client.get(f"{API}/monitoring/report")
+    assert response.status_code == 200, response.text
+    (experiment,) = response.json()["experiments"]
+    checks = {c["name"]: c for c in experiment["checks"]}
+    found = checks["heterogeneity"]
+    assert found["status"] == "warning"
+    assert "'green' on 'revenue' across 'country'" in found["message"]
+    (comparison,) = found["figures"]["comparisons"]
+    assert comparison["heterogeneous"] is True
+
+
+def test_monitoring_is_quiet_when_the_effect_is_the_same(client: TestClient) -> None:
+    running(client, dimensions=["country"], metrics=[{"key": "revenue", "kind": "value"}])
+    same = [(u, v, c, r - (EFFECT[c] if v == "green" else 0.0)) for u, v, c, r in units()]
+    post(client, same)
+    experiment = client.get(f"{API}/monitoring/report").json()["experiments"][0]
+    checks = {c["name"]: c for c in experiment["checks"]}
+    assert checks["heterogeneity"]["status"] == "ok"
