@@ -25,10 +25,18 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import abpilot
 from abpilot.domain.derived import covariate_cell
-from abpilot.domain.experiment import Metric, MetricKind
+from abpilot.domain.experiment import (
+    Experiment,
+    ExperimentStatus,
+    ExperimentType,
+    Metric,
+    MetricKind,
+    Variant,
+)
 from abpilot.store.base import Store, StoredAssignment
 from abpilot.store.state import ExperimentState, UnitState
 from benchmarks.common import BACKENDS, StoreUrl
@@ -46,10 +54,20 @@ class ReadRow:
 
 
 def state(units: int) -> ExperimentState:
-    from tests.factories import make_experiment  # the suite's builder of a valid experiment
-
-    metrics = (Metric(METRIC, MetricKind.VALUE, covariate=COVARIATE, cap_percentile=0.99),)
-    exp = make_experiment(key=f"unit-totals-{uuid.uuid4().hex[:8]}", metrics=metrics)
+    now = datetime.now(UTC)
+    exp = Experiment(
+        id=str(uuid.uuid4()),
+        key=f"unit-totals-{uuid.uuid4().hex[:8]}",
+        name="unit totals",
+        type=ExperimentType.AB_TEST,
+        status=ExperimentStatus.RUNNING,
+        traffic_allocation=1.0,
+        salt="unit-totals",
+        variants=(Variant("control", "control", 0.5, is_control=True), Variant("v1", "v1", 0.5)),
+        metrics=(Metric(METRIC, MetricKind.VALUE, covariate=COVARIATE, cap_percentile=0.99),),
+        created_at=now,
+        updated_at=now,
+    )
     names = [f"unit-{i}" for i in range(units)]
     fact = covariate_cell(COVARIATE)
     totals: dict[tuple[str, str], tuple[int, float]] = {}
@@ -165,11 +183,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--units", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", help="comma list of stores (memory, SQLite, PostgreSQL, Redis)")
     args = parser.parse_args(argv)
     stores: dict[str, Callable[[], contextlib.AbstractContextManager[StoreUrl]]] = {
         "memory": memory_url,
         **BACKENDS,
     }
+    if args.only:
+        stores = {k: v for k, v in stores.items() if k in args.only.split(",")}
     print("| store | units | get_unit_totals | reference | vs reference |")
     print("| --- | ---: | ---: | --- | ---: |")
     for name, opener in stores.items():
