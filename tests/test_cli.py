@@ -124,3 +124,48 @@ def test_demo_runs_the_three_experiments(tmp_path: Path) -> None:
     assert len(service.get_history("pricing")[0]) >= 1  # the weights moved
     again = runner.invoke(app, ["demo", "--database", str(database)])
     assert again.exit_code == 2  # never overwrites a file
+
+
+def test_analyze_shows_the_adjustment_and_the_segments(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    service = abpilot.open(url)
+    service.create_experiment(
+        key="cta",
+        variants=[{"key": "control", "weight": 0.5}, {"key": "bold", "weight": 0.5}],
+        metrics=[{"key": "revenue", "kind": "value", "covariate": "pre"}],
+        dimensions=["country"],
+    )
+    service.start_experiment("cta")
+    events = []
+    for variant, shift in (("control", 0.0), ("bold", 2.0)):
+        for i in range(60):
+            unit, pre = f"{variant}-{i}", float(i % 13)
+            country = "nl" if i % 2 else "de"
+            events.append(
+                abpilot.EventInput(
+                    EventKind.EXPOSURE,
+                    "cta",
+                    unit,
+                    variant,
+                    covariates={"pre": pre},
+                    dimensions={"country": country},
+                )
+            )
+            events.append(
+                abpilot.EventInput(
+                    EventKind.CONVERSION, "cta", unit, metric="revenue", value=pre + shift + i % 3
+                )
+            )
+    service.record_events(events)
+    service.store.close()
+    table = runner.invoke(app, ["analyze", "cta", "--store-url", url, "--dimension", "country"])
+    assert table.exit_code == 0, table.output
+    assert "bold: adjusted by pre (theta" in table.output
+    assert "country=nl: bold 30 units" in table.output
+    assert "revenue/bold: Cochran's Q" in table.output
+    raw = runner.invoke(
+        app, ["analyze", "cta", "--store-url", url, "--json", "--dimension", "country"]
+    )
+    body = json.loads(raw.output)
+    assert body["covariate"] == "pre"
+    assert [s["value"] for s in body["segments"]["segments"]] == ["de", "nl"]

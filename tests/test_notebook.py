@@ -28,7 +28,14 @@ from abpilot.stats.guardrails import GuardrailCheck
 from abpilot.stats.options import AnalysisOptions
 
 HOSTILE = "<script>alert('x')</script> & co"
-INTERVALS = ("ci", "difference_ci", "lift_ci", "credible_interval")
+INTERVALS = (
+    "ci",
+    "difference_ci",
+    "lift_ci",
+    "credible_interval",
+    "unadjusted_difference_ci",
+    "unadjusted_lift_ci",
+)
 NESTED = {"guardrail": GuardrailCheck}  # a nested result: one prefixed column per field
 
 

@@ -22,6 +22,8 @@ from abpilot.simulation import register as register_simulate
 
 if TYPE_CHECKING:
     from abpilot.service.compose import Services
+    from abpilot.stats.analysis import Analysis
+    from abpilot.stats.segments import SegmentBreakdown
 
 app = typer.Typer(
     help="abpilot: experiments on live traffic, steered toward what works.", no_args_is_help=True
@@ -136,6 +138,36 @@ def _fmt(value: float | None, spec: str = ".4g") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _print_adjustment(result: Analysis) -> None:
+    """Each variant's CUPED adjustment: theta, the variance reduction and the unadjusted lift
+    and p-value beside the adjusted ones in the table."""
+    for v in result.variants:
+        if v.theta is None:
+            continue
+        unadjusted = "-" if v.unadjusted_lift is None else f"{v.unadjusted_lift:+.1%}"
+        console.print(
+            f"{v.key}: adjusted by {result.covariate} (theta {_fmt(v.theta)}, variance "
+            f"reduction {_fmt(v.variance_reduction, '.1%')}); unadjusted lift {unadjusted}, "
+            f"p {_fmt(v.unadjusted_p_value)}"
+        )
+
+
+def _print_segments(found: SegmentBreakdown) -> None:
+    """Each segment's variants (lift, p-value corrected across segments), and the
+    heterogeneity of each metric's effects."""
+    for segment in found.segments:
+        for v, p in zip(segment.analysis.variants, segment.p_values_across_segments, strict=True):
+            if not v.is_control:
+                lift = "-" if v.lift is None else f"{v.lift:+.1%}"
+                console.print(
+                    f"{found.dimension}={segment.value}: {v.key} {v.units} units, lift {lift}, "
+                    f"p across segments {_fmt(p)}"
+                )
+    for h in found.heterogeneity:
+        flag = " (heterogeneous)" if h.heterogeneous else ""
+        console.print(f"{h.metric}/{h.variant}: Cochran's Q {_fmt(h.q)}, p {_fmt(h.p_value)}{flag}")
+
+
 @app.command()
 def analyze(
     experiment: Annotated[str, typer.Argument(help="Experiment id or key.")],
@@ -145,24 +177,39 @@ def analyze(
         bool | None, typer.Option("--sequential/--fixed-horizon", help="Always-valid test.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    dimension: Annotated[
+        str | None, typer.Option(help="A declared dimension: the analysis per segment too.")
+    ] = None,
     store_url: StoreUrl = None,
 ) -> None:
     """Analyse an experiment: each variant against the control, and the verdict."""
-    from abpilot.api.schemas.analysis import AnalysisRead
+    from abpilot.api.schemas.analysis import AnalysisRead, SegmentBreakdownRead
 
     service = _services(store_url).experiments
+    segments = None
     try:
         result = service.analyze_experiment(
             experiment, metric=metric, correction=correction, sequential=sequential
         )
         experiment_id = service.get_experiment(experiment).id
+        if dimension is not None:
+            segments = service.analyze_segments(
+                experiment,
+                dimension=dimension,
+                metric=metric,
+                correction=correction,
+                sequential=sequential,
+            )
     except AbpilotError as error:
         console.print(f"[red]{error.message}[/red]")
         raise typer.Exit(2) from None
     finally:
         service.close()
     if as_json:
-        typer.echo(AnalysisRead.of(experiment_id, result).model_dump_json(indent=2))
+        read = AnalysisRead.of(experiment_id, result)
+        if segments is not None:
+            read.segments = SegmentBreakdownRead.of(experiment_id, segments)
+        typer.echo(read.model_dump_json(indent=2))
         return
     table = Table(title=f"{experiment}: {result.metric} ({result.method}, {result.correction})")
     for column in (
@@ -194,6 +241,10 @@ def analyze(
             _fmt(v.expected_loss),
         )
     console.print(table)
+    if result.covariate:
+        _print_adjustment(result)
+    if segments is not None:
+        _print_segments(segments)
     srm = "flagged" if result.srm.flagged else "ok"
     console.print(f"SRM: {srm} (p = {_fmt(result.srm.p_value)})")
     required = result.sample_size.required_per_variant

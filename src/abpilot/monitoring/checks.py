@@ -17,6 +17,7 @@ from typing import Any
 
 from abpilot.monitoring.options import Guardrail, Harm
 from abpilot.stats.guardrails import GuardrailCheck
+from abpilot.stats.segments import SegmentBreakdown
 from abpilot.stats.srm import MIN_UNITS_PER_VARIANT, SrmCheck
 
 STRONG_EVIDENCE = 0.95  # a dominant arm is fine once its probability of being best reaches this
@@ -418,6 +419,50 @@ def guardrail_harm_check(checks: Sequence[GuardrailCheck], *, alpha: float) -> C
         "guardrail_harm",
         Status.OK,
         f"No variant harms {metrics} by the always-valid test (alpha = {alpha:g}).",
+        figures,
+    )
+
+
+def heterogeneity_check(breakdowns: Sequence[SegmentBreakdown], *, alpha: float) -> Check:
+    """The experiment's declared dimensions: a warning when a variant's effect on a metric
+    differs across the segments of one (Cochran's Q, p below ``alpha``). A fixed-horizon test
+    read at every check, so a warning, never an alert: a reason to look at the segments."""
+    found = [(b.dimension, h) for b in breakdowns for h in b.heterogeneity]
+    figures: dict[str, Any] = {
+        "alpha": alpha,
+        "method": "cochran_q",
+        "comparisons": [
+            {
+                "dimension": dimension,
+                "metric": h.metric,
+                "variant": h.variant,
+                "q": h.q,
+                "df": h.df,
+                "p_value": h.p_value,
+                "i_squared": h.i_squared,
+                "heterogeneous": h.heterogeneous,
+            }
+            for dimension, h in found
+        ],
+    }
+    differing = [(d, h) for d, h in found if h.heterogeneous]
+    if differing:
+        details = "; ".join(
+            f"'{h.variant}' on '{h.metric}' across '{d}' (Q = {h.q:.4g}, p = {_p(h.p_value or 0)})"
+            for d, h in differing
+        )
+        return Check(
+            "heterogeneity",
+            Status.WARNING,
+            f"The effect differs across segments: {details} (alpha = {alpha:g}); read the "
+            "analysis per segment before generalising the overall result.",
+            figures,
+        )
+    dimensions = ", ".join(b.dimension for b in breakdowns)
+    return Check(
+        "heterogeneity",
+        Status.OK,
+        f"No effect differs across the segments of {dimensions} (alpha = {alpha:g}).",
         figures,
     )
 

@@ -51,6 +51,7 @@ from abpilot.service.reading import (
     ExperimentMetrics,
     analyse_experiment,
     experiment_metrics,
+    segment_breakdown,
 )
 from abpilot.service.specs import (
     COMPLETION,
@@ -67,6 +68,7 @@ from abpilot.service.warehouse import DEFAULT_TIMEOUT_SECONDS, WarehouseService
 from abpilot.stats.analysis import Analysis
 from abpilot.stats.corrections import Correction
 from abpilot.stats.decision import Action
+from abpilot.stats.segments import SegmentBreakdown
 from abpilot.store.base import (
     AllocationRecord,
     ApplyResult,
@@ -643,6 +645,29 @@ class ExperimentService:
         return analyse_experiment(
             self._counter_source(exp),
             exp,
+            metric=metric,
+            correction=correction,
+            sequential=sequential,
+            alpha=alpha,
+        )
+
+    def analyze_segments(
+        self,
+        experiment: str,
+        *,
+        dimension: str,
+        metric: str | None = None,
+        correction: Correction | str | None = None,
+        sequential: bool | None = None,
+        alpha: float | None = None,
+    ) -> SegmentBreakdown:
+        """``metric`` analysed per segment of the declared ``dimension``: each segment's full
+        analysis, BH across segments and Cochran's Q per metric; the overall analysis
+        (``analyze_experiment``) is not changed by it."""
+        return segment_breakdown(
+            self.store,
+            self.get_experiment(experiment),
+            dimension=dimension,
             metric=metric,
             correction=correction,
             sequential=sequential,

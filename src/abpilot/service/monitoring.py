@@ -41,6 +41,7 @@ from abpilot.monitoring.checks import (
     conversions_check,
     guardrail_check,
     guardrail_harm_check,
+    heterogeneity_check,
     min_rate_check,
     selection_dominance_check,
     srm_check,
@@ -54,6 +55,7 @@ from abpilot.service.allocation import AllocationResult
 from abpilot.service.lookup import ExperimentLookup
 from abpilot.service.reading import ExperimentMetrics
 from abpilot.stats.analysis import Analysis
+from abpilot.stats.segments import SegmentBreakdown
 from abpilot.stats.summary import Basis
 from abpilot.store.base import GLOBAL_CONTEXT, Decision
 
@@ -118,6 +120,8 @@ class MonitoredService(Protocol):
     def analyze_experiment(self, experiment: str, *, metric: str | None = None) -> Analysis: ...
 
     def get_metrics(self, experiment: str) -> ExperimentMetrics: ...
+
+    def analyze_segments(self, experiment: str, *, dimension: str) -> SegmentBreakdown: ...
 
     def get_allocation(self, experiment: str) -> AllocationResult: ...
 
@@ -239,6 +243,12 @@ class Monitor:
             checks.append(self._guardrails(experiment, options))
         if analysis.guardrails:
             checks.append(guardrail_harm_check(analysis.guardrails, alpha=analysis.alpha))
+        if experiment.dimensions:
+            breakdowns = [
+                self.service.analyze_segments(experiment.id, dimension=d)
+                for d in experiment.dimensions
+            ]
+            checks.append(heterogeneity_check(breakdowns, alpha=analysis.alpha))
         return checks
 
     def _stale(self, experiment: Experiment, options: MonitoringOptions, now: datetime) -> Check:

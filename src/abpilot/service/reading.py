@@ -8,15 +8,27 @@ or exposures."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from abpilot import notebook
+from abpilot.domain import derived
 from abpilot.domain.errors import ValidationError
-from abpilot.domain.experiment import Experiment, ExperimentStatus, MetricKind, MetricRole
+from abpilot.domain.experiment import (
+    Experiment,
+    ExperimentStatus,
+    Metric,
+    MetricKind,
+    MetricRole,
+)
+from abpilot.service import capping
+from abpilot.stats import ratio
 from abpilot.stats.analysis import Analysis, Arm, MetricInput, analyse
 from abpilot.stats.corrections import Correction
+from abpilot.stats.cuped import CovariateMoments, CovariatePeriod
 from abpilot.stats.options import analysis_options
+from abpilot.stats.ratio import RatioMoments
+from abpilot.stats.segments import SegmentBreakdown, breakdown
 from abpilot.stats.stratified import Stratum, StratumArm
 from abpilot.stats.summary import (
     Basis,
@@ -157,6 +169,33 @@ def analyse_experiment(
     """Every variant against the control; the request's options override the experiment's
     ``settings.analysis``. Multiple comparisons are corrected within two families: the primary
     (first) metric's variants, and the other metrics' variants together."""
+    metric_key = _metric_key(exp, metric)
+    metrics = experiment_metrics(store, exp)
+    options = analysis_options(exp.settings).overridden(
+        alpha=alpha, correction=correction, sequential=sequential
+    )
+    periods = _periods(store, exp)
+    counters = store.get_counters(exp.id)
+    inputs = []
+    for m in exp.metrics:
+        basis = metrics.metrics[m.key]
+        cap = capping.capped(store, exp, m, basis.basis, counters, periods)
+        inputs.append(
+            _metric_input(
+                exp,
+                m,
+                basis,
+                cap.counters if cap else counters,
+                cap.periods if cap else periods,
+                cap,
+            )
+        )
+    return analyse(inputs, metric=metric_key, options=options)
+
+
+def _metric_key(exp: Experiment, metric: str | None) -> str:
+    """The metric analysed (default: the primary); a ValidationError naming ``metric`` when
+    the experiment has no such metric."""
     metric_key = metric or exp.primary_metric.key
     if exp.metric(metric_key) is None:
         allowed = ", ".join(m.key for m in exp.metrics)
@@ -164,38 +203,179 @@ def analyse_experiment(
             f"experiment '{exp.key}' has no metric '{metric_key[:100]}' (metrics: {allowed})",
             field="metric",
         )
-    metrics = experiment_metrics(store, exp)
+    return metric_key
+
+
+def segment_breakdown(
+    store: Store,
+    exp: Experiment,
+    *,
+    dimension: str,
+    metric: str | None = None,
+    correction: Correction | str | None = None,
+    sequential: bool | None = None,
+    alpha: float | None = None,
+) -> SegmentBreakdown:
+    """``metric`` (default: the primary) analysed per segment of a declared ``dimension`` from
+    its segment counters (the same options as ``analyse_experiment``; over the whole experiment,
+    a percentile cap is not applied within segments), BH across segments and Cochran's Q."""
+    metric_key = _metric_key(exp, metric)
+    if dimension not in exp.dimensions:
+        declared = ", ".join(exp.dimensions) or "none"
+        raise ValidationError(
+            f"experiment '{exp.key}' has no dimension '{dimension[:100]}' (declared: {declared})",
+            field="dimension",
+        )
     options = analysis_options(exp.settings).overridden(
         alpha=alpha, correction=correction, sequential=sequential
     )
-    periods = _periods(store, exp)
-    inputs = []
-    for m in exp.metrics:
-        basis = metrics.metrics[m.key]
-        inputs.append(
-            MetricInput(
-                key=m.key,
-                binary=m.kind is MetricKind.BINARY,
-                arms=tuple(_arm(v, m.key) for v in metrics.variants),
-                strata=tuple(
-                    Stratum(
-                        period=period,
-                        weights=weights,
-                        arms=tuple(
-                            _stratum_arm(counters.get(v.key), m.key, basis.basis)
-                            for v in exp.variants
-                        ),
-                    )
-                    for period, weights, counters in periods
-                ),
-                basis=basis.basis.value,
-                mixed_populations=basis.mixed_populations,
-                higher_is_better=m.higher_is_better,
-                margin=m.margin if m.role is MetricRole.GUARDRAIL else None,
-                margin_relative=m.margin_relative,
+    keys = [m.key for m in exp.metrics]
+    by_segment = derived.segments(store.get_counters(exp.id), dimension, keys)
+    inputs = {}
+    for value, counters in by_segment.items():
+        populations = metric_populations(exp, counters)
+        found = []
+        for m in exp.metrics:
+            basis = MetricBasis(populations[m.key].basis, populations[m.key].mixed)
+            absolute = m.cap_absolute is not None
+            cap = capping.capped(store, exp, m, basis.basis, counters, []) if absolute else None
+            found.append(_metric_input(exp, m, basis, cap.counters if cap else counters, [], cap))
+        inputs[value] = found
+    return breakdown(dimension, inputs, metric=metric_key, options=options)
+
+
+def _metric_input(
+    exp: Experiment,
+    m: Metric,
+    basis: MetricBasis,
+    counters: Mapping[str, VariantCounters],
+    periods: list[tuple[int, tuple[float, ...], Mapping[str, VariantCounters]]],
+    cap: capping.Capped | None,
+) -> MetricInput:
+    """What the analysis takes of metric ``m``: its arms (a capped metric's from its capped
+    totals, a ratio's ratios), per period when weights changed, and its derived moments. A
+    capped metric is not adjusted by its covariate (the stores keep no capped cross sum), and
+    a ratio is compared over the whole experiment (no per-period form yet)."""
+    arms = []
+    for v in exp.variants:
+        c = counters.get(v.key) or VariantCounters()
+        summary = summarise(c.metrics.get(m.key, _ZERO), c, basis.basis)
+        arms.append(
+            Arm(
+                key=v.key,
+                is_control=v.is_control,
+                weight=v.weight,
+                n=summary.n,
+                successes=summary.conversions,
+                mean=summary.mean,
+                variance=summary.variance,
+                name=v.name,
             )
         )
-    return analyse(inputs, metric=metric_key, options=options)
+    ratios = _ratio_moments(exp, m, basis.basis, counters)
+    if ratios:
+        arms = [_ratio_arm(a, r) for a, r in zip(arms, ratios, strict=True)]
+    moments: tuple[CovariateMoments, ...] = ()
+    by_period: tuple[CovariatePeriod, ...] = ()
+    if cap is None:
+        moments, by_period = _covariate_moments(exp, m, basis.basis, counters, periods)
+    strata = tuple(
+        Stratum(
+            period=period,
+            weights=weights,
+            arms=tuple(_stratum_arm(by.get(v.key), m.key, basis.basis) for v in exp.variants),
+        )
+        for period, weights, by in periods
+    )
+    return MetricInput(
+        key=m.key,
+        binary=m.kind is MetricKind.BINARY,
+        arms=tuple(arms),
+        ratio_moments=ratios,
+        strata=() if ratios else strata,
+        basis=basis.basis.value,
+        mixed_populations=basis.mixed_populations,
+        higher_is_better=m.higher_is_better,
+        margin=m.margin if m.role is MetricRole.GUARDRAIL else None,
+        margin_relative=m.margin_relative,
+        covariate=m.covariate,
+        covariate_moments=moments,
+        covariate_periods=by_period,
+        cap=None if cap is None else cap.cap,
+        cap_percentile=None if cap is None else cap.percentile,
+    )
+
+
+def _ratio_moments(
+    exp: Experiment, metric: Metric, basis: Basis, counters: Mapping[str, VariantCounters]
+) -> tuple[RatioMoments, ...]:
+    """Each variant's sums of a ratio ``metric``'s numerator and denominator per unit totals
+    and their cross sum (none for another kind)."""
+    if metric.kind is not MetricKind.RATIO:
+        return ()
+    found = []
+    for v in exp.variants:
+        c = counters.get(v.key) or VariantCounters()
+        numerator = c.metrics.get(metric.numerator or "", _ZERO)
+        denominator = c.metrics.get(metric.denominator or "", _ZERO)
+        found.append(
+            RatioMoments(
+                n=summarise(_ZERO, c, basis).n,
+                sum_numerator=numerator.sum,
+                sum_numerator_squares=numerator.sum_squares,
+                sum_denominator=denominator.sum,
+                sum_denominator_squares=denominator.sum_squares,
+                sum_products=derived.ratio_cross_sum(c, metric.key),
+            )
+        )
+    return tuple(found)
+
+
+def _ratio_arm(arm: Arm, moments: RatioMoments) -> Arm:
+    """A variant of a ratio metric: its mean is the ratio, its variance per unit the delta
+    method's (n times the variance of the ratio)."""
+    found = ratio.estimate(moments)
+    variance = None if found.variance is None else found.variance * found.n
+    return replace(arm, mean=found.ratio, variance=variance)
+
+
+def _covariate_moments(
+    exp: Experiment,
+    metric: Metric,
+    basis: Basis,
+    counters: Mapping[str, VariantCounters],
+    periods: list[tuple[int, tuple[float, ...], Mapping[str, VariantCounters]]],
+) -> tuple[tuple[CovariateMoments, ...], tuple[CovariatePeriod, ...]]:
+    """Each variant's CUPED moments of an adjusted ``metric`` (none without a covariate), in
+    total and per period of constant weights."""
+    if not metric.covariate:
+        return (), ()
+
+    def arms(by_variant: Mapping[str, VariantCounters]) -> tuple[CovariateMoments, ...]:
+        return tuple(
+            _moments(by_variant.get(v.key) or VariantCounters(), metric, basis)
+            for v in exp.variants
+        )
+
+    return arms(counters), tuple(
+        CovariatePeriod(period, weights, arms(by_variant))
+        for period, weights, by_variant in periods
+    )
+
+
+def _moments(counters: VariantCounters, metric: Metric, basis: Basis) -> CovariateMoments:
+    """A variant's moments over its population: y the unit's total (a binary metric's
+    converting units with sum(y^2) = sum(y)), x its covariate (0 when its exposure had none)."""
+    covariate = derived.covariate_sums(counters, metric.covariate or "")
+    cross = derived.cross_sum(counters, metric.key)
+    summary = summarise(counters.metrics.get(metric.key, _ZERO), counters, basis)
+    if metric.kind is MetricKind.BINARY:
+        return CovariateMoments.binary(
+            summary.n, summary.conversions, covariate.sum, covariate.sum_squares, cross
+        )
+    return CovariateMoments(
+        summary.n, summary.sum, summary.sum_squares, covariate.sum, covariate.sum_squares, cross
+    )
 
 
 def _periods(
@@ -211,20 +391,6 @@ def _periods(
         weights[change.period] = tuple(change.weights.get(v.key, 0.0) for v in exp.variants)
     by_period = store.get_period_counters(exp.id)
     return [(p, weights.get(p, weights[0]), by_period[p]) for p in sorted(by_period)]
-
-
-def _arm(variant: VariantMetrics, metric: str) -> Arm:
-    summary = variant.metrics[metric]
-    return Arm(
-        key=variant.key,
-        is_control=variant.is_control,
-        weight=variant.weight,
-        n=summary.n,
-        successes=summary.conversions,
-        mean=summary.mean,
-        variance=summary.variance,
-        name=variant.name,
-    )
 
 
 def _stratum_arm(counters: VariantCounters | None, metric: str, basis: Basis) -> StratumArm:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from abpilot import notebook
 from abpilot.stats import guardrails, stratified
 from abpilot.stats.bayes import best_arm
-from abpilot.stats.comparisons import Compared, compare_metric, guardrail_checks
+from abpilot.stats.comparisons import Adjustment, Compared, compare_metric, guardrail_checks
 from abpilot.stats.corrections import adjust
 from abpilot.stats.decision import Decision, decide
 from abpilot.stats.frequentist import wilson_interval
@@ -80,6 +80,11 @@ class Analysis:
     # Every variant on every guardrail metric, and what the primary metric and they decide.
     guardrails: tuple[guardrails.GuardrailCheck, ...] = ()
     decision: Decision | None = None
+    covariate: str | None = None  # the covariate the metric is adjusted by (CUPED)
+    # A capped metric: every unit's total counted at most ``cap`` (the ``cap_percentile``
+    # quantile of all units' totals for a percentile cap).
+    cap: float | None = None
+    cap_percentile: float | None = None
 
     def _repr_html_(self) -> str:
         """The variants as a table under the verdict, in a notebook (``abpilot.notebook``)."""
@@ -142,12 +147,12 @@ def _analyse(
     raw = [compared[k][0][i].p_value for k, i in family]  # type: ignore[union-attr]
     adjusted = dict(zip(family, adjust(raw, options.correction), strict=True))
     target = next(m for m in metrics if m.key == metric)
-    comparisons, best, posteriors = compared[metric]
+    comparisons, best, posteriors, adjustments = compared[metric]
     control_at = control_index(target)
     level = 1 - options.alpha
     results = []
     for i, arm in enumerate(target.arms):
-        comparison = comparisons[i]
+        comparison, adjustment = comparisons[i], adjustments[i]
         p_adjusted = adjusted.get((metric, i))
         chance = None
         if posteriors is not None and not arm.is_control:
@@ -176,6 +181,8 @@ def _analyse(
                 significant=p_adjusted is not None and p_adjusted < options.alpha,
             )
         )
+        if adjustment is not None:
+            results[-1] = _adjusted(results[-1], adjustment)
     control = target.arms[control_at]
     if target.stratified:
         srm = stratified.stratified_srm(target.strata)
@@ -200,7 +207,7 @@ def _analyse(
     winner, reason, message = verdict(target, results, srm, plan, options, evidence)
     return Analysis(
         metric=metric,
-        kind="binary" if target.binary else "value",
+        kind="ratio" if target.ratio_moments else "binary" if target.binary else "value",
         method=method,
         control=control.key,
         variants=tuple(results),
@@ -219,4 +226,22 @@ def _analyse(
         basis=target.basis,
         higher_is_better=target.higher_is_better,
         losers=tuple(losers) if reason is not Reason.SRM else (),
+        covariate=target.covariate if target.covariate_moments else None,
+        cap=target.cap,
+        cap_percentile=target.cap_percentile,
+    )
+
+
+def _adjusted(result: VariantResult, adjustment: Adjustment) -> VariantResult:
+    """``result`` with the unadjusted comparison, theta and variance reduction beside it."""
+    plain = adjustment.unadjusted
+    return replace(
+        result,
+        unadjusted_difference=plain.difference,
+        unadjusted_difference_ci=plain.difference_ci,
+        unadjusted_lift=plain.lift,
+        unadjusted_lift_ci=plain.lift_ci,
+        unadjusted_p_value=plain.p_value,
+        theta=adjustment.theta,
+        variance_reduction=adjustment.variance_reduction,
     )

@@ -1,11 +1,18 @@
 """Every variant against the control on one metric: the fixed-horizon test (Fisher's exact test
 or Welch's t-test, per period when the weights changed), its always-valid form under the
 sequential test, the Bayesian posteriors and the probability of being best, and the estimates
-the guardrails are tested on. Pure: it takes a ``MetricInput`` and returns frozen results."""
+the guardrails are tested on. Pure: it takes a ``MetricInput`` and returns frozen results.
+
+A metric with a covariate is compared by CUPED (``abpilot.stats.cuped``: one theta pooled over
+every variant; within periods of constant weights, the per-period form), always-valid under the
+sequential test; that adjusted comparison is the one the correction, the winner rule and the
+decision read, and the unadjusted one is kept beside it (``Adjustment``)."""
 
 from __future__ import annotations
 
-from abpilot.stats import guardrails, stratified
+from dataclasses import dataclass, replace
+
+from abpilot.stats import cuped, guardrails, ratio, stratified
 from abpilot.stats.bayes import BestArm, Posterior, best_arm, beta_posterior, normal_posterior
 from abpilot.stats.frequentist import Comparison, compare_means, compare_proportions
 from abpilot.stats.inputs import (
@@ -20,7 +27,21 @@ from abpilot.stats.inputs import (
 from abpilot.stats.options import AnalysisOptions
 from abpilot.stats.sequential import msprt
 
-Compared = tuple[list[Comparison | None], BestArm | None, list[Posterior] | None]
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    """What covariate adjustment did to one variant's comparison: the ``unadjusted`` comparison,
+    the ``theta`` used and the variance reduction achieved (None without an unadjusted
+    variance)."""
+
+    unadjusted: Comparison
+    theta: float
+    variance_reduction: float | None
+
+
+Compared = tuple[
+    list[Comparison | None], BestArm | None, list[Posterior] | None, list[Adjustment | None]
+]
 
 
 def _compare(metric: MetricInput, i: int, c: int, options: AnalysisOptions) -> Comparison:
@@ -77,7 +98,42 @@ def _sequential(
     )
 
 
+def _ratio(metric: MetricInput, i: int, c: int, options: AnalysisOptions) -> Comparison:
+    """A ratio metric's variant against the control: the difference of ratios and the lift by
+    the delta method (``abpilot.stats.ratio``); under the sequential test the mSPRT of both,
+    the lift's mixing scale relative to the control's ratio."""
+    e = ratio.compare_ratios(metric.ratio_moments[i], metric.ratio_moments[c], alpha=options.alpha)
+    found = Comparison(
+        e.difference,
+        e.difference_ci,
+        e.lift,
+        e.lift_ci,
+        e.p_value,
+        "delta_ratio",
+        variance=e.variance,
+    )
+    if not options.sequential or e.difference is None or e.variance is None:
+        return found
+    tau = mixing_scale(metric, metric.arms[c], options)
+    valid = None if tau is None else msprt(e.difference, e.variance, tau, options.alpha)
+    lift = None
+    base = metric.arms[c].mean
+    if tau is not None and valid is not None and e.lift is not None and base:
+        lift = msprt(e.lift, e.lift_variance or 0.0, tau / abs(base), options.alpha)
+    return replace(
+        found,
+        difference_ci=None if valid is None else valid.ci,
+        lift_ci=None if lift is None else lift.ci,
+        p_value=None if valid is None else valid.p_value,
+        method="delta_ratio_msprt",
+    )
+
+
 def _posteriors(metric: MetricInput, options: AnalysisOptions) -> list[Posterior] | None:
+    if metric.covariate_moments and not metric.binary and not metric.stratified:
+        adjusted = cuped.cuped(metric.covariate_moments, control=control_index(metric)).arms
+        found = [normal_posterior(a.mean, a.variance, a.n) for a in adjusted]
+        return None if any(p is None for p in found) else [p for p in found if p is not None]
     if metric.stratified:
         return stratified.standardised_posteriors(metric.strata, metric.binary, options.prior)
     if metric.binary:
@@ -92,13 +148,99 @@ def compare_metric(metric: MetricInput, options: AnalysisOptions) -> Compared:
     """Each variant's comparison with the control (None for the control), the probability of
     being best and the posteriors (None when undefined)."""
     c = control_index(metric)
+    compare = _ratio if metric.ratio_moments else _compare
     comparisons: list[Comparison | None] = [
-        None if arm.is_control else _compare(metric, i, c, options)
+        None if arm.is_control else compare(metric, i, c, options)
         for i, arm in enumerate(metric.arms)
     ]
+    adjustments: list[Adjustment | None] = [None] * len(comparisons)
+    if metric.covariate_moments:
+        comparisons, adjustments = _adjusted(metric, comparisons, options)
     posteriors = _posteriors(metric, options)
     best = best_arm(posteriors) if posteriors else None
-    return comparisons, best, posteriors
+    return comparisons, best, posteriors, adjustments
+
+
+def _adjusted(
+    metric: MetricInput, unadjusted: list[Comparison | None], options: AnalysisOptions
+) -> tuple[list[Comparison | None], list[Adjustment | None]]:
+    """Each variant's CUPED comparison (within periods once the weights changed), always-valid
+    under the sequential test, and its adjustment beside the ``unadjusted`` comparison."""
+    c = control_index(metric)
+    comparisons: list[Comparison | None] = []
+    adjustments: list[Adjustment | None] = []
+    for i, plain in enumerate(unadjusted):
+        if plain is None:
+            comparisons.append(None)
+            adjustments.append(None)
+            continue
+        if metric.stratified:
+            adjusted, adjustment = _adjusted_periods(metric, i, c, options)
+        else:
+            adjusted, adjustment = _adjusted_pooled(metric, i, c, options)
+        comparisons.append(adjusted)
+        adjustments.append(Adjustment(plain, *adjustment))
+    return comparisons, adjustments
+
+
+def _adjusted_pooled(
+    metric: MetricInput, i: int, c: int, options: AnalysisOptions
+) -> tuple[Comparison, tuple[float, float | None]]:
+    """CUPED with theta pooled over every variant; under the sequential test its always-valid
+    form (``cuped.always_valid``)."""
+    moments = metric.covariate_moments
+    found = cuped.compare(
+        moments[i], moments[c], theta=cuped.pooled_theta(moments), alpha=options.alpha
+    )
+    e = found.adjusted
+    adjusted = Comparison(
+        e.difference, e.difference_ci, e.lift, e.lift_ci, e.p_value, "cuped", variance=e.variance
+    )
+    if options.sequential and e.difference is not None:
+        tau = mixing_scale(metric, metric.arms[c], options)
+        valid = None
+        if tau is not None:
+            valid = cuped.always_valid(
+                found, control_mean=moments[c].mean_y, tau=tau, alpha=options.alpha
+            )
+        adjusted = replace(
+            adjusted,
+            difference_ci=None if valid is None else valid.difference_ci,
+            lift_ci=None if valid is None else valid.lift_ci,
+            p_value=None if valid is None else valid.p_value,
+            method="cuped_msprt",
+        )
+    return adjusted, (found.theta, found.variance_reduction)
+
+
+def _adjusted_periods(
+    metric: MetricInput, i: int, c: int, options: AnalysisOptions
+) -> tuple[Comparison, tuple[float, float | None]]:
+    """CUPED within periods of constant weights (``cuped.compare_periods``); under the
+    sequential test the mSPRT of the adjusted difference, and of the lift with the control's
+    pooled unadjusted mean taken as known."""
+    found = cuped.compare_periods(metric.covariate_periods, i, c, options.alpha)
+    adjusted = replace(found.adjusted, method=f"cuped_{found.adjusted.method}")
+    variance = adjusted.variance
+    if options.sequential and adjusted.difference is not None:
+        tau = mixing_scale(metric, metric.arms[c], options)
+        base = cuped.CovariateMoments(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        for period in metric.covariate_periods:
+            base = base + period.arms[c]
+        valid = lift = None
+        if tau is not None and variance is not None:
+            valid = msprt(adjusted.difference, variance, tau, options.alpha)
+            if valid is not None and adjusted.lift is not None and base.mean_y:
+                scale = abs(base.mean_y)
+                lift = msprt(adjusted.lift, variance / scale**2, tau / scale, options.alpha)
+        adjusted = replace(
+            adjusted,
+            difference_ci=None if valid is None else valid.ci,
+            lift_ci=None if lift is None else lift.ci,
+            p_value=None if valid is None else valid.p_value,
+            method="cuped_msprt",
+        )
+    return adjusted, (found.theta, found.variance_reduction)
 
 
 def _estimate(metric: MetricInput, i: int, c: int) -> guardrails.Estimate | None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from abpilot.stats.cuped import CovariateMoments, CovariatePeriod
 from abpilot.stats.options import AnalysisOptions
+from abpilot.stats.ratio import RatioMoments
 from abpilot.stats.stratified import Stratum
 
 
@@ -32,7 +34,11 @@ class MetricInput:
     ``basis`` names the population every arm's ``n`` counts (``abpilot.stats.summary``), and
     ``mixed_populations`` says why the arms' data do not measure the same population.
     ``higher_is_better`` is the metric's direction; a guardrail has a ``margin`` (the harm it
-    tolerates, ``margin_relative`` a fraction of the control's)."""
+    tolerates, ``margin_relative`` a fraction of the control's). An adjusted metric names its
+    ``covariate`` with each arm's ``covariate_moments`` (in the arms' order) and, when weights
+    changed, each period's (``covariate_periods``). A ratio metric has each arm's
+    ``ratio_moments`` (its arms' ``mean`` is then the ratio); a capped metric's arms are of
+    its capped totals, ``cap`` the cap used."""
 
     key: str
     binary: bool
@@ -43,6 +49,12 @@ class MetricInput:
     higher_is_better: bool = True
     margin: float | None = None
     margin_relative: bool = False
+    covariate: str | None = None
+    covariate_moments: tuple[CovariateMoments, ...] = ()
+    covariate_periods: tuple[CovariatePeriod, ...] = ()
+    ratio_moments: tuple[RatioMoments, ...] = ()
+    cap: float | None = None  # the cap the arms' totals were capped at
+    cap_percentile: float | None = None  # the quantile it is, for a percentile cap
 
     @property
     def stratified(self) -> bool:

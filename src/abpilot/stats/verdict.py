@@ -55,6 +55,16 @@ class VariantResult:
     credible_interval: Interval | None
     significant: bool
     guardrail: guardrails.GuardrailCheck | None = None  # on a guardrail metric
+    # A metric with a covariate: difference, lift, their intervals and p-value above are the
+    # CUPED-adjusted ones (what the winner rule reads); the unadjusted ones, the theta used and
+    # the variance reduction achieved (1 - adjusted / unadjusted variance) are beside them.
+    unadjusted_difference: float | None = None
+    unadjusted_difference_ci: Interval | None = None
+    unadjusted_lift: float | None = None
+    unadjusted_lift_ci: Interval | None = None
+    unadjusted_p_value: float | None = None
+    theta: float | None = None
+    variance_reduction: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

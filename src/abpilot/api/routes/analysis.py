@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from abpilot.api.deps import Service
 from abpilot.api.routes.experiments import ERRORS
-from abpilot.api.schemas.analysis import AnalysisRead, SampleSizeRead
+from abpilot.api.schemas.analysis import AnalysisRead, SampleSizeRead, SegmentBreakdownRead
 from abpilot.api.schemas.interleaving import InterleavingAnalysisRead
 from abpilot.domain.experiment import ExperimentType
 from abpilot.stats.power import plan_sample_size
@@ -24,15 +24,27 @@ def _analysis(
     correction: Literal["holm", "bh", "none"] | None,
     sequential: bool | None,
     alpha: float | None,
+    dimension: str | None = None,
 ) -> AnalysisRead | InterleavingAnalysisRead:
     experiment = service.get_experiment(experiment_id)
     if experiment.type is ExperimentType.INTERLEAVING:
-        found = service.interleaving.analyse(experiment_id, alpha=alpha or 0.05)
-        return InterleavingAnalysisRead.of(experiment.id, found)
+        interleaved = service.interleaving.analyse(experiment_id, alpha=alpha or 0.05)
+        return InterleavingAnalysisRead.of(experiment.id, interleaved)
     analysis = service.analyze_experiment(
         experiment_id, metric=metric, correction=correction, sequential=sequential, alpha=alpha
     )
-    return AnalysisRead.of(service.get_experiment(experiment_id).id, analysis)
+    found = AnalysisRead.of(experiment.id, analysis)
+    if dimension is not None:
+        segments = service.analyze_segments(
+            experiment_id,
+            dimension=dimension,
+            metric=metric,
+            correction=correction,
+            sequential=sequential,
+            alpha=alpha,
+        )
+        found.segments = SegmentBreakdownRead.of(experiment.id, segments)
+    return found
 
 
 Metric = Annotated[str | None, Query(max_length=100, description="Metric key (default: primary).")]
@@ -41,6 +53,10 @@ CorrectionParam = Annotated[
     Query(description="Multiple-comparison correction (default: the experiment's, else holm)."),
 ]
 Sequential = Annotated[bool | None, Query(description="Use the always-valid (mSPRT) test.")]
+Dimension = Annotated[
+    str | None,
+    Query(max_length=100, description="A declared dimension: the analysis per segment too."),
+]
 Alpha = Annotated[
     float | None, Query(ge=1e-6, le=0.5, description="Significance level (1e-6 to 0.5).")
 ]
@@ -56,11 +72,14 @@ def analysis(
     correction: CorrectionParam = None,
     sequential: Sequential = None,
     alpha: Alpha = None,
+    dimension: Dimension = None,
 ) -> AnalysisRead | InterleavingAnalysisRead:
     """Each variant against the control: rates with intervals, lift, p-values (raw and
     corrected), Bayesian chance to beat control, probability of being best, expected loss, sample
-    ratio mismatch, progress toward the planned sample size, and the winner or why there is none."""
-    return _analysis(experiment_id, service, metric, correction, sequential, alpha)
+    ratio mismatch, progress toward the planned sample size, and the winner or why there is none.
+    With ``dimension``, the same analysis per segment in ``segments`` (BH across segments,
+    Cochran's Q per metric and variant); the overall result is unchanged."""
+    return _analysis(experiment_id, service, metric, correction, sequential, alpha, dimension)
 
 
 @router.get(

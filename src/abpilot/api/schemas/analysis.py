@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from abpilot.stats.analysis import Analysis
 from abpilot.stats.decision import Decision
 from abpilot.stats.power import SampleSize
+from abpilot.stats.segments import SegmentBreakdown
 
 
 class GuardrailRead(BaseModel):
@@ -77,6 +78,15 @@ class VariantAnalysisRead(BaseModel):
     credible_interval: tuple[float, float] | None
     significant: bool
     guardrail: GuardrailRead | None = None
+    # A metric with a covariate: the fields above are CUPED-adjusted; the unadjusted ones,
+    # theta and the variance reduction (1 - adjusted / unadjusted variance) beside them.
+    unadjusted_difference: float | None = None
+    unadjusted_difference_ci: tuple[float, float] | None = None
+    unadjusted_lift: float | None = None
+    unadjusted_lift_ci: tuple[float, float] | None = None
+    unadjusted_p_value: float | None = None
+    theta: float | None = None
+    variance_reduction: float | None = None
 
 
 class SrmRead(BaseModel):
@@ -125,6 +135,11 @@ class AnalysisRead(BaseModel):
     higher_is_better: bool = True
     guardrails: list[GuardrailRead] = []
     decision: DecisionRead | None = None
+    covariate: str | None = None
+    cap: float | None = None
+    cap_percentile: float | None = None
+    # With ``?dimension=``: the analysis per segment (the fields above stay the overall one).
+    segments: SegmentBreakdownRead | None = None
 
     @classmethod
     def of(cls, experiment_id: str, analysis: Analysis) -> AnalysisRead:
@@ -167,7 +182,58 @@ class AnalysisRead(BaseModel):
                 GuardrailRead.model_validate(g, from_attributes=True) for g in analysis.guardrails
             ],
             decision=None if analysis.decision is None else DecisionRead.of(analysis.decision),
+            covariate=analysis.covariate,
+            cap=analysis.cap,
+            cap_percentile=analysis.cap_percentile,
         )
+
+
+class SegmentRead(BaseModel):
+    """One segment's analysis; ``p_values_across_segments`` each variant's p-value corrected by
+    Benjamini-Hochberg across the segments (None for the control)."""
+
+    value: str
+    analysis: AnalysisRead
+    p_values_across_segments: list[float | None]
+
+
+class HeterogeneityRead(BaseModel):
+    """Cochran's Q of a variant's difference with the control on a metric across segments."""
+
+    metric: str
+    variant: str
+    q: float | None
+    df: int
+    p_value: float | None
+    i_squared: float | None
+    heterogeneous: bool
+
+
+class SegmentBreakdownRead(BaseModel):
+    dimension: str
+    segments: list[SegmentRead]
+    heterogeneity: list[HeterogeneityRead]
+
+    @classmethod
+    def of(cls, experiment_id: str, found: SegmentBreakdown) -> SegmentBreakdownRead:
+        return cls(
+            dimension=found.dimension,
+            segments=[
+                SegmentRead(
+                    value=s.value,
+                    analysis=AnalysisRead.of(experiment_id, s.analysis),
+                    p_values_across_segments=list(s.p_values_across_segments),
+                )
+                for s in found.segments
+            ],
+            heterogeneity=[
+                HeterogeneityRead.model_validate(h, from_attributes=True)
+                for h in found.heterogeneity
+            ],
+        )
+
+
+AnalysisRead.model_rebuild()
 
 
 class SampleSizeRead(BaseModel):
