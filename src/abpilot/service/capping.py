@@ -15,15 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 
 from abpilot.domain import derived
 from abpilot.domain.experiment import Experiment, Metric
-from abpilot.domain.records import MetricTotals, VariantCounters
+from abpilot.domain.records import MetricTotals, UnitMetricTotals, VariantCounters
 from abpilot.stats.capping import percentile_threshold
 from abpilot.stats.summary import Basis, summarise
-from abpilot.store.base import Store
 
 Periods = list[tuple[int, tuple[float, ...], Mapping[str, VariantCounters]]]
 
@@ -45,8 +45,16 @@ def _with(counters: VariantCounters, metric: str, totals: MetricTotals) -> Varia
     return replace(counters, metrics={**counters.metrics, metric: capped})
 
 
+class UnitTotalsSource(Protocol):
+    """Where a percentile cap reads the units' totals: a store (a warehouse refresh has none)."""
+
+    def get_unit_totals(
+        self, experiment_id: str, metric: str, covariate: str | None = None
+    ) -> UnitMetricTotals: ...
+
+
 def capped(
-    store: Store,
+    store: UnitTotalsSource,
     exp: Experiment,
     metric: Metric,
     basis: Basis,

@@ -37,7 +37,7 @@ from abpilot.stats.summary import (
     summarise,
     summarise_metric,
 )
-from abpilot.store.base import AllocationRecord, MetricTotals, VariantCounters
+from abpilot.store.base import AllocationRecord, MetricTotals, UnitMetricTotals, VariantCounters
 
 if TYPE_CHECKING:
     from pandas import DataFrame
@@ -54,6 +54,10 @@ class CounterSource(Protocol):
     def get_period_counters(self, experiment_id: str) -> dict[int, dict[str, VariantCounters]]: ...
 
     def list_allocations(self, experiment_id: str) -> list[AllocationRecord]: ...
+
+    def get_unit_totals(
+        self, experiment_id: str, metric: str, covariate: str | None = None
+    ) -> UnitMetricTotals: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +211,7 @@ def _metric_key(exp: Experiment, metric: str | None) -> str:
 
 
 def segment_breakdown(
-    store: Store,
+    store: CounterSource,
     exp: Experiment,
     *,
     dimension: str,

@@ -21,7 +21,7 @@ from typing import Any
 
 from abpilot.domain.errors import AbpilotError, NotFound, ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentStatus, MetricKind
-from abpilot.domain.records import AllocationRecord, VariantCounters
+from abpilot.domain.records import AllocationRecord, UnitMetricTotals, VariantCounters
 from abpilot.domain.text import check_text
 from abpilot.service.lookup import ExperimentLookup
 from abpilot.service.warehouse_runs import checked_plan, record_daily_totals
@@ -88,6 +88,16 @@ class RefreshCounters:
 
     def list_allocations(self, experiment_id: str) -> list[AllocationRecord]:
         return self._store.list_allocations(experiment_id)
+
+    def get_unit_totals(
+        self, experiment_id: str, metric: str, covariate: str | None = None
+    ) -> UnitMetricTotals:
+        """Only aggregates leave the warehouse: a percentile cap there is not computed yet."""
+        raise ValidationError(
+            f"metric '{metric[:100]}': a percentile cap is not available for warehouse "
+            "experiments yet (only aggregates leave the warehouse)",
+            field="cap",
+        )
 
 
 def _digest(text: str) -> str:
