@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from abpilot.stats.corrections import Correction, adjust
 
@@ -68,6 +67,8 @@ def cochran_q(effects: Sequence[SegmentEffect]) -> Heterogeneity:
     if df == 0:
         return Heterogeneity(None, 0, None, None, pooled, pooled_variance, keys)
     q = float(np.dot(w, (e - pooled) ** 2))
+    from scipy import stats  # loaded on first use: a worker that only ingests never does
+
     p_value = float(stats.chi2.sf(q, df))
     i_squared = max(0.0, (q - df) / q) if q > 0 else 0.0
     return Heterogeneity(q, df, p_value, i_squared, pooled, pooled_variance, keys)
