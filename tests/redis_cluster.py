@@ -179,8 +179,21 @@ class LocalCluster:
                 )
         raise LookupError(f"no node {node}")
 
+    def agreed(self) -> bool:
+        """Every node has the same slot configuration (gossip has spread the last change):
+        ``redis-cli --cluster reshard`` refuses to start until then."""
+        done = subprocess.run(
+            ["redis-cli", "--cluster", "check", f"127.0.0.1:{self.ports[0]}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return "All nodes agree about slots configuration" in done.stdout
+
     def reshard(self, source: str, to: str, slots: int) -> str:
-        """``redis-cli --cluster reshard``: move ``slots`` slots from ``source`` to ``to``."""
+        """``redis-cli --cluster reshard``: move ``slots`` slots from ``source`` to ``to``, once
+        every node agrees on the configuration (right after a previous move they may not)."""
+        self._wait(self.agreed)
         return self.run(
             "--cluster", "reshard", f"127.0.0.1:{self.ports[0]}",
             "--cluster-from", source,
