@@ -183,19 +183,23 @@ def check_dimensions(raw: Any) -> tuple[str, ...]:
     return names
 
 
+def _facts(raw: Any, field_name: str, kind: str, limit: int) -> list[tuple[Any, Any]]:
+    """An exposure's object of unit facts: its (name, value) pairs, at most ``limit``."""
+    if not isinstance(raw, Mapping):
+        raise ValidationError(f"{field_name} must be an object of {kind}", field=field_name)
+    if len(raw) > limit:
+        raise ValidationError(
+            f"{field_name} holds at most {limit} names (got {len(raw)})", field=field_name
+        )
+    return list(raw.items())
+
+
 def check_covariates(raw: Any, field_name: str = "covariates") -> dict[str, float] | None:
     """An exposure's covariates: at most ``MAX_COVARIATES`` names, each a finite number."""
     if raw is None:
         return None
-    if not isinstance(raw, Mapping):
-        raise ValidationError(f"{field_name} must be an object of numbers", field=field_name)
-    if len(raw) > MAX_COVARIATES:
-        raise ValidationError(
-            f"{field_name} holds at most {MAX_COVARIATES} names (got {len(raw)})",
-            field=field_name,
-        )
     found: dict[str, float] = {}
-    for name, value in raw.items():
+    for name, value in _facts(raw, field_name, "numbers", MAX_COVARIATES):
         where = f"{field_name}.{str(name)[:100]}"
         _name(name, field_name)
         if not _number(value):
@@ -208,15 +212,8 @@ def check_unit_dimensions(raw: Any, field_name: str = "dimensions") -> dict[str,
     """An exposure's dimensions: at most ``MAX_DIMENSIONS`` names, each a short value."""
     if raw is None:
         return None
-    if not isinstance(raw, Mapping):
-        raise ValidationError(f"{field_name} must be an object of strings", field=field_name)
-    if len(raw) > MAX_DIMENSIONS:
-        raise ValidationError(
-            f"{field_name} holds at most {MAX_DIMENSIONS} names (got {len(raw)})",
-            field=field_name,
-        )
     found: dict[str, str] = {}
-    for name, value in raw.items():
+    for name, value in _facts(raw, field_name, "strings", MAX_DIMENSIONS):
         where = f"{field_name}.{str(name)[:100]}"
         _name(name, field_name)
         if (
