@@ -78,6 +78,29 @@ def test_per_experiment_settings_and_their_refusal(client: TestClient) -> None:
     assert refused.json()["error"]["field"] == "settings.monitoring.guardrails[0]"
 
 
+def test_each_check_says_whether_it_ran(client: TestClient) -> None:
+    """A check that judged nothing is OK with ``ran`` false, so no face shows it as passed; the
+    kept report keeps it."""
+    running(client, "fresh")
+    send(client, "fresh", {"control": 3, "green": 2})  # too few units for the sample ratio
+    running(client, "busy")
+    send(client, "busy", {"control": 300, "green": 300}, converting=300)
+    by_key = {e["key"]: e for e in report(client)["experiments"]}
+    fresh = {c["name"]: c for c in by_key["fresh"]["checks"]}
+    busy = {c["name"]: c for c in by_key["busy"]["checks"]}
+    assert (fresh["srm"]["status"], fresh["srm"]["ran"]) == ("ok", False)
+    assert fresh["srm"]["message"].startswith("Too few units")
+    assert (busy["srm"]["status"], busy["srm"]["ran"]) == ("ok", True)
+    assert fresh["stale"]["ran"] is True  # an event arrived: its age was judged
+    assert all(c["ran"] for c in busy.values())
+    daily = client.app.state.monitoring  # type: ignore[attr-defined]
+    daily.at = time(0, 0, tzinfo=UTC)
+    assert daily.run_if_due() is not None
+    (kept,) = client.get(f"{API}/monitoring/reports").json()["reports"]
+    kept_fresh = next(e for e in kept["experiments"] if e["key"] == "fresh")
+    assert kept_fresh["checks"][0] == {**fresh["srm"], "ran": False}
+
+
 def test_days_out_of_range(client: TestClient) -> None:
     for days in (0, 367, "week"):
         response = client.get(f"{API}/monitoring/report", params={"days": days})

@@ -39,12 +39,15 @@ def worst(statuses: Iterable[Status]) -> Status:
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """One check's outcome: ``figures`` are the plain JSON values it judged."""
+    """One check's outcome: ``figures`` are the plain JSON values it judged; ``ran`` is False
+    when it judged nothing (too few units, weights never recalculated, not running): an OK that
+    says nothing was checked, which a face shows as "not checked", never as passed."""
 
     name: str
     status: Status
     message: str
     figures: Mapping[str, Any] = field(default_factory=dict)
+    ran: bool = True
 
 
 def _pct(value: float) -> str:
@@ -84,6 +87,7 @@ def srm_check(
             f"Too few units to test the sample ratio yet (fewest in a variant: {fewest}; every "
             f"variant needs {MIN_UNITS_PER_VARIANT}).",
             figures,
+            ran=False,
         )
     within = f", compared within {periods} periods of constant weights" if periods > 1 else ""
     observed, expected = _split(srm.observed, True), _split(srm.expected, False)
@@ -134,6 +138,7 @@ def arm_dominance_check(
             Status.OK,
             "The weights are still as configured (no recalculation has changed them yet).",
             figures,
+            ran=False,
         )
     evidence = "unknown" if best is None else _pct(best)
     if weight > max_dominance and (best is None or best < strong_evidence):
@@ -186,6 +191,7 @@ def min_rate_check(
             f"Too few units to judge the rate of '{metric}' yet ({fewest.units} in "
             f"'{fewest.variant}'; {min_units} needed in every arm).",
             figures,
+            ran=False,
         )
     highest = max(arms, key=lambda a: a.rate or 0.0)
     top = highest.rate or 0.0
@@ -240,7 +246,7 @@ def stale_check(
         return Check("stale", Status.OK, f"The last event arrived {_hours(hours)} ago.", figures)
     if running_since is None:
         figures["hours_since"] = None
-        return Check("stale", Status.OK, "The experiment is not running yet.", figures)
+        return Check("stale", Status.OK, "The experiment is not running yet.", figures, ran=False)
     hours = (now - running_since).total_seconds() / 3600
     figures["hours_since"] = round(hours, 3)
     if hours > stale_after_hours:
@@ -362,6 +368,7 @@ def guardrail_check(comparisons: Sequence[GuardrailComparison], *, alpha: float)
         f"No variant is significantly worse than the control on {', '.join(metrics)} "
         f"(alpha = {alpha:g}).",
         figures,
+        ran=any(c.p_value is not None for c in comparisons),
     )
 
 
@@ -420,6 +427,7 @@ def guardrail_harm_check(checks: Sequence[GuardrailCheck], *, alpha: float) -> C
         Status.OK,
         f"No variant harms {metrics} by the always-valid test (alpha = {alpha:g}).",
         figures,
+        ran=any(c.harm_p_value is not None for c in checks),
     )
 
 
@@ -464,6 +472,7 @@ def heterogeneity_check(breakdowns: Sequence[SegmentBreakdown], *, alpha: float)
         Status.OK,
         f"No effect differs across the segments of {dimensions} (alpha = {alpha:g}).",
         figures,
+        ran=any(h.p_value is not None for _, h in found),
     )
 
 
@@ -563,6 +572,7 @@ def selection_dominance_check(
             f"Too few bandit decisions to judge arm dominance yet ({overall.decisions} {period}; "
             f"{min_decisions} needed).",
             figures,
+            ran=False,
         )
     checked = sum(judged(s) for s in contexts)
     return Check(
@@ -597,6 +607,7 @@ def success_rate_check(
             f"Too few decisions to judge the success rate yet ({decisions} {period}; "
             f"{min_decisions} needed).",
             figures,
+            ran=False,
         )
     if rate < min_rate:
         return Check(
@@ -637,6 +648,7 @@ def average_rating_check(
             f"Too few ratings to judge the average yet ({len(ratings)} {period}; {min_ratings} "
             "needed).",
             figures,
+            ran=False,
         )
     if mean < min_avg_rating:
         return Check(

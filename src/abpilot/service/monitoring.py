@@ -204,6 +204,7 @@ class Monitor:
                     Status.ALERT,
                     f"The checks could not run: {reason.rstrip('.')}.",
                     {"error": reason},
+                    ran=False,
                 )
             ]
         return ExperimentHealth(
@@ -462,6 +463,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
                         "status": c.status.value,
                         "message": c.message,
                         "figures": _plain(c.figures),
+                        "ran": c.ran,
                     }
                     for c in e.checks
                 ],
@@ -479,7 +481,10 @@ def report_from_dict(raw: Mapping[str, Any]) -> Report:
             type=e["type"],
             status=Status(e["status"]),
             checks=tuple(
-                Check(c["name"], Status(c["status"]), c["message"], c["figures"])
+                # A report kept before checks said whether they ran: as if they did.
+                Check(
+                    c["name"], Status(c["status"]), c["message"], c["figures"], c.get("ran", True)
+                )
                 for c in e["checks"]
             ),
         )

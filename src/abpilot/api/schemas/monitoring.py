@@ -17,6 +17,10 @@ class CheckRead(BaseModel):
     status: StatusName
     message: str = Field(description="a full sentence saying what was found")
     figures: dict[str, Any] = Field(description="the plain values the check judged")
+    ran: bool = Field(
+        description="false when the check judged nothing (too few units, weights never "
+        "recalculated, not running, or the checks failed): its ok then means not checked"
+    )
 
 
 class ExperimentHealthRead(BaseModel):

@@ -1,17 +1,12 @@
-// Monitoring checks as the page shows them: a check that could not run (too few units, nothing
-// recalculated yet, not running) is "Not checked" in grey, never "OK"; times in plain words.
+// Monitoring checks as the page shows them: a check that did not run (the API's `ran: false`:
+// too few units, nothing recalculated yet, not running) is "Not checked" in grey, never "OK";
+// times in plain words.
 
 import { checkName, fmtAgo, h, healthBadge } from "./dom.js";
 
-const NOT_RUN = [/^too few/i, /not running yet/i, /still as configured/i, /skipped/i];
-
 /** The check's status as shown: "not_run" for an OK that judged nothing. */
 export function shownStatus(check) {
-  if (check.status !== "ok") return check.status;
-  const figures = check.figures || {};
-  if (check.name === "srm" && figures.p_value === null) return "not_run";
-  if (check.name === "stale" && figures.hours_since === null) return "not_run";
-  return NOT_RUN.some((pattern) => pattern.test(check.message)) ? "not_run" : "ok";
+  return check.status === "ok" && check.ran === false ? "not_run" : check.status;
 }
 
 /** The check's sentence, with the freshness check's hours said in plain words. */
