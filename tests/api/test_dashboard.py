@@ -38,7 +38,8 @@ def test_the_page_is_public_while_the_api_needs_a_key(client: TestClient, path: 
 
 def test_the_page_links_to_files_that_are_served(client: TestClient) -> None:
     page = client.get("/dashboard").text
-    for asset in ("static/dashboard.css", "static/js/main.js", "static/vendor/chart.umd.min.js"):
+    assets = ("static/dashboard.css", "static/analysis.css", "static/js/main.js")
+    for asset in (*assets, "static/vendor/chart.umd.min.js"):
         assert asset in page
         response = client.get(f"/dashboard/{asset}")
         assert response.status_code == 200, asset

@@ -152,10 +152,16 @@ def seed_interleaving(api: httpx.Client) -> None:
 
 FLOW_METRICS: list[dict[str, Any]] = [
     {"key": "purchase"},
-    {"key": "revenue", "kind": "value"},
-    {"key": "add_to_cart"},
+    {"key": "revenue", "kind": "value", "covariate": "pre_revenue"},
+    {
+        "key": "revenue_per_purchase",
+        "kind": "ratio",
+        "numerator": "revenue",
+        "denominator": "purchase",
+    },
     {"key": "errors", "role": "guardrail", "higher_is_better": False, "margin": 0.02},
 ]
+FLOW_DIMENSIONS = {"country": ("nl", "de", "fr", "us"), "platform": ("ios", "android", "web")}
 
 
 class Clock:
@@ -167,22 +173,37 @@ class Clock:
 
 
 def flow_day(api: httpx.Client, key: str, day: int, units: int) -> None:
-    """A day of the checkout flow: green converts more often, spends about the same, adds to
-    cart more often, and errs as often as control."""
-    rates = {"control": (0.10, 0.30), "green": (0.14, 0.36)}
+    """A day of the checkout flow: green converts more often (most in the Netherlands, least
+    in the US), so spends a little more, and errs as often as control. Each unit arrives with
+    its revenue of the month before (`pre_revenue`, which predicts what it spends now: the
+    adjusted metric) and its country and platform (the segments)."""
+    rates = {"control": 0.10, "green": 0.14}
+    countries, platforms = FLOW_DIMENSIONS["country"], FLOW_DIMENSIONS["platform"]
+    uplift = {"nl": 0.06, "de": 0.02, "fr": 0.0, "us": -0.04}
     events: list[dict[str, Any]] = []
     for i in range(units):
         unit = f"{key}-d{day}-u{i}"
         variant = ok(api.post(f"/experiments/{key}/assign", json={"unit_id": unit}))["variant"]
-        events.append({"type": "exposure", "experiment_id": key, "unit_id": unit})
-        purchase, cart = rates[variant["key"]]
+        country, platform = countries[i * 7 % 4], platforms[i * 5 % 3]
+        history = float(i * 37 % 60)  # last month's revenue
+        events.append(
+            {
+                "type": "exposure",
+                "experiment_id": key,
+                "unit_id": unit,
+                "covariates": {"pre_revenue": history},
+                "dimensions": {"country": country, "platform": platform},
+            }
+        )
+        rate = rates[variant["key"]] + (uplift[country] if variant["key"] == "green" else 0.0)
         draw = (i * 7919 % 1000) / 1000
         base = {"type": "conversion", "experiment_id": key, "unit_id": unit}
-        if draw < purchase:
+        bought = draw < rate * (0.5 + history / 60)  # last month's spenders buy more often
+        if bought:
             events.append({**base, "metric": "purchase"})
-            events.append({**base, "metric": "revenue", "value": 20.0 + i % 13})
-        if (i * 104729 % 1000) / 1000 < cart:
-            events.append({**base, "metric": "add_to_cart"})
+        # Everyone spends (subscriptions, add-ons), last month's spenders more.
+        spent = 0.6 * history + i * 13 % 41 + (15.0 if bought else 0.0)
+        events.append({**base, "metric": "revenue", "value": spent})
         if (i * 6151 % 1000) / 1000 < 0.02:
             events.append({**base, "metric": "errors"})
     ok(api.post("/events", json={"events": events}))
@@ -197,6 +218,7 @@ def seed_checkout_flow(api: httpx.Client, database_url: str, key: str = "checkou
         "name": "Checkout flow",
         "variants": variants,
         "metrics": FLOW_METRICS,
+        "dimensions": list(FLOW_DIMENSIONS),
         "settings": {"analysis": {"sample_size_per_variant": 2500}},
     }
     ok(api.post("/experiments", json=body))

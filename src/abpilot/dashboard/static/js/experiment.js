@@ -310,7 +310,7 @@ export function experimentView(main, key, app) {
     if (!built || built.type !== experiment.type) build(experiment);
     renderHeader(experiment, data);
     const view = VIEWS[experiment.type] || ab;
-    const { verdict, tiles, tables } = view.render(experiment, data);
+    const { verdict, tiles, tables } = view.render(experiment, data, app);
     renderVerdict(verdict);
     renderAlerts(experiment, monitoring);
     renderTiles(tiles);

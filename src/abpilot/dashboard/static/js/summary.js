@@ -29,17 +29,20 @@ export function orderedMetrics(experiment) {
 }
 
 /** Fetch what the pages need for this experiment's type, in parallel. With `full` (the
- * experiment page), every metric's analysis and the daily snapshots too. */
+ * experiment page), every metric's analysis and the daily snapshots too, and a warehouse
+ * experiment's refresh state. */
 export async function loadData(experiment, { full = false } = {}) {
   const key = experiment.key;
   const type = experiment.type;
   const analysed = type === "ab_test" || type === "bandit";
   const others = full && analysed ? experiment.metrics.slice(1).map((m) => m.key) : [];
-  const [analysis, history, stats, snapshots, ...more] = await Promise.all([
+  const warehouse = full && experiment.source === "warehouse";
+  const [analysis, history, stats, snapshots, refresh, ...more] = await Promise.all([
     type === "contextual_bandit" ? null : attempt(api(experimentPath(key, "analysis"))),
     type === "bandit" ? attempt(api(experimentPath(key, "history"))) : null,
     type === "contextual_bandit" ? attempt(api(experimentPath(key, "bandit", "stats"))) : null,
     full && analysed ? attempt(api(experimentPath(key, "snapshots"))) : null,
+    warehouse ? attempt(api(experimentPath(key, "refresh"))) : null,
     ...others.map((metric) =>
       attempt(api(`${experimentPath(key, "analysis")}?metric=${encodeURIComponent(metric)}`)),
     ),
@@ -49,7 +52,7 @@ export async function loadData(experiment, { full = false } = {}) {
   others.forEach((metric, i) => {
     analyses[metric] = more[i];
   });
-  return { analysis, history, stats, snapshots, analyses };
+  return { analysis, history, stats, snapshots, refresh, analyses };
 }
 
 export function controlKey(experiment) {

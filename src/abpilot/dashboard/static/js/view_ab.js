@@ -21,9 +21,16 @@ import { banditBelief, controlKey, failed, variantRows } from "./summary.js";
 import { verdict } from "./verdict_ab.js";
 import { historySection, renderHistory } from "./view_history.js";
 import { metricsSection, renderMetrics } from "./view_metrics.js";
+import { renderSegments, segmentsSection } from "./view_segments.js";
+import { renderWarehouse, warehouseSection } from "./view_warehouse.js";
 
 export function panels(experiment) {
-  return [metricsSection(), historySection(experiment)];
+  return [
+    warehouseSection(experiment),
+    metricsSection(),
+    segmentsSection(experiment),
+    historySection(experiment),
+  ];
 }
 
 export function figures(experiment) {
@@ -90,7 +97,7 @@ function cumulativeByDate(daily, keys) {
   };
 }
 
-export function render(experiment, data) {
+export function render(experiment, data, app) {
   const keys = experiment.variants.map((v) => v.key);
   const control = controlKey(experiment);
   const colours = charts.colourMap(keys, control);
@@ -119,9 +126,11 @@ export function render(experiment, data) {
   }
   const primary = analysis && !daily ? analysis : null;
   const srmFlagged = Boolean(primary && primary.srm.flagged);
+  renderWarehouse(experiment, data, app);
   renderMetrics(experiment, data);
+  if (!daily) renderSegments(experiment, data);
   renderHistory(experiment, data, colours);
-  for (const id of ["metrics", "history"]) {
+  for (const id of ["metrics", "segments", "history"]) {
     const section = byId(id);
     if (section) section.hidden = daily; // a bandit fed daily totals has no events to analyse
   }
