@@ -252,12 +252,32 @@ def seed_srm(api: httpx.Client, key: str = "broken-split") -> None:
     ok(api.post("/events", json={"events": events}))
 
 
+def seed_capped(api: httpx.Client, key: str = "order-size") -> None:
+    """An A/B test of basket values with a few huge ones, capped at the 95th percentile."""
+    variants = [{"key": "control", "weight": 0.5}, {"key": "bundle", "weight": 0.5}]
+    metrics = [{"key": "basket", "kind": "value", "cap": {"percentile": 0.95}}]
+    body = {"key": key, "name": "Order size", "variants": variants, "metrics": metrics}
+    ok(api.post("/experiments", json=body))
+    ok(api.put(f"/experiments/{key}/status", json={"status": "running"}))
+    events: list[dict[str, Any]] = []
+    for i in range(400):
+        unit = f"{key}-u{i}"
+        variant = ok(api.post(f"/experiments/{key}/assign", json={"unit_id": unit}))["variant"]
+        events.append({"type": "exposure", "experiment_id": key, "unit_id": unit})
+        value = 20.0 + i * 7 % 30 + (5.0 if variant["key"] == "bundle" else 0.0)
+        value = 5000.0 if i % 97 == 0 else value  # a reseller's order
+        base = {"type": "conversion", "experiment_id": key, "unit_id": unit, "metric": "basket"}
+        events.append({**base, "value": value})
+    ok(api.post("/events", json={"events": events}))
+
+
 def seed_all(api: httpx.Client, database_url: str) -> None:
     seed_ab_test(
         api, "checkout-button", "Checkout button colour", 1000, {"control": 0.09, "green": 0.13}
     )
     seed_checkout_flow(api, database_url)
     seed_srm(api)
+    seed_capped(api)
     seed_bandit(api)
     seed_contextual(api)
     seed_interleaving(api)

@@ -61,7 +61,7 @@ def test_the_list_has_one_decision_and_one_evidence_column_for_every_type(
 def test_search_and_filters_are_kept_in_the_url(page: Page, server: str) -> None:
     page.goto(f"{server}/dashboard")
     rows = page.locator("#experiments tbody tr[data-key]")
-    expect(rows).to_have_count(6)
+    expect(rows).to_have_count(7)
     page.get_by_label("Search").fill("CHECKOUT")  # by name or key, any case
     expect(rows).to_have_count(2)
     page.get_by_label("Type", exact=True).select_option("ab_test")
@@ -86,7 +86,7 @@ def test_every_metric_shows_its_lift_interval_guardrail_verdict_and_the_decision
     for key, place in (
         ("purchase", "primary"),
         ("revenue", "secondary"),
-        ("add_to_cart", "secondary"),
+        ("revenue_per_purchase", "secondary"),
         ("errors", "guardrail"),
     ):
         block = page.locator(f"#metrics [data-metric='{key}']")
@@ -158,7 +158,15 @@ def test_checks_that_did_not_run_say_so_in_grey(page: Page, server: str) -> None
     open_experiment(page, server, "search", ("chart-units",))
     expect(page.locator("#alerts-body .check")).not_to_have_count(0)
     open_experiment(page, server, "hero-banner", ("chart-allocation",))
-    # A bandit fed daily totals has no units the SRM check could test: not "OK".
+    # A bandit fed daily totals has no units the SRM check could test: not "OK". The report
+    # says which checks did not run (`ran`), and the page greys exactly those.
+    report = httpx.get(f"{server}/api/v1/monitoring/report").json()
+    [health] = [e for e in report["experiments"] if e["key"] == "hero-banner"]
+    for check in health["checks"]:
+        shown = "not_run" if check["status"] == "ok" and not check["ran"] else check["status"]
+        item = page.locator(f"#alerts-body [data-check='{check['name']}']")
+        expect(item).to_have_attribute("data-status", shown)
+    assert any(not c["ran"] for c in health["checks"])
     srm = page.locator("#alerts-body [data-check='srm']")
     expect(srm).to_have_attribute("data-status", "not_run")
     expect(srm.locator(".badge")).to_have_text("Not checked")

@@ -4,7 +4,7 @@
 // "Refresh now" button (POST …/refresh) for admin keys.
 
 import { ApiError, api, experimentPath } from "./api.js";
-import { fill, fmtDateTime, fmtInt, fmtNumber, h, keyText, sentence } from "./dom.js";
+import { fill, fmtDateTime, fmtInt, fmtNumber, h, sentence } from "./dom.js";
 import { failed } from "./summary.js";
 
 /** The refresh card, or null for an experiment fed by events. */
@@ -40,16 +40,20 @@ function latestLines(state) {
   const { refresh, failure } = state;
   const lines = [];
   if (failure) {
+    const field = failure.field ? ` (field ${failure.field})` : "";
     lines.push(
       h(
-        "p",
+        "div",
         { class: "callout callout-danger", id: "warehouse-failure", "data-code": failure.code },
-        h("strong", {}, `The latest refresh failed (${fmtDateTime(failure.failed_at)}): `),
-        sentence(failure.message),
-        failure.field ? [" (", keyText(failure.field), ")"] : null,
-        refresh
-          ? " The figures below are still those of the refresh before it."
-          : " Nothing has been read from the warehouse yet.",
+        h(
+          "p",
+          {},
+          h("strong", {}, `The latest refresh failed (${fmtDateTime(failure.failed_at)}): `),
+          `${sentence(failure.message).slice(0, -1)}${field}.`,
+          refresh
+            ? " The figures below are still those of the refresh before it."
+            : " Nothing has been read from the warehouse yet.",
+        ),
       ),
     );
   }
