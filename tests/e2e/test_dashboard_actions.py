@@ -67,6 +67,7 @@ def test_an_experiment_is_created_edited_run_and_deleted_in_the_browser(
     page.get_by_role("button", name="Add metric").click()
     page.get_by_label("Metric 2 key").fill("revenue")
     page.get_by_label("Metric 2 kind").select_option("value")
+    page.get_by_label("Metric 2 covariate").fill("pre_revenue")
     page.get_by_role("button", name="Create draft").click()
     # The API's 422, next to the field it names; nothing is created.
     error = page.locator("[data-error-for='variants[1].key']")
@@ -81,15 +82,18 @@ def test_an_experiment_is_created_edited_run_and_deleted_in_the_browser(
     with api(server) as client:
         made = client.get(f"/experiments/{key}").json()
     assert [v["key"] for v in made["variants"]] == ["control", "short"]
-    assert [(m["key"], m["kind"]) for m in made["metrics"]] == [
-        ("conversion", "binary"),
-        ("revenue", "value"),
+    assert [(m["key"], m["kind"], m["covariate"]) for m in made["metrics"]] == [
+        ("conversion", "binary", None),
+        ("revenue", "value", "pre_revenue"),
     ]
     page.get_by_role("link", name="Edit").click()
     expect(page.get_by_label("Name", exact=True)).to_have_value(f"Signup form ({viewport})")
     page.get_by_label("Name", exact=True).fill(f"Signup copy ({viewport})")
     page.get_by_role("button", name="Save draft").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Signup copy ({viewport})")
+    with api(server) as client:  # what the form does not change is kept
+        edited = client.get(f"/experiments/{key}").json()
+    assert edited["metrics"] == made["metrics"]
     page.get_by_role("button", name="Start").click()
     expect(page.get_by_role("button", name="Pause")).to_be_visible()
     expect(page.locator("#experiment-timing")).to_contain_text("running since today")

@@ -1,33 +1,24 @@
 // Create an experiment of any type, or edit a draft: name, key, type, traffic, variants,
-// metrics (goals and guardrails) and settings as JSON. The API validates; each of its 422
+// metrics (goals and guardrails, adjusted by a covariate, ratios) and settings as JSON. The API validates; each of its 422
 // problems is shown next to the field it names.
 
 import { ApiError, api, experimentPath } from "./api.js";
 import { TYPE_LABELS, fill, h } from "./dom.js";
+import { checkField, checkbox, editorRow, field, input, numberInput, select } from "./form_fields.js";
 
 const CONTEXTUAL_TEMPLATE = {
   contextual: { attributes: { user_type: ["new", "returning"] } },
 };
 
-function field(label, id, input, hint) {
-  return h(
-    "div",
-    { class: "field" },
-    h("label", { class: "field-label", for: id }, label),
-    input,
-    hint ? h("p", { class: "hint" }, hint) : null,
-  );
-}
-
-function input(id, name, attrs = {}) {
-  return h("input", { id, class: "input", "data-field": name, ...attrs });
-}
+const METRIC_KINDS = [
+  ["binary", "Converts or not"],
+  ["value", "A value per unit"],
+  ["ratio", "Ratio of two metrics"],
+];
 
 export function formView(main, key, app) {
   let alive = true;
   let loaded = key === null;
-  let variantRows = [];
-  let metricRows = [];
   document.title = key ? `Edit ${key} · abpilot` : "New experiment · abpilot";
 
   const name = input("f-name", "name", { maxlength: 200, required: true });
@@ -74,138 +65,83 @@ export function formView(main, key, app) {
     }
   });
 
+  const variantList = { rows: [], noun: "Variant", field: "variants", container: variants };
+  const metricList = { rows: [], noun: "Metric", field: "metrics", container: metrics };
+
   function variantRow(v = {}) {
-    const i = variantRows.length;
-    const row = {
-      key: input(`f-variant-${i}-key`, `variants[${i}].key`, { value: v.key || "", maxlength: 100 }),
-      name: input(`f-variant-${i}-name`, `variants[${i}].name`, { value: v.name || "" }),
-      weight: input(`f-variant-${i}-weight`, `variants[${i}].weight`, {
-        type: "number",
-        step: "any",
-        min: 0,
-        max: 1,
-        value: v.weight ?? "",
-        placeholder: "equal split",
+    editorRow(
+      variantList,
+      (id, path) => ({
+        key: input(id("key"), `${path}.key`, { value: v.key || "", maxlength: 100 }),
+        name: input(id("name"), `${path}.name`, { value: v.name || "" }),
+        weight: numberInput(id("weight"), `${path}.weight`, v.weight, {
+          max: 1,
+          placeholder: "equal split",
+        }),
+        control: h("input", {
+          type: "radio",
+          name: "f-control",
+          id: id("control"),
+          "data-field": `${path}.is_control`,
+          checked: Boolean(v.is_control),
+        }),
       }),
-      control: h("input", {
-        type: "radio",
-        name: "f-control",
-        id: `f-variant-${i}-control`,
-        "data-field": `variants[${i}].is_control`,
-        checked: Boolean(v.is_control),
-      }),
-    };
-    row.element = h(
-      "div",
-      { class: "row-editor", "data-field": `variants[${i}]` },
-      field(`Variant ${i + 1} key`, row.key.id, row.key),
-      field(`Variant ${i + 1} name`, row.name.id, row.name),
-      field(`Variant ${i + 1} weight`, row.weight.id, row.weight),
-      h(
-        "label",
-        { class: "check-field", for: row.control.id },
-        row.control,
-        `Variant ${i + 1} is the control`,
-      ),
-      h(
-        "button",
-        {
-          type: "button",
-          class: "button ghost danger",
-          onclick: () => {
-            row.removed = true;
-            row.element.remove();
-          },
-        },
-        `Remove variant ${i + 1}`,
-      ),
+      (row, label) => [
+        field(label("key"), row.key.id, row.key),
+        field(label("name"), row.name.id, row.name),
+        field(label("weight"), row.weight.id, row.weight),
+        checkField(row.control, label("is the control")),
+      ],
     );
-    variantRows.push(row);
-    variants.append(row.element);
   }
 
   function metricRow(m = {}) {
-    const i = metricRows.length;
-    const select = (id, name, options, value) =>
-      h(
-        "select",
-        { id, class: "input", "data-field": name },
-        options.map(([v, label]) => h("option", { value: v, selected: v === value }, label)),
-      );
-    const row = {
-      key: input(`f-metric-${i}-key`, `metrics[${i}].key`, { value: m.key || "", maxlength: 100 }),
-      kind: select(
-        `f-metric-${i}-kind`,
-        `metrics[${i}].kind`,
-        [
-          ["binary", "Converts or not"],
-          ["value", "A value per unit"],
-        ],
-        m.kind || "binary",
-      ),
-      role: select(
-        `f-metric-${i}-role`,
-        `metrics[${i}].role`,
-        [
-          ["goal", "Goal"],
-          ["guardrail", "Guardrail"],
-        ],
-        m.role || "goal",
-      ),
-      lower: h("input", {
-        type: "checkbox",
-        id: `f-metric-${i}-lower`,
-        "data-field": `metrics[${i}].higher_is_better`,
-        checked: m.higher_is_better === false,
+    editorRow(
+      metricList,
+      (id, path) => ({
+        key: input(id("key"), `${path}.key`, { value: m.key || "", maxlength: 100 }),
+        kind: select(id("kind"), `${path}.kind`, METRIC_KINDS, m.kind || "binary"),
+        role: select(
+          id("role"),
+          `${path}.role`,
+          [
+            ["goal", "Goal"],
+            ["guardrail", "Guardrail"],
+          ],
+          m.role || "goal",
+        ),
+        lower: checkbox(id("lower"), `${path}.higher_is_better`, m.higher_is_better === false),
+        margin: numberInput(id("margin"), `${path}.margin`, m.margin, {
+          placeholder: "guardrails",
+        }),
+        relative: checkbox(id("relative"), `${path}.margin_relative`, Boolean(m.margin_relative)),
+        covariate: input(id("covariate"), `${path}.covariate`, {
+          value: m.covariate || "",
+          maxlength: 100,
+          placeholder: "e.g. pre_revenue",
+        }),
+        numerator: input(id("numerator"), `${path}.numerator`, {
+          value: m.numerator || "",
+          placeholder: "ratio metrics",
+        }),
+        denominator: input(id("denominator"), `${path}.denominator`, {
+          value: m.denominator || "",
+          placeholder: "ratio metrics",
+        }),
+        cap: m.cap || null, // kept as it is: set through the API
       }),
-      margin: input(`f-metric-${i}-margin`, `metrics[${i}].margin`, {
-        type: "number",
-        step: "any",
-        min: 0,
-        value: m.margin ?? "",
-        placeholder: "guardrails",
-      }),
-      relative: h("input", {
-        type: "checkbox",
-        id: `f-metric-${i}-relative`,
-        "data-field": `metrics[${i}].margin_relative`,
-        checked: Boolean(m.margin_relative),
-      }),
-    };
-    row.element = h(
-      "div",
-      { class: "row-editor", "data-field": `metrics[${i}]` },
-      field(`Metric ${i + 1} key`, row.key.id, row.key),
-      field(`Metric ${i + 1} kind`, row.kind.id, row.kind),
-      field(`Metric ${i + 1} role`, row.role.id, row.role),
-      field(`Metric ${i + 1} margin`, row.margin.id, row.margin),
-      h(
-        "label",
-        { class: "check-field", for: row.lower.id },
-        row.lower,
-        `Metric ${i + 1}: lower is better`,
-      ),
-      h(
-        "label",
-        { class: "check-field", for: row.relative.id },
-        row.relative,
-        `Metric ${i + 1}: relative margin`,
-      ),
-      h(
-        "button",
-        {
-          type: "button",
-          class: "button ghost danger",
-          onclick: () => {
-            row.removed = true;
-            row.element.remove();
-          },
-        },
-        `Remove metric ${i + 1}`,
-      ),
+      (row, label) => [
+        field(label("key"), row.key.id, row.key),
+        field(label("kind"), row.kind.id, row.kind),
+        field(label("role"), row.role.id, row.role),
+        field(label("margin"), row.margin.id, row.margin),
+        field(label("covariate"), row.covariate.id, row.covariate),
+        field(label("numerator"), row.numerator.id, row.numerator),
+        field(label("denominator"), row.denominator.id, row.denominator),
+        checkField(row.lower, `${label("").trim()}: lower is better`),
+        checkField(row.relative, `${label("").trim()}: relative margin`),
+      ],
     );
-    metricRows.push(row);
-    metrics.append(row.element);
   }
 
   function clearErrors(form) {
@@ -244,7 +180,7 @@ export function formView(main, key, app) {
       name: name.value.trim() || null,
       description: description.value,
       traffic_allocation: number(traffic),
-      variants: variantRows
+      variants: variantList.rows
         .filter((r) => !r.removed)
         .map((r) => ({
           key: r.key.value.trim() || null,
@@ -252,16 +188,23 @@ export function formView(main, key, app) {
           weight: number(r.weight),
           is_control: r.control.checked,
         })),
-      metrics: metricRows
+      metrics: metricList.rows
         .filter((r) => !r.removed)
-        .map((r) => ({
-          key: r.key.value.trim(),
-          kind: r.kind.value,
-          role: r.role.value,
-          higher_is_better: !r.lower.checked,
-          margin: number(r.margin),
-          margin_relative: r.relative.checked,
-        })),
+        .map((r) => {
+          const metric = {
+            key: r.key.value.trim(),
+            kind: r.kind.value,
+            role: r.role.value,
+            higher_is_better: !r.lower.checked,
+            margin: number(r.margin),
+            margin_relative: r.relative.checked,
+          };
+          for (const part of ["covariate", "numerator", "denominator"]) {
+            if (r[part].value.trim()) metric[part] = r[part].value.trim();
+          }
+          if (r.cap) metric.cap = r.cap;
+          return metric;
+        }),
     };
     if (settings.value.trim()) payload.settings = JSON.parse(settings.value);
     if (key === null) {
@@ -330,7 +273,9 @@ export function formView(main, key, app) {
       h(
         "p",
         { class: "hint" },
-        "The first goal is the primary metric; a guardrail names the harm it tolerates (margin).",
+        "The first goal is the primary metric; a guardrail names the harm it tolerates " +
+          "(margin); a covariate (a number each exposure carries) adjusts a metric (CUPED); a " +
+          "ratio names its numerator and denominator metrics.",
       ),
       metrics,
       h("button", { type: "button", class: "button ghost", onclick: () => metricRow() }, "Add metric"),
@@ -387,8 +332,8 @@ export function formView(main, key, app) {
     traffic.value = String(experiment.traffic_allocation);
     const rest = { ...experiment.settings };
     settings.value = Object.keys(rest).length ? JSON.stringify(rest, null, 2) : "";
-    variantRows = [];
-    metricRows = [];
+    variantList.rows = [];
+    metricList.rows = [];
     variants.replaceChildren();
     metrics.replaceChildren();
     experiment.variants.forEach((v) => variantRow(v));
