@@ -99,6 +99,12 @@ def test_ratio_and_capped_metrics_say_what_they_are(page: Page, server: str) -> 
     expect(block.locator("[data-variant='green'] .lift-value")).to_have_text(
         signed_pct(green["lift"])
     )
+    # Its daily snapshots have no ratio figures yet: not offered over time, and said so.
+    options = page.locator("#history-metric option").all_inner_texts()
+    assert options == ["purchase", "revenue", "errors"]
+    expect(page.locator("#history-note")).to_contain_text(
+        "Ratio metrics (revenue_per_purchase) are not in the daily snapshots yet."
+    )
     open_experiment(page, server, "order-size", ("chart-rates",))
     capped = analysis(server, "order-size")
     assert capped["cap_percentile"] == 0.95

@@ -132,7 +132,15 @@ export function renderHistory(experiment, data, colours) {
   const section = byId("history");
   if (!section) return;
   const snapshots = data.snapshots && !failed(data.snapshots) ? data.snapshots : null;
-  const metrics = snapshots ? snapshots.metrics : orderedMetrics(experiment).map((m) => m.key);
+  // A ratio's daily snapshot has no figures of its own yet (the snapshots keep each metric's
+  // sums, not a ratio's cross sum): not offered, and said in the note.
+  const ratios = (experiment.metrics || []).filter((m) => m.kind === "ratio").map((m) => m.key);
+  const metrics = (
+    snapshots ? snapshots.metrics : orderedMetrics(experiment).map((m) => m.key)
+  ).filter((m) => !ratios.includes(m));
+  const ratioNote = ratios.length
+    ? ` Ratio metrics (${ratios.join(", ")}) are not in the daily snapshots yet.`
+    : "";
   const select = byId("history-metric");
   const current = chosen.get(experiment.key) || metrics[0] || null;
   if (select.options.length !== metrics.length) {
@@ -188,5 +196,5 @@ export function renderHistory(experiment, data, colours) {
   );
   byId("history-note").textContent =
     `${days.length} daily snapshot${days.length === 1 ? "" : "s"}, ` +
-    `${fmtDate(days[0].taken_at)} to ${fmtDate(days[days.length - 1].taken_at)}.`;
+    `${fmtDate(days[0].taken_at)} to ${fmtDate(days[days.length - 1].taken_at)}.${ratioNote}`;
 }
