@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from abpilot.domain.errors import AbpilotError, NotFound, ValidationError
-from abpilot.domain.experiment import Experiment, ExperimentStatus, MetricKind
+from abpilot.domain.experiment import Experiment, ExperimentStatus
 from abpilot.domain.records import AllocationRecord, UnitMetricTotals, VariantCounters
 from abpilot.domain.text import check_text
 from abpilot.service.lookup import ExperimentLookup
@@ -407,9 +407,7 @@ class WarehouseService:
 
 
 def _options(exp: Experiment) -> WarehouseOptions:
-    return warehouse_options(
-        exp.settings, [(m.key, m.kind is MetricKind.BINARY) for m in exp.metrics]
-    )
+    return warehouse_options(exp.settings, exp.metrics)
 
 
 def _source(content: str) -> Source:

@@ -18,8 +18,10 @@ variants and the windows, is a bound parameter):
    ``MetricTotals`` (counting.py rule 5), so the analysis of a refresh and of the same events
    ingested is the same. The exposure rows carry the metric ''.
 
-Only these aggregates leave the warehouse. A new per-unit sum (a covariate's Σx, Σx², Σxy, a
-capped Σy) is one more entry in ``_sums`` (and a column in ``ROW_FIELDS``).
+Only these aggregates leave the warehouse. The derived sums of issue 18 (a covariate's Σx, Σx²,
+Σxy; a capped Σy, Σy² and a percentile cap's threshold; a ratio's Σ N·D) are rows of the same
+fields whose ``metric`` is the reserved cell name (``derived_plan``); ``counters_of`` puts them
+in ``VariantCounters.derived``, where the analysis reads a store's.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnElement, CompoundSelect, Select, Subquery
 
+from abpilot.domain import derived
 from abpilot.domain.records import MetricTotals, VariantCounters
+from abpilot.warehouse import derived_plan
 from abpilot.warehouse.dialects import AddSeconds, DayOf
 from abpilot.warehouse.spec import Aggregation, MetricSpec, Source, WarehouseOptions
 
@@ -70,6 +74,8 @@ def build_plan(
     assign_cols = ["unit_id", "experiment_key", "variant", "timestamp"]
     if options.dimension:
         assign_cols.append(options.dimension)
+    covariates = sorted(set(options.covariates.values()))
+    assign_cols.extend(covariates)
     a = source_query(sources[options.assignment_source], assign_cols)
     dimension: ColumnElement[Any] = (
         sa.cast(a.c[options.dimension], _TEXT)
@@ -82,6 +88,12 @@ def build_plan(
             a.c.variant.label("variant"),
             a.c.timestamp.label("first_at"),
             dimension.label("dimension"),
+            # a missing covariate counts as 0 (coalesced before the cast: ClickHouse casts no
+            # NULL to a non-nullable type)
+            *(
+                sa.cast(sa.func.coalesce(a.c[x], 0), _FLOAT).label(f"x_{j}")
+                for j, x in enumerate(covariates)
+            ),
             sa.func.row_number()
             .over(partition_by=a.c.unit_id, order_by=(a.c.timestamp, a.c.variant))
             .label("position"),
@@ -103,6 +115,7 @@ def build_plan(
             DayOf(ranked.c.first_at).label("day"),
             ranked.c.dimension,
             ranked.c.exposures,
+            *(ranked.c[f"x_{j}"] for j in range(len(covariates))),
         )
         .where(ranked.c.position == 1)
         .cte("first_exposure")
@@ -119,12 +132,23 @@ def build_plan(
             sa.cast(sa.literal(0.0, _FLOAT), _FLOAT).label("sum_squares"),
         ).group_by(*keys)
     ]
+    parts.extend(derived_plan.covariate_part(j, x, first) for j, x in enumerate(covariates))
     groups: dict[tuple[str, float | None], list[tuple[int, str, MetricSpec]]] = {}
     for i, (key, spec) in enumerate(options.metrics.items()):
         groups.setdefault((spec.fact_source, spec.window_hours), []).append((i, key, spec))
+    x_of = {x: f"x_{j}" for j, x in enumerate(covariates)}
+    totals_of: dict[str, tuple[Any, int]] = {}  # metric -> (its per-unit CTE, its index)
     for g, ((fact_source, hours), members) in enumerate(groups.items()):
-        per_unit = _unit_totals(g, hours, members, first, sources[fact_source])
-        parts.extend(_metric_part(i, key, spec, per_unit) for i, key, spec in members)
+        needed = sorted(
+            {x_of[options.covariates[k]] for _, k, _ in members if k in options.covariates}
+        )
+        per_unit = _unit_totals(g, hours, members, first, sources[fact_source], needed)
+        for i, key, spec in members:
+            totals_of[key] = (per_unit, i)
+            parts.append(_metric_part(i, key, spec, per_unit))
+            parts.extend(_derived_parts(i, key, options, per_unit, first, x_of))
+    for r, (key, (numerator, denominator)) in enumerate(options.ratios.items()):
+        parts.append(derived_plan.ratio_part(r, key, totals_of[numerator], totals_of[denominator]))
     statement = parts[0] if len(parts) == 1 else sa.union_all(*parts)
     return Plan(statement, tuple(options.metrics))
 
@@ -135,9 +159,11 @@ def _unit_totals(
     members: Sequence[tuple[int, str, MetricSpec]],
     first: Any,
     source: Source,
+    covariates: Sequence[str] = (),
 ) -> Any:
     """Per unit, its fact rows in the window and each metric's total (``total_<i>``): the
-    metrics that read one fact source over one window share one join."""
+    metrics that read one fact source over one window share one join (with the unit's
+    ``covariates`` columns ``x_<j>`` its adjusted metrics read)."""
     value_columns = [spec.column for _, _, spec in members if spec.column]
     f = source_query(source, ["unit_id", "timestamp", *value_columns])
     within = [f.c.unit_id == first.c.unit_id, f.c.timestamp >= first.c.first_at]
@@ -157,9 +183,16 @@ def _unit_totals(
                 )
                 for i, _, spec in members
             ),
+            *(first.c[x] for x in covariates),
         )
         .select_from(first.join(f, sa.and_(*within)))
-        .group_by(first.c.unit_id, first.c.variant, first.c.day, first.c.dimension)
+        .group_by(
+            first.c.unit_id,
+            first.c.variant,
+            first.c.day,
+            first.c.dimension,
+            *(first.c[x] for x in covariates),
+        )
         .cte(f"unit_totals_{g}")
     )
 
@@ -180,9 +213,27 @@ def _metric_part(i: int, key: str, spec: MetricSpec, per_unit: Any) -> Select[An
 
 
 def _sums(total: ColumnElement[Any]) -> dict[str, ColumnElement[Any]]:
-    """The per-unit sums of a metric part, by row field (Σy, Σy²; Σx, Σx², Σxy of a covariate
-    x joined per unit, or a capped Σy, go here)."""
+    """The per-unit sums of a metric part, by row field: Σy, Σy²."""
     return {"sum": sa.func.sum(total), "sum_squares": sa.func.sum(total * total)}
+
+
+def _derived_parts(
+    i: int, key: str, options: WarehouseOptions, per_unit: Any, first: Any, x_of: Mapping[str, str]
+) -> list[Select[Any]]:
+    """The derived cells of metric ``i`` beside its own: Σxy of its covariate, its capped
+    sums (and a percentile cap's threshold)."""
+    found: list[Select[Any]] = []
+    if key in options.covariates:
+        found.append(derived_plan.cross_part(i, key, per_unit, x_of[options.covariates[key]]))
+    if key in options.caps:
+        cap = sa.bindparam(f"cap_{i}", options.caps[key], _FLOAT)
+        found.append(derived_plan.capped_part(i, key, per_unit, cap))
+    if key in options.percentile_caps:
+        threshold = derived_plan.threshold(i, options.percentile_caps[key], first, per_unit)
+        found.append(derived_plan.threshold_part(i, key, threshold, first))
+        value = sa.select(threshold.c.threshold).scalar_subquery()
+        found.append(derived_plan.capped_part(i, key, per_unit, value))
+    return found
 
 
 def _aggregate(aggregation: Aggregation, value: ColumnElement[Any] | None) -> ColumnElement[Any]:
@@ -236,10 +287,16 @@ def counters_of(
     rows: Iterable[Row], *, day: str | None = None, dimension: str | None = None
 ) -> dict[str, VariantCounters]:
     """Per variant the counters of these rows (every day and dimension value, or those named),
-    as a store gives them for ingested events: exposed units are the assigned units too."""
+    as a store gives them for ingested events: exposed units are the assigned units too, and
+    the reserved cells (``derived_plan``) are in ``derived``; a row of the whole experiment
+    (no variant: a percentile cap's threshold) is in every variant's."""
     units: dict[str, list[int]] = {}
     metrics: dict[str, dict[str, list[float]]] = {}
+    shared: dict[str, MetricTotals] = {}
     for row in rows:
+        if not row.variant:
+            shared[row.metric] = MetricTotals(row.count, row.units, row.sum, row.sum_squares)
+            continue
         if (day is not None and row.day != day) or (
             dimension is not None and row.dimension != dimension
         ):
@@ -254,15 +311,21 @@ def counters_of(
             sums[1] += row.units
             sums[2] += row.sum
             sums[3] += row.sum_squares
+
+    def totals(variant: str, reserved: bool) -> dict[str, MetricTotals]:
+        return {
+            key: MetricTotals(int(s[0]), int(s[1]), s[2], s[3])
+            for key, s in metrics.get(variant, {}).items()
+            if derived.is_reserved(key) is reserved
+        }
+
     return {
         variant: VariantCounters(
             assigned_units=units.get(variant, [0, 0])[0],
             exposures=units.get(variant, [0, 0])[1],
             unique_units=units.get(variant, [0, 0])[0],
-            metrics={
-                key: MetricTotals(int(s[0]), int(s[1]), s[2], s[3])
-                for key, s in metrics.get(variant, {}).items()
-            },
+            metrics=totals(variant, False),
+            derived={**totals(variant, True), **shared},
         )
         for variant in sorted(units.keys() | metrics.keys())
     }

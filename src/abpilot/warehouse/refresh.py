@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from abpilot.domain import derived
 from abpilot.domain.records import VariantCounters
 from abpilot.warehouse.plan import EXPOSURES, Row, counters_of
 
@@ -36,7 +37,7 @@ class Refresh:
         """Result rows, exposed units, exposures, and per metric the fact rows joined."""
         facts: dict[str, int] = {}
         for row in self.rows:
-            if row.metric != EXPOSURES:
+            if row.metric != EXPOSURES and not derived.is_reserved(row.metric):
                 facts[row.metric] = facts.get(row.metric, 0) + row.count
         exposure_rows = [r for r in self.rows if r.metric == EXPOSURES]
         found: dict[str, Any] = {

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from abpilot.domain.errors import ValidationError
-from abpilot.domain.experiment import validate_key
+from abpilot.domain.experiment import Metric, MetricKind, validate_key
 from abpilot.domain.text import check_text
 
 SETTINGS_KEY = "warehouse"  # the experiment settings section of a warehouse experiment
@@ -175,6 +175,13 @@ class WarehouseOptions:
     metrics: Mapping[str, MetricSpec] = field(default_factory=dict)
     dimension: str | None = None  # a column of the assignment source to break totals down by
     daily_source: str | None = None
+    # Issue 18's metric fields, from the experiment's metrics: the covariate column (of the
+    # assignment source) of each adjusted metric, the absolute and percentile caps, the ratios'
+    # (numerator, denominator); computed in the warehouse (``derived_plan``).
+    covariates: Mapping[str, str] = field(default_factory=dict)
+    caps: Mapping[str, float] = field(default_factory=dict)
+    percentile_caps: Mapping[str, float] = field(default_factory=dict)
+    ratios: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def is_warehouse(settings: Mapping[str, Any]) -> bool:
@@ -189,11 +196,10 @@ def analysed_in_warehouse(settings: Mapping[str, Any]) -> bool:
     return isinstance(section, Mapping) and section.get("assignment_source") is not None
 
 
-def warehouse_options(
-    settings: Mapping[str, Any], metrics: Sequence[tuple[str, bool]]
-) -> WarehouseOptions:
-    """``settings.warehouse`` checked against the experiment's metrics, given as (key,
-    binary): every metric names its fact source; a binary metric aggregates by ``any``."""
+def warehouse_options(settings: Mapping[str, Any], metrics: Sequence[Metric]) -> WarehouseOptions:
+    """``settings.warehouse`` checked against the experiment's metrics: every metric but a
+    ratio names its fact source; a binary metric aggregates by ``any``; a covariate is a
+    column (of the assignment source)."""
     raw = settings.get(SETTINGS_KEY)
     where = f"settings.{SETTINGS_KEY}"
     if not isinstance(raw, Mapping):
@@ -228,21 +234,47 @@ def warehouse_options(
     if not isinstance(specs, Mapping):
         raise ValidationError(f"{where}.metrics must be an object", field=f"{where}.metrics")
     found: dict[str, MetricSpec] = {}
-    keys = {key for key, _ in metrics}
-    for extra in sorted(set(specs) - keys):
+    read = {m.key for m in metrics if m.kind is not MetricKind.RATIO}
+    for extra in sorted(set(specs) - read):
         raise ValidationError(
-            f"{where}.metrics names '{extra:.100}', which is not a metric of the experiment",
+            f"{where}.metrics names '{extra:.100}', which is not a metric of the experiment"
+            + (
+                " read from a fact source (a ratio reads its parts)"
+                if extra in _keys(metrics)
+                else ""
+            ),
             field=f"{where}.metrics.{extra}",
         )
-    for i, (key, binary) in enumerate(metrics):
-        if key not in specs:
+    for i, m in enumerate(metrics):
+        if m.kind is MetricKind.RATIO:
+            continue
+        if m.key not in specs:
             raise ValidationError(
-                f"metric '{key}' of a warehouse experiment needs a fact_source, and an "
+                f"metric '{m.key}' of a warehouse experiment needs a fact_source, and an "
                 "aggregation (count, sum, count_distinct, max, any) of one of its columns",
                 field=f"metrics[{i}].fact_source",
             )
-        found[key] = _metric_spec(specs[key], f"metrics[{i}]", binary)
-    return WarehouseOptions(source, found, dimension, daily)
+        found[m.key] = _metric_spec(specs[m.key], f"metrics[{i}]", m.kind is MetricKind.BINARY)
+        if m.covariate is not None:
+            check_column(m.covariate, f"metrics[{i}].covariate")
+    return WarehouseOptions(
+        source,
+        found,
+        dimension,
+        daily,
+        covariates={m.key: m.covariate for m in metrics if m.covariate},
+        caps={m.key: m.cap_absolute for m in metrics if m.cap_absolute is not None},
+        percentile_caps={m.key: m.cap_percentile for m in metrics if m.cap_percentile is not None},
+        ratios={
+            m.key: (m.numerator or "", m.denominator or "")
+            for m in metrics
+            if m.kind is MetricKind.RATIO
+        },
+    )
+
+
+def _keys(metrics: Sequence[Metric]) -> set[str]:
+    return {m.key for m in metrics}
 
 
 def _metric_spec(raw: Any, where: str, binary: bool) -> MetricSpec:
