@@ -40,6 +40,7 @@ from abpilot.service.contextual import ContextualService
 from abpilot.service.events import (
     EventInput,
     check_hash_assigned,
+    check_ingests_events,
     check_running,
     prune_event_ids,
     resolve_events,
@@ -419,6 +420,7 @@ class ExperimentService:
                 )
             if event_id is not None:
                 check_text(event_id, field="event_id", max_length=MAX_UNIT_ID)
+            check_ingests_events(exp)
             facts = (check_covariates(covariates), check_unit_dimensions(dimensions))
             return self._assign_exposed(cached, unit_id, event_id, facts)
         if covariates is not None or dimensions is not None:
