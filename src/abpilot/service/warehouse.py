@@ -36,7 +36,15 @@ from abpilot.warehouse.engine import (
     safe_url,
 )
 from abpilot.warehouse.plan import Row
-from abpilot.warehouse.refresh import FAILURES, REFRESHES, SOURCES, Failure, Refresh
+from abpilot.warehouse.refresh import (
+    FAILURES,
+    REFRESHES,
+    SOURCES,
+    Failure,
+    Refresh,
+    latest_failure,
+    latest_refresh,
+)
 from abpilot.warehouse.spec import (
     Source,
     SourceKind,
@@ -378,12 +386,10 @@ class WarehouseService:
         return RefreshState(exp.id, self.latest(exp.id), self._failure(exp.id))
 
     def latest(self, experiment_id: str) -> Refresh | None:
-        found = self.store.get_document(REFRESHES, experiment_id)
-        return Refresh.from_json(found.content) if found is not None else None
+        return latest_refresh(self.store, experiment_id)
 
     def _failure(self, experiment_id: str) -> Failure | None:
-        found = self.store.get_document(FAILURES, experiment_id)
-        return Failure.from_json(found.content) if found is not None else None
+        return latest_failure(self.store, experiment_id)
 
     def counters(self, exp: Experiment) -> RefreshCounters:
         """What the analysis of a warehouse experiment reads: its latest refresh."""

@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from abpilot.domain import derived
 from abpilot.domain.records import VariantCounters
@@ -127,3 +127,19 @@ class Failure:
             data["message"],
             data.get("field"),
         )
+
+
+class _Documents(Protocol):
+    def get_document(self, namespace: str, key: str) -> Any: ...
+
+
+def latest_refresh(documents: _Documents, experiment_id: str) -> Refresh | None:
+    """The experiment's latest successful refresh kept in ``documents`` (a store)."""
+    found = documents.get_document(REFRESHES, experiment_id)
+    return Refresh.from_json(found.content) if found is not None else None
+
+
+def latest_failure(documents: _Documents, experiment_id: str) -> Failure | None:
+    """Why the experiment's latest refresh failed (None when it succeeded)."""
+    found = documents.get_document(FAILURES, experiment_id)
+    return Failure.from_json(found.content) if found is not None else None
