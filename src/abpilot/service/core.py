@@ -79,7 +79,7 @@ from abpilot.store.base import (
     MetricTotals,
     Store,
 )
-from abpilot.warehouse.spec import analysed_in_warehouse, fold_changes
+from abpilot.warehouse.spec import analysed_in_warehouse, dimensions_alias, fold_changes
 from abpilot.warehouse.spec import fold as fold_warehouse
 
 _ZERO = MetricTotals()
@@ -209,7 +209,8 @@ class ExperimentService:
         each metric a conversion names on first use.
 
         With ``source="warehouse"`` the experiment is analysed from the warehouse: it names its
-        ``assignment_source`` (and optionally a ``dimension`` column of it), and each metric its
+        ``assignment_source`` (its ``dimensions`` are columns of it; ``dimension`` is an alias
+        of one), and each metric its
         ``fact_source``, ``column``, ``aggregation`` and ``window_hours`` (kept in
         ``settings.warehouse``); ``warehouse.refresh`` brings its aggregates. A bandit fed daily
         totals names its ``daily_source`` instead: a refresh records its days as posted."""
@@ -221,6 +222,7 @@ class ExperimentService:
             metrics=list(metrics),
             settings=settings or {},
         )
+        dimensions = dimensions_alias(dimension, dimensions)
         experiment = build_experiment(
             bandit_defaults=self.bandit_defaults,
             id=str(uuid.uuid4()),
@@ -666,9 +668,10 @@ class ExperimentService:
         """``metric`` analysed per segment of the declared ``dimension``: each segment's full
         analysis, BH across segments and Cochran's Q per metric; the overall analysis
         (``analyze_experiment``) is not changed by it."""
+        exp = self.get_experiment(experiment)
         return segment_breakdown(
-            self.store,
-            self.get_experiment(experiment),
+            self._counter_source(exp),
+            exp,
             dimension=dimension,
             metric=metric,
             correction=correction,

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from abpilot.warehouse.refresh import (
     latest_failure,
     latest_refresh,
 )
+from abpilot.warehouse.segments import segment_cells
 from abpilot.warehouse.spec import (
     Source,
     SourceKind,
@@ -87,6 +88,12 @@ class RefreshCounters:
     def __init__(self, store: Store, refresh: Refresh | None) -> None:
         self._store = store
         self._counters = refresh.counters() if refresh is not None else {}
+        if refresh is not None and refresh.dimensions:  # the segments, as a store keeps them
+            cells = segment_cells(refresh.rows, refresh.dimensions)
+            self._counters = {
+                variant: replace(c, derived={**c.derived, **cells.get(variant, {})})
+                for variant, c in self._counters.items()
+            }
 
     def get_counters(self, experiment_id: str) -> dict[str, VariantCounters]:
         return dict(self._counters)
@@ -365,6 +372,7 @@ class WarehouseService:
             dialect=engine.dialect.name,
             daily_rows=daily_rows,
             daily_days=days,
+            dimensions=options.dimensions,
         )
 
     def _source_of(self, name: str, kind: SourceKind, field: str) -> Source:
@@ -413,7 +421,7 @@ class WarehouseService:
 
 
 def _options(exp: Experiment) -> WarehouseOptions:
-    return warehouse_options(exp.settings, exp.metrics)
+    return warehouse_options(exp.settings, exp.metrics, exp.dimensions)
 
 
 def _source(content: str) -> Source:

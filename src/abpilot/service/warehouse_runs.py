@@ -35,12 +35,13 @@ def checked_plan(
             spec.fact_source, SourceKind.FACT, f"metrics[{i}].fact_source"
         )
     columns = {c.lower() for c in describe(engine, sources[options.assignment_source])}
-    if options.dimension and options.dimension.lower() not in columns:
-        raise WarehouseError(
-            f"source '{options.assignment_source}' has no column '{options.dimension}' "
-            "(the experiment's dimension)",
-            field=f"columns.{options.dimension}",
-        )
+    for dimension in options.dimensions:
+        if dimension.lower() not in columns:
+            raise WarehouseError(
+                f"source '{options.assignment_source}' has no column '{dimension}' (a dimension "
+                "of the experiment)",
+                field=f"columns.{dimension}",
+            )
     for metric, covariate in options.covariates.items():
         if covariate.lower() not in columns:
             raise WarehouseError(

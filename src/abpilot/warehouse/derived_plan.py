@@ -38,6 +38,13 @@ def cell(name: str, value: str) -> ColumnElement[Any]:
     return sa.cast(sa.bindparam(name, value, TEXT), TEXT).label("metric")
 
 
+def keys_of(cte: Any) -> list[ColumnElement[Any]]:
+    """The grouping keys of a CTE of the plan: variant, day, the first dimension's value
+    (``dimension``) and the others' (``dimension_<k>``, which rows carry last)."""
+    extra = [c for c in cte.c if c.name.startswith("dimension_")]
+    return [cte.c.variant, cte.c.day, cte.c.dimension, *extra]
+
+
 def _row(
     metric: ColumnElement[Any],
     keys: Sequence[ColumnElement[Any]],
@@ -55,12 +62,13 @@ def _row(
 
     return sa.select(
         metric,
-        *keys,
+        *keys[:3],
         as_int(units).label("units"),
         sa.cast(sa.literal(0, INT), INT).label("exposures"),
         as_int(count).label("count"),
         as_float(total).label("sum"),
         as_float(squares).label("sum_squares"),
+        *keys[3:],
     )
 
 
@@ -70,7 +78,7 @@ def zero_if_null(value: ColumnElement[Any]) -> ColumnElement[Any]:
 
 def covariate_part(j: int, covariate: str, first: Any) -> Select[Any]:
     """``~x:<covariate>`` per (variant, day, dimension value) over the exposed units."""
-    keys = (first.c.variant, first.c.day, first.c.dimension)
+    keys = keys_of(first)
     x = zero_if_null(first.c[f"x_{j}"])
     return _row(
         cell(f"covariate_{j}", derived.covariate_cell(covariate)),
@@ -83,7 +91,7 @@ def covariate_part(j: int, covariate: str, first: Any) -> Select[Any]:
 
 def cross_part(i: int, key: str, per_unit: Any, x: str) -> Select[Any]:
     """``~xy:<metric>``: Σ x·y over the units with a total of metric ``i``."""
-    keys = (per_unit.c.variant, per_unit.c.day, per_unit.c.dimension)
+    keys = keys_of(per_unit)
     product = per_unit.c[f"total_{i}"] * zero_if_null(per_unit.c[x])
     return _row(
         cell(f"cross_{i}", derived.cross_cell(key)), keys, total=sa.func.sum(product)
@@ -92,7 +100,7 @@ def cross_part(i: int, key: str, per_unit: Any, x: str) -> Select[Any]:
 
 def capped_part(i: int, key: str, per_unit: Any, cap: ColumnElement[Any]) -> Select[Any]:
     """``~cap:<metric>``: the units' totals of metric ``i`` capped at ``cap``."""
-    keys = (per_unit.c.variant, per_unit.c.day, per_unit.c.dimension)
+    keys = keys_of(per_unit)
     total = per_unit.c[f"total_{i}"]
     capped = sa.case((total > cap, cap), else_=total)
     return _row(
@@ -124,7 +132,12 @@ def threshold_part(i: int, key: str, found: Any, first: Any) -> Select[Any]:
     units = sa.select(sa.func.count()).select_from(first).scalar_subquery()
     return _row(
         cell(f"threshold_{i}", derived.threshold_cell(key)),
-        (blank.label("variant"), sa.null().label("day"), blank.label("dimension")),
+        [
+            blank.label("variant"),
+            sa.null().label("day"),
+            blank.label("dimension"),
+            *(blank.label(c.name) for c in keys_of(first)[3:]),
+        ],
         units=units,
         count=sa.case((found.c.threshold.is_(None), 0), else_=1),
         total=zero_if_null(found.c.threshold),
@@ -137,7 +150,7 @@ def ratio_part(
     """``~nd:<ratio>``: Σ N·D over the units with both parts' totals (the others add 0); the
     parts' per-unit CTEs (and the index of the part's total in them) are one or two."""
     (a, i), (b, k) = numerator, denominator
-    keys = (a.c.variant, a.c.day, a.c.dimension)
+    keys = keys_of(a)
     product = a.c[f"total_{i}"] * b.c[f"total_{k}"]
     part = _row(cell(f"ratio_{r}", derived.ratio_cell(key)), keys, total=sa.func.sum(product))
     if a is not b:

@@ -26,7 +26,7 @@ in ``VariantCounters.derived``, where the analysis reads a store's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,23 +71,22 @@ def build_plan(
     """The refresh statement of an experiment; ``sources`` holds at least its assignment source
     and its metrics' fact sources (``abpilot.service.warehouse`` checks that they exist)."""
     assert options.assignment_source is not None
-    assign_cols = ["unit_id", "experiment_key", "variant", "timestamp"]
-    if options.dimension:
-        assign_cols.append(options.dimension)
+    assign_cols = ["unit_id", "experiment_key", "variant", "timestamp", *options.dimensions]
     covariates = sorted(set(options.covariates.values()))
     assign_cols.extend(covariates)
     a = source_query(sources[options.assignment_source], assign_cols)
-    dimension: ColumnElement[Any] = (
-        sa.cast(a.c[options.dimension], _TEXT)
-        if options.dimension
-        else sa.cast(sa.literal("", _TEXT), _TEXT)
-    )
+    # Each dimension's value as text: ``dimension`` (the first, '' without one), then
+    # ``dimension_<k>`` (rows carry them after the sums).
+    dimensions: list[ColumnElement[Any]] = [
+        sa.cast(a.c[d], _TEXT).label("dimension" if k == 0 else f"dimension_{k}")
+        for k, d in enumerate(options.dimensions)
+    ] or [sa.cast(sa.literal("", _TEXT), _TEXT).label("dimension")]
     ranked = (
         sa.select(
             a.c.unit_id.label("unit_id"),
             a.c.variant.label("variant"),
             a.c.timestamp.label("first_at"),
-            dimension.label("dimension"),
+            *dimensions,
             # a missing covariate counts as 0 (coalesced before the cast: ClickHouse casts no
             # NULL to a non-nullable type)
             *(
@@ -113,23 +112,24 @@ def build_plan(
             ranked.c.variant,
             ranked.c.first_at,
             DayOf(ranked.c.first_at).label("day"),
-            ranked.c.dimension,
+            *(ranked.c[d.name] for d in dimensions),
             ranked.c.exposures,
             *(ranked.c[f"x_{j}"] for j in range(len(covariates))),
         )
         .where(ranked.c.position == 1)
         .cte("first_exposure")
     )
-    keys = (first.c.variant, first.c.day, first.c.dimension)
+    keys = derived_plan.keys_of(first)
     parts: list[Select[Any]] = [
         sa.select(
             sa.cast(sa.literal(EXPOSURES, _TEXT), _TEXT).label("metric"),
-            *keys,
+            *keys[:3],
             sa.cast(sa.func.count(), _INT).label("units"),
             sa.cast(sa.func.sum(first.c.exposures), _INT).label("exposures"),
             sa.cast(sa.literal(0, _INT), _INT).label("count"),
             sa.cast(sa.literal(0.0, _FLOAT), _FLOAT).label("sum"),
             sa.cast(sa.literal(0.0, _FLOAT), _FLOAT).label("sum_squares"),
+            *keys[3:],
         ).group_by(*keys)
     ]
     parts.extend(derived_plan.covariate_part(j, x, first) for j, x in enumerate(covariates))
@@ -170,12 +170,11 @@ def _unit_totals(
     if hours is not None:
         seconds = sa.bindparam(f"window_seconds_{g}", round(hours * 3600), _INT)
         within.append(f.c.timestamp < AddSeconds(first.c.first_at, seconds))
+    keys = derived_plan.keys_of(first)
     return (
         sa.select(
             first.c.unit_id,
-            first.c.variant,
-            first.c.day,
-            first.c.dimension,
+            *keys,
             sa.func.count().label("rows"),
             *(
                 _aggregate(spec.aggregation, f.c[spec.column] if spec.column else None).label(
@@ -186,29 +185,24 @@ def _unit_totals(
             *(first.c[x] for x in covariates),
         )
         .select_from(first.join(f, sa.and_(*within)))
-        .group_by(
-            first.c.unit_id,
-            first.c.variant,
-            first.c.day,
-            first.c.dimension,
-            *(first.c[x] for x in covariates),
-        )
+        .group_by(first.c.unit_id, *keys, *(first.c[x] for x in covariates))
         .cte(f"unit_totals_{g}")
     )
 
 
 def _metric_part(i: int, key: str, spec: MetricSpec, per_unit: Any) -> Select[Any]:
-    keys = (per_unit.c.variant, per_unit.c.day, per_unit.c.dimension)
+    keys = derived_plan.keys_of(per_unit)
     # A binary (``any``) metric counts one conversion per unit, as a unit converts once.
     rows = sa.func.count() if spec.aggregation is Aggregation.ANY else sa.func.sum(per_unit.c.rows)
     total = per_unit.c[f"total_{i}"]
     return sa.select(
         sa.cast(sa.bindparam(f"metric_{i}", key, _TEXT), _TEXT).label("metric"),
-        *keys,
+        *keys[:3],
         sa.cast(sa.func.count(), _INT).label("units"),
         sa.cast(sa.literal(0, _INT), _INT).label("exposures"),
         sa.cast(rows, _INT).label("count"),
         *(sa.cast(expr, _FLOAT).label(name) for name, expr in _sums(total).items()),
+        *keys[3:],
     ).group_by(*keys)
 
 
@@ -263,10 +257,16 @@ class Row:
     count: int
     sum: float
     sum_squares: float
+    more: tuple[str, ...] = ()  # the values of the experiment's other dimensions, in order
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        """The value of each dimension ('' where the unit has none)."""
+        return (self.dimension, *self.more)
 
     @classmethod
     def read(cls, raw: Sequence[Any]) -> Row:
-        metric, variant, day, dimension, units, exposures, count, total, squares = raw
+        metric, variant, day, dimension, units, exposures, count, total, squares = raw[:9]
         return cls(
             str(metric or ""),
             str(variant),
@@ -277,16 +277,22 @@ class Row:
             int(count or 0),
             float(total or 0.0),
             float(squares or 0.0),
+            tuple("" if v is None else str(v) for v in raw[9:]),
         )
 
     def to_json(self) -> list[Any]:
-        return [getattr(self, name) for name in ROW_FIELDS]
+        return [*(getattr(self, name) for name in ROW_FIELDS), *self.more]
 
 
 def counters_of(
-    rows: Iterable[Row], *, day: str | None = None, dimension: str | None = None
+    rows: Iterable[Row],
+    *,
+    day: str | None = None,
+    dimension: str | None = None,
+    segment: tuple[int, Container[str]] | None = None,
 ) -> dict[str, VariantCounters]:
-    """Per variant the counters of these rows (every day and dimension value, or those named),
+    """Per variant the counters of these rows (every day and dimension value, or those named:
+    ``dimension`` a value of the first dimension, ``segment`` (k, values) of the k-th),
     as a store gives them for ingested events: exposed units are the assigned units too, and
     the reserved cells (``derived_plan``) are in ``derived``; a row of the whole experiment
     (no variant: a percentile cap's threshold) is in every variant's."""
@@ -297,8 +303,10 @@ def counters_of(
         if not row.variant:
             shared[row.metric] = MetricTotals(row.count, row.units, row.sum, row.sum_squares)
             continue
-        if (day is not None and row.day != day) or (
-            dimension is not None and row.dimension != dimension
+        if (
+            (day is not None and row.day != day)
+            or (dimension is not None and row.dimension != dimension)
+            or (segment is not None and _value(row, segment[0]) not in segment[1])
         ):
             continue
         if row.metric == EXPOSURES:
@@ -329,6 +337,11 @@ def counters_of(
         )
         for variant in sorted(units.keys() | metrics.keys())
     }
+
+
+def _value(row: Row, k: int) -> str:
+    values = row.values
+    return values[k] if k < len(values) else ""
 
 
 def build_daily_plan(*, experiment_key: str, variants: Sequence[str], source: Source) -> Any:

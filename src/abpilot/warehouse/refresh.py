@@ -31,6 +31,7 @@ class Refresh:
     dialect: str = ""
     daily_rows: int = 0  # (day, variant) rows a daily source gave
     daily_days: tuple[str, ...] = ()  # the days whose totals changed, recorded by this refresh
+    dimensions: tuple[str, ...] = ()  # the columns whose values the rows carry, in order
 
     @property
     def row_counts(self) -> dict[str, Any]:
@@ -62,6 +63,13 @@ class Refresh:
     def dimension_values(self) -> list[str]:
         return sorted({r.dimension for r in self.rows if r.dimension})
 
+    def segment_values(self) -> dict[str, list[str]]:
+        """Each dimension's values (a legacy refresh's one unnamed dimension is not listed)."""
+        return {
+            name: sorted({r.values[k] for r in self.rows if len(r.values) > k and r.values[k]})
+            for k, name in enumerate(self.dimensions)
+        }
+
     def to_json(self) -> str:
         return json.dumps(
             {
@@ -74,6 +82,7 @@ class Refresh:
                 "rows": [r.to_json() for r in self.rows],
                 "daily_rows": self.daily_rows,
                 "daily_days": list(self.daily_days),
+                "dimensions": list(self.dimensions),
             },
             sort_keys=True,
             default=str,
@@ -92,6 +101,7 @@ class Refresh:
             dialect=data.get("dialect", ""),
             daily_rows=int(data.get("daily_rows", 0)),
             daily_days=tuple(data.get("daily_days", ())),
+            dimensions=tuple(data.get("dimensions", ())),
         )
 
 

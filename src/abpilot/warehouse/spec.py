@@ -3,9 +3,10 @@
 A **source** is a named SQL query of the user's: an ``assignment`` source returns ``unit_id``,
 ``experiment_key``, ``variant`` and ``timestamp`` (and optional dimension columns); a ``fact``
 source returns ``unit_id``, ``timestamp`` and value columns. An experiment with ``"source":
-"warehouse"`` keeps, in ``settings.warehouse``, its assignment source, an optional dimension
-and, per metric, the fact source, column, aggregation and window (``fold`` moves the fields the
-faces accept on the experiment and its metrics there).
+"warehouse"`` keeps, in ``settings.warehouse``, its assignment source and, per metric, the
+fact source, column, aggregation and window (``fold`` moves the fields the faces accept on the
+experiment and its metrics there); its ``dimensions`` (columns of the assignment source) are
+the experiment's, as for an experiment of the events (``"dimension"`` is an alias of one).
 """
 
 from __future__ import annotations
@@ -173,7 +174,9 @@ class WarehouseOptions:
 
     assignment_source: str | None
     metrics: Mapping[str, MetricSpec] = field(default_factory=dict)
-    dimension: str | None = None  # a column of the assignment source to break totals down by
+    # columns of the assignment source to break totals down by: the experiment's dimensions
+    # (after the one a ``settings.warehouse.dimension`` of an older experiment names)
+    dimensions: tuple[str, ...] = ()
     daily_source: str | None = None
     # Issue 18's metric fields, from the experiment's metrics: the covariate column (of the
     # assignment source) of each adjusted metric, the absolute and percentile caps, the ratios'
@@ -196,10 +199,12 @@ def analysed_in_warehouse(settings: Mapping[str, Any]) -> bool:
     return isinstance(section, Mapping) and section.get("assignment_source") is not None
 
 
-def warehouse_options(settings: Mapping[str, Any], metrics: Sequence[Metric]) -> WarehouseOptions:
-    """``settings.warehouse`` checked against the experiment's metrics: every metric but a
-    ratio names its fact source; a binary metric aggregates by ``any``; a covariate is a
-    column (of the assignment source)."""
+def warehouse_options(
+    settings: Mapping[str, Any], metrics: Sequence[Metric], dimensions: Sequence[str] = ()
+) -> WarehouseOptions:
+    """``settings.warehouse`` checked against the experiment's metrics and dimensions: every
+    metric but a ratio names its fact source; a binary metric aggregates by ``any``; a
+    covariate and a dimension are columns (of the assignment source)."""
     raw = settings.get(SETTINGS_KEY)
     where = f"settings.{SETTINGS_KEY}"
     if not isinstance(raw, Mapping):
@@ -214,12 +219,12 @@ def warehouse_options(settings: Mapping[str, Any], metrics: Sequence[Metric]) ->
         validate_key(daily, field_name="daily_source")
     source = raw.get("assignment_source")
     if source is None and daily is not None:
-        if raw.get("metrics") or raw.get("dimension"):
+        if raw.get("metrics") or raw.get("dimension") or dimensions:
             raise ValidationError(
                 "metrics read from fact sources need an assignment_source",
                 field="assignment_source",
             )
-        return WarehouseOptions(None, {}, None, daily)
+        return WarehouseOptions(None, {}, (), daily)
     if not isinstance(source, str):
         raise ValidationError(
             "a warehouse experiment names its assignment_source (a source of kind "
@@ -227,9 +232,12 @@ def warehouse_options(settings: Mapping[str, Any], metrics: Sequence[Metric]) ->
             field="assignment_source",
         )
     validate_key(source, field_name="assignment_source")
-    dimension = raw.get("dimension")
-    if dimension is not None:
-        check_column(dimension, f"{where}.dimension")
+    legacy = raw.get("dimension")
+    if legacy is not None:
+        check_column(legacy, f"{where}.dimension")
+    for i, name in enumerate(dimensions):
+        check_column(name, f"dimensions[{i}]")
+    columns = tuple(dict.fromkeys([*([legacy] if legacy else []), *dimensions]))
     specs = raw.get("metrics") or {}
     if not isinstance(specs, Mapping):
         raise ValidationError(f"{where}.metrics must be an object", field=f"{where}.metrics")
@@ -260,7 +268,7 @@ def warehouse_options(settings: Mapping[str, Any], metrics: Sequence[Metric]) ->
     return WarehouseOptions(
         source,
         found,
-        dimension,
+        columns,
         daily,
         covariates={m.key: m.covariate for m in metrics if m.covariate},
         caps={m.key: m.cap_absolute for m in metrics if m.cap_absolute is not None},
@@ -379,11 +387,24 @@ def fold(
             field=f"settings.{SETTINGS_KEY}",
         )
     section: dict[str, Any] = {"assignment_source": assignment_source, "metrics": specs}
-    if dimension is not None:
-        section["dimension"] = dimension
     if daily_source is not None:
         section["daily_source"] = daily_source
     return plain, {**settings, SETTINGS_KEY: section}
+
+
+def dimensions_alias(
+    dimension: str | None, dimensions: Sequence[str] | None
+) -> Sequence[str] | None:
+    """A warehouse experiment's dimensions: ``dimensions`` (a list), or ``dimension``, the
+    alias of one (giving both is a 422 unless they agree)."""
+    if dimension is None:
+        return dimensions
+    if dimensions is not None and list(dimensions) != [dimension]:
+        raise ValidationError(
+            "give dimensions (a list of columns); dimension is an alias of one, not both",
+            field="dimension",
+        )
+    return [dimension]
 
 
 def fold_changes(
