@@ -79,8 +79,9 @@ from abpilot.store.base import (
     MetricTotals,
     Store,
 )
-from abpilot.warehouse.spec import analysed_in_warehouse, dimensions_alias, fold_changes
-from abpilot.warehouse.spec import fold as fold_warehouse
+from abpilot.warehouse.fold import dimensions_alias, fold_changes
+from abpilot.warehouse.fold import fold as fold_warehouse
+from abpilot.warehouse.spec import analysed_in_warehouse
 
 _ZERO = MetricTotals()
 

@@ -15,17 +15,16 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from abpilot.domain.errors import AbpilotError, NotFound, ValidationError
 from abpilot.domain.experiment import Experiment, ExperimentStatus
-from abpilot.domain.records import AllocationRecord, UnitMetricTotals, VariantCounters
 from abpilot.domain.text import check_text
 from abpilot.service.lookup import ExperimentLookup
 from abpilot.service.warehouse_runs import checked_plan, record_daily_totals
-from abpilot.store.base import Store
+from abpilot.warehouse.counters import RefreshCounters
 from abpilot.warehouse.engine import (
     WarehouseError,
     WarehouseUnavailable,
@@ -45,7 +44,6 @@ from abpilot.warehouse.refresh import (
     latest_failure,
     latest_refresh,
 )
-from abpilot.warehouse.segments import segment_cells
 from abpilot.warehouse.spec import (
     Source,
     SourceKind,
@@ -79,40 +77,6 @@ class RefreshState:
     experiment_id: str
     refresh: Refresh | None
     failure: Failure | None
-
-
-class RefreshCounters:
-    """The counters of the latest refresh, read as the analysis reads a store's: one period
-    (0) holding every unit; allocation periods come from the store."""
-
-    def __init__(self, store: Store, refresh: Refresh | None) -> None:
-        self._store = store
-        self._counters = refresh.counters() if refresh is not None else {}
-        if refresh is not None and refresh.dimensions:  # the segments, as a store keeps them
-            cells = segment_cells(refresh.rows, refresh.dimensions)
-            self._counters = {
-                variant: replace(c, derived={**c.derived, **cells.get(variant, {})})
-                for variant, c in self._counters.items()
-            }
-
-    def get_counters(self, experiment_id: str) -> dict[str, VariantCounters]:
-        return dict(self._counters)
-
-    def get_period_counters(self, experiment_id: str) -> dict[int, dict[str, VariantCounters]]:
-        return {0: dict(self._counters)} if self._counters else {}
-
-    def list_allocations(self, experiment_id: str) -> list[AllocationRecord]:
-        return self._store.list_allocations(experiment_id)
-
-    def get_unit_totals(
-        self, experiment_id: str, metric: str, covariate: str | None = None
-    ) -> UnitMetricTotals:
-        """Only aggregates leave the warehouse: a percentile cap there is not computed yet."""
-        raise ValidationError(
-            f"metric '{metric[:100]}': a percentile cap is not available for warehouse "
-            "experiments yet (only aggregates leave the warehouse)",
-            field="cap",
-        )
 
 
 def _digest(text: str) -> str:
