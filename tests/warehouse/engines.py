@@ -75,7 +75,8 @@ def _clickhouse(data: Simulated, tmp_path: Path) -> Iterator[str]:
         cursor = connection.cursor()
         cursor.execute(
             "CREATE TABLE exposures (user_id String, experiment String, arm String, "
-            "exposed_at DateTime64(6), country String) ENGINE = MergeTree ORDER BY user_id"
+            "exposed_at DateTime64(6), country String, pre_revenue Nullable(Float64)) "
+            "ENGINE = MergeTree ORDER BY user_id"
         )
         cursor.execute(
             "CREATE TABLE orders (user_id String, ordered_at DateTime64(6), amount Float64) "
@@ -84,7 +85,7 @@ def _clickhouse(data: Simulated, tmp_path: Path) -> Iterator[str]:
         _insert(
             cursor,
             "exposures",
-            [(u, e, a, t.isoformat(sep=" "), c) for u, e, a, t, c in data.exposures],
+            [(u, e, a, t.isoformat(sep=" "), c, x) for u, e, a, t, c, x in data.exposures],
         )
         _insert(cursor, "orders", [(u, t.isoformat(sep=" "), v) for u, t, v in data.orders])
     finally:
@@ -94,6 +95,8 @@ def _clickhouse(data: Simulated, tmp_path: Path) -> Iterator[str]:
 
 def _insert(cursor: object, table: str, rows: list[tuple[object, ...]]) -> None:
     def literal(value: object) -> str:
+        if value is None:
+            return "NULL"
         if isinstance(value, str):
             return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
         return repr(value)

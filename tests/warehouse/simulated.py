@@ -2,7 +2,9 @@
 
 Units are exposed one or more times (a later exposure may name another variant: the first one
 counts, as on the event path), some order within and some after the metric's window, and
-each unit has a country (the dimension). Deterministic from a seed.
+each unit has a country (the dimension) and a pre-period revenue (the covariate, on every
+exposure row; the first row's counts, and a unit's first row may lack it). Deterministic from a
+seed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ COUNTRIES = ("de", "fr", "us")
 
 ASSIGNMENT_SQL = (
     "SELECT user_id AS unit_id, experiment AS experiment_key, arm AS variant, "
-    "exposed_at AS timestamp, country FROM exposures"
+    "exposed_at AS timestamp, country, pre_revenue FROM exposures"
 )
 ORDERS_SQL = "SELECT user_id AS unit_id, ordered_at AS timestamp, amount FROM orders"
 
@@ -32,15 +34,25 @@ ORDERS_SQL = "SELECT user_id AS unit_id, ordered_at AS timestamp, amount FROM or
 class Simulated:
     """Rows of the ``exposures`` and ``orders`` tables (naive UTC times)."""
 
-    exposures: list[tuple[str, str, str, datetime, str]] = field(default_factory=list)
+    exposures: list[tuple[str, str, str, datetime, str, float | None]] = field(default_factory=list)
     orders: list[tuple[str, datetime, float]] = field(default_factory=list)
 
     def first(self) -> dict[str, tuple[str, datetime, str]]:
         """Per unit of the experiment: (variant, first exposure, country)."""
-        found: dict[str, tuple[str, datetime, str]] = {}
-        for unit, exp, arm, at, country in sorted(self.exposures, key=lambda r: (r[0], r[3], r[2])):
+        return {unit: (arm, at, country) for unit, (arm, at, country, _) in self._first().items()}
+
+    def covariate(self) -> dict[str, float]:
+        """Per unit of the experiment: the pre-period revenue of its first exposure (0 when
+        that row has none)."""
+        return {unit: x or 0.0 for unit, (_, _, _, x) in self._first().items()}
+
+    def _first(self) -> dict[str, tuple[str, datetime, str, float | None]]:
+        found: dict[str, tuple[str, datetime, str, float | None]] = {}
+        for unit, exp, arm, at, country, x in sorted(
+            self.exposures, key=lambda r: (r[0], r[3], r[2])
+        ):
             if exp == KEY and unit not in found:
-                found[unit] = (arm, at, country)
+                found[unit] = (arm, at, country, x)
         return found
 
     def in_window(self) -> Iterator[tuple[str, datetime, float]]:
@@ -55,20 +67,21 @@ class Simulated:
 
 def simulate(units: int = 600, seed: int = 20) -> Simulated:
     rng = np.random.default_rng(seed)
+    facts = np.random.default_rng(seed + 1000)  # the covariate's draws, apart
     data = Simulated()
     for i in range(units):
         unit = f"u{i:05d}"
         arm = VARIANTS[int(rng.integers(0, 2))]
         country = COUNTRIES[int(rng.integers(0, 3))]
         at = START + timedelta(minutes=int(rng.integers(0, 60 * 24 * 5)))
-        data.exposures.append((unit, KEY, arm, at, country))
+        pre = round(float(facts.gamma(2.0, 15.0)), 2)
+        data.exposures.append((unit, KEY, arm, at, country, None if facts.random() < 0.1 else pre))
         for _ in range(int(rng.poisson(0.6))):  # later exposures, sometimes another variant
             other = arm if rng.random() < 0.8 else VARIANTS[1 - VARIANTS.index(arm)]
-            data.exposures.append(
-                (unit, KEY, other, at + timedelta(minutes=int(rng.integers(1, 3000))), country)
-            )
+            later = at + timedelta(minutes=int(rng.integers(1, 3000)))
+            data.exposures.append((unit, KEY, other, later, country, pre + 1.0))
         if rng.random() < 0.05:  # in another experiment too
-            data.exposures.append((unit, "other", "control", at, country))
+            data.exposures.append((unit, "other", "control", at, country, pre))
         rate = 0.25 if arm == "control" else 0.32
         for _ in range(int(rng.random() < rate) * int(1 + rng.poisson(0.7))):
             hours = float(rng.exponential(40.0))
@@ -89,6 +102,7 @@ def tables(metadata: sa.MetaData, *, timestamp: sa.types.TypeEngine[Any] | None 
         sa.Column("arm", sa.String(20)),
         sa.Column("exposed_at", stamp),
         sa.Column("country", sa.String(4)),
+        sa.Column("pre_revenue", sa.Double()),
     )
     sa.Table(
         "orders",
@@ -109,8 +123,15 @@ def load(engine: sa.Engine, data: Simulated) -> None:
         connection.execute(
             exposures.insert(),
             [
-                {"user_id": u, "experiment": e, "arm": a, "exposed_at": t, "country": c}
-                for u, e, a, t, c in data.exposures
+                {
+                    "user_id": u,
+                    "experiment": e,
+                    "arm": a,
+                    "exposed_at": t,
+                    "country": c,
+                    "pre_revenue": x,
+                }
+                for u, e, a, t, c, x in data.exposures
             ],
         )
         connection.execute(
@@ -148,3 +169,40 @@ def reference(data: Simulated, *, country: str | None = None) -> dict[str, dict[
 
 def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC)
+
+
+def unit_revenue(data: Simulated) -> dict[str, tuple[float, float]]:
+    """Per converting unit: (revenue, orders) in its window."""
+    found: dict[str, tuple[float, float]] = {}
+    for unit, _, amount in data.in_window():
+        revenue, orders = found.get(unit, (0.0, 0.0))
+        found[unit] = (revenue + amount, orders + 1.0)
+    return found
+
+
+def derived_reference(data: Simulated, *, cap: float, quantile: float) -> dict[str, Any]:
+    """The derived sums computed in NumPy from the unit-level data: the threshold of a
+    ``quantile`` cap of revenue (``numpy.quantile``'s default, linear, of every exposed unit's
+    revenue, 0 without an order), and per variant the covariate's (units, Σx, Σx²), revenue's
+    Σxy, revenue's (Σ min(y, cap), Σ min(y, cap)²) at ``cap`` and at the threshold, and
+    Σ revenue·orders."""
+    first, covariate, per_unit = data.first(), data.covariate(), unit_revenue(data)
+    pooled = np.array([per_unit.get(u, (0.0, 0.0))[0] for u in first])
+    threshold = float(np.quantile(pooled, quantile))
+    out: dict[str, Any] = {"threshold": threshold, "units": len(first)}
+    for arm in VARIANTS:
+        units = [u for u, (a, _, _) in first.items() if a == arm]
+        x = np.array([covariate[u] for u in units])
+        converting = [u for u in units if u in per_unit]
+        y = np.array([per_unit[u][0] for u in converting])
+        n = np.array([per_unit[u][1] for u in converting])
+        xc = np.array([covariate[u] for u in converting])
+        capped, at_threshold = np.minimum(y, cap), np.minimum(y, threshold)
+        out[arm] = {
+            "x": (len(units), float(x.sum()), float((x**2).sum())),
+            "xy": float((xc * y).sum()),
+            "capped": (float(capped.sum()), float((capped**2).sum())),
+            "percentile": (float(at_threshold.sum()), float((at_threshold**2).sum())),
+            "nd": float((y * n).sum()),
+        }
+    return out

@@ -220,3 +220,42 @@ def test_a_refresh_can_run_off_the_request_path(url: str) -> None:
             state = client.get(f"{API}/experiments/{KEY}/refresh", headers=ADMIN).json()
         assert state["refresh"]["row_counts"]["units"] > 0
         assert state["failure"] is None
+
+
+def test_dimensions_break_a_warehouse_analysis_down_and_dimension_is_their_alias(
+    url: str,
+) -> None:
+    with client_for(url) as client:
+        for source in (ASSIGNMENT, ORDERS):
+            assert client.post(f"{API}/warehouse/sources", json=source, headers=ADMIN).is_success
+        both = client.post(
+            f"{API}/experiments",
+            json=experiment(dimension="country", dimensions=["country", "arm"]),
+            headers=ADMIN,
+        )
+        assert (both.status_code, error(both)["field"]) == (422, "dimension")
+        not_a_column = client.post(
+            f"{API}/experiments", json=experiment(dimensions=["country-code"]), headers=ADMIN
+        )
+        assert (not_a_column.status_code, error(not_a_column)["field"]) == (422, "dimensions[0]")
+        aliased = client.post(f"{API}/experiments", json=experiment(dimension="country"),
+                              headers=ADMIN)  # fmt: skip
+        assert aliased.status_code == 201, aliased.text
+        assert aliased.json()["dimensions"] == ["country"]  # shown as the list
+        client.put(f"{API}/experiments/{KEY}/status", json={"status": "running"}, headers=ADMIN)
+        done = client.post(f"{API}/experiments/{KEY}/refresh", headers=ADMIN)
+        assert done.status_code == 200, done.text
+        assert done.json()["segments"] == {"country": ["de", "fr", "us"]}
+        found = client.get(
+            f"{API}/experiments/{KEY}/analysis", params={"dimension": "country"}, headers=ADMIN
+        )
+        assert found.status_code == 200, found.text
+        segments = found.json()["segments"]["segments"]
+        assert [s["value"] for s in segments] == ["de", "fr", "us"]
+        overall = found.json()["variants"]
+        by_segment = [sum(v["units"] for v in s["analysis"]["variants"]) for s in segments]
+        assert sum(by_segment) == sum(v["units"] for v in overall)
+        unknown = client.get(
+            f"{API}/experiments/{KEY}/analysis", params={"dimension": "arm"}, headers=ADMIN
+        )
+        assert (unknown.status_code, error(unknown)["field"]) == (422, "dimension")

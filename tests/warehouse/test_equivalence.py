@@ -1,11 +1,14 @@
 """The same simulated experiment analysed twice: posted to abpilot as events, and loaded into
-DuckDB tables and refreshed from the warehouse. Both analyses (every metric: a binary one, a
-sum and a count) agree to 1e-9, field by field."""
+warehouse tables (DuckDB, PostgreSQL, Snowflake's SQL through fakesnow, ClickHouse's through
+chDB) and refreshed from the warehouse. Both analyses (every metric: a binary one, a sum, a
+count, both adjusted by a covariate, a sum capped at an absolute cap and at a percentile, a
+ratio) agree to 1e-9, field by field."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,7 @@ import pytest
 from abpilot.domain.inputs import EventInput, EventKind
 from abpilot.service import ExperimentService
 from abpilot.store.memory import MemoryStore
-from tests.warehouse.engines import warehouse
+from tests.warehouse.engines import ENGINES, warehouse
 from tests.warehouse.simulated import (
     ASSIGNMENT_SQL,
     KEY,
@@ -25,24 +28,32 @@ from tests.warehouse.simulated import (
     simulate,
 )
 
-METRICS = ("purchase", "revenue", "orders")
+METRICS = ("purchase", "revenue", "orders", "revenue_capped", "revenue_p90", "aov")
+REVENUES = ("revenue", "revenue_capped", "revenue_p90")  # the same values, posted to each
 
 
 def plain_metrics() -> list[dict[str, Any]]:
     return [
-        {"key": "purchase", "kind": "binary"},
-        {"key": "revenue", "kind": "value"},
+        {"key": "purchase", "kind": "binary", "covariate": "pre_revenue"},
+        {"key": "revenue", "kind": "value", "covariate": "pre_revenue"},
         {"key": "orders", "kind": "value"},
+        {"key": "revenue_capped", "kind": "value", "cap": {"absolute": 60.0}},
+        {"key": "revenue_p90", "kind": "value", "cap": {"percentile": 0.9}},
+        {"key": "aov", "kind": "ratio", "numerator": "revenue", "denominator": "orders"},
     ]
 
 
 def warehouse_metrics() -> list[dict[str, Any]]:
     window = {"fact_source": "orders", "window_hours": WINDOW_HOURS}
-    return [
-        {"key": "purchase", "kind": "binary", **window},
-        {"key": "revenue", "kind": "value", "column": "amount", "aggregation": "sum", **window},
-        {"key": "orders", "kind": "value", "aggregation": "count", **window},
-    ]
+    revenue = {"column": "amount", "aggregation": "sum", **window}
+    fields = {
+        "purchase": window,
+        "revenue": revenue,
+        "orders": {"aggregation": "count", **window},
+        "revenue_capped": revenue,
+        "revenue_p90": revenue,
+    }
+    return [{**m, **fields.get(m["key"], {})} for m in plain_metrics()]
 
 
 def sources(service: ExperimentService) -> None:
@@ -59,17 +70,33 @@ def sources(service: ExperimentService) -> None:
     )
 
 
-def post_events(service: ExperimentService, data: Simulated) -> None:
-    """Exposures in time order (the first names the unit's variant), then per unit in its
-    window: each order's amount (revenue), a 1 per order (orders), one purchase."""
+def post_events(
+    service: ExperimentService,
+    data: Simulated,
+    dimensions: Callable[[str, str], dict[str, str]] | None = None,
+) -> None:
+    """Exposures in time order (the first names the unit's variant; with ``dimensions``, the
+    unit's dimensions from its id and country), then per unit in its window: each order's
+    amount (revenue, and the capped revenues), a 1 per order (orders), one purchase."""
     events: list[EventInput] = [
-        EventInput(EventKind.EXPOSURE, KEY, unit, arm)
-        for unit, exp, arm, _, _ in sorted(data.exposures, key=lambda r: (r[3], r[0], r[2]))
+        EventInput(
+            EventKind.EXPOSURE,
+            KEY,
+            unit,
+            arm,
+            covariates=None if x is None else {"pre_revenue": x},
+            dimensions=None if dimensions is None else dimensions(unit, country),
+        )
+        for unit, exp, arm, _, country, x in sorted(
+            data.exposures, key=lambda r: (r[3], r[0], r[2])
+        )
         if exp == KEY
     ]
     converted: set[str] = set()
     for unit, _, amount in data.in_window():
-        events.append(EventInput(EventKind.CONVERSION, KEY, unit, metric="revenue", value=amount))
+        events.extend(
+            EventInput(EventKind.CONVERSION, KEY, unit, metric=m, value=amount) for m in REVENUES
+        )
         events.append(EventInput(EventKind.CONVERSION, KEY, unit, metric="orders", value=1.0))
         if unit not in converted:
             converted.add(unit)
@@ -100,7 +127,8 @@ def same(a: Any, b: Any, path: str = "") -> None:
         assert a == b, path
 
 
-def test_events_and_the_warehouse_give_the_same_analysis(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_events_and_the_warehouse_give_the_same_analysis(engine: str, tmp_path: Path) -> None:
     data = simulate(units=800, seed=11)
     events = ExperimentService(MemoryStore())
     events.create_experiment(
@@ -108,7 +136,7 @@ def test_events_and_the_warehouse_give_the_same_analysis(tmp_path: Path) -> None
     )
     events.start_experiment(KEY)
     post_events(events, data)
-    with warehouse("duckdb", data, tmp_path) as url:
+    with warehouse(engine, data, tmp_path) as url:
         service = ExperimentService(MemoryStore(), warehouse_url=url)
         sources(service)
         service.create_experiment(
@@ -132,3 +160,58 @@ def test_events_and_the_warehouse_give_the_same_analysis(tmp_path: Path) -> None
                 metric,
             )
         same(events.get_metrics(KEY).variants, service.get_metrics(KEY).variants)
+
+
+SEGMENTED_SQL = (
+    "SELECT user_id AS unit_id, experiment AS experiment_key, arm AS variant, "
+    "exposed_at AS timestamp, country, pre_revenue, "
+    "CASE WHEN pre_revenue > 30 THEN 'high' ELSE 'low' END AS spend FROM exposures"
+)
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "postgresql"])
+def test_segments_of_two_dimensions_are_the_same_from_events_and_the_warehouse(
+    engine: str, tmp_path: Path
+) -> None:
+    """``dimensions`` (a list) on a warehouse experiment: the analysis per segment of each
+    (``analyze_segments``, ``?dimension=``) equals the one of the same exposures posted with
+    their ``dimensions``, to 1e-9."""
+    data = simulate(units=600, seed=12)
+    first = data.covariate()  # each unit's pre-period revenue at its first exposure
+    events = ExperimentService(MemoryStore())
+    events.create_experiment(
+        key=KEY,
+        variants=[{"key": v} for v in VARIANTS],
+        metrics=plain_metrics(),
+        dimensions=["country", "spend"],
+    )
+    events.start_experiment(KEY)
+    post_events(events, data, dimensions=lambda unit, country: {
+        "country": country, "spend": "high" if first[unit] > 30 else "low",
+    })  # fmt: skip
+    with warehouse(engine, data, tmp_path) as url:
+        service = ExperimentService(MemoryStore(), warehouse_url=url)
+        sources(service)
+        service.warehouse.put_source(
+            {"name": "segmented", "kind": "assignment", "sql": SEGMENTED_SQL}
+        )
+        service.create_experiment(
+            key=KEY,
+            variants=[{"key": v} for v in VARIANTS],
+            metrics=warehouse_metrics(),
+            source="warehouse",
+            assignment_source="segmented",
+            dimensions=["country", "spend"],
+        )
+        service.start_experiment(KEY)
+        done = service.warehouse.refresh(KEY)
+        service.close()
+    assert done.segment_values() == {"country": ["de", "fr", "us"], "spend": ["high", "low"]}
+    for dimension in ("country", "spend"):
+        for metric in ("revenue", "purchase", "revenue_capped", "aov"):
+            same(
+                events.analyze_segments(KEY, dimension=dimension, metric=metric),
+                service.analyze_segments(KEY, dimension=dimension, metric=metric),
+                f"{dimension}.{metric}",
+            )
+    same(events.analyze_experiment(KEY), service.analyze_experiment(KEY))

@@ -21,13 +21,18 @@ SOURCES = {
         "exposures",
         SourceKind.ASSIGNMENT,
         "SELECT user_id AS unit_id, experiment AS experiment_key, arm AS variant, "
-        "exposed_at AS timestamp, country FROM analytics.exposures",
+        "exposed_at AS timestamp, country, pre_revenue FROM analytics.exposures",
         dimensions=("country",),
     ),
     "orders": Source(
         "orders",
         SourceKind.FACT,
         "SELECT user_id AS unit_id, ordered_at AS timestamp, amount FROM analytics.orders",
+    ),
+    "orders_again": Source(
+        "orders_again",
+        SourceKind.FACT,
+        "SELECT user_id AS unit_id, ordered_at AS timestamp FROM analytics.orders",
     ),
 }
 

@@ -12,6 +12,10 @@ new table, column or script. Names carry a short digest of the metric, covariate
 - ``~xy:<metric>``: ``sum`` Σxy, x the metric's covariate, y the unit's total;
 - ``~cap:<metric>``: ``sum`` and ``sum_squares`` of the units' totals capped at the absolute cap;
 - ``~nd:<ratio>``: ``sum`` Σ(N·D) over units of the ratio's per-unit totals;
+- ``~pct:<metric>``: a percentile cap's threshold (``sum``; ``count`` 1 when there is one,
+  ``units`` the units it is the quantile of), the same in every variant: kept only by a
+  warehouse refresh, which computes the threshold in the warehouse (the stores' is computed
+  from their per-unit totals at analysis);
 - ``~g:<dim>:<slot>:<inner>``: the same counters of one segment (slot: the value's admission
   number, -1 for ``other``); inner ``#`` holds its ``count`` of exposures and
   ``units`` of unique units, ``m:<metric>`` a metric's totals, and any derived name above;
@@ -62,6 +66,10 @@ def ratio_cell(metric: str) -> str:
     return f"~nd:{short(metric)}"
 
 
+def threshold_cell(metric: str) -> str:
+    return f"~pct:{short(metric)}"
+
+
 def metric_inner(metric: str) -> str:
     return f"m:{short(metric)}"
 
@@ -103,6 +111,15 @@ def capped_totals(counters: VariantCounters, metric: str) -> MetricTotals:
 def ratio_cross_sum(counters: VariantCounters, ratio: str) -> float:
     """Σ N·D over units of a ratio metric's numerator and denominator totals."""
     return counters.derived.get(ratio_cell(ratio), MetricTotals()).sum
+
+
+def kept_threshold(counters: Iterable[VariantCounters], metric: str) -> MetricTotals | None:
+    """A percentile cap's threshold kept with the counters (a warehouse refresh's), or None."""
+    for c in counters:
+        found = c.derived.get(threshold_cell(metric))
+        if found is not None:
+            return found
+    return None
 
 
 def segment_values(counters: Iterable[VariantCounters], dimension: str) -> dict[int, str]:

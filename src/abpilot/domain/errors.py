@@ -56,6 +56,12 @@ class WrongStatus(Conflict):
     code = "wrong_status"
 
 
+class EventsNotIngested(Conflict):
+    """Events posted to an experiment analysed from the warehouse (they would never count)."""
+
+    code = "events_not_ingested"
+
+
 class ConcurrentModification(Conflict):
     code = "concurrent_modification"
 

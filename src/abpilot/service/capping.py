@@ -3,8 +3,10 @@ variant's (and each period's) totals of the metric replaced by the totals of its
 capped at one threshold for every variant.
 
 - An absolute cap: the stores keep the capped sums incrementally (``derived.capped_totals``).
-- A percentile cap: the threshold is the quantile of every unit's total, the units of every
-  variant pooled, those of the population without a total counting as 0
+- A percentile cap kept with the counters (a warehouse refresh computes the threshold and the
+  capped sums in the warehouse: ``derived.kept_threshold`` and ``derived.capped_totals``).
+- Otherwise a percentile cap: the threshold is the quantile of every unit's total, the units
+  of every variant pooled, those of the population without a total counting as 0
   (``abpilot.stats.capping``), from the store's per-unit totals (``get_unit_totals``); the capped
   sums are then summed from those totals.
 
@@ -62,22 +64,27 @@ def capped(
     periods: Periods,
 ) -> Capped | None:
     """The counters of a capped ``metric`` (None when it has no cap)."""
+
+    def kept(by_variant: Mapping[str, VariantCounters]) -> dict[str, VariantCounters]:
+        return {
+            key: _with(c, metric.key, derived.capped_totals(c, metric.key))
+            for key, c in by_variant.items()
+        }
+
     if metric.cap_absolute is not None:
-
-        def absolute(by_variant: Mapping[str, VariantCounters]) -> dict[str, VariantCounters]:
-            return {
-                key: _with(c, metric.key, derived.capped_totals(c, metric.key))
-                for key, c in by_variant.items()
-            }
-
         return Capped(
-            metric.cap_absolute,
-            None,
-            absolute(counters),
-            [(p, w, absolute(c)) for p, w, c in periods],
+            metric.cap_absolute, None, kept(counters), [(p, w, kept(c)) for p, w, c in periods]
         )
     if metric.cap_percentile is None:
         return None
+    kept_threshold = derived.kept_threshold(counters.values(), metric.key)
+    if kept_threshold is not None:
+        return Capped(
+            kept_threshold.sum if kept_threshold.count else None,
+            metric.cap_percentile,
+            kept(counters),
+            [(p, w, kept(c)) for p, w, c in periods],
+        )
     units = store.get_unit_totals(exp.id, metric.key)
     totals = np.asarray(units.totals, dtype=np.float64)
     population = sum(summarise(MetricTotals(), c, basis).n for c in counters.values())

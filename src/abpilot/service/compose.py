@@ -68,6 +68,7 @@ def build(store: Store, settings: Settings) -> Services:
         experiments,
         defaults=settings.monitoring_defaults(),
         contextual_defaults=experiments.contextual.defaults,
+        warehouse_refresh_minutes=settings.warehouse_refresh_minutes,
     )
     daily = DailyMonitor(
         monitor,

@@ -40,6 +40,7 @@ from abpilot.service.contextual import ContextualService
 from abpilot.service.events import (
     EventInput,
     check_hash_assigned,
+    check_ingests_events,
     check_running,
     prune_event_ids,
     resolve_events,
@@ -78,8 +79,9 @@ from abpilot.store.base import (
     MetricTotals,
     Store,
 )
-from abpilot.warehouse.spec import analysed_in_warehouse, fold_changes
-from abpilot.warehouse.spec import fold as fold_warehouse
+from abpilot.warehouse.fold import dimensions_alias, fold_changes
+from abpilot.warehouse.fold import fold as fold_warehouse
+from abpilot.warehouse.spec import analysed_in_warehouse
 
 _ZERO = MetricTotals()
 
@@ -208,7 +210,8 @@ class ExperimentService:
         each metric a conversion names on first use.
 
         With ``source="warehouse"`` the experiment is analysed from the warehouse: it names its
-        ``assignment_source`` (and optionally a ``dimension`` column of it), and each metric its
+        ``assignment_source`` (its ``dimensions`` are columns of it; ``dimension`` is an alias
+        of one), and each metric its
         ``fact_source``, ``column``, ``aggregation`` and ``window_hours`` (kept in
         ``settings.warehouse``); ``warehouse.refresh`` brings its aggregates. A bandit fed daily
         totals names its ``daily_source`` instead: a refresh records its days as posted."""
@@ -220,6 +223,7 @@ class ExperimentService:
             metrics=list(metrics),
             settings=settings or {},
         )
+        dimensions = dimensions_alias(dimension, dimensions)
         experiment = build_experiment(
             bandit_defaults=self.bandit_defaults,
             id=str(uuid.uuid4()),
@@ -419,6 +423,7 @@ class ExperimentService:
                 )
             if event_id is not None:
                 check_text(event_id, field="event_id", max_length=MAX_UNIT_ID)
+            check_ingests_events(exp)
             facts = (check_covariates(covariates), check_unit_dimensions(dimensions))
             return self._assign_exposed(cached, unit_id, event_id, facts)
         if covariates is not None or dimensions is not None:
@@ -664,9 +669,10 @@ class ExperimentService:
         """``metric`` analysed per segment of the declared ``dimension``: each segment's full
         analysis, BH across segments and Cochran's Q per metric; the overall analysis
         (``analyze_experiment``) is not changed by it."""
+        exp = self.get_experiment(experiment)
         return segment_breakdown(
-            self.store,
-            self.get_experiment(experiment),
+            self._counter_source(exp),
+            exp,
             dimension=dimension,
             metric=metric,
             correction=correction,

@@ -10,6 +10,7 @@ from abpilot.domain.assignment import NOT_IN_EXPERIMENT, Bucketing
 from abpilot.domain.errors import (
     AbpilotError,
     Conflict,
+    EventsNotIngested,
     UnitNotAssigned,
     ValidationError,
     WrongStatus,
@@ -31,6 +32,7 @@ from abpilot.domain.rules import (
 from abpilot.domain.text import check_number, check_text
 from abpilot.service.specs import check_reference, new_metric
 from abpilot.store.base import EventKind, EventRecord, EventStore, StoredAssignment
+from abpilot.warehouse.spec import SETTINGS_KEY, analysed_in_warehouse
 
 MAX_ID_LENGTH = 256
 MAX_CLOCK_SKEW = timedelta(days=1)
@@ -59,6 +61,22 @@ def check_running(experiment: Experiment, action: str) -> None:
             f"experiment '{experiment.key}' is {experiment.status}; {action} only while it is "
             "running",
             field="status",
+        )
+
+
+def check_ingests_events(experiment: Experiment) -> None:
+    """Refuse events for an experiment analysed from the warehouse: its analysis reads the
+    latest refresh of its assignment and fact sources, so an exposure or a conversion posted to
+    abpilot would be stored and never counted. (A bandit fed only daily totals from the
+    warehouse is analysed from its store, and takes events.)"""
+    if analysed_in_warehouse(experiment.settings):
+        source = experiment.settings[SETTINGS_KEY].get("assignment_source")
+        raise EventsNotIngested(
+            f"experiment '{experiment.key}' is analysed from the warehouse (source 'warehouse', "
+            f"assignment source '{source}'): its exposures and conversions are read there by "
+            "a refresh, and events posted to abpilot would never count; write them to the "
+            "warehouse and refresh",
+            field="source",
         )
 
 
@@ -98,6 +116,7 @@ def resolve_events(
             if event.experiment not in experiments:
                 experiments[event.experiment] = load(event.experiment)
             check_running(experiments[event.experiment], "events are accepted")
+            check_ingests_events(experiments[event.experiment])
         except AbpilotError as error:
             raise _prefixed(error, field_prefix(i)) from None
     known: dict[str, dict[str, StoredAssignment]] = {}

@@ -11,7 +11,10 @@ What each experiment type is checked for:
 - contextual bandits (decisions and feedback over the report's days): ``arm_dominance``
   (overall and per context, bandit decisions only), ``min_rate`` (the success rate, when a
   minimum rate is set), ``min_avg_rating`` (the mean rating, when a minimum is set) and ``stale``;
-- interleaving (traffic arrives as impressions and clicks): ``stale``.
+- interleaving (traffic arrives as impressions and clicks): ``stale``;
+- an experiment analysed from the warehouse: the checks of its type on its latest refresh
+  (``analyze_experiment`` and ``get_metrics`` read it), with ``warehouse_refresh`` (the latest
+  refresh failed, or is older than twice ``WAREHOUSE_REFRESH_MINUTES``) in place of ``stale``.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from abpilot.monitoring.checks import (
 )
 from abpilot.monitoring.options import DEFAULT_DAYS as DEFAULT_DAYS
 from abpilot.monitoring.options import MonitoringOptions, monitoring_options
+from abpilot.monitoring.refresh import refresh_check
 from abpilot.service.allocation import AllocationResult
 from abpilot.service.lookup import ExperimentLookup
 from abpilot.service.reading import ExperimentMetrics
@@ -58,6 +62,8 @@ from abpilot.stats.analysis import Analysis
 from abpilot.stats.segments import SegmentBreakdown
 from abpilot.stats.summary import Basis
 from abpilot.store.base import GLOBAL_CONTEXT, Decision
+from abpilot.warehouse.refresh import latest_failure, latest_refresh
+from abpilot.warehouse.spec import analysed_in_warehouse
 
 log = logging.getLogger("abpilot.monitoring")
 
@@ -137,8 +143,10 @@ class Monitor:
         *,
         defaults: MonitoringOptions | None = None,
         contextual_defaults: ContextualOptions | None = None,
+        warehouse_refresh_minutes: float = 60.0,
     ) -> None:
         self.service = service
+        self.warehouse_refresh_minutes = warehouse_refresh_minutes
         self.contextual_defaults = contextual_defaults
         self.lookup = service.lookup
         self.store = service.lookup.store
@@ -217,7 +225,10 @@ class Monitor:
 
     def _checks(self, experiment: Experiment, *, days: int, now: datetime) -> list[Check]:
         options = self.options(experiment)
-        stale = self._stale(experiment, options, now)
+        if analysed_in_warehouse(experiment.settings):
+            stale = self._refresh(experiment, now)
+        else:
+            stale = self._stale(experiment, options, now)
         if experiment.type is ExperimentType.CONTEXTUAL_BANDIT:
             return [*self._contextual(experiment, options, days=days, now=now), stale]
         if experiment.type not in EVENT_TYPES:
@@ -277,6 +288,19 @@ class Monitor:
             now=now,
             stale_after_hours=options.stale_after_hours,
             source=None if latest is None else latest[1],
+        )
+
+    def _refresh(self, experiment: Experiment, now: datetime) -> Check:
+        """A warehouse experiment's latest refresh: failed, or stale."""
+        refresh = latest_refresh(self.store, experiment.id)
+        failure = latest_failure(self.store, experiment.id)
+        return refresh_check(
+            refreshed_at=None if refresh is None else refresh.refreshed_at,
+            failed_at=None if failure is None else failure.failed_at,
+            failure=None if failure is None else failure.message,
+            running_since=experiment.updated_at,
+            now=now,
+            refresh_minutes=self.warehouse_refresh_minutes,
         )
 
     def _dominance(self, experiment: Experiment, options: MonitoringOptions) -> Check:

@@ -47,7 +47,7 @@ _ZERO = MetricTotals()
 
 class CounterSource(Protocol):
     """What the analysis reads: a store, or the latest warehouse refresh of an experiment
-    (``abpilot.service.warehouse.RefreshCounters``)."""
+    (``abpilot.warehouse.counters.RefreshCounters``)."""
 
     def get_counters(self, experiment_id: str) -> dict[str, VariantCounters]: ...
 

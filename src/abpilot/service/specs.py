@@ -273,9 +273,7 @@ def build_experiment(
     if experiment_type is ExperimentType.INTERLEAVING:
         interleaving_options(checked_settings, len(checked_variants))
     if WAREHOUSE_SETTINGS in checked_settings:
-        warehouse_options(
-            checked_settings, [(m.key, m.kind is MetricKind.BINARY) for m in checked_metrics]
-        )
+        warehouse_options(checked_settings, checked_metrics, checked_dimensions)
     if "monitoring" in checked_settings:
         monitoring_options(
             checked_settings,

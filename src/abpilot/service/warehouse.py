@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from abpilot.domain.errors import AbpilotError, NotFound, ValidationError
-from abpilot.domain.experiment import Experiment, ExperimentStatus, MetricKind
-from abpilot.domain.records import AllocationRecord, UnitMetricTotals, VariantCounters
+from abpilot.domain.experiment import Experiment, ExperimentStatus
 from abpilot.domain.text import check_text
 from abpilot.service.lookup import ExperimentLookup
 from abpilot.service.warehouse_runs import checked_plan, record_daily_totals
-from abpilot.store.base import Store
+from abpilot.warehouse.counters import RefreshCounters
 from abpilot.warehouse.engine import (
     WarehouseError,
     WarehouseUnavailable,
@@ -36,7 +35,15 @@ from abpilot.warehouse.engine import (
     safe_url,
 )
 from abpilot.warehouse.plan import Row
-from abpilot.warehouse.refresh import FAILURES, REFRESHES, SOURCES, Failure, Refresh
+from abpilot.warehouse.refresh import (
+    FAILURES,
+    REFRESHES,
+    SOURCES,
+    Failure,
+    Refresh,
+    latest_failure,
+    latest_refresh,
+)
 from abpilot.warehouse.spec import (
     Source,
     SourceKind,
@@ -70,34 +77,6 @@ class RefreshState:
     experiment_id: str
     refresh: Refresh | None
     failure: Failure | None
-
-
-class RefreshCounters:
-    """The counters of the latest refresh, read as the analysis reads a store's: one period
-    (0) holding every unit; allocation periods come from the store."""
-
-    def __init__(self, store: Store, refresh: Refresh | None) -> None:
-        self._store = store
-        self._counters = refresh.counters() if refresh is not None else {}
-
-    def get_counters(self, experiment_id: str) -> dict[str, VariantCounters]:
-        return dict(self._counters)
-
-    def get_period_counters(self, experiment_id: str) -> dict[int, dict[str, VariantCounters]]:
-        return {0: dict(self._counters)} if self._counters else {}
-
-    def list_allocations(self, experiment_id: str) -> list[AllocationRecord]:
-        return self._store.list_allocations(experiment_id)
-
-    def get_unit_totals(
-        self, experiment_id: str, metric: str, covariate: str | None = None
-    ) -> UnitMetricTotals:
-        """Only aggregates leave the warehouse: a percentile cap there is not computed yet."""
-        raise ValidationError(
-            f"metric '{metric[:100]}': a percentile cap is not available for warehouse "
-            "experiments yet (only aggregates leave the warehouse)",
-            field="cap",
-        )
 
 
 def _digest(text: str) -> str:
@@ -357,6 +336,7 @@ class WarehouseService:
             dialect=engine.dialect.name,
             daily_rows=daily_rows,
             daily_days=days,
+            dimensions=options.dimensions,
         )
 
     def _source_of(self, name: str, kind: SourceKind, field: str) -> Source:
@@ -378,12 +358,10 @@ class WarehouseService:
         return RefreshState(exp.id, self.latest(exp.id), self._failure(exp.id))
 
     def latest(self, experiment_id: str) -> Refresh | None:
-        found = self.store.get_document(REFRESHES, experiment_id)
-        return Refresh.from_json(found.content) if found is not None else None
+        return latest_refresh(self.store, experiment_id)
 
     def _failure(self, experiment_id: str) -> Failure | None:
-        found = self.store.get_document(FAILURES, experiment_id)
-        return Failure.from_json(found.content) if found is not None else None
+        return latest_failure(self.store, experiment_id)
 
     def counters(self, exp: Experiment) -> RefreshCounters:
         """What the analysis of a warehouse experiment reads: its latest refresh."""
@@ -407,9 +385,7 @@ class WarehouseService:
 
 
 def _options(exp: Experiment) -> WarehouseOptions:
-    return warehouse_options(
-        exp.settings, [(m.key, m.kind is MetricKind.BINARY) for m in exp.metrics]
-    )
+    return warehouse_options(exp.settings, exp.metrics, exp.dimensions)
 
 
 def _source(content: str) -> Source:

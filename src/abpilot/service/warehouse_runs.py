@@ -34,13 +34,24 @@ def checked_plan(
         sources[spec.fact_source] = source_of(
             spec.fact_source, SourceKind.FACT, f"metrics[{i}].fact_source"
         )
-    columns = describe(engine, sources[options.assignment_source])
-    if options.dimension and options.dimension.lower() not in {c.lower() for c in columns}:
-        raise WarehouseError(
-            f"source '{options.assignment_source}' has no column '{options.dimension}' "
-            "(the experiment's dimension)",
-            field=f"columns.{options.dimension}",
-        )
+    columns = {c.lower() for c in describe(engine, sources[options.assignment_source])}
+    for dimension in options.dimensions:
+        if dimension.lower() not in columns:
+            raise WarehouseError(
+                f"source '{options.assignment_source}' has no column '{dimension}' (a dimension "
+                "of the experiment)",
+                field=f"columns.{dimension}",
+            )
+    for metric, covariate in options.covariates.items():
+        if covariate.lower() not in columns:
+            raise WarehouseError(
+                f"source '{options.assignment_source}' has no column '{covariate}' (the "
+                f"covariate of metric '{metric}')",
+                field=f"columns.{covariate}",
+            )
+    covariates = sorted(set(options.covariates.values()))
+    if covariates:
+        check_types(engine, sources[options.assignment_source], covariates)
     for spec in options.metrics.values():
         fact_columns = describe(engine, sources[spec.fact_source])
         if spec.column and spec.column.lower() not in {c.lower() for c in fact_columns}:

@@ -6,7 +6,12 @@ these and portable Core (window functions, CASE, CAST to the generic types, UNIO
   PostgreSQL multiplies an interval, DuckDB ``to_seconds``, Snowflake ``DATEADD``, ClickHouse
   ``addSeconds``, BigQuery ``TIMESTAMP_ADD``, Databricks ``TIMESTAMPADD``);
 - ``DayOf(moment)``: the calendar day of a timestamp (``CAST(.. AS DATE)``; ClickHouse
-  ``toDate``).
+  ``toDate``);
+- ``Percentile(value, quantile)``: the quantile by linear interpolation between order
+  statistics (Hyndman and Fan's type 7, ``abpilot.stats.capping``'s definition), an aggregate:
+  ``percentile_cont(q) WITHIN GROUP (ORDER BY value)`` (PostgreSQL, DuckDB, Snowflake,
+  Databricks); ClickHouse ``quantileExactInclusive(q)(value)``; BigQuery has it only as an
+  analytic function, ``PERCENTILE_CONT(value, q) OVER ()`` (the plan selects it DISTINCT).
 """
 
 from __future__ import annotations
@@ -40,6 +45,21 @@ class DayOf(FunctionElement[Any]):
 
     def __init__(self, moment: ColumnElement[Any]) -> None:
         super().__init__(moment)
+
+
+class Percentile(FunctionElement[Any]):
+    """The ``quantile`` (a number in (0, 1), checked with the metric, written into the SQL as
+    a number: engines take it only as a constant) of ``value`` over the rows."""
+
+    type = types.Double()
+    inherit_cache = False  # the quantile is not a clause: no cached statement may share it
+    name = "percentile"
+
+    def __init__(self, value: ColumnElement[Any], quantile: float) -> None:
+        super().__init__(value)
+        if not 0 < quantile < 1:
+            raise ValueError(f"a quantile is in (0, 1) (got {quantile!r})")
+        self.quantile = float(quantile)
 
 
 def _args(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> list[str]:
@@ -92,3 +112,21 @@ def _day_of(element: DayOf, compiler: SQLCompiler, **kw: Any) -> str:
 def _day_of_clickhouse(element: DayOf, compiler: SQLCompiler, **kw: Any) -> str:
     (moment,) = _args(element, compiler, **kw)
     return f"toDate({moment})"
+
+
+@compiles(Percentile)
+def _percentile(element: Percentile, compiler: SQLCompiler, **kw: Any) -> str:
+    (value,) = _args(element, compiler, **kw)
+    return f"percentile_cont({element.quantile!r}) WITHIN GROUP (ORDER BY {value})"
+
+
+@compiles(Percentile, "clickhousedb")
+def _percentile_clickhouse(element: Percentile, compiler: SQLCompiler, **kw: Any) -> str:
+    (value,) = _args(element, compiler, **kw)
+    return f"quantileExactInclusive({element.quantile!r})({value})"
+
+
+@compiles(Percentile, "bigquery")
+def _percentile_bigquery(element: Percentile, compiler: SQLCompiler, **kw: Any) -> str:
+    (value,) = _args(element, compiler, **kw)
+    return f"PERCENTILE_CONT({value}, {element.quantile!r}) OVER ()"

@@ -9,8 +9,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
+from abpilot.domain import derived
 from abpilot.domain.records import VariantCounters
 from abpilot.warehouse.plan import EXPOSURES, Row, counters_of
 
@@ -30,13 +31,14 @@ class Refresh:
     dialect: str = ""
     daily_rows: int = 0  # (day, variant) rows a daily source gave
     daily_days: tuple[str, ...] = ()  # the days whose totals changed, recorded by this refresh
+    dimensions: tuple[str, ...] = ()  # the columns whose values the rows carry, in order
 
     @property
     def row_counts(self) -> dict[str, Any]:
         """Result rows, exposed units, exposures, and per metric the fact rows joined."""
         facts: dict[str, int] = {}
         for row in self.rows:
-            if row.metric != EXPOSURES:
+            if row.metric != EXPOSURES and not derived.is_reserved(row.metric):
                 facts[row.metric] = facts.get(row.metric, 0) + row.count
         exposure_rows = [r for r in self.rows if r.metric == EXPOSURES]
         found: dict[str, Any] = {
@@ -61,6 +63,13 @@ class Refresh:
     def dimension_values(self) -> list[str]:
         return sorted({r.dimension for r in self.rows if r.dimension})
 
+    def segment_values(self) -> dict[str, list[str]]:
+        """Each dimension's values (a legacy refresh's one unnamed dimension is not listed)."""
+        return {
+            name: sorted({r.values[k] for r in self.rows if len(r.values) > k and r.values[k]})
+            for k, name in enumerate(self.dimensions)
+        }
+
     def to_json(self) -> str:
         return json.dumps(
             {
@@ -73,6 +82,7 @@ class Refresh:
                 "rows": [r.to_json() for r in self.rows],
                 "daily_rows": self.daily_rows,
                 "daily_days": list(self.daily_days),
+                "dimensions": list(self.dimensions),
             },
             sort_keys=True,
             default=str,
@@ -91,6 +101,7 @@ class Refresh:
             dialect=data.get("dialect", ""),
             daily_rows=int(data.get("daily_rows", 0)),
             daily_days=tuple(data.get("daily_days", ())),
+            dimensions=tuple(data.get("dimensions", ())),
         )
 
 
@@ -126,3 +137,19 @@ class Failure:
             data["message"],
             data.get("field"),
         )
+
+
+class _Documents(Protocol):
+    def get_document(self, namespace: str, key: str) -> Any: ...
+
+
+def latest_refresh(documents: _Documents, experiment_id: str) -> Refresh | None:
+    """The experiment's latest successful refresh kept in ``documents`` (a store)."""
+    found = documents.get_document(REFRESHES, experiment_id)
+    return Refresh.from_json(found.content) if found is not None else None
+
+
+def latest_failure(documents: _Documents, experiment_id: str) -> Failure | None:
+    """Why the experiment's latest refresh failed (None when it succeeded)."""
+    found = documents.get_document(FAILURES, experiment_id)
+    return Failure.from_json(found.content) if found is not None else None

@@ -3,9 +3,10 @@
 A **source** is a named SQL query of the user's: an ``assignment`` source returns ``unit_id``,
 ``experiment_key``, ``variant`` and ``timestamp`` (and optional dimension columns); a ``fact``
 source returns ``unit_id``, ``timestamp`` and value columns. An experiment with ``"source":
-"warehouse"`` keeps, in ``settings.warehouse``, its assignment source, an optional dimension
-and, per metric, the fact source, column, aggregation and window (``fold`` moves the fields the
-faces accept on the experiment and its metrics there).
+"warehouse"`` keeps, in ``settings.warehouse``, its assignment source and, per metric, the
+fact source, column, aggregation and window (``fold.fold`` moves the fields the faces accept on the
+experiment and its metrics there); its ``dimensions`` (columns of the assignment source) are
+the experiment's, as for an experiment of the events (``"dimension"`` is an alias of one).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from abpilot.domain.errors import ValidationError
-from abpilot.domain.experiment import validate_key
+from abpilot.domain.experiment import Metric, MetricKind, validate_key
 from abpilot.domain.text import check_text
 
 SETTINGS_KEY = "warehouse"  # the experiment settings section of a warehouse experiment
@@ -173,8 +174,17 @@ class WarehouseOptions:
 
     assignment_source: str | None
     metrics: Mapping[str, MetricSpec] = field(default_factory=dict)
-    dimension: str | None = None  # a column of the assignment source to break totals down by
+    # columns of the assignment source to break totals down by: the experiment's dimensions
+    # (after the one a ``settings.warehouse.dimension`` of an older experiment names)
+    dimensions: tuple[str, ...] = ()
     daily_source: str | None = None
+    # Issue 18's metric fields, from the experiment's metrics: the covariate column (of the
+    # assignment source) of each adjusted metric, the absolute and percentile caps, the ratios'
+    # (numerator, denominator); computed in the warehouse (``derived_plan``).
+    covariates: Mapping[str, str] = field(default_factory=dict)
+    caps: Mapping[str, float] = field(default_factory=dict)
+    percentile_caps: Mapping[str, float] = field(default_factory=dict)
+    ratios: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def is_warehouse(settings: Mapping[str, Any]) -> bool:
@@ -190,10 +200,11 @@ def analysed_in_warehouse(settings: Mapping[str, Any]) -> bool:
 
 
 def warehouse_options(
-    settings: Mapping[str, Any], metrics: Sequence[tuple[str, bool]]
+    settings: Mapping[str, Any], metrics: Sequence[Metric], dimensions: Sequence[str] = ()
 ) -> WarehouseOptions:
-    """``settings.warehouse`` checked against the experiment's metrics, given as (key,
-    binary): every metric names its fact source; a binary metric aggregates by ``any``."""
+    """``settings.warehouse`` checked against the experiment's metrics and dimensions: every
+    metric but a ratio names its fact source; a binary metric aggregates by ``any``; a
+    covariate and a dimension are columns (of the assignment source)."""
     raw = settings.get(SETTINGS_KEY)
     where = f"settings.{SETTINGS_KEY}"
     if not isinstance(raw, Mapping):
@@ -208,12 +219,12 @@ def warehouse_options(
         validate_key(daily, field_name="daily_source")
     source = raw.get("assignment_source")
     if source is None and daily is not None:
-        if raw.get("metrics") or raw.get("dimension"):
+        if raw.get("metrics") or raw.get("dimension") or dimensions:
             raise ValidationError(
                 "metrics read from fact sources need an assignment_source",
                 field="assignment_source",
             )
-        return WarehouseOptions(None, {}, None, daily)
+        return WarehouseOptions(None, {}, (), daily)
     if not isinstance(source, str):
         raise ValidationError(
             "a warehouse experiment names its assignment_source (a source of kind "
@@ -221,28 +232,57 @@ def warehouse_options(
             field="assignment_source",
         )
     validate_key(source, field_name="assignment_source")
-    dimension = raw.get("dimension")
-    if dimension is not None:
-        check_column(dimension, f"{where}.dimension")
+    legacy = raw.get("dimension")
+    if legacy is not None:
+        check_column(legacy, f"{where}.dimension")
+    for i, name in enumerate(dimensions):
+        check_column(name, f"dimensions[{i}]")
+    columns = tuple(dict.fromkeys([*([legacy] if legacy else []), *dimensions]))
     specs = raw.get("metrics") or {}
     if not isinstance(specs, Mapping):
         raise ValidationError(f"{where}.metrics must be an object", field=f"{where}.metrics")
     found: dict[str, MetricSpec] = {}
-    keys = {key for key, _ in metrics}
-    for extra in sorted(set(specs) - keys):
+    read = {m.key for m in metrics if m.kind is not MetricKind.RATIO}
+    for extra in sorted(set(specs) - read):
         raise ValidationError(
-            f"{where}.metrics names '{extra:.100}', which is not a metric of the experiment",
+            f"{where}.metrics names '{extra:.100}', which is not a metric of the experiment"
+            + (
+                " read from a fact source (a ratio reads its parts)"
+                if extra in _keys(metrics)
+                else ""
+            ),
             field=f"{where}.metrics.{extra}",
         )
-    for i, (key, binary) in enumerate(metrics):
-        if key not in specs:
+    for i, m in enumerate(metrics):
+        if m.kind is MetricKind.RATIO:
+            continue
+        if m.key not in specs:
             raise ValidationError(
-                f"metric '{key}' of a warehouse experiment needs a fact_source, and an "
+                f"metric '{m.key}' of a warehouse experiment needs a fact_source, and an "
                 "aggregation (count, sum, count_distinct, max, any) of one of its columns",
                 field=f"metrics[{i}].fact_source",
             )
-        found[key] = _metric_spec(specs[key], f"metrics[{i}]", binary)
-    return WarehouseOptions(source, found, dimension, daily)
+        found[m.key] = _metric_spec(specs[m.key], f"metrics[{i}]", m.kind is MetricKind.BINARY)
+        if m.covariate is not None:
+            check_column(m.covariate, f"metrics[{i}].covariate")
+    return WarehouseOptions(
+        source,
+        found,
+        columns,
+        daily,
+        covariates={m.key: m.covariate for m in metrics if m.covariate},
+        caps={m.key: m.cap_absolute for m in metrics if m.cap_absolute is not None},
+        percentile_caps={m.key: m.cap_percentile for m in metrics if m.cap_percentile is not None},
+        ratios={
+            m.key: (m.numerator or "", m.denominator or "")
+            for m in metrics
+            if m.kind is MetricKind.RATIO
+        },
+    )
+
+
+def _keys(metrics: Sequence[Metric]) -> set[str]:
+    return {m.key for m in metrics}
 
 
 def _metric_spec(raw: Any, where: str, binary: bool) -> MetricSpec:
@@ -294,82 +334,3 @@ def _metric_spec(raw: Any, where: str, binary: bool) -> MetricSpec:
             field=f"{where}.window_hours",
         )
     return MetricSpec(fact_source, aggregation, column, None if hours is None else float(hours))
-
-
-def fold(
-    *,
-    source: str | None,
-    assignment_source: str | None,
-    dimension: str | None = None,
-    daily_source: str | None = None,
-    metrics: Sequence[Any],
-    settings: Mapping[str, Any],
-) -> tuple[list[Any], dict[str, Any]]:
-    """The metrics without their warehouse fields, and the settings with ``warehouse`` holding
-    them: how the faces' ``"source": "warehouse"`` experiments are stored. An experiment of
-    the events (no source, or ``"events"``) must not name warehouse fields."""
-    if source not in (None, EVENTS, WAREHOUSE):
-        raise ValidationError(
-            f"source must be 'events' or 'warehouse' (got {source!r:.60})", field="source"
-        )
-    plain: list[Any] = []
-    specs: dict[str, Any] = {}
-    for i, metric in enumerate(metrics):
-        if not isinstance(metric, Mapping):
-            plain.append(metric)
-            continue
-        given = {f: metric[f] for f in METRIC_FIELDS if metric.get(f) is not None}
-        if given and source != WAREHOUSE:
-            name = next(iter(given))
-            raise ValidationError(
-                f"metrics[{i}].{name} applies to an experiment with source 'warehouse'",
-                field=f"metrics[{i}].{name}",
-            )
-        plain.append({k: v for k, v in metric.items() if k not in METRIC_FIELDS})
-        if given:
-            specs[str(metric.get("key"))] = given
-    if source != WAREHOUSE:
-        given = {
-            "assignment_source": assignment_source,
-            "dimension": dimension,
-            "daily_source": daily_source,
-        }
-        for name, value in given.items():
-            if value is not None:
-                raise ValidationError(
-                    f"{name} applies to an experiment with source 'warehouse'", field=name
-                )
-        return plain, dict(settings)
-    if SETTINGS_KEY in settings:
-        raise ValidationError(
-            f"give the warehouse fields on the experiment and its metrics, not in "
-            f"settings.{SETTINGS_KEY} too",
-            field=f"settings.{SETTINGS_KEY}",
-        )
-    section: dict[str, Any] = {"assignment_source": assignment_source, "metrics": specs}
-    if dimension is not None:
-        section["dimension"] = dimension
-    if daily_source is not None:
-        section["daily_source"] = daily_source
-    return plain, {**settings, SETTINGS_KEY: section}
-
-
-def fold_changes(
-    metrics: Sequence[Any], settings: Mapping[str, Any]
-) -> tuple[list[Any], dict[str, Any] | None]:
-    """Changed metrics of an experiment whose settings are ``settings``: for a warehouse
-    experiment the metrics' warehouse fields move into ``settings.warehouse.metrics`` (the new
-    settings are returned, else None); an experiment of the events refuses them."""
-    if not is_warehouse(settings):
-        plain, _ = fold(source=None, assignment_source=None, metrics=metrics, settings=settings)
-        return plain, None
-    section = dict(settings[SETTINGS_KEY])
-    plain, folded = fold(
-        source=WAREHOUSE,
-        assignment_source=section.get("assignment_source"),
-        metrics=metrics,
-        settings={},
-    )
-    given = folded[SETTINGS_KEY]["metrics"]
-    section["metrics"] = {**dict(section.get("metrics") or {}), **given}
-    return plain, {**settings, SETTINGS_KEY: section}

@@ -98,7 +98,11 @@ class ExperimentCreate(Strict):
         "or the warehouse (WAREHOUSE_URL) through refreshes.",
     )
     assignment_source: str | None = Field(default=None, max_length=100)
-    dimension: str | None = Field(default=None, max_length=128)
+    dimension: str | None = Field(
+        default=None,
+        max_length=128,
+        description="An alias of dimensions with one column (a warehouse experiment).",
+    )
     daily_source: str | None = Field(
         default=None,
         max_length=100,
@@ -106,7 +110,9 @@ class ExperimentCreate(Strict):
         "and clicks per variant, recorded by each refresh.",
     )
     dimensions: list[str] | None = Field(
-        default=None, description="Unit dimensions the counters are broken down by"
+        default=None,
+        description="Unit dimensions the counters are broken down by (a warehouse experiment: "
+        "columns of its assignment source)",
     )
 
 

@@ -71,7 +71,8 @@ class RefreshRead(BaseModel):
     sql: str
     parameters: dict[str, Any]
     days: list[str]
-    dimension_values: list[str]
+    dimension_values: list[str]  # of the first dimension (``segments`` has every dimension's)
+    segments: dict[str, list[str]] = Field(default_factory=dict)
 
     @classmethod
     def of(cls, refresh: Refresh) -> RefreshRead:
@@ -85,6 +86,7 @@ class RefreshRead(BaseModel):
             parameters=dict(refresh.parameters),
             days=refresh.days(),
             dimension_values=refresh.dimension_values(),
+            segments=refresh.segment_values(),
         )
 
 
