@@ -6,7 +6,7 @@ The reference does not count incrementally: it replays the events, keeps each un
 from its first counted exposure (a missing covariate is 0), the dimension values' slots in the
 order they were first seen (new values of one batch in sorted order; past the limit ``other``),
 and each unit's final totals, and computes every sum from them (Σx over exposed units, Σx·T,
-Σx·1[converted] for a binary metric, Σmin(T, c), Σmin(T, c)², ΣN·D, and each segment's
+Σx·1[converted] for a binary metric, Σmin(T, c), Σmin(T, c)², Σx·min(T, c), ΣN·D, and each segment's
 counters from its units).
 """
 
@@ -145,6 +145,7 @@ class Replay:
             "cap_units": len(revenue),
             "cap_sum": sum(min(total(u, "revenue"), CAP) for u in revenue),
             "cap_squares": sum(min(total(u, "revenue"), CAP) ** 2 for u in revenue),
+            "cap_xy": sum(u.x * min(total(u, "revenue"), CAP) for u in units),
             "nd": sum(total(u, "revenue") * total(u, "orders") for u in units),
         }
 
@@ -160,6 +161,7 @@ def found_sums(c: VariantCounters) -> dict[str, float]:
         "cap_units": capped.units,
         "cap_sum": capped.sum,
         "cap_squares": capped.sum_squares,
+        "cap_xy": derived.capped_cross_sum(c, "revenue"),
         "nd": derived.ratio_cross_sum(c, "rpo"),
     }
 
@@ -293,6 +295,7 @@ def test_a_unit_exposed_after_converting_joins_its_segment_with_its_totals(store
     c = store.get_counters(exp.id)["v1"]
     assert derived.cross_sum(c, "revenue") == 16.0  # 7·2 when exposed, then 1·2
     assert derived.capped_totals(c, "revenue").sum == CAP
+    assert derived.capped_cross_sum(c, "revenue") == 2.0 * CAP  # min(7, 5)·2, then nothing
     assert derived.ratio_cross_sum(c, "rpo") == 8.0
     nl = derived.segments(store.get_counters(exp.id), "country", ["revenue"])["nl"]["v1"]
     assert nl.metrics["revenue"] == MetricTotals(count=2, units=1, sum=8.0, sum_squares=64.0)

@@ -12,7 +12,8 @@ are ``abpilot.domain.derived``'s.
     A binary metric's y is 1 once the unit converted (0/1 per unit, as the analysis reads its
     converting units): its first conversion adds x, later ones nothing, whatever their values.
 11. **Absolute caps.** A total going from t to T adds min(T,c) − min(t,c) and
-    min(T,c)² − min(t,c)².
+    min(T,c)² − min(t,c)²; with a covariate, (min(T,c) − min(t,c))·x to ``~cxy`` (a unit newly
+    exposed adds min(t,c)·x for its total t so far).
 12. **Ratio cross sums.** A unit moving from (N, D) to (N + a, D + b) adds aD + bN + ab (the
     partner's before-total is read even when it has no delta).
 13. **Segments.** A unit's every increment (exposures, unique unit, metric totals, derived sums)
@@ -215,9 +216,12 @@ class DerivedCounting:
                 y = _cross_y(metric, rules, old, delta)
                 out.append((cells.cross_cell(metric), MetricTotals(sum=y * x), True))
             if metric in rules.caps:
-                out.append(
-                    (cells.capped_cell(metric), _capped(old, delta, rules.caps[metric]), True)
-                )
+                capped = _capped(old, delta, rules.caps[metric])
+                out.append((cells.capped_cell(metric), capped, True))
+                if metric in rules.covariates:
+                    x = self._covariate(unit, rules.covariates[metric])
+                    cross = MetricTotals(sum=capped.sum * x)
+                    out.append((cells.capped_cross_cell(metric), cross, True))
         for unit, out in per_unit.items():
             self._ratios(unit, out, unit_deltas)
         for unit in self.newly:
@@ -296,6 +300,10 @@ class DerivedCounting:
                 capped = min(t, rules.caps[metric])
                 totals = MetricTotals(old.count, 1, capped, capped * capped)
                 out.append((cells.capped_cell(metric), totals, False))
+                if metric in rules.covariates:
+                    x = self._covariate(unit, rules.covariates[metric])
+                    cross = MetricTotals(sum=capped * x)
+                    out.append((cells.capped_cross_cell(metric), cross, True))
         if rules.dimensions:
             for ratio, (num, den) in rules.ratios.items():
                 n, d = prior.get(num), prior.get(den)

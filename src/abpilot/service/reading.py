@@ -221,8 +221,9 @@ def segment_breakdown(
     alpha: float | None = None,
 ) -> SegmentBreakdown:
     """``metric`` (default: the primary) analysed per segment of a declared ``dimension`` from
-    its segment counters (the same options as ``analyse_experiment``; over the whole experiment,
-    a percentile cap is not applied within segments), BH across segments and Cochran's Q."""
+    its segment counters (the same options as ``analyse_experiment``; a capped metric at the
+    threshold of the whole experiment, ``capping.segments``), BH across segments and
+    Cochran's Q."""
     metric_key = _metric_key(exp, metric)
     if dimension not in exp.dimensions:
         declared = ", ".join(exp.dimensions) or "none"
@@ -233,16 +234,22 @@ def segment_breakdown(
     options = analysis_options(exp.settings).overridden(
         alpha=alpha, correction=correction, sequential=sequential
     )
-    keys = [m.key for m in exp.metrics]
-    by_segment = derived.segments(store.get_counters(exp.id), dimension, keys)
+    overall = store.get_counters(exp.id)
+    by_segment = derived.segments(overall, dimension, [m.key for m in exp.metrics])
+    everyone = metric_populations(exp, overall)
+    caps = {
+        m.key: capping.segments(
+            store, exp, m, dimension, by_segment, (everyone[m.key].basis, overall)
+        )
+        for m in exp.metrics
+    }
     inputs = {}
     for value, counters in by_segment.items():
         populations = metric_populations(exp, counters)
         found = []
         for m in exp.metrics:
             basis = MetricBasis(populations[m.key].basis, populations[m.key].mixed)
-            absolute = m.cap_absolute is not None
-            cap = capping.capped(store, exp, m, basis.basis, counters, []) if absolute else None
+            cap = caps[m.key].get(value)
             found.append(_metric_input(exp, m, basis, cap.counters if cap else counters, [], cap))
         inputs[value] = found
     return breakdown(dimension, inputs, metric=metric_key, options=options)
@@ -257,9 +264,9 @@ def _metric_input(
     cap: capping.Capped | None,
 ) -> MetricInput:
     """What the analysis takes of metric ``m``: its arms (a capped metric's from its capped
-    totals, a ratio's ratios), per period when weights changed, and its derived moments. A
-    capped metric is not adjusted by its covariate (the stores keep no capped cross sum), and
-    a ratio is compared over the whole experiment (no per-period form yet)."""
+    totals, a ratio's ratios), per period when weights changed, and its derived moments (a
+    capped metric's cross sum is the capped one, ``abpilot.service.capping``). A ratio is
+    compared over the whole experiment (no per-period form yet)."""
     arms = []
     for v in exp.variants:
         c = counters.get(v.key) or VariantCounters()
@@ -279,10 +286,7 @@ def _metric_input(
     ratios = _ratio_moments(exp, m, basis.basis, counters)
     if ratios:
         arms = [_ratio_arm(a, r) for a, r in zip(arms, ratios, strict=True)]
-    moments: tuple[CovariateMoments, ...] = ()
-    by_period: tuple[CovariatePeriod, ...] = ()
-    if cap is None:
-        moments, by_period = _covariate_moments(exp, m, basis.basis, counters, periods)
+    moments, by_period = _covariate_moments(exp, m, basis.basis, counters, periods)
     strata = tuple(
         Stratum(
             period=period,
