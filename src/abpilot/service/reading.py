@@ -8,7 +8,7 @@ or exposures."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from abpilot import notebook
@@ -22,12 +22,10 @@ from abpilot.domain.experiment import (
     MetricRole,
 )
 from abpilot.service import capping
-from abpilot.stats import ratio
+from abpilot.service.moments import covariate_moments, ratio_arm, ratio_moments, ratio_stratum
 from abpilot.stats.analysis import Analysis, Arm, MetricInput, analyse
 from abpilot.stats.corrections import Correction
-from abpilot.stats.cuped import CovariateMoments, CovariatePeriod
 from abpilot.stats.options import analysis_options
-from abpilot.stats.ratio import RatioMoments
 from abpilot.stats.segments import SegmentBreakdown, breakdown
 from abpilot.stats.stratified import Stratum, StratumArm
 from abpilot.stats.summary import (
@@ -265,8 +263,8 @@ def _metric_input(
 ) -> MetricInput:
     """What the analysis takes of metric ``m``: its arms (a capped metric's from its capped
     totals, a ratio's ratios), per period when weights changed, and its derived moments (a
-    capped metric's cross sum is the capped one, ``abpilot.service.capping``). A ratio is
-    compared over the whole experiment (no per-period form yet)."""
+    capped metric's cross sum is the capped one, ``abpilot.service.capping``; a ratio's
+    periods hold each variant's ratio and delta-method variance, ``abpilot.service.moments``)."""
     arms = []
     for v in exp.variants:
         c = counters.get(v.key) or VariantCounters()
@@ -283,15 +281,17 @@ def _metric_input(
                 name=v.name,
             )
         )
-    ratios = _ratio_moments(exp, m, basis.basis, counters)
+    ratios = ratio_moments(exp, m, basis.basis, counters)
     if ratios:
-        arms = [_ratio_arm(a, r) for a, r in zip(arms, ratios, strict=True)]
-    moments, by_period = _covariate_moments(exp, m, basis.basis, counters, periods)
+        arms = [ratio_arm(a, r) for a, r in zip(arms, ratios, strict=True)]
+    moments, by_period = covariate_moments(exp, m, basis.basis, counters, periods)
     strata = tuple(
         Stratum(
             period=period,
             weights=weights,
-            arms=tuple(_stratum_arm(by.get(v.key), m.key, basis.basis) for v in exp.variants),
+            arms=tuple(_stratum_arm(by.get(v.key), m.key, basis.basis) for v in exp.variants)
+            if not ratios
+            else tuple(ratio_stratum(r) for r in ratio_moments(exp, m, basis.basis, by)),
         )
         for period, weights, by in periods
     )
@@ -300,7 +300,7 @@ def _metric_input(
         binary=m.kind is MetricKind.BINARY,
         arms=tuple(arms),
         ratio_moments=ratios,
-        strata=() if ratios else strata,
+        strata=strata,
         basis=basis.basis.value,
         mixed_populations=basis.mixed_populations,
         higher_is_better=m.higher_is_better,
@@ -311,78 +311,6 @@ def _metric_input(
         covariate_periods=by_period,
         cap=None if cap is None else cap.cap,
         cap_percentile=None if cap is None else cap.percentile,
-    )
-
-
-def _ratio_moments(
-    exp: Experiment, metric: Metric, basis: Basis, counters: Mapping[str, VariantCounters]
-) -> tuple[RatioMoments, ...]:
-    """Each variant's sums of a ratio ``metric``'s numerator and denominator per unit totals
-    and their cross sum (none for another kind)."""
-    if metric.kind is not MetricKind.RATIO:
-        return ()
-    found = []
-    for v in exp.variants:
-        c = counters.get(v.key) or VariantCounters()
-        numerator = c.metrics.get(metric.numerator or "", _ZERO)
-        denominator = c.metrics.get(metric.denominator or "", _ZERO)
-        found.append(
-            RatioMoments(
-                n=summarise(_ZERO, c, basis).n,
-                sum_numerator=numerator.sum,
-                sum_numerator_squares=numerator.sum_squares,
-                sum_denominator=denominator.sum,
-                sum_denominator_squares=denominator.sum_squares,
-                sum_products=derived.ratio_cross_sum(c, metric.key),
-            )
-        )
-    return tuple(found)
-
-
-def _ratio_arm(arm: Arm, moments: RatioMoments) -> Arm:
-    """A variant of a ratio metric: its mean is the ratio, its variance per unit the delta
-    method's (n times the variance of the ratio)."""
-    found = ratio.estimate(moments)
-    variance = None if found.variance is None else found.variance * found.n
-    return replace(arm, mean=found.ratio, variance=variance)
-
-
-def _covariate_moments(
-    exp: Experiment,
-    metric: Metric,
-    basis: Basis,
-    counters: Mapping[str, VariantCounters],
-    periods: list[tuple[int, tuple[float, ...], Mapping[str, VariantCounters]]],
-) -> tuple[tuple[CovariateMoments, ...], tuple[CovariatePeriod, ...]]:
-    """Each variant's CUPED moments of an adjusted ``metric`` (none without a covariate), in
-    total and per period of constant weights."""
-    if not metric.covariate:
-        return (), ()
-
-    def arms(by_variant: Mapping[str, VariantCounters]) -> tuple[CovariateMoments, ...]:
-        return tuple(
-            _moments(by_variant.get(v.key) or VariantCounters(), metric, basis)
-            for v in exp.variants
-        )
-
-    return arms(counters), tuple(
-        CovariatePeriod(period, weights, arms(by_variant))
-        for period, weights, by_variant in periods
-    )
-
-
-def _moments(counters: VariantCounters, metric: Metric, basis: Basis) -> CovariateMoments:
-    """A variant's moments over its population: y the unit's total (a binary metric's
-    converting units with sum(y^2) = sum(y)), x its covariate (0 when its exposure had none)."""
-    covariate = derived.covariate_sums(counters, metric.covariate or "")
-    cross = derived.cross_sum(counters, metric.key)
-    summary = summarise(counters.metrics.get(metric.key, _ZERO), counters, basis)
-    if metric.kind is MetricKind.BINARY:
-        return CovariateMoments.binary(
-            summary.n, summary.conversions, covariate.sum, covariate.sum_squares, cross
-        )
-    return CovariateMoments(
-        summary.n, summary.sum, summary.sum_squares, covariate.sum, covariate.sum_squares, cross
     )
 
 

@@ -49,6 +49,8 @@ def _compare(metric: MetricInput, i: int, c: int, options: AnalysisOptions) -> C
     if metric.stratified:
         compare = stratified.compare_binary if metric.binary else stratified.compare_means
         comparison = compare(metric.strata, i, c, options.alpha)
+        if metric.ratio_moments:  # each period's arms hold their ratio and its variance
+            comparison = replace(comparison, method="delta_ratio_stratified")
     elif metric.binary:
         if arm.successes > arm.n or control.successes > control.n:
             return Comparison(None, None, None, None, None, "fisher_exact")
@@ -154,7 +156,7 @@ def compare_metric(metric: MetricInput, options: AnalysisOptions) -> Compared:
     """Each variant's comparison with the control (None for the control), the probability of
     being best and the posteriors (None when undefined)."""
     c = control_index(metric)
-    compare = _ratio if metric.ratio_moments else _compare
+    compare = _ratio if metric.ratio_moments and not metric.stratified else _compare
     comparisons: list[Comparison | None] = [
         None if arm.is_control else compare(metric, i, c, options)
         for i, arm in enumerate(metric.arms)
