@@ -8,7 +8,7 @@ or exposures."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from abpilot import notebook
@@ -21,6 +21,7 @@ from abpilot.domain.experiment import (
     MetricKind,
     MetricRole,
 )
+from abpilot.monitoring.options import Harm, monitoring_options
 from abpilot.service import capping
 from abpilot.service.moments import covariate_moments, ratio_arm, ratio_moments, ratio_stratum
 from abpilot.stats.analysis import Analysis, Arm, MetricInput, analyse
@@ -192,7 +193,26 @@ def analyse_experiment(
                 cap,
             )
         )
-    return analyse(inputs, metric=metric_key, options=options)
+    return analyse(inputs, metric=metric_key, options=options, watched=watched(exp, inputs))
+
+
+def watched(exp: Experiment, inputs: list[MetricInput]) -> list[MetricInput]:
+    """``settings.monitoring.guardrails`` (the older setting) folded into the guardrails: each
+    metric listed that is no ``"role": "guardrail"`` is watched for harm with margin 0 (any
+    harm counts), higher being better unless its harm is ``"increase"``; the decision does not
+    read it (the setting never decided a launch), monitoring's ``guardrail_harm`` does."""
+    listed = monitoring_options(exp.settings).guardrails
+    by_key = {m.key: m for m in inputs}
+    return [
+        replace(
+            by_key[g.metric],
+            margin=0.0,
+            margin_relative=False,
+            higher_is_better=g.harm is Harm.DECREASE,
+        )
+        for g in listed
+        if g.metric in by_key and by_key[g.metric].margin is None
+    ]
 
 
 def _metric_key(exp: Experiment, metric: str | None) -> str:
