@@ -76,18 +76,22 @@ def _sequential(
     comparison: Comparison, metric: MetricInput, arm: Arm, control: Arm, options: AnalysisOptions
 ) -> Comparison:
     """The always-valid p-value, difference interval and lift interval (the mSPRT of the lift
-    with its delta-method variance and the mixing scale relative to the control)."""
+    with its delta-method variance and the mixing scale relative to the control). Within
+    periods, the mSPRT of the periods' combined difference with its variance (the lift's over
+    the control's pooled rate or mean squared, taken as known)."""
     tau = mixing_scale(metric, control, options)
-    variance = difference_variance(metric, arm, control)
+    base = rate(control) if metric.binary else control.mean
+    if metric.stratified:
+        variance = comparison.variance or 0.0
+    else:
+        variance = difference_variance(metric, arm, control)
     result = (
         None if tau is None else msprt(comparison.difference or 0.0, variance, tau, options.alpha)
     )
     lift_ci = None
-    base = rate(control) if metric.binary else control.mean
     if tau is not None and comparison.lift is not None and base:
-        lift = msprt(
-            comparison.lift, lift_variance(metric, arm, control), tau / abs(base), options.alpha
-        )
+        relative = variance / base**2 if metric.stratified else lift_variance(metric, arm, control)
+        lift = msprt(comparison.lift, relative, tau / abs(base), options.alpha)
         lift_ci = None if lift is None else lift.ci
     return Comparison(
         difference=comparison.difference,
