@@ -83,12 +83,13 @@ def _absolute(
 
 @dataclass(frozen=True, slots=True)
 class CappedUnits:
-    """The converting units of a percentile-capped metric: each one's id, variant, period,
-    total capped at ``cap`` and covariate (0 without one)."""
+    """The converting units of a percentile-capped metric: each one's id, variant (an index
+    into ``variant_keys``), period, total capped at ``cap`` and covariate (0 without one)."""
 
     cap: float | None
     units: tuple[str, ...]
-    variants: NDArray[np.str_]
+    variant_keys: tuple[str, ...]
+    variants: NDArray[np.intp]
     periods: NDArray[np.int64]
     values: NDArray[np.float64]
     covariates: NDArray[np.float64]
@@ -98,7 +99,9 @@ class CappedUnits:
     ) -> tuple[MetricTotals, float]:
         """The capped totals and Σ min(y, c)·x of ``variant``'s units (in ``period``, and among
         ``where`` when given)."""
-        mask = self.variants == variant
+        if variant not in self.variant_keys:
+            return MetricTotals(), 0.0
+        mask = self.variants == self.variant_keys.index(variant)
         if period is not None:
             mask &= self.periods == period
         if where is not None:
@@ -129,10 +132,13 @@ def percentile_units(
         rng=np.random.default_rng(0),
     )
     cap = threshold.value
+    keys = tuple(dict.fromkeys(units.variants))
+    index = {key: i for i, key in enumerate(keys)}
     return CappedUnits(
         cap,
         tuple(units.units),
-        np.asarray(units.variants, dtype=np.str_),
+        keys,
+        np.fromiter((index[v] for v in units.variants), dtype=np.intp, count=totals.size),
         np.asarray(units.periods, dtype=np.int64),
         totals if cap is None else np.minimum(totals, cap),
         np.asarray(units.covariates, dtype=np.float64),
@@ -190,15 +196,18 @@ def segments(
     units = percentile_units(store, exp, metric, *overall)
     names = derived.segment_values(overall[1].values(), dimension)
     facts = store.get_unit_totals(exp.id, derived.dimension_fact(dimension))
-    slot_of = {unit: int(slot) for unit, slot in zip(facts.units, facts.totals, strict=True)}
-    slots = [slot_of.get(unit, NO_SEGMENT) for unit in units.units]
-    # Named as ``derived.segments`` names them; a unit without the dimension is in none.
-    segment_of = np.asarray(
-        [names.get(s, f"#{s}") if s != NO_SEGMENT else "" for s in slots], dtype=np.str_
-    )
+    slot_of = dict(zip(facts.units, facts.totals, strict=True))
+    slots = np.fromiter(
+        (slot_of.get(unit, NO_SEGMENT) for unit in units.units),
+        dtype=np.float64,
+        count=len(units.units),
+    ).astype(np.int64)
+    # Slots named as ``derived.segments`` names them; a unit without the dimension is in none.
+    numbers = {value: slot for slot, value in names.items()}
     found = {}
     for value, counters in by_segment.items():
-        where = segment_of == value
+        slot = numbers.get(value, int(value[1:]) if value.startswith("#") else NO_SEGMENT)
+        where = slots == slot
         found[value] = Capped(
             units.cap,
             metric.cap_percentile,

@@ -201,7 +201,12 @@ def watched(exp: Experiment, inputs: list[MetricInput]) -> list[MetricInput]:
     metric listed that is no ``"role": "guardrail"`` is watched for harm with margin 0 (any
     harm counts), higher being better unless its harm is ``"increase"``; the decision does not
     read it (the setting never decided a launch), monitoring's ``guardrail_harm`` does."""
-    listed = monitoring_options(exp.settings).guardrails
+    section = exp.settings.get("monitoring")
+    raw = section.get("guardrails") if isinstance(section, Mapping) else None
+    if not raw:
+        return []
+    # Only this key is read: the other monitoring thresholds never fail an analysis.
+    listed = monitoring_options({"monitoring": {"guardrails": raw}}).guardrails
     by_key = {m.key: m for m in inputs}
     return [
         replace(
