@@ -265,3 +265,56 @@ def post_period(client: TestClient, data: dict[str, dict[str, Any]]) -> None:
             )
     response = client.post(f"{API}/events", json={"events": events})
     assert response.status_code == 200, response.text
+
+
+def test_a_binary_metric_is_adjusted_on_converted_or_not(client: TestClient) -> None:
+    """A binary metric's y is 1 for a unit that converted, however often and at whatever
+    values: units converting twice or three times count once in the adjusted estimate, which
+    matches CUPED on the units' 0/1 outcomes."""
+    running(client, metrics=[{"key": "signup", "kind": "binary", "covariate": "pre_revenue"}])
+    rng = np.random.default_rng(5)
+    data: dict[str, dict[str, Any]] = {}
+    events: list[dict[str, Any]] = []
+    for v, variant in enumerate(VARIANTS):
+        x = rng.gamma(2.0, 10.0, size=150).round(2)
+        chance = 1 / (1 + np.exp(-(x - 20.0) / 6.0 - 0.4 * v))
+        converted = rng.random(150) < chance
+        data[variant] = {"x": x, "y": converted.astype(float)}
+        for i in range(150):
+            unit = f"{variant}-{i}"
+            events.append(
+                {
+                    "type": "exposure",
+                    "experiment_id": "button",
+                    "unit_id": unit,
+                    "variant": variant,
+                    "covariates": {"pre_revenue": float(x[i])},
+                }
+            )
+            repeats = 1 + i % 3 if converted[i] else 0  # some units convert 2 or 3 times
+            events.extend(
+                {
+                    "type": "conversion",
+                    "experiment_id": "button",
+                    "unit_id": unit,
+                    "metric": "signup",
+                    "value": 1.0 + k,
+                }
+                for k in range(repeats)
+            )
+    response = client.post(f"{API}/events", json={"events": events})
+    assert response.status_code == 200, response.text
+    all_x = np.concatenate([d["x"] for d in data.values()])
+    all_y = np.concatenate([d["y"] for d in data.values()])
+    theta = np.cov(all_y, all_x, ddof=1)[0, 1] / np.var(all_x, ddof=1)
+    adjusted = {v: d["y"] - theta * d["x"] for v, d in data.items()}
+    welch = stats.ttest_ind(adjusted["green"], adjusted["control"], equal_var=False)
+    body = client.get(f"{API}/experiments/button/analysis").json()
+    assert body["method"] == "cuped"
+    green = body["variants"][1]
+    assert green["conversions"] == int(data["green"]["y"].sum())
+    close(green["theta"], theta)
+    close(green["difference"], adjusted["green"].mean() - adjusted["control"].mean())
+    close(green["difference_ci"][0], welch.confidence_interval(0.95)[0], 1e-6)
+    close(green["difference_ci"][1], welch.confidence_interval(0.95)[1], 1e-6)
+    close(green["p_value"], welch.pvalue, 1e-6)

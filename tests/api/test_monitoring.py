@@ -69,7 +69,7 @@ def test_per_experiment_settings_and_their_refusal(client: TestClient) -> None:
     checks = {c["name"]: c for c in report(client)["experiments"][0]["checks"]}
     assert checks["min_rate"]["status"] == "warning"
     assert checks["min_rate"]["message"].startswith("Every arm converts below 50.0%")
-    assert checks["guardrail"]["status"] == "ok"
+    assert checks["guardrail_harm"]["status"] == "ok"
 
     bad = {"key": "bad", "variants": [{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}]}
     bad["settings"] = {"monitoring": {"guardrails": ["revenue"]}}

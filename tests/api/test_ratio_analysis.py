@@ -7,6 +7,7 @@ interval and p-value."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from scipy import stats
 
+from abpilot.domain.records import AllocationRecord
 from tests.api.conftest import API, running
 
 METRICS = [
@@ -36,11 +38,11 @@ def unit_orders(seed: int = 5, units: int = 100) -> dict[str, list[list[float]]]
     return data
 
 
-def post(client: TestClient, data: dict[str, list[list[float]]]) -> None:
+def post(client: TestClient, data: dict[str, list[list[float]]], prefix: str = "") -> None:
     events: list[dict[str, Any]] = []
     for variant, units in data.items():
         for i, orders in enumerate(units):
-            unit = f"{variant}-{i}"
+            unit = f"{prefix}{variant}-{i}"
             events.append(
                 {"type": "exposure", "experiment_id": "button", "unit_id": unit, "variant": variant}
             )
@@ -115,3 +117,48 @@ def test_sequential_ratio_is_always_valid(client: TestClient) -> None:
     close(green["p_value"], min(1.0, math.exp(-log_lambda)) if log_lambda > 0 else 1.0)
     half = math.sqrt(v * (v + t2) / t2 * math.log((v + t2) / (v * 0.05**2)))
     close(green["difference_ci"][1], d + half)
+
+
+def test_a_ratio_within_periods_of_constant_weights(client: TestClient) -> None:
+    """Once a bandit moved the weights, a ratio is compared within each period (its
+    delta-method difference there) and the periods combined by inverse-variance weights, as
+    for a value metric: the world changes between periods (revenue per order doubles) while
+    the weights do, which would bias the pooled ratios."""
+    exp = running(client, metrics=METRICS, type="bandit")
+    first, second = unit_orders(seed=8, units=80), unit_orders(seed=9, units=120)
+    second = {
+        v: [[2 * value for value in orders] for orders in units] for v, units in second.items()
+    }
+    second["green"] = second["green"][:40]  # green's share falls in the second period
+    post(client, first)
+    store = client.app.state.service.store  # type: ignore[attr-defined]
+    store.add_allocation(
+        AllocationRecord(
+            experiment_id=exp["id"],
+            period=0,
+            computed_at=datetime(2025, 2, 1, tzinfo=UTC),
+            weights={"control": 0.75, "green": 0.25},
+            method="exact",
+            seed=None,
+            source="test",
+        )
+    )
+    post(client, second, prefix="p2-")
+    differences, weights = [], []
+    for period in (first, second):
+        lin = {v: linearised(units)[1] for v, units in period.items()}
+        differences.append(lin["green"].mean() - lin["control"].mean())
+        weights.append(1 / sum(np.var(a, ddof=1) / a.size for a in lin.values()))
+    w = np.array(weights)
+    difference = float(np.dot(w, differences) / w.sum())
+    se = 1 / math.sqrt(w.sum())
+    body = client.get(f"{API}/experiments/button/analysis").json()
+    assert (body["kind"], body["stratified"], body["periods"]) == ("ratio", True, 2)
+    assert body["method"] == "delta_ratio_stratified"
+    green = body["variants"][1]
+    close(green["difference"], difference)
+    close(green["p_value"], float(2 * stats.norm.sf(abs(difference) / se)))
+    close(green["difference_ci"][0], difference - stats.norm.ppf(0.975) * se)
+    # The pooled ratios, mixing the periods in other proportions per variant, differ.
+    pooled = {v: linearised(first[v] + second[v])[0] for v in VARIANTS}
+    assert abs((pooled["green"] - pooled["control"]) - difference) > 2 * se

@@ -11,13 +11,11 @@ from abpilot.domain.errors import ValidationError
 from abpilot.monitoring.checks import (
     ArmRate,
     ConversionCount,
-    GuardrailComparison,
     SelectionShare,
     Status,
     arm_dominance_check,
     average_rating_check,
     conversions_check,
-    guardrail_check,
     min_rate_check,
     selection_dominance_check,
     srm_check,
@@ -231,26 +229,6 @@ class TestConversions:
         assert check.status is Status.ALERT
         assert "'b' has 11 conversions of 'conversion' for 10 exposures" in check.message
         assert [e["variant"] for e in check.figures["exceeded"]] == ["b"]
-
-
-class TestGuardrail:
-    def check(self, harm: Harm, difference: float, p: float) -> Status:
-        comparison = GuardrailComparison(Guardrail("m", harm), "b", difference, p, p)
-        return guardrail_check([comparison], alpha=0.05).status
-
-    def test_p_exactly_alpha_is_fine(self) -> None:
-        assert self.check(Harm.DECREASE, -1.0, 0.05) is Status.OK
-
-    def test_significant_harm_alerts_in_its_direction_only(self) -> None:
-        assert self.check(Harm.DECREASE, -1.0, 0.0499) is Status.ALERT
-        assert self.check(Harm.DECREASE, +1.0, 0.0001) is Status.OK
-        assert self.check(Harm.INCREASE, +1.0, 0.0499) is Status.ALERT
-        assert self.check(Harm.INCREASE, -1.0, 0.0001) is Status.OK
-        assert self.check(Harm.INCREASE, 0.0, 0.0001) is Status.OK
-
-    def test_undefined_comparison_is_not_harm(self) -> None:
-        comparison = GuardrailComparison(Guardrail("m"), "b", None, None, None)
-        assert guardrail_check([comparison], alpha=0.05).status is Status.OK
 
 
 class TestOptions:

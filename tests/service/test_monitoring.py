@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
@@ -349,11 +350,11 @@ def test_event_level_conversions_above_exposures() -> None:
     assert [e["variant"] for e in check.figures["exceeded"]] == ["b"]
 
 
-def test_guardrail_breached_in_its_harmful_direction() -> None:
-    service = service_on(MemoryStore())
+def guarded(service: ExperimentService, key: str, settings: dict[str, Any]) -> str:
+    """An experiment whose variant 'b' raises the errors (60 of 500 units against 10 of 500)
+    and leaves the conversions alone."""
     metrics = [{"key": "conversion"}, {"key": "errors"}]
-    settings = {"monitoring": {"guardrails": {"errors": "increase", "conversion": "decrease"}}}
-    key = running(service, "checkout", metrics=metrics, settings=settings)
+    running(service, key, metrics=metrics, settings=settings)
     events = []
     for variant, errors in (("a", 10), ("b", 60)):
         for i in range(500):
@@ -364,12 +365,61 @@ def test_guardrail_breached_in_its_harmful_direction() -> None:
             if i < errors:
                 events.append(EventInput(CONVERSION, key, unit, metric="errors"))
     service.record_events(events)
-    check = checks(Monitor(service).check_experiment(key))["guardrail"]
+    return key
+
+
+def test_guardrails_of_the_older_setting_are_watched_for_harm() -> None:
+    """``settings.monitoring.guardrails`` folds into the guardrails: each metric listed is
+    watched with margin 0 in its harmful direction by the always-valid test (the mSPRT of the
+    difference of rates, closed form below), monitoring's ``guardrail_harm`` alerts on it, and
+    the decision is the one the experiment has without the setting."""
+    service = service_on(MemoryStore())
+    tau = 0.05
+    legacy = {"errors": "increase", "conversion": "decrease"}
+    key = guarded(
+        service, "checkout", {"analysis": {"tau": tau}, "monitoring": {"guardrails": legacy}}
+    )
+    plain = guarded(service, "plain", {"analysis": {"tau": tau}})
+    analysis = service.analyze_experiment(key)
+    watched = {(c.metric, c.variant): c for c in analysis.guardrails}
+    assert set(watched) == {("errors", "b"), ("conversion", "b")}
+    errors = watched[("errors", "b")]
+    assert (errors.decides, errors.margin, errors.higher_is_better) == (False, 0.0, False)
+    p_a, p_b = 10 / 500, 60 / 500
+    d, v = p_b - p_a, p_a * (1 - p_a) / 500 + p_b * (1 - p_b) / 500
+    log_lambda = 0.5 * math.log(v / (v + tau**2)) + tau**2 * d**2 / (2 * v * (v + tau**2))
+    assert errors.estimate == pytest.approx(d)
+    assert errors.harm_p_value == pytest.approx(min(1.0, math.exp(-log_lambda)), rel=1e-9)
+    assert errors.harm_detected
+    assert errors.harmful
+    assert not watched[("conversion", "b")].harm_detected
+    assert analysis.decision == service.analyze_experiment(plain).decision
+
+    check = checks(Monitor(service).check_experiment(key))["guardrail_harm"]
     assert check.status is Status.ALERT
-    assert "'b' is significantly higher than the control on 'errors'" in check.message
-    assert "on 'conversion'" not in check.message
-    harmful = {(c["metric"], c["harmful"]) for c in check.figures["comparisons"]}
+    assert "'b' harms 'errors'" in check.message
+    assert "'conversion'" not in check.message
+    harmful = {(c["metric"], c["harm_detected"]) for c in check.figures["comparisons"]}
     assert harmful == {("errors", True), ("conversion", False)}
+    assert "guardrail" not in checks(Monitor(service).check_experiment(key))  # one notion
+
+
+def test_a_metric_role_wins_over_the_older_setting() -> None:
+    service = service_on(MemoryStore())
+    metrics = [
+        {"key": "conversion"},
+        {"key": "errors", "role": "guardrail", "margin": 0.2, "higher_is_better": False},
+    ]
+    settings = {"monitoring": {"guardrails": {"errors": "decrease"}}}
+    key = running(service, "both", metrics=metrics, settings=settings)
+    expose(service, key, {"a": 50, "b": 50})
+    (check,) = service.analyze_experiment(key).guardrails
+    assert (check.metric, check.margin, check.higher_is_better, check.decides) == (
+        "errors",
+        0.2,
+        False,
+        True,
+    )
 
 
 @pytest.mark.parametrize(

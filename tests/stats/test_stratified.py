@@ -114,3 +114,47 @@ def test_a_bandit_that_moved_traffic_as_the_world_changed_does_not_fool_the_anal
     pooled = stats.fisher_exact([[136, 2800 - 136], [104, 1200 - 104]]).pvalue
     assert pooled < 1e-4
     assert stats.chisquare([1200, 2800]).pvalue < 1e-100
+
+
+def test_the_sequential_test_within_periods_uses_the_periods_combined_variance() -> None:
+    """Under ``sequential=true`` a value metric compared within periods is the mSPRT (closed
+    form) of the inverse-variance weighted difference with ITS variance, computed here in NumPy
+    from the units of each period, not of the pooled arms."""
+    from abpilot.stats.analysis import Arm, MetricInput, analyse
+    from abpilot.stats.options import AnalysisOptions
+
+    rng = np.random.default_rng(12)
+    sizes = [(200, 200), (300, 60)]  # the weights moved; the world shifted by +5
+    periods, strata = [], []
+    for p, (n_c, n_t) in enumerate(sizes):
+        c, t = rng.normal(10 + 5 * p, 3, n_c), rng.normal(10.6 + 5 * p, 3, n_t)
+        periods.append((c, t))
+        strata.append(
+            Stratum(
+                p,
+                (0.5, 0.5),
+                tuple(
+                    StratumArm(a.size, 0, float(a.mean()), float(np.var(a, ddof=1))) for a in (c, t)
+                ),
+            )
+        )
+    pooled = [np.concatenate([c for c, _ in periods]), np.concatenate([t for _, t in periods])]
+    arms = tuple(
+        Arm(key, i == 0, 0.5, a.size, 0, float(a.mean()), float(np.var(a, ddof=1)))
+        for i, (key, a) in enumerate(zip(("control", "green"), pooled, strict=True))
+    )
+    metric = MetricInput("revenue", False, arms, strata=tuple(strata))
+    tau = 0.5
+    result = analyse([metric], metric="revenue", options=AnalysisOptions(sequential=True, tau=tau))
+    weights = np.array(
+        [1 / (np.var(c, ddof=1) / c.size + np.var(t, ddof=1) / t.size) for c, t in periods]
+    )
+    differences = np.array([t.mean() - c.mean() for c, t in periods])
+    d, v = float(np.dot(weights, differences) / weights.sum()), float(1 / weights.sum())
+    log_lambda = 0.5 * np.log(v / (v + tau**2)) + tau**2 * d**2 / (2 * v * (v + tau**2))
+    half = np.sqrt(v * (v + tau**2) / tau**2 * np.log((v + tau**2) / (v * 0.05**2)))
+    green = result.variants[1]
+    assert result.method == "msprt"
+    assert green.difference == pytest.approx(d, rel=1e-9)
+    assert green.p_value == pytest.approx(min(1.0, float(np.exp(-log_lambda))), rel=1e-9)
+    assert green.difference_ci == pytest.approx((d - half, d + half), rel=1e-9)

@@ -6,7 +6,8 @@ The reference does not count incrementally: it replays the events, keeps each un
 from its first counted exposure (a missing covariate is 0), the dimension values' slots in the
 order they were first seen (new values of one batch in sorted order; past the limit ``other``),
 and each unit's final totals, and computes every sum from them (Σx over exposed units, Σx·T,
-Σmin(T, c), Σmin(T, c)², ΣN·D, and each segment's counters from its units).
+Σx·1[converted] for a binary metric, Σmin(T, c), Σmin(T, c)², Σx·min(T, c), ΣN·D, and each segment's
+counters from its units).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ CAP = 5.0
 METRICS = (
     Metric("revenue", MetricKind.VALUE, covariate="pre", cap_absolute=CAP),
     Metric("orders", MetricKind.BINARY),
+    Metric("signup", MetricKind.BINARY, covariate="pre"),
     Metric("rpo", MetricKind.RATIO, numerator="revenue", denominator="orders"),
 )
 ASSIGN = "assign"
@@ -49,7 +51,7 @@ action = st.tuples(
     st.sampled_from(VARIANTS),
     st.sampled_from([None, *UNITS]),
     st.sampled_from([None, "e0", "e1", "e2", "e3"]),
-    st.sampled_from(["revenue", "orders"]),
+    st.sampled_from(["revenue", "orders", "signup"]),
     st.integers(0, 16).map(lambda quarters: quarters / 4),
     st.sampled_from([None, -1.5, 0.5, 2.0, 3.25]),
     st.sampled_from([None, "nl", "de", "fr"]),
@@ -138,9 +140,12 @@ class Replay:
             "x_sum": sum(u.x for u in exposed),
             "x_squares": sum(u.x * u.x for u in exposed),
             "xy": sum(u.x * total(u, "revenue") for u in units),
+            # A binary metric's y is 1 for a unit that converted, however often.
+            "xy_binary": sum(u.x for u in units if "signup" in u.totals),
             "cap_units": len(revenue),
             "cap_sum": sum(min(total(u, "revenue"), CAP) for u in revenue),
             "cap_squares": sum(min(total(u, "revenue"), CAP) ** 2 for u in revenue),
+            "cap_xy": sum(u.x * min(total(u, "revenue"), CAP) for u in units),
             "nd": sum(total(u, "revenue") * total(u, "orders") for u in units),
         }
 
@@ -152,9 +157,11 @@ def found_sums(c: VariantCounters) -> dict[str, float]:
         "x_sum": x.sum,
         "x_squares": x.sum_squares,
         "xy": derived.cross_sum(c, "revenue"),
+        "xy_binary": derived.cross_sum(c, "signup"),
         "cap_units": capped.units,
         "cap_sum": capped.sum,
         "cap_squares": capped.sum_squares,
+        "cap_xy": derived.capped_cross_sum(c, "revenue"),
         "nd": derived.ratio_cross_sum(c, "rpo"),
     }
 
@@ -220,7 +227,8 @@ def check(store: Store, exp: Experiment, replay: Replay) -> None:
         units = [u for u in replay.units.values() if u.variant == variant]
         got = counters.get(variant, VariantCounters())
         assert found_sums(got) == pytest.approx(replay.derived_sums(units))
-        assert set(got.metrics) <= {"revenue", "orders"}  # no reserved cell among the metrics
+        # No reserved cell among the metrics.
+        assert set(got.metrics) <= {"revenue", "orders", "signup"}
     segments = derived.segments(counters, "country", ["revenue", "orders"])
     expected: dict[str, dict[str, VariantCounters]] = {}
     for (segment, variant), units in _group(replay).items():
@@ -287,11 +295,38 @@ def test_a_unit_exposed_after_converting_joins_its_segment_with_its_totals(store
     c = store.get_counters(exp.id)["v1"]
     assert derived.cross_sum(c, "revenue") == 16.0  # 7·2 when exposed, then 1·2
     assert derived.capped_totals(c, "revenue").sum == CAP
+    assert derived.capped_cross_sum(c, "revenue") == 2.0 * CAP  # min(7, 5)·2, then nothing
     assert derived.ratio_cross_sum(c, "rpo") == 8.0
     nl = derived.segments(store.get_counters(exp.id), "country", ["revenue"])["nl"]["v1"]
     assert nl.metrics["revenue"] == MetricTotals(count=2, units=1, sum=8.0, sum_squares=64.0)
     assert derived.cross_sum(nl, "revenue") == 16.0
     assert derived.ratio_cross_sum(nl, "rpo") == 8.0
+
+
+def test_a_binary_metric_adds_the_covariate_once_per_converting_unit(store: Store) -> None:
+    """y of a binary metric is 0/1 per unit: units converting several times (in one batch, over
+    batches, with values other than 1, before their exposure) add x once to Σxy, as the
+    unit-level definition Σ x·1[converted] gives."""
+    exp, rules = experiment()
+    store.create_experiment(exp)
+    x = {"a": 2.0, "b": -1.5, "c": 3.25, "d": 0.5}
+    store.assign(exp.id, "c", "v1")
+    early = EventRecord(CONVERSION, exp.id, "v1", "c", "signup", 1.0, rules=rules)
+    store.apply_events([early, replace(early, value=4.0)])  # c converts twice before exposure
+    exposures = [
+        EventRecord(EXPOSURE, exp.id, "v1", u, covariates={"pre": x[u]}, rules=rules) for u in x
+    ]
+    convert = EventRecord(CONVERSION, exp.id, "v1", "a", "signup", 1.0, rules=rules)
+    store.apply_events(
+        [*exposures, convert, replace(convert, value=2.5), replace(convert, unit_id="b")]
+    )
+    store.apply_events([convert, replace(convert, unit_id="c", value=0.0)])
+    store.apply_events([replace(convert, unit_id="b", value=7.0)])
+    c = store.get_counters(exp.id)["v1"]
+    converted = {"a", "b", "c"}  # d never converts
+    assert derived.cross_sum(c, "signup") == pytest.approx(sum(x[u] for u in converted))
+    assert c.metrics["signup"].units == len(converted)
+    assert derived.covariate_sums(c, "pre").sum == pytest.approx(sum(x.values()))
 
 
 def test_a_refused_batch_leaves_nothing(store: Store) -> None:

@@ -37,8 +37,18 @@ def plain_metrics() -> list[dict[str, Any]]:
         {"key": "purchase", "kind": "binary", "covariate": "pre_revenue"},
         {"key": "revenue", "kind": "value", "covariate": "pre_revenue"},
         {"key": "orders", "kind": "value"},
-        {"key": "revenue_capped", "kind": "value", "cap": {"absolute": 60.0}},
-        {"key": "revenue_p90", "kind": "value", "cap": {"percentile": 0.9}},
+        {
+            "key": "revenue_capped",
+            "kind": "value",
+            "cap": {"absolute": 60.0},
+            "covariate": "pre_revenue",
+        },
+        {
+            "key": "revenue_p90",
+            "kind": "value",
+            "cap": {"percentile": 0.9},
+            "covariate": "pre_revenue",
+        },
         {"key": "aov", "kind": "ratio", "numerator": "revenue", "denominator": "orders"},
     ]
 

@@ -11,6 +11,7 @@ new table, column or script. Names carry a short digest of the metric, covariate
 - ``~x:<cov>``: covariate sums over exposed units: ``units``, ``sum`` Σx, ``sum_squares`` Σx²;
 - ``~xy:<metric>``: ``sum`` Σxy, x the metric's covariate, y the unit's total;
 - ``~cap:<metric>``: ``sum`` and ``sum_squares`` of the units' totals capped at the absolute cap;
+- ``~cxy:<metric>``: ``sum`` Σ min(y, c)·x, for a metric with an absolute cap and a covariate;
 - ``~nd:<ratio>``: ``sum`` Σ(N·D) over units of the ratio's per-unit totals;
 - ``~pct:<metric>``: a percentile cap's threshold (``sum``; ``count`` 1 when there is one,
   ``units`` the units it is the quantile of), the same in every variant: kept only by a
@@ -31,6 +32,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from abpilot.domain.records import MetricTotals, VariantCounters
 from abpilot.domain.rules import OTHER
@@ -60,6 +62,10 @@ def cross_cell(metric: str) -> str:
 
 def capped_cell(metric: str) -> str:
     return f"~cap:{short(metric)}"
+
+
+def capped_cross_cell(metric: str) -> str:
+    return f"~cxy:{short(metric)}"
 
 
 def ratio_cell(metric: str) -> str:
@@ -106,6 +112,18 @@ def cross_sum(counters: VariantCounters, metric: str) -> float:
 def capped_totals(counters: VariantCounters, metric: str) -> MetricTotals:
     """The metric's totals with every unit's total capped: ``sum`` and ``sum_squares``."""
     return counters.derived.get(capped_cell(metric), MetricTotals())
+
+
+def capped_cross_sum(counters: VariantCounters, metric: str) -> float:
+    """Σ min(y, c)·x over units: y the unit's total of ``metric``, c its absolute cap."""
+    return counters.derived.get(capped_cross_cell(metric), MetricTotals()).sum
+
+
+def with_cross_sum(counters: VariantCounters, metric: str, value: float) -> VariantCounters:
+    """``counters`` with Σxy of ``metric`` replaced by ``value`` (a capped metric's, read as
+    its cross sum by the analysis)."""
+    derived = {**counters.derived, cross_cell(metric): MetricTotals(sum=value)}
+    return replace(counters, derived=derived)
 
 
 def ratio_cross_sum(counters: VariantCounters, ratio: str) -> float:

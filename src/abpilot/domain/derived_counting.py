@@ -9,8 +9,11 @@ are ``abpilot.domain.derived``'s.
 9. **Covariate sums.** A newly exposed unit adds 1, x and x² to ``~x:<cov>`` of its assignment.
 10. **Cross sums.** A unit's total of a metric with a covariate growing by v adds v·x; a unit
     newly exposed adds t·x for its total t so far (it converted before its first exposure).
+    A binary metric's y is 1 once the unit converted (0/1 per unit, as the analysis reads its
+    converting units): its first conversion adds x, later ones nothing, whatever their values.
 11. **Absolute caps.** A total going from t to T adds min(T,c) − min(t,c) and
-    min(T,c)² − min(t,c)².
+    min(T,c)² − min(t,c)²; with a covariate, (min(T,c) − min(t,c))·x to ``~cxy`` (a unit newly
+    exposed adds min(t,c)·x for its total t so far).
 12. **Ratio cross sums.** A unit moving from (N, D) to (N + a, D + b) adds aD + bN + ab (the
     partner's before-total is read even when it has no delta).
 13. **Segments.** A unit's every increment (exposures, unique unit, metric totals, derived sums)
@@ -210,11 +213,15 @@ class DerivedCounting:
             out.append((cells.metric_inner(metric), unit_increment(old, delta), False))
             if metric in rules.covariates:
                 x = self._covariate(unit, rules.covariates[metric])
-                out.append((cells.cross_cell(metric), MetricTotals(sum=delta.total * x), True))
+                y = _cross_y(metric, rules, old, delta)
+                out.append((cells.cross_cell(metric), MetricTotals(sum=y * x), True))
             if metric in rules.caps:
-                out.append(
-                    (cells.capped_cell(metric), _capped(old, delta, rules.caps[metric]), True)
-                )
+                capped = _capped(old, delta, rules.caps[metric])
+                out.append((cells.capped_cell(metric), capped, True))
+                if metric in rules.covariates:
+                    x = self._covariate(unit, rules.covariates[metric])
+                    cross = MetricTotals(sum=capped.sum * x)
+                    out.append((cells.capped_cross_cell(metric), cross, True))
         for unit, out in per_unit.items():
             self._ratios(unit, out, unit_deltas)
         for unit in self.newly:
@@ -287,17 +294,30 @@ class DerivedCounting:
             out.append((cells.metric_inner(metric), MetricTotals(old.count, 1, t, t * t), False))
             if metric in rules.covariates:
                 x = self._covariate(unit, rules.covariates[metric])
-                out.append((cells.cross_cell(metric), MetricTotals(sum=t * x), True))
+                y = _cross_y(metric, rules, ZERO, old)
+                out.append((cells.cross_cell(metric), MetricTotals(sum=y * x), True))
             if metric in rules.caps:
                 capped = min(t, rules.caps[metric])
                 totals = MetricTotals(old.count, 1, capped, capped * capped)
                 out.append((cells.capped_cell(metric), totals, False))
+                if metric in rules.covariates:
+                    x = self._covariate(unit, rules.covariates[metric])
+                    cross = MetricTotals(sum=capped * x)
+                    out.append((cells.capped_cross_cell(metric), cross, True))
         if rules.dimensions:
             for ratio, (num, den) in rules.ratios.items():
                 n, d = prior.get(num), prior.get(den)
                 if n is not None and d is not None:
                     value = n.total * d.total
                     out.append((cells.ratio_cell(ratio), MetricTotals(sum=value), False))
+
+
+def _cross_y(metric: str, rules: ExperimentRules, before: UnitTotals, delta: UnitTotals) -> float:
+    """What a unit's y grows by when its totals of an adjusted ``metric`` go from ``before`` by
+    ``delta`` (rule 10): the values' sum, or for a binary metric 1 at its first conversion."""
+    if metric in rules.binary:
+        return 1.0 if before.count == 0 and delta.count > 0 else 0.0
+    return delta.total
 
 
 def _capped(before: UnitTotals, delta: UnitTotals, cap: float) -> MetricTotals:

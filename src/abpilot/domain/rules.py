@@ -35,9 +35,12 @@ class ExperimentRules:
     """What the counting core keeps beyond the plain counters for one experiment: the covariate
     of each adjusted metric, the absolute cap of each capped one, the (numerator, denominator)
     of each ratio, the declared dimensions and every metric key (a unit's totals so far join
-    its segment at its first exposure)."""
+    its segment at its first exposure). ``binary`` holds the adjusted metrics of kind binary:
+    their y per unit is 1 once the unit converted, whatever its conversions' values or number
+    (the cross sum grows by x at its first conversion only)."""
 
     covariates: Mapping[str, str] = field(default_factory=dict)
+    binary: frozenset[str] = frozenset()
     caps: Mapping[str, float] = field(default_factory=dict)
     ratios: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     dimensions: tuple[str, ...] = ()
@@ -67,6 +70,9 @@ def experiment_rules(experiment: Experiment) -> ExperimentRules | None:
 
     rules = ExperimentRules(
         covariates={m.key: m.covariate for m in experiment.metrics if m.covariate},
+        binary=frozenset(
+            m.key for m in experiment.metrics if m.covariate and m.kind is MetricKind.BINARY
+        ),
         caps={m.key: m.cap_absolute for m in experiment.metrics if m.cap_absolute is not None},
         ratios={
             m.key: (m.numerator or "", m.denominator or "")

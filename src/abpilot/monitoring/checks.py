@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from abpilot.monitoring.options import Guardrail, Harm
 from abpilot.stats.guardrails import GuardrailCheck
 from abpilot.stats.segments import SegmentBreakdown
 from abpilot.stats.srm import MIN_UNITS_PER_VARIANT, SrmCheck
@@ -311,67 +310,6 @@ def conversions_check(counts: Sequence[ConversionCount]) -> Check:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class GuardrailComparison:
-    """A variant against the control on a guardrail metric, from the analysis."""
-
-    guardrail: Guardrail
-    variant: str
-    difference: float | None
-    p_value: float | None
-    p_value_adjusted: float | None
-
-
-def _harmful(c: GuardrailComparison, alpha: float) -> bool:
-    if c.p_value is None or c.difference is None or math.isnan(c.p_value):
-        return False
-    worse = c.difference < 0 if c.guardrail.harm is Harm.DECREASE else c.difference > 0
-    return worse and c.p_value < alpha
-
-
-def guardrail_check(comparisons: Sequence[GuardrailComparison], *, alpha: float) -> Check:
-    """A variant significantly worse than the control on a guardrail metric (two-sided p below
-    ``alpha``, uncorrected, and the difference in the harmful direction): an alert."""
-    harmful = [c for c in comparisons if _harmful(c, alpha)]
-    metrics = list(dict.fromkeys(c.guardrail.metric for c in comparisons))
-    figures: dict[str, Any] = {
-        "alpha": alpha,
-        "comparisons": [
-            {
-                "metric": c.guardrail.metric,
-                "harm": c.guardrail.harm.value,
-                "variant": c.variant,
-                "difference": c.difference,
-                "p_value": c.p_value,
-                "p_value_adjusted": c.p_value_adjusted,
-                "harmful": c in harmful,
-            }
-            for c in comparisons
-        ],
-    }
-    if harmful:
-        details = "; ".join(
-            f"'{c.variant}' is significantly "
-            f"{'lower' if c.guardrail.harm is Harm.DECREASE else 'higher'} than the control on "
-            f"'{c.guardrail.metric}' (difference {c.difference:+.4g}, p = {_p(c.p_value or 0)})"
-            for c in harmful
-        )
-        return Check(
-            "guardrail",
-            Status.ALERT,
-            f"Guardrail breached: {details} at alpha = {alpha:g}.",
-            figures,
-        )
-    return Check(
-        "guardrail",
-        Status.OK,
-        f"No variant is significantly worse than the control on {', '.join(metrics)} "
-        f"(alpha = {alpha:g}).",
-        figures,
-        ran=any(c.p_value is not None for c in comparisons),
-    )
-
-
 def guardrail_harm_check(checks: Sequence[GuardrailCheck], *, alpha: float) -> Check:
     """The guardrail metrics (``"role": "guardrail"``) by the analysis' always-valid test of
     harm, so a daily read keeps false alarms under ``alpha``: an alert when a variant harms one
@@ -390,6 +328,7 @@ def guardrail_harm_check(checks: Sequence[GuardrailCheck], *, alpha: float) -> C
                 "harm_p_value": c.harm_p_value,
                 "harm_detected": c.harm_detected,
                 "harm_ruled_out": c.harm_ruled_out,
+                "decides": c.decides,
             }
             for c in checks
         ],

@@ -7,7 +7,9 @@ What each experiment type is checked for:
 
 - A/B tests and bandits (traffic arrives as exposures and conversions): ``srm``,
   ``arm_dominance`` (bandits), ``min_rate`` (when a minimum rate is set), ``stale``,
-  ``conversions_exceed_exposures`` and ``guardrail`` (when guardrails are listed);
+  ``conversions_exceed_exposures``, ``guardrail_harm`` (when the experiment has guardrails:
+  metrics with ``"role": "guardrail"``, or listed in ``settings.monitoring.guardrails``) and
+  ``heterogeneity`` (when it declares dimensions);
 - contextual bandits (decisions and feedback over the report's days): ``arm_dominance``
   (overall and per context, bandit decisions only), ``min_rate`` (the success rate, when a
   minimum rate is set), ``min_avg_rating`` (the mean rating, when a minimum is set) and ``stale``;
@@ -36,13 +38,11 @@ from abpilot.monitoring.checks import (
     ArmRate,
     Check,
     ConversionCount,
-    GuardrailComparison,
     SelectionShare,
     Status,
     arm_dominance_check,
     average_rating_check,
     conversions_check,
-    guardrail_check,
     guardrail_harm_check,
     heterogeneity_check,
     min_rate_check,
@@ -251,8 +251,8 @@ class Monitor:
             )
         checks.append(stale)
         checks.append(_conversions(experiment, metrics))
-        if options.guardrails:
-            checks.append(self._guardrails(experiment, options))
+        # Every guardrail: the metrics' ``"role": "guardrail"`` and those of
+        # ``settings.monitoring.guardrails``, folded in by the analysis (``reading.watched``).
         if analysis.guardrails:
             checks.append(guardrail_harm_check(analysis.guardrails, alpha=analysis.alpha))
         if experiment.dimensions:
@@ -407,19 +407,6 @@ class Monitor:
                 )
             )
         return found
-
-    def _guardrails(self, experiment: Experiment, options: MonitoringOptions) -> Check:
-        comparisons: list[GuardrailComparison] = []
-        alpha = 0.05
-        for guardrail in options.guardrails:
-            analysis = self.service.analyze_experiment(experiment.id, metric=guardrail.metric)
-            alpha = analysis.alpha
-            comparisons.extend(
-                GuardrailComparison(guardrail, v.key, v.difference, v.p_value, v.p_value_adjusted)
-                for v in analysis.variants
-                if not v.is_control
-            )
-        return guardrail_check(comparisons, alpha=alpha)
 
 
 def _ratings(decisions: Sequence[Decision]) -> list[float]:

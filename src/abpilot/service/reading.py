@@ -21,13 +21,12 @@ from abpilot.domain.experiment import (
     MetricKind,
     MetricRole,
 )
+from abpilot.monitoring.options import Harm, monitoring_options
 from abpilot.service import capping
-from abpilot.stats import ratio
+from abpilot.service.moments import covariate_moments, ratio_arm, ratio_moments, ratio_stratum
 from abpilot.stats.analysis import Analysis, Arm, MetricInput, analyse
 from abpilot.stats.corrections import Correction
-from abpilot.stats.cuped import CovariateMoments, CovariatePeriod
 from abpilot.stats.options import analysis_options
-from abpilot.stats.ratio import RatioMoments
 from abpilot.stats.segments import SegmentBreakdown, breakdown
 from abpilot.stats.stratified import Stratum, StratumArm
 from abpilot.stats.summary import (
@@ -194,7 +193,31 @@ def analyse_experiment(
                 cap,
             )
         )
-    return analyse(inputs, metric=metric_key, options=options)
+    return analyse(inputs, metric=metric_key, options=options, watched=watched(exp, inputs))
+
+
+def watched(exp: Experiment, inputs: list[MetricInput]) -> list[MetricInput]:
+    """``settings.monitoring.guardrails`` (the older setting) folded into the guardrails: each
+    metric listed that is no ``"role": "guardrail"`` is watched for harm with margin 0 (any
+    harm counts), higher being better unless its harm is ``"increase"``; the decision does not
+    read it (the setting never decided a launch), monitoring's ``guardrail_harm`` does."""
+    section = exp.settings.get("monitoring")
+    raw = section.get("guardrails") if isinstance(section, Mapping) else None
+    if not raw:
+        return []
+    # Only this key is read: the other monitoring thresholds never fail an analysis.
+    listed = monitoring_options({"monitoring": {"guardrails": raw}}).guardrails
+    by_key = {m.key: m for m in inputs}
+    return [
+        replace(
+            by_key[g.metric],
+            margin=0.0,
+            margin_relative=False,
+            higher_is_better=g.harm is Harm.DECREASE,
+        )
+        for g in listed
+        if g.metric in by_key and by_key[g.metric].margin is None
+    ]
 
 
 def _metric_key(exp: Experiment, metric: str | None) -> str:
@@ -221,8 +244,9 @@ def segment_breakdown(
     alpha: float | None = None,
 ) -> SegmentBreakdown:
     """``metric`` (default: the primary) analysed per segment of a declared ``dimension`` from
-    its segment counters (the same options as ``analyse_experiment``; over the whole experiment,
-    a percentile cap is not applied within segments), BH across segments and Cochran's Q."""
+    its segment counters (the same options as ``analyse_experiment``; a capped metric at the
+    threshold of the whole experiment, ``capping.segments``), BH across segments and
+    Cochran's Q."""
     metric_key = _metric_key(exp, metric)
     if dimension not in exp.dimensions:
         declared = ", ".join(exp.dimensions) or "none"
@@ -233,16 +257,22 @@ def segment_breakdown(
     options = analysis_options(exp.settings).overridden(
         alpha=alpha, correction=correction, sequential=sequential
     )
-    keys = [m.key for m in exp.metrics]
-    by_segment = derived.segments(store.get_counters(exp.id), dimension, keys)
+    overall = store.get_counters(exp.id)
+    by_segment = derived.segments(overall, dimension, [m.key for m in exp.metrics])
+    everyone = metric_populations(exp, overall)
+    caps = {
+        m.key: capping.segments(
+            store, exp, m, dimension, by_segment, (everyone[m.key].basis, overall)
+        )
+        for m in exp.metrics
+    }
     inputs = {}
     for value, counters in by_segment.items():
         populations = metric_populations(exp, counters)
         found = []
         for m in exp.metrics:
             basis = MetricBasis(populations[m.key].basis, populations[m.key].mixed)
-            absolute = m.cap_absolute is not None
-            cap = capping.capped(store, exp, m, basis.basis, counters, []) if absolute else None
+            cap = caps[m.key].get(value)
             found.append(_metric_input(exp, m, basis, cap.counters if cap else counters, [], cap))
         inputs[value] = found
     return breakdown(dimension, inputs, metric=metric_key, options=options)
@@ -257,9 +287,9 @@ def _metric_input(
     cap: capping.Capped | None,
 ) -> MetricInput:
     """What the analysis takes of metric ``m``: its arms (a capped metric's from its capped
-    totals, a ratio's ratios), per period when weights changed, and its derived moments. A
-    capped metric is not adjusted by its covariate (the stores keep no capped cross sum), and
-    a ratio is compared over the whole experiment (no per-period form yet)."""
+    totals, a ratio's ratios), per period when weights changed, and its derived moments (a
+    capped metric's cross sum is the capped one, ``abpilot.service.capping``; a ratio's
+    periods hold each variant's ratio and delta-method variance, ``abpilot.service.moments``)."""
     arms = []
     for v in exp.variants:
         c = counters.get(v.key) or VariantCounters()
@@ -276,18 +306,17 @@ def _metric_input(
                 name=v.name,
             )
         )
-    ratios = _ratio_moments(exp, m, basis.basis, counters)
+    ratios = ratio_moments(exp, m, basis.basis, counters)
     if ratios:
-        arms = [_ratio_arm(a, r) for a, r in zip(arms, ratios, strict=True)]
-    moments: tuple[CovariateMoments, ...] = ()
-    by_period: tuple[CovariatePeriod, ...] = ()
-    if cap is None:
-        moments, by_period = _covariate_moments(exp, m, basis.basis, counters, periods)
+        arms = [ratio_arm(a, r) for a, r in zip(arms, ratios, strict=True)]
+    moments, by_period = covariate_moments(exp, m, basis.basis, counters, periods)
     strata = tuple(
         Stratum(
             period=period,
             weights=weights,
-            arms=tuple(_stratum_arm(by.get(v.key), m.key, basis.basis) for v in exp.variants),
+            arms=tuple(_stratum_arm(by.get(v.key), m.key, basis.basis) for v in exp.variants)
+            if not ratios
+            else tuple(ratio_stratum(r) for r in ratio_moments(exp, m, basis.basis, by)),
         )
         for period, weights, by in periods
     )
@@ -296,7 +325,7 @@ def _metric_input(
         binary=m.kind is MetricKind.BINARY,
         arms=tuple(arms),
         ratio_moments=ratios,
-        strata=() if ratios else strata,
+        strata=strata,
         basis=basis.basis.value,
         mixed_populations=basis.mixed_populations,
         higher_is_better=m.higher_is_better,
@@ -307,78 +336,6 @@ def _metric_input(
         covariate_periods=by_period,
         cap=None if cap is None else cap.cap,
         cap_percentile=None if cap is None else cap.percentile,
-    )
-
-
-def _ratio_moments(
-    exp: Experiment, metric: Metric, basis: Basis, counters: Mapping[str, VariantCounters]
-) -> tuple[RatioMoments, ...]:
-    """Each variant's sums of a ratio ``metric``'s numerator and denominator per unit totals
-    and their cross sum (none for another kind)."""
-    if metric.kind is not MetricKind.RATIO:
-        return ()
-    found = []
-    for v in exp.variants:
-        c = counters.get(v.key) or VariantCounters()
-        numerator = c.metrics.get(metric.numerator or "", _ZERO)
-        denominator = c.metrics.get(metric.denominator or "", _ZERO)
-        found.append(
-            RatioMoments(
-                n=summarise(_ZERO, c, basis).n,
-                sum_numerator=numerator.sum,
-                sum_numerator_squares=numerator.sum_squares,
-                sum_denominator=denominator.sum,
-                sum_denominator_squares=denominator.sum_squares,
-                sum_products=derived.ratio_cross_sum(c, metric.key),
-            )
-        )
-    return tuple(found)
-
-
-def _ratio_arm(arm: Arm, moments: RatioMoments) -> Arm:
-    """A variant of a ratio metric: its mean is the ratio, its variance per unit the delta
-    method's (n times the variance of the ratio)."""
-    found = ratio.estimate(moments)
-    variance = None if found.variance is None else found.variance * found.n
-    return replace(arm, mean=found.ratio, variance=variance)
-
-
-def _covariate_moments(
-    exp: Experiment,
-    metric: Metric,
-    basis: Basis,
-    counters: Mapping[str, VariantCounters],
-    periods: list[tuple[int, tuple[float, ...], Mapping[str, VariantCounters]]],
-) -> tuple[tuple[CovariateMoments, ...], tuple[CovariatePeriod, ...]]:
-    """Each variant's CUPED moments of an adjusted ``metric`` (none without a covariate), in
-    total and per period of constant weights."""
-    if not metric.covariate:
-        return (), ()
-
-    def arms(by_variant: Mapping[str, VariantCounters]) -> tuple[CovariateMoments, ...]:
-        return tuple(
-            _moments(by_variant.get(v.key) or VariantCounters(), metric, basis)
-            for v in exp.variants
-        )
-
-    return arms(counters), tuple(
-        CovariatePeriod(period, weights, arms(by_variant))
-        for period, weights, by_variant in periods
-    )
-
-
-def _moments(counters: VariantCounters, metric: Metric, basis: Basis) -> CovariateMoments:
-    """A variant's moments over its population: y the unit's total (a binary metric's
-    converting units with sum(y^2) = sum(y)), x its covariate (0 when its exposure had none)."""
-    covariate = derived.covariate_sums(counters, metric.covariate or "")
-    cross = derived.cross_sum(counters, metric.key)
-    summary = summarise(counters.metrics.get(metric.key, _ZERO), counters, basis)
-    if metric.kind is MetricKind.BINARY:
-        return CovariateMoments.binary(
-            summary.n, summary.conversions, covariate.sum, covariate.sum_squares, cross
-        )
-    return CovariateMoments(
-        summary.n, summary.sum, summary.sum_squares, covariate.sum, covariate.sum_squares, cross
     )
 
 

@@ -108,12 +108,15 @@ def analyse(
     metric: str,
     options: AnalysisOptions,
     primary: str | None = None,
+    watched: Sequence[MetricInput] = (),
 ) -> Analysis:
     """Analyse ``metric``. Multiple comparisons are corrected within two families: the primary
     metric (``primary``, by default the first of ``metrics``) over its variants, and the other
     metrics together over every variant on each. The sample size is planned at alpha divided by
     the size of the analysed metric's family, so the plan and the correction agree, and adding a
-    secondary metric changes neither the primary metric's correction nor its plan."""
+    secondary metric changes neither the primary metric's correction nor its plan. ``watched``
+    are metrics (with a margin and a direction) watched for harm only: their guardrail checks
+    join ``guardrails`` with ``decides`` False, and the decision does not read them."""
     primary = primary or metrics[0].key
     compared = {m.key: compare_metric(m, options) for m in metrics}
     checks = tuple(
@@ -130,7 +133,13 @@ def analyse(
         progress=head.sample_size.progress,
         guardrails=checks,
     )
-    own = {c.variant: c for c in checks if c.metric == metric}
+    checks += tuple(
+        replace(check, decides=False) for m in watched for check in guardrail_checks(m, options)
+    )
+    own: dict[str, guardrails.GuardrailCheck] = {}
+    for check in checks:
+        if check.metric == metric:
+            own.setdefault(check.variant, check)
     variants = tuple(replace(v, guardrail=own.get(v.key)) for v in result.variants)
     return replace(result, variants=variants, guardrails=checks, decision=decision)
 

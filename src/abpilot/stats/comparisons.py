@@ -49,6 +49,8 @@ def _compare(metric: MetricInput, i: int, c: int, options: AnalysisOptions) -> C
     if metric.stratified:
         compare = stratified.compare_binary if metric.binary else stratified.compare_means
         comparison = compare(metric.strata, i, c, options.alpha)
+        if metric.ratio_moments:  # each period's arms hold their ratio and its variance
+            comparison = replace(comparison, method="delta_ratio_stratified")
     elif metric.binary:
         if arm.successes > arm.n or control.successes > control.n:
             return Comparison(None, None, None, None, None, "fisher_exact")
@@ -74,18 +76,22 @@ def _sequential(
     comparison: Comparison, metric: MetricInput, arm: Arm, control: Arm, options: AnalysisOptions
 ) -> Comparison:
     """The always-valid p-value, difference interval and lift interval (the mSPRT of the lift
-    with its delta-method variance and the mixing scale relative to the control)."""
+    with its delta-method variance and the mixing scale relative to the control). Within
+    periods, the mSPRT of the periods' combined difference with its variance (the lift's over
+    the control's pooled rate or mean squared, taken as known)."""
     tau = mixing_scale(metric, control, options)
-    variance = difference_variance(metric, arm, control)
+    base = rate(control) if metric.binary else control.mean
+    if metric.stratified:
+        variance = comparison.variance or 0.0
+    else:
+        variance = difference_variance(metric, arm, control)
     result = (
         None if tau is None else msprt(comparison.difference or 0.0, variance, tau, options.alpha)
     )
     lift_ci = None
-    base = rate(control) if metric.binary else control.mean
     if tau is not None and comparison.lift is not None and base:
-        lift = msprt(
-            comparison.lift, lift_variance(metric, arm, control), tau / abs(base), options.alpha
-        )
+        relative = variance / base**2 if metric.stratified else lift_variance(metric, arm, control)
+        lift = msprt(comparison.lift, relative, tau / abs(base), options.alpha)
         lift_ci = None if lift is None else lift.ci
     return Comparison(
         difference=comparison.difference,
@@ -130,7 +136,13 @@ def _ratio(metric: MetricInput, i: int, c: int, options: AnalysisOptions) -> Com
 
 
 def _posteriors(metric: MetricInput, options: AnalysisOptions) -> list[Posterior] | None:
-    if metric.covariate_moments and not metric.binary and not metric.stratified:
+    """Each variant's posterior; an adjusted metric's (binary too) are normal, of the CUPED
+    arms (within periods, standardised over the adjusted periods), as its comparison is."""
+    if metric.covariate_moments and metric.stratified:
+        periods = metric.covariate_periods
+        strata = cuped.adjusted_strata(periods, cuped.period_theta(periods))
+        return stratified.standardised_posteriors(strata, False, options.prior)
+    if metric.covariate_moments:
         adjusted = cuped.cuped(metric.covariate_moments, control=control_index(metric)).arms
         found = [normal_posterior(a.mean, a.variance, a.n) for a in adjusted]
         return None if any(p is None for p in found) else [p for p in found if p is not None]
@@ -148,7 +160,7 @@ def compare_metric(metric: MetricInput, options: AnalysisOptions) -> Compared:
     """Each variant's comparison with the control (None for the control), the probability of
     being best and the posteriors (None when undefined)."""
     c = control_index(metric)
-    compare = _ratio if metric.ratio_moments else _compare
+    compare = _ratio if metric.ratio_moments and not metric.stratified else _compare
     comparisons: list[Comparison | None] = [
         None if arm.is_control else compare(metric, i, c, options)
         for i, arm in enumerate(metric.arms)
@@ -243,11 +255,43 @@ def _adjusted_periods(
     return adjusted, (found.theta, found.variance_reduction)
 
 
+def _adjusted_estimate(metric: MetricInput, i: int, c: int) -> guardrails.Estimate | None:
+    """An adjusted guardrail's estimate, from the CUPED comparison the analysis reports: the
+    adjusted difference with its variance and Welch's degrees of freedom, or the adjusted lift
+    with gbstats' delta-method variance; within periods, the per-period adjusted difference
+    (over the control's pooled unadjusted mean, taken as known, for a lift)."""
+    if metric.stratified:
+        periods = metric.covariate_periods
+        found = cuped.compare_periods(periods, i, c).adjusted
+        if found.difference is None or found.variance is None:
+            return None
+        if not metric.margin_relative:
+            return guardrails.Estimate(found.difference, found.variance)
+        base = sum((p.arms[c] for p in periods), cuped.CovariateMoments(0, 0, 0, 0, 0, 0))
+        scale = abs(base.mean_y)
+        if not scale:
+            return None
+        return guardrails.Estimate(found.difference / scale, found.variance / scale**2)
+    moments = metric.covariate_moments
+    e = cuped.compare(moments[i], moments[c], theta=cuped.pooled_theta(moments)).adjusted
+    if metric.margin_relative:
+        if e.lift is None or e.lift_variance is None:
+            return None
+        return guardrails.Estimate(e.lift, e.lift_variance)
+    if e.difference is None or e.variance is None:
+        return None
+    return guardrails.Estimate(e.difference, e.variance, e.df)
+
+
 def _estimate(metric: MetricInput, i: int, c: int) -> guardrails.Estimate | None:
     """The fixed-horizon estimate a guardrail is tested on: the difference (of rates with the
     unpooled variance, of means with Welch's degrees of freedom), or with a relative margin the
     lift with its delta-method variance. Across periods of constant weights, the stratified
-    difference (over the control's pooled rate or mean, taken as known, for a lift)."""
+    difference (over the control's pooled rate or mean, taken as known, for a lift). An adjusted
+    metric's is CUPED's (``_adjusted_estimate``); a ratio metric's arms hold each variant's
+    ratio and delta-method variance, so the same formulas give the delta-method estimate."""
+    if metric.covariate_moments:
+        return _adjusted_estimate(metric, i, c)
     arm, control = metric.arms[i], metric.arms[c]
     base = rate(control) if metric.binary else control.mean
     if metric.stratified:

@@ -38,7 +38,8 @@ class Estimate:
 class GuardrailCheck:
     """One variant on one guardrail. ``estimate`` is the difference (or, with a relative margin,
     the lift) against the control; ``bound`` its one-sided 1 - alpha bound on the harmful side
-    (the worst change the data leave plausible); ``p_value`` the non-inferiority test's."""
+    (the worst change the data leave plausible); ``p_value`` the non-inferiority test's;
+    ``decides`` whether the decision reads it."""
 
     metric: str
     variant: str
@@ -52,6 +53,9 @@ class GuardrailCheck:
     harm_p_value: float | None
     harm_detected: bool
     method: str
+    # False for a metric watched for harm only (``settings.monitoring.guardrails``, the older
+    # setting): monitoring reads its harm test, the decision does not.
+    decides: bool = True
 
     @property
     def harmful(self) -> bool:

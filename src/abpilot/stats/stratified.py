@@ -7,7 +7,8 @@ comparison is made within periods of constant weights (strata) and then combined
 - binary metrics: the Cochran-Mantel-Haenszel test (statsmodels' StratifiedTable) for the p-value,
   the inverse-variance weighted difference of rates with its interval, and the Mantel-Haenszel
   risk ratio for the lift;
-- value metrics: the inverse-variance weighted difference of means and its z-test;
+- value metrics: the inverse-variance weighted difference of means and its z-test (ratio
+  metrics too, each period's arms holding their ratio and delta-method variance);
 - sample ratio mismatch: each period's units against the weights in force in that period; the
   chi-square statistics and degrees of freedom add up over periods;
 - Bayesian view: posteriors of the standardised rate sum_k w_k p_ik, with w_k the share of all
@@ -137,8 +138,8 @@ def compare_means(strata: Sequence[Stratum], i: int, c: int, alpha: float = 0.05
 
     differences, weights = [], []
     for t, k in _informative(strata, i, c):
-        if t.n < 2 or k.n < 2:
-            continue
+        if t.n < 2 or k.n < 2 or None in (t.mean, k.mean, t.variance, k.variance):
+            continue  # (a ratio without a denominator in the period has neither)
         var = (t.variance or 0.0) / t.n + (k.variance or 0.0) / k.n
         if var <= 0:
             continue

@@ -9,6 +9,7 @@ the reserved cell name of ``abpilot.domain.derived`` (``~x``, ``~xy``, ``~cap``,
   column of the unit's first exposure row (a missing value counts as 0, the unit still counts);
 - ``~xy:<metric>``: Σ x·y over the units with a total y of the metric;
 - ``~cap:<metric>``: converting units, Σ min(y, c), Σ min(y, c)²;
+- ``~cxy:<metric>``: Σ min(y, c)·x, for a capped metric adjusted by a covariate;
 - ``~pct:<metric>``: a percentile cap's threshold c, once for the experiment (``variant`` ''):
   ``Percentile`` of every exposed unit's total, of every variant pooled, a unit without one
   counting as 0 (``abpilot.stats.capping``'s definition); ``count`` 1 when there is one, and
@@ -98,17 +99,35 @@ def cross_part(i: int, key: str, per_unit: Any, x: str) -> Select[Any]:
     ).group_by(*keys)
 
 
+def _capped(i: int, per_unit: Any, cap: ColumnElement[Any]) -> ColumnElement[Any]:
+    total = per_unit.c[f"total_{i}"]
+    return sa.case((total > cap, cap), else_=total)
+
+
 def capped_part(i: int, key: str, per_unit: Any, cap: ColumnElement[Any]) -> Select[Any]:
     """``~cap:<metric>``: the units' totals of metric ``i`` capped at ``cap``."""
     keys = keys_of(per_unit)
-    total = per_unit.c[f"total_{i}"]
-    capped = sa.case((total > cap, cap), else_=total)
+    capped = _capped(i, per_unit, cap)
     return _row(
         cell(f"capped_{i}", derived.capped_cell(key)),
         keys,
         units=sa.func.count(),
         total=sa.func.sum(capped),
         squares=sa.func.sum(capped * capped),
+    ).group_by(*keys)
+
+
+def capped_cross_part(
+    i: int, key: str, per_unit: Any, cap: ColumnElement[Any], x: str
+) -> Select[Any]:
+    """``~cxy:<metric>``: Σ min(y, c)·x over the units with a total of metric ``i``, which the
+    covariate adjustment of a capped metric reads in place of Σxy."""
+    keys = keys_of(per_unit)
+    product = _capped(i, per_unit, cap) * zero_if_null(per_unit.c[x])
+    return _row(
+        cell(f"capped_cross_{i}", derived.capped_cross_cell(key)),
+        keys,
+        total=sa.func.sum(product),
     ).group_by(*keys)
 
 

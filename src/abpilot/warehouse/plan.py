@@ -217,16 +217,23 @@ def _derived_parts(
     """The derived cells of metric ``i`` beside its own: Σxy of its covariate, its capped
     sums (and a percentile cap's threshold)."""
     found: list[Select[Any]] = []
+
+    def capped(cap: ColumnElement[Any]) -> list[Select[Any]]:
+        parts = [derived_plan.capped_part(i, key, per_unit, cap)]
+        if key in options.covariates:
+            x = x_of[options.covariates[key]]
+            parts.append(derived_plan.capped_cross_part(i, key, per_unit, cap, x))
+        return parts
+
     if key in options.covariates:
         found.append(derived_plan.cross_part(i, key, per_unit, x_of[options.covariates[key]]))
     if key in options.caps:
         cap = sa.bindparam(f"cap_{i}", options.caps[key], _FLOAT)
-        found.append(derived_plan.capped_part(i, key, per_unit, cap))
+        found.extend(capped(cap))
     if key in options.percentile_caps:
         threshold = derived_plan.threshold(i, options.percentile_caps[key], first, per_unit)
         found.append(derived_plan.threshold_part(i, key, threshold, first))
-        value = sa.select(threshold.c.threshold).scalar_subquery()
-        found.append(derived_plan.capped_part(i, key, per_unit, value))
+        found.extend(capped(sa.select(threshold.c.threshold).scalar_subquery()))
     return found
 
 

@@ -16,7 +16,8 @@ class GuardrailRead(BaseModel):
     """A variant on a guardrail metric: ``estimate`` is the difference with the control (the
     lift with a relative margin), ``bound`` its one-sided 1 - alpha bound on the harmful side,
     ``p_value`` the one-sided test of harm beyond the margin (``harm_ruled_out`` below alpha),
-    ``harm_p_value`` the always-valid test of any harm (``harm_detected``)."""
+    ``harm_p_value`` the always-valid test of any harm (``harm_detected``); ``decides`` is
+    false for a metric watched for harm only (``settings.monitoring.guardrails``)."""
 
     metric: str
     variant: str
@@ -30,6 +31,7 @@ class GuardrailRead(BaseModel):
     harm_p_value: float | None
     harm_detected: bool
     method: str
+    decides: bool = True
 
 
 class DecisionReasonRead(BaseModel):
