@@ -102,6 +102,17 @@ def test_ratio_metric_matches_the_delta_method_on_the_units(client: TestClient, 
     assert (r_t / r_c - 1) - low < 2.1 * lift_se
 
 
+def test_a_ratio_with_data_is_not_reported_as_having_none(client: TestClient) -> None:
+    """A ratio has no conversions of its own: its data are its parts' totals."""
+    running(client, metrics=METRICS)
+    empty = client.get(f"{API}/experiments/button/analysis?metric=rpo").json()
+    assert empty["reason"] == "insufficient_data"
+    post(client, unit_orders(5))
+    body = client.get(f"{API}/experiments/button/analysis?metric=rpo").json()
+    assert body["variants"][1]["p_value"] is not None
+    assert body["reason"] != "insufficient_data", body["message"]
+
+
 def test_sequential_ratio_is_always_valid(client: TestClient) -> None:
     tau = 3.0
     running(client, metrics=METRICS, settings={"analysis": {"tau": tau}})

@@ -200,8 +200,14 @@ def verdict(
                 "conversions with unit ids (each unit converts once), or check the tracking"
             ),
         )
-    if sum(r.conversions for r in results) == 0:
-        what = "conversions" if metric.binary else "values"
+    if metric.ratio_moments:  # a ratio's data are its parts' totals, not conversions of its own
+        empty = all(m.sum_denominator == 0 for m in metric.ratio_moments)
+    else:
+        empty = sum(r.conversions for r in results) == 0
+    if empty:
+        what = (
+            "conversions" if metric.binary else "denominators" if metric.ratio_moments else "values"
+        )
         return None, Reason.INSUFFICIENT_DATA, f"no {what} yet in any variant"
     if srm.flagged:
         return (
