@@ -72,6 +72,7 @@ def resolve_events(
     now: datetime,
     field_prefix: Callable[[int], str] = lambda i: "",
     new_metrics: dict[str, list[Metric]] | None = None,
+    read_assignments: bool = True,
 ) -> list[EventRecord]:
     """Validate every event and resolve its variant; raise on the first bad one.
 
@@ -86,6 +87,13 @@ def resolve_events(
     has open metrics and ``new_metrics`` is given: then the metric is added there (experiment id
     -> metrics, the kind set by the first such conversion) for the caller to register before the
     records are counted.
+
+    Without ``read_assignments`` no stored assignment is read: a conversion of a unit that no
+    earlier exposure of the batch assigned ``needs_assignment`` (the store's counting step
+    refuses it if the unit has none), and an exposure takes the variant it names or its hash
+    (the step counts it under the unit's stored assignment anyway). A refusal there may be
+    one the stored assignment would have avoided (a unit outside today's traffic that was
+    assigned before): the caller then resolves again reading them.
     """
     experiments: dict[str, Experiment] = {}
     for i, event in enumerate(events):  # the events' own fields first: no store call before
@@ -104,7 +112,8 @@ def resolve_events(
     periods: dict[str, int] = {}
     for ref, experiment in experiments.items():
         units = {e.unit_id for e in events if e.experiment == ref and e.unit_id is not None}
-        known[experiment.id] = stored_assignments(experiment.id, units) if units else {}
+        read = units and read_assignments
+        known[experiment.id] = stored_assignments(experiment.id, units) if read else {}
         periods[experiment.id] = current_period(experiment)
     records = []
     rules: dict[tuple[str, int], ExperimentRules | None] = {}
@@ -119,7 +128,16 @@ def resolve_events(
             if version not in rules:
                 rules[version] = experiment_rules(experiment)
             records.append(
-                _resolve(event, experiment, assigned, bucketing, period, now, rules[version])
+                _resolve(
+                    event,
+                    experiment,
+                    assigned,
+                    bucketing,
+                    period,
+                    now,
+                    rules[version],
+                    read=read_assignments,
+                )
             )
         except AbpilotError as error:
             raise _prefixed(error, field_prefix(i)) from None
@@ -183,6 +201,8 @@ def _resolve(
     period: int,
     now: datetime,
     rules: ExperimentRules | None = None,
+    *,
+    read: bool = True,
 ) -> EventRecord:
     unit, variant = event.unit_id, event.variant
     if variant is not None and experiment.variant(variant) is None:
@@ -230,7 +250,7 @@ def _resolve(
             f"metric '{metric.key}' is a value metric; the conversion needs a value", field="value"
         )
     value = 1.0 if event.value is None else check_number(event.value, field="value")
-    if unit is not None and stored is None:
+    if unit is not None and stored is None and read:
         raise UnitNotAssigned(
             f"unit '{unit}' was never assigned in experiment '{experiment.key}'; assign it or "
             "record its exposure first",
@@ -238,6 +258,7 @@ def _resolve(
         )
     if unit is None and variant is None:
         raise ValidationError("a conversion needs a unit_id or a variant", field="variant")
+    # Without a read assignment (``read`` off) a unit's conversion ``needs_assignment``.
     return EventRecord(
         EventKind.CONVERSION,
         experiment.id,
@@ -249,6 +270,7 @@ def _resolve(
         period=period,
         received_at=now,
         rules=rules,
+        needs_assignment=unit is not None and stored is None,
     )
 
 

@@ -44,7 +44,7 @@ from abpilot.domain.counting import (
     count_events,
     count_exposure,
 )
-from abpilot.domain.errors import StoreUnavailable
+from abpilot.domain.errors import DefinitionChanged, StoreUnavailable, UnitNotAssigned
 from abpilot.domain.records import METRIC_FIELDS
 from abpilot.store.base import (
     ApplyResult,
@@ -254,6 +254,8 @@ class _Plan:
         # (kind, key index or indexes) -> (members, expected); (op, key index) -> args
         self.checks: dict[tuple[str, int | tuple[int, ...]], tuple[list[str], list[object]]] = {}
         self.writes: dict[tuple[str, int], list[str]] = {}
+        # Experiments whose stored definition must still have this version (read and checked).
+        self.guards: dict[str, int] = {}
 
     def key(self, experiment_id: str, name: str) -> int:
         return self._keys.setdefault((experiment_id, name), len(self._keys) + 1)
@@ -280,11 +282,29 @@ class _Plan:
                 fields = [f for metric, unit in unit_metrics for f in _unit_fields(metric, unit)]
                 self.reads.append(["h", self.key(exp, "units"), fields])
 
+    def guard(self, versions: Mapping[str, int]) -> None:
+        """Write nothing unless each experiment's definition still has its version: read (so a
+        refusal tells which changed) and checked by the script before any write."""
+        self.guards = dict(versions)
+        for exp, version in self.guards.items():
+            self.checks[("h", self.key(exp, "def"))] = (["version"], [str(version)])
+
+    def changed(self, found: Any) -> str | None:
+        """After a refused call: an experiment whose definition is not the guarded version."""
+        if not self.guards or not isinstance(found, list):
+            return None
+        tail = found[len(found) - len(self.guards) :]
+        for (exp, version), got in zip(self.guards.items(), tail, strict=True):
+            if got != [str(version)]:
+                return exp
+        return None
+
     def arguments(self) -> tuple[int, list[str]]:
         """The number of keys, and the keys followed by the JSON plan: EVALSHA's arguments."""
+        reads = self.reads + [["h", self.key(exp, "def"), ["version"]] for exp in self.guards]
         checks = [[kind, k, *lists] for (kind, k), lists in self.checks.items()]
         writes = [[op, k, args] for (op, k), args in self.writes.items()]
-        plan = json.dumps([self.reads, checks, writes], ensure_ascii=False, separators=(",", ":"))
+        plan = json.dumps([reads, checks, writes], ensure_ascii=False, separators=(",", ":"))
         keys = [self._store._key(exp, name) for exp, name in self._keys]
         return len(keys), [*keys, plan]
 
@@ -545,7 +565,24 @@ class RedisIntake(RedisEventIds):
             return ApplyResult(applied, duplicates, per_experiment=len(groups) > 1)
         return self._apply_together(events)
 
-    def _apply_together(self, events: Sequence[EventRecord]) -> ApplyResult:
+    @reachable
+    def apply_current_events(
+        self, events: Sequence[EventRecord], versions: Mapping[str, int]
+    ) -> ApplyResult:
+        # Replaces the default: on one server the definition (``{id}:def``) shares the
+        # experiment's slot, so the script checks its version before it writes, in the same
+        # call as the counting. On a cluster the definitions live under ``{index}``: read first.
+        if self._cluster or not events:
+            for experiment_id, version in versions.items():
+                stored = self._client.hget(self._definition(experiment_id), "version")
+                if stored is None or int(stored) != version:
+                    raise DefinitionChanged(experiment_id)
+            return self.apply_events(events)
+        return self._apply_together(events, versions)
+
+    def _apply_together(
+        self, events: Sequence[EventRecord], versions: Mapping[str, int] | None = None
+    ) -> ApplyResult:
         def count(step: CountingStep) -> ApplyResult:
             counted = count_events(step, events)
             return ApplyResult(applied=counted.applied, duplicates=counted.duplicates)
@@ -553,7 +590,12 @@ class RedisIntake(RedisEventIds):
         guess = self._guess_nothing_stored()
         at = claim_time(events)
         return self._count(
-            lambda: batch_keys(events), count, guess=guess, read_along=False, claimed_at=at
+            lambda: batch_keys(events),
+            count,
+            guess=guess,
+            read_along=False,
+            claimed_at=at,
+            versions=versions,
         )
 
     def _count(
@@ -564,6 +606,7 @@ class RedisIntake(RedisEventIds):
         guess: bool,
         read_along: bool,
         claimed_at: datetime | None,
+        versions: Mapping[str, int] | None = None,
     ) -> T:
         """Run ``count`` on a snapshot of what it may touch (``keys``) and commit its writes if
         nothing it read has changed; otherwise count again on a fresh snapshot.
@@ -573,10 +616,15 @@ class RedisIntake(RedisEventIds):
         nothing and costs one more call: the read, which ``read_along`` sends with the guess
         (one unit's few fields: a returning unit costs two calls, as reading first would) and
         which a batch makes only when needed, since a batch guesses only while recent batches'
-        guesses held (``_guess_nothing_stored``)."""
+        guesses held (``_guess_nothing_stored``).
+
+        With ``versions`` the call also checks each experiment's definition version (the
+        script, before any write) and raises ``DefinitionChanged`` when one differs. A refusal
+        the counting raises (``UnitNotAssigned``) stands only when counted on what was read,
+        never on a guess."""
         keys = functools.cache(keys)  # computed once, and only if needed
         at = claim_time([]) if claimed_at is None else claimed_at
-        state = None if guess else self._read(keys(), at)
+        state = None if guess else self._read(keys(), at, versions)
         if state is not None and not read_along:
             self._note_guess(state.empty)
         for attempt in range(MAX_ATTEMPTS):
@@ -587,8 +635,16 @@ class RedisIntake(RedisEventIds):
             # (mostly new units, or it would not guess) with nothing: remembering a thousand
             # units per batch cost more than it saved.
             current = state or (self._known.guess(keys().units) if read_along else _Snapshot())
-            result = count(_RedisStep(plan, current))
-            if not plan.writes and state is not None:
+            try:
+                result = count(_RedisStep(plan, current))
+            except UnitNotAssigned:
+                if state is not None:
+                    raise
+                state = self._read(keys(), at, versions)  # a guess refused: count on the store
+                continue
+            if versions:
+                plan.guard(versions)
+            elif not plan.writes and state is not None:
                 # Nothing to change, and nothing read can change back (ids stay claimed,
                 # assignments stay stored): the read is the answer.
                 return result
@@ -601,10 +657,13 @@ class RedisIntake(RedisEventIds):
                 if read_along:
                     self._known.remember(current)  # now true: what was read and written
                 return result
+            changed = plan.changed(found)
+            if changed is not None:
+                raise DefinitionChanged(changed)
             if state is None and read_along:
                 state = snapshot(keys(), found)
             else:
-                state = self._read(keys(), at)
+                state = self._read(keys(), at, versions)
             if read_along:
                 self._known.remember(state)
         raise StoreUnavailable(
@@ -622,10 +681,20 @@ class RedisIntake(RedisEventIds):
     def _note_guess(self, nothing_stored: bool) -> None:
         self._guess_rate = 0.9 * self._guess_rate + (0.1 if nothing_stored else 0.0)
 
-    def _read(self, keys: BatchKeys, claimed_at: datetime) -> _Snapshot:
+    def _read(
+        self, keys: BatchKeys, claimed_at: datetime, versions: Mapping[str, int] | None = None
+    ) -> _Snapshot:
+        """A snapshot of what ``keys`` name; with ``versions``, raises ``DefinitionChanged``
+        when a definition has another version (a refusal is then never counted on)."""
         plan = _Plan(self, claimed_at)
         plan.read_snapshot(keys)
-        return snapshot(keys, self._run(plan)[1])
+        if versions:
+            plan.guard(versions)
+        found = self._run(plan)[1]
+        changed = plan.changed(found)
+        if changed is not None:
+            raise DefinitionChanged(changed)
+        return snapshot(keys, found)
 
     def _run(self, plan: _Plan) -> tuple[bool, Any]:
         """Call ``_STEP`` with ``plan``: whether it wrote, and what its reads found. A server
