@@ -230,10 +230,13 @@ def latest_received(events: Iterable[EventRecord]) -> dict[str, datetime]:
     """Per experiment, the latest ``received_at`` (UTC) of these events; events without one
     are left out."""
     latest: dict[str, datetime] = {}
+    seen: tuple[str, datetime | None] = ("", None)  # a batch's events share one time
     for event in events:
-        if event.received_at is None:
+        at = event.received_at
+        if at is None or (at is seen[1] and event.experiment_id == seen[0]):
             continue
-        moment = as_utc(event.received_at)
+        seen = (event.experiment_id, at)
+        moment = as_utc(at)
         if event.experiment_id not in latest or moment > latest[event.experiment_id]:
             latest[event.experiment_id] = moment
     return latest

@@ -396,6 +396,14 @@ class _RedisStep:
         for exp, group in itertools.groupby(pairs, key=operator.itemgetter(0)):
             members, expected = self._plan.check("s", exp, name)
             adds = self._plan.write("sadd", exp, name)
+            if not known:  # nothing read is held (a guess): every member is new
+                fresh = list(group)
+                names = [pair[1] for pair in fresh]
+                members.extend(names)
+                expected.extend(itertools.repeat(0, len(names)))
+                adds.extend(names)
+                new.update(fresh)
+                continue
             for pair in group:
                 found = known.get(pair, False)
                 members.append(pair[1])
@@ -404,6 +412,7 @@ class _RedisStep:
                     adds.append(pair[1])
                     known[pair] = True
                     new.add(pair)
+        known.update(dict.fromkeys(new, True))
         return new
 
     def add_unit_totals(
