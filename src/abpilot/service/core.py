@@ -29,7 +29,12 @@ from abpilot.domain.experiment import (
     Metric,
     Variant,
 )
-from abpilot.domain.rules import check_covariates, check_unit_dimensions
+from abpilot.domain.rules import (
+    ExperimentRules,
+    check_covariates,
+    check_unit_dimensions,
+    experiment_rules,
+)
 from abpilot.domain.text import check_text
 from abpilot.observability import EVENTS, RECALCULATION_SECONDS, RECALCULATIONS
 from abpilot.service.allocation import (
@@ -615,6 +620,10 @@ class ExperimentService:
             versions[entry.experiment.id] = entry.experiment.version
             return entry.experiment
 
+        def rules_of(experiment: Experiment) -> ExperimentRules | None:
+            entry = self.lookup.cached(experiment.id)  # the rules cached with the definition
+            return entry.rules if entry.experiment is experiment else experiment_rules(experiment)
+
         for _ in range(REGISTRATION_ROUNDS):
             new_metrics: dict[str, list[Metric]] = {}
             records = resolve_events(
@@ -627,6 +636,7 @@ class ExperimentService:
                 field_prefix=prefix,
                 new_metrics=new_metrics,
                 read_assignments=exact,
+                rules_of=rules_of,
             )
             if not new_metrics:
                 return records

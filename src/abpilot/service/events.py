@@ -33,6 +33,9 @@ from abpilot.service.specs import check_reference, new_metric
 from abpilot.store.base import EventKind, EventRecord, EventStore, StoredAssignment
 
 MAX_ID_LENGTH = 256
+# From this many units of an experiment in a batch on, their variants are hashed in one NumPy
+# pass (below it NumPy's fixed cost per call exceeds what it saves).
+VECTORISED = 32
 MAX_CLOCK_SKEW = timedelta(days=1)
 # Event ids a pruning step removes at most: one short transaction, so intake waits little.
 PRUNE_BATCH = 1000
@@ -73,6 +76,7 @@ def resolve_events(
     field_prefix: Callable[[int], str] = lambda i: "",
     new_metrics: dict[str, list[Metric]] | None = None,
     read_assignments: bool = True,
+    rules_of: Callable[[Experiment], ExperimentRules | None] = experiment_rules,
 ) -> list[EventRecord]:
     """Validate every event and resolve its variant; raise on the first bad one.
 
@@ -86,7 +90,8 @@ def resolve_events(
     A conversion naming a metric its experiment does not have is refused, unless the experiment
     has open metrics and ``new_metrics`` is given: then the metric is added there (experiment id
     -> metrics, the kind set by the first such conversion) for the caller to register before the
-    records are counted.
+    records are counted. ``rules_of`` gives an experiment's counting rules (a cache may hold
+    them with the definition).
 
     Without ``read_assignments`` no stored assignment is read: a conversion of a unit that no
     earlier exposure of the batch assigned ``needs_assignment`` (the store's counting step
@@ -137,7 +142,11 @@ def resolve_events(
                     and experiments[e.experiment].id == experiment.id
                 }
             )
-            indices = bucketing(experiment).variant_indices(units).tolist() if units else []
+            hashing = bucketing(experiment)
+            if len(units) < VECTORISED:
+                indices = [hashing.variant_index(u) for u in units]
+            else:
+                indices = hashing.variant_indices(units).tolist()
             table = hashed[experiment.id] = dict(zip(units, indices, strict=True))
         index = table.get(unit)
         return bucketing(experiment).variant_index(unit) if index is None else index
@@ -151,7 +160,7 @@ def resolve_events(
             assigned, period = known[experiment.id], periods[experiment.id]
             version = (experiment.id, len(experiment.metrics))
             if version not in rules:
-                rules[version] = experiment_rules(experiment)
+                rules[version] = rules_of(experiment)
             records.append(
                 _resolve(
                     event,

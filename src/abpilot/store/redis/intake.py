@@ -247,8 +247,6 @@ class _Plan:
     def __init__(self, store: RedisIntake, claimed_at: datetime) -> None:
         self._store = store
         self.claimed_at, self.retention = claimed_at, store.event_id_retention_days
-        # The sets a claim reads: the one set of ids (window 0), or the window's day sets.
-        self.event_sets = store.event_sets(day_number(claimed_at))
         self._keys: dict[tuple[str, str], int] = {}
         self.reads: list[list[object]] = []
         # (kind, key index or indexes) -> (members, expected); (op, key index) -> args
@@ -256,6 +254,12 @@ class _Plan:
         self.writes: dict[tuple[str, int], list[str]] = {}
         # Experiments whose stored definition must still have this version (read and checked).
         self.guards: dict[str, int] = {}
+
+    @functools.cached_property
+    def event_sets(self) -> list[str]:
+        """The sets a claim reads: the one set of ids (window 0), or the window's day sets
+        (found when a claim needs them: an assignment claims no id)."""
+        return self._store.event_sets(day_number(self.claimed_at))
 
     def key(self, experiment_id: str, name: str) -> int:
         return self._keys.setdefault((experiment_id, name), len(self._keys) + 1)
