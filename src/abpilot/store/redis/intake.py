@@ -362,8 +362,10 @@ class _RedisStep:
 
     def store_assignments(self, first: Mapping[UnitKey, StoredAssignment]) -> set[UnitKey]:
         units = sorted(first)  # by experiment
-        stored = self.read_assignments(units)
         cells = self._snapshot.cells
+        if not cells:  # nothing read is stored (a guess): every unit is new, checked so
+            return self._store_new(units, first)
+        stored = self.read_assignments(units)
         new: set[UnitKey] = set()
         for exp, group in itertools.groupby(units, key=operator.itemgetter(0)):
             sets = self._plan.write("hset", exp, "assign")
@@ -374,6 +376,23 @@ class _RedisStep:
                     sets.extend((unit[1], cell))
                     new.add(unit)
         return new
+
+    def _store_new(
+        self, units: Sequence[UnitKey], first: Mapping[UnitKey, StoredAssignment]
+    ) -> set[UnitKey]:
+        """``store_assignments`` when the snapshot holds no assignment: each unit's cell is
+        checked empty and written."""
+        cells = self._snapshot.cells
+        for exp, group in itertools.groupby(units, key=operator.itemgetter(0)):
+            members, expected = self._plan.check("h", exp, "assign")
+            sets = self._plan.write("hset", exp, "assign")
+            for unit in group:
+                variant, period = first[unit]
+                cell = cells[unit] = f"{variant}|{period:d}"
+                members.append(unit[1])
+                sets.extend((unit[1], cell))
+            expected.extend(itertools.repeat(None, len(members) - len(expected)))
+        return set(units)
 
     def read_assignments(self, units: Sequence[UnitKey]) -> dict[UnitKey, StoredAssignment]:
         found: dict[UnitKey, StoredAssignment] = {}
