@@ -208,7 +208,9 @@ class RedisIntake(RedisEventIds):
             counted = count_events(step, events)
             return ApplyResult(applied=counted.applied, duplicates=counted.duplicates)
 
-        guess = self._guess_nothing_stored()
+        # A conversion that needs a stored assignment would prove a guess of "nothing stored"
+        # wrong (or be refused): read first.
+        guess = self._guess_nothing_stored() and not any(e.needs_assignment for e in events)
         at = claim_time(events)
         return self._count(
             lambda: batch_keys(events),
