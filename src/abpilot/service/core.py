@@ -92,7 +92,8 @@ _ZERO = MetricTotals()
 
 
 REGISTRATION_ROUNDS = 3
-# How many times a batch is resolved again on a definition another worker changed meanwhile.
+# How many times a batch is resolved again on a definition another worker changed meanwhile
+# (beyond one round per metric registered meanwhile).
 DEFINITION_ROUNDS = 3
 
 
@@ -583,26 +584,27 @@ class ExperimentService:
     def _count_events(
         self, events: Sequence[EventInput], prefix: Callable[[int], str]
     ) -> ApplyResult:
-        for _ in range(DEFINITION_ROUNDS):
+        exact = False  # first on the cached definitions, without reading assignments
+        for _ in range(DEFINITION_ROUNDS + MAX_METRICS):
             versions: dict[str, int] = {}
             try:
-                records = self._resolve(events, prefix, versions, exact=False)
+                records = self._resolve(events, prefix, versions, exact=exact)
+                if records is None:  # a new metric to register: only once the batch is good
+                    exact = True
+                    continue
                 return self.store.apply_current_events(records, versions)
             except DefinitionChanged as changed:
                 self.lookup.forget(changed.experiment_id)  # read it again from the store
             except StoreUnavailable:
                 raise
             except AbpilotError:
-                break  # refused on the cache and without assignments: decide it exactly
-        versions = {}
-        records = self._resolve(events, prefix, versions, exact=True)
-        try:
-            return self.store.apply_current_events(records, versions)
-        except DefinitionChanged:
-            raise ConcurrentModification(
-                "the experiment kept changing while this batch was counted; send it again",
-                field="experiment_id",
-            ) from None
+                if exact:
+                    raise
+                exact = True  # refused on the cache, without assignments: decide it exactly
+        raise ConcurrentModification(
+            "the experiment kept changing while this batch was counted; send it again",
+            field="experiment_id",
+        )
 
     def _resolve(
         self,
@@ -611,9 +613,11 @@ class ExperimentService:
         versions: dict[str, int],
         *,
         exact: bool,
-    ) -> list[EventRecord]:
+    ) -> list[EventRecord] | None:
         """The batch's records, ``versions`` filled with the definitions they were resolved
-        against: cached ones, or (``exact``) read from the store with each unit's assignment."""
+        against: cached ones, or (``exact``) read from the store with each unit's assignment.
+        A batch naming a new metric is None unless ``exact``: a metric is registered only for
+        a batch resolved with its units' assignments, so a refused event registers nothing."""
 
         def load(reference: str) -> Experiment:
             entry = self.lookup.load(reference) if exact else self.lookup.cached(reference)
@@ -640,6 +644,8 @@ class ExperimentService:
             )
             if not new_metrics:
                 return records
+            if not exact:
+                return None
             for experiment_id, metrics in new_metrics.items():
                 self._register_metrics(experiment_id, metrics)
         raise ConcurrentModification(  # pragma: no cover - each round registers what it found
