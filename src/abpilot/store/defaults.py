@@ -9,7 +9,8 @@ override. A copy that merely loops is not an override.
 
 The bandit recalculation reads thousands of experiments at once through the batch reads
 (docs/architecture.md §3), so every backend overrides ``get_counters_many`` today, and SQL and
-Redis ``get_daily_metrics_many`` and ``latest_allocations``.
+Redis ``get_daily_metrics_many`` and ``latest_allocations``. Memory and Redis override
+``apply_current_events`` to check the definitions inside their counting step.
 """
 
 from __future__ import annotations
