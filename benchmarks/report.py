@@ -3,7 +3,8 @@
 Run ``python -m benchmarks.report [--quick] [--only SECTIONS] [--markdown FILE]`` from the
 repository root with the ``bench`` extra installed, PostgreSQL and Redis running (a server out of
 reach skips its rows). ``--quick`` is a short smoke run (about 2 minutes); the full run takes
-about 9 minutes on 2 cores. Sections, in order:
+about 9 minutes on 2 cores. ``--stores Redis`` (a comma list) limits the ``http`` and ``intake``
+sections to those stores. Sections, in order:
 
 1. ``http``: assign and single exposure over HTTP against the same server's bare endpoint
    (``benchmarks.http_load``), for SQLite, PostgreSQL and Redis, 1 and 2 uvicorn workers;
@@ -25,6 +26,7 @@ events per second above 1.0x is faster than the reference, for microseconds or m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import time
@@ -81,6 +83,7 @@ class Sizes:
     seeds: int
     horizon_divisor: int
     assignments: int
+    stores: tuple[str, ...] = tuple(BACKENDS)  # the stores of the http and intake sections
 
 
 QUICK = Sizes(http_load.LoadSettings(8, 1.0, 1, 0.3), 5, 1, 50_000, 10_000, 2, 2, 10, 100_000)
@@ -109,7 +112,7 @@ def http_rows(sizes: Sizes, console: Console) -> list[Row]:
     load = sizes.http
     rows = []
     with console.status("HTTP: starting servers...") as progress:
-        for store in BACKENDS:
+        for store in sizes.stores:
             for workers in http_load.WORKER_COUNTS:
                 progress.update(f"HTTP: {store}, {workers} worker(s)...")
                 rows += http_load.measure_store(store, workers, load)
@@ -148,7 +151,7 @@ def http_cell(figure: http_load.Figure) -> str:
 
 def intake_rows(sizes: Sizes, console: Console) -> list[Row]:
     out = []
-    for store in BACKENDS:
+    for store in sizes.stores:
         with console.status(f"batch intake: {store}..."):
             row = intake.measure_store(
                 store, sizes.intake_batches, sizes.intake_rounds, sizes.redis_requests
@@ -178,6 +181,8 @@ def intake_rows(sizes: Sizes, console: Console) -> list[Row]:
                     row.service / row.python_client,
                 )
             )
+    if "Redis" not in sizes.stores:
+        return out
     with console.status("batch intake: Redis, dedupe window..."):
         window = intake.measure_window(sizes.intake_batches, sizes.intake_rounds)
     figure = f"record_events, Redis, {intake.WINDOW_DAYS}-day dedupe window"
@@ -404,7 +409,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a short smoke run (~2 minutes)")
     parser.add_argument("--only", help=f"comma list of sections ({', '.join(SECTIONS)})")
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
+    parser.add_argument(
+        "--stores", help=f"comma list of stores for http and intake ({', '.join(BACKENDS)})"
+    )
     args = parser.parse_args(argv)
+    args.stores = tuple(s.strip() for s in (args.stores or ",".join(BACKENDS)).split(","))
+    if unknown := set(args.stores) - set(BACKENDS):
+        parser.error(f"unknown stores {sorted(unknown)}; choose from {', '.join(BACKENDS)}")
     args.sections = [s.strip() for s in (args.only or ",".join(SECTIONS)).split(",")]
     if unknown := set(args.sections) - set(SECTIONS):
         parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
@@ -413,7 +424,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    sizes = QUICK if args.quick else FULL
+    sizes = dataclasses.replace(QUICK if args.quick else FULL, stores=args.stores)
     console = Console(width=max(Console().width, 200))
     header = header_lines(args.quick)
     for line in header:

@@ -1,9 +1,9 @@
 """Two workers with different ideas of a unit's variant: the stored assignment decides.
 
-Worker two loads a bandit (period 0 weights) and reads the unit's assignment (none yet). Then,
-before worker two writes, the weights change (period 1) and worker one assigns the unit on
-them. Worker two counts the exposure it hashed on the old weights: the store counts it under the
-assignment worker one stored, in its period, not under the variant worker two hashed.
+Worker two loads a bandit (period 0 weights) and resolves the unit's exposure (no assignment
+yet). Then, before worker two writes, the weights change (period 1) and worker one assigns the
+unit on them. Worker two counts the exposure it hashed on the old weights: the store counts it
+under the assignment worker one stored, in its period, not under the variant worker two hashed.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ OLD, NEW = {"control": 0.5, "b": 0.5}, {"control": 0.05, "b": 0.95}
 
 
 class OtherWorkerAfterRead:
-    """Worker two's store: right after it reads assignments, ``meanwhile`` runs once (worker
-    one's write, landing between worker two's read and its write)."""
+    """Worker two's store: right after it reads assignments, or (when it reads none, its
+    definitions cached) just before it counts, ``meanwhile`` runs once (worker one's write,
+    landing between worker two's resolving the event and its write)."""
 
     def __init__(self, store: Any, meanwhile: Callable[[], object]) -> None:
         self._store, self._meanwhile = store, [meanwhile]
@@ -37,6 +38,11 @@ class OtherWorkerAfterRead:
         if self._meanwhile:
             self._meanwhile.pop()()
         return found
+
+    def apply_current_events(self, events: Any, versions: Any) -> Any:
+        if self._meanwhile:
+            self._meanwhile.pop()()
+        return self._store.apply_current_events(events, versions)
 
 
 def test_an_assignment_stored_between_a_workers_read_and_write_wins(

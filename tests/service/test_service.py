@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 import abpilot
 from abpilot.api import create_app
-from abpilot.domain.errors import StoreUnavailable, WrongStatus
-from abpilot.service import ExperimentService
+from abpilot.domain.errors import StoreUnavailable, UnitNotAssigned, WrongStatus
+from abpilot.service import EventInput, ExperimentService
 from abpilot.settings import Settings
+from abpilot.store.base import EventKind, Store
 from tests.conftest import StoreFactory
 
 VARIANTS = [
@@ -72,6 +74,63 @@ def test_events_check_status_in_the_store_not_the_cache(store_factory: StoreFact
     one.end_experiment("exp")
     with pytest.raises(WrongStatus):
         other.record_exposure(experiment="exp", unit_id="u")
+
+
+def test_events_follow_a_pause_and_a_resumption_on_another_worker(
+    store_factory: StoreFactory,
+) -> None:
+    one = ExperimentService(store_factory())
+    other = ExperimentService(store_factory(), cache_seconds=3600)
+    one.create_experiment(key="exp", variants=VARIANTS)
+    one.start_experiment("exp")
+    other.record_exposure(experiment="exp", unit_id="u")
+    one.pause_experiment("exp")
+    with pytest.raises(WrongStatus):
+        other.record_events([EventInput(EventKind.EXPOSURE, "exp", "v"), *CONVERSION_OF_U])
+    one.resume_experiment("exp")
+    assert other.record_events([EventInput(EventKind.EXPOSURE, "exp", "v")]).applied == 1
+    assert sum(v.exposures for v in one.get_metrics("exp").variants) == 2
+
+
+CONVERSION_OF_U = [EventInput(EventKind.CONVERSION, "exp", "u", metric="conversion")]
+
+
+class CallLog:
+    """A store that notes the name of every method the service calls on it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.calls = store, list[str]()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.store, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return method(*args, **kwargs)
+
+        return call
+
+
+def test_a_single_event_makes_one_store_call_once_the_definition_is_cached(
+    store_factory: StoreFactory,
+) -> None:
+    log = CallLog(store_factory())
+    service = ExperimentService(log, cache_seconds=3600)  # type: ignore[arg-type]  # a spy
+    service.create_experiment(key="exp", variants=VARIANTS)
+    service.start_experiment("exp")
+    service.record_exposure(experiment="exp", unit_id="warm-up")
+    log.calls.clear()
+    service.record_exposure(experiment="exp", unit_id="u", event_id="e1")
+    service.record_conversion(experiment="exp", unit_id="u", metric="conversion")
+    assert log.calls == ["apply_current_events", "apply_current_events"]
+    # A conversion of a unit never assigned is refused, and named, as before.
+    with pytest.raises(UnitNotAssigned) as refused:
+        service.record_events([*CONVERSION_OF_U, *[EventInput(EventKind.CONVERSION, "exp", "x")]])
+    assert refused.value.field == "unit_id"
+    assert "'x' was never assigned in experiment 'exp'" in refused.value.message
+    counters = log.store.get_counters(service.get_experiment("exp").id)
+    counted = [c.metrics["conversion"] for c in counters.values() if "conversion" in c.metrics]
+    assert [(m.count, m.units) for m in counted] == [(1, 1)]
 
 
 def test_end_experiment_records_time_and_winner() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from abpilot.store.base import AllocationRecord, DailyRow, EventKind, EventRecord, Store
-from abpilot.store.defaults import EventDefaults, HistoryDefaults, StoreDefaults
+from abpilot.store.defaults import EventDefaults, HistoryDefaults, IntakeDefaults, StoreDefaults
 from abpilot.store.memory import MemoryStore
 from abpilot.store.redis import RedisStore
 from abpilot.store.sql import SqlStore
@@ -13,18 +13,19 @@ from tests.factories import make_experiment
 
 BATCHED = {"get_counters_many", "get_daily_metrics_many", "latest_allocations"}
 # The defaults each backend replaces by a faster path of its own (one query per chunk of ids,
-# one pipeline, one pass under the lock); every other default is inherited.
+# one pipeline, one pass under the lock; the definitions' check inside the counting step);
+# every other default is inherited.
 FASTER_PATHS: dict[type[Store], set[str]] = {
-    MemoryStore: {"get_counters_many"},
+    MemoryStore: {"get_counters_many", "apply_current_events"},
     SqlStore: BATCHED,
-    RedisStore: BATCHED,
+    RedisStore: BATCHED | {"apply_current_events"},
 }
 
 
 def test_a_backend_replaces_a_default_only_by_a_faster_path() -> None:
     defaults = {
         name
-        for role in (EventDefaults, HistoryDefaults)
+        for role in (EventDefaults, IntakeDefaults, HistoryDefaults)
         for name in vars(role)
         if not name.startswith("_")
     }

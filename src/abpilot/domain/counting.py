@@ -18,7 +18,8 @@ The rules, all decided here:
    first exposure in the batch; ``assigned_units`` grows by one for each assignment stored.
 3. **Events count under the stored assignment**, whatever variant and period an event names (a
    client's idea, or a worker's hash on stale weights). A conversion of a unit never assigned
-   keeps its own.
+   keeps its own, unless it ``needs_assignment`` (the service did not read the unit's
+   assignment): then the batch is refused with ``UnitNotAssigned`` and nothing is counted.
 4. **Exposures and unique units.** Each exposure adds one to ``exposures``; a unit exposed for the
    first time adds one to ``unique_units`` of its assignment.
 5. **Per-unit running totals.** A conversion of a unit adds to the unit's (count, total) for its
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from abpilot.domain.derived_counting import DerivedCounting, derived_keys
-from abpilot.domain.errors import ValidationError
+from abpilot.domain.errors import UnitNotAssigned, ValidationError
 from abpilot.domain.increments import (
     CounterIncrements,
     CountingStep,
@@ -119,7 +120,8 @@ def batch_keys(events: Sequence[EventRecord]) -> BatchKeys:
 
 def count_events(step: CountingStep, events: Sequence[EventRecord]) -> Counted:
     """Count a batch through ``step`` (rules 1 to 7 above). Raises ``ValidationError`` before
-    the counters change if an increment would not be finite; the store's step then writes
+    the counters change if an increment would not be finite (``UnitNotAssigned`` if a
+    conversion that ``needs_assignment`` finds none); the store's step then writes
     nothing (a SQL transaction rolls back, memory and Redis have not applied their writes)."""
     kept, duplicates = _split_duplicates(events)
     ids = sorted({(e.experiment_id, e.event_id) for e in kept if e.event_id is not None})
@@ -152,6 +154,8 @@ def count_events(step: CountingStep, events: Sequence[EventRecord]) -> Counted:
                 exposed.setdefault((exp, unit_id), vkey)
             continue
         metric, value = event.metric or "", event.value
+        if found is None and event.needs_assignment and unit_id is not None:
+            raise _not_assigned(exp, unit_id)
         if unit_id is not None:
             delta = unit_deltas.setdefault((exp, unit_id, metric), (vkey, [0, 0.0]))[1]
             delta[0] += 1
@@ -226,10 +230,13 @@ def latest_received(events: Iterable[EventRecord]) -> dict[str, datetime]:
     """Per experiment, the latest ``received_at`` (UTC) of these events; events without one
     are left out."""
     latest: dict[str, datetime] = {}
+    seen: tuple[str, datetime | None] = ("", None)  # a batch's events share one time
     for event in events:
-        if event.received_at is None:
+        at = event.received_at
+        if at is None or (at is seen[1] and event.experiment_id == seen[0]):
             continue
-        moment = as_utc(event.received_at)
+        seen = (event.experiment_id, at)
+        moment = as_utc(at)
         if event.experiment_id not in latest or moment > latest[event.experiment_id]:
             latest[event.experiment_id] = moment
     return latest
@@ -262,6 +269,16 @@ def _first_exposures(events: Iterable[EventRecord]) -> dict[UnitKey, StoredAssig
 
 def _unit_keys(events: Iterable[EventRecord]) -> set[UnitKey]:
     return {(e.experiment_id, e.unit_id) for e in events if e.unit_id is not None}
+
+
+def _not_assigned(experiment_id: str, unit_id: str) -> UnitNotAssigned:
+    error = UnitNotAssigned(
+        f"unit '{unit_id}' was never assigned in experiment {experiment_id}; assign it or "
+        "record its exposure first",
+        field="unit_id",
+    )
+    error.unit = (experiment_id, unit_id)
+    return error
 
 
 def _check_finite(increments: CounterIncrements) -> None:

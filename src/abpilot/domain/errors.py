@@ -35,6 +35,8 @@ class ExperimentNotFound(NotFound):
 
 class UnitNotAssigned(NotFound):
     code = "unit_not_assigned"
+    # (experiment id, unit id) when the counting step refused it (``needs_assignment``).
+    unit: tuple[str, str] | None = None
 
 
 class Conflict(AbpilotError):
@@ -64,6 +66,19 @@ class EventsNotIngested(Conflict):
 
 class ConcurrentModification(Conflict):
     code = "concurrent_modification"
+
+
+class DefinitionChanged(ConcurrentModification):
+    """A store refused to count events resolved against a definition of ``experiment_id`` that
+    is no longer the stored one (changed, or deleted, by another worker): nothing was counted.
+    The service reads the definition again and resolves the events anew."""
+
+    def __init__(self, experiment_id: str) -> None:
+        super().__init__(
+            f"experiment {experiment_id} was changed while its events were counted; retry",
+            field="experiment_id",
+        )
+        self.experiment_id = experiment_id
 
 
 class WinnerNotSupported(Conflict):

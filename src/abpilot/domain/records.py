@@ -38,6 +38,10 @@ class EventRecord:
     exposure stores them (issue 18). ``rules`` are the experiment's counting rules beyond the
     plain counters (``abpilot.domain.rules.ExperimentRules``; None: none), passed by the
     service from its cached definition with every event of the experiment.
+    ``needs_assignment`` (a conversion of a unit whose assignment the service did not read)
+    asks the counting step to refuse the batch with ``UnitNotAssigned`` unless the unit has an
+    assignment there (stored, or made by an exposure earlier in the batch): the check is then
+    made in the same atomic step as the counting.
     """
 
     kind: EventKind
@@ -52,6 +56,7 @@ class EventRecord:
     covariates: Mapping[str, float] | None = None
     dimensions: Mapping[str, str] | None = None
     rules: ExperimentRules | None = None
+    needs_assignment: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ from abpilot.domain.assignment import NOT_IN_EXPERIMENT
 from abpilot.domain.errors import (
     AbpilotError,
     ConcurrentModification,
+    DefinitionChanged,
+    StoreUnavailable,
     ValidationError,
     WinnerNotSupported,
     WrongStatus,
@@ -27,7 +29,12 @@ from abpilot.domain.experiment import (
     Metric,
     Variant,
 )
-from abpilot.domain.rules import check_covariates, check_unit_dimensions
+from abpilot.domain.rules import (
+    ExperimentRules,
+    check_covariates,
+    check_unit_dimensions,
+    experiment_rules,
+)
 from abpilot.domain.text import check_text
 from abpilot.observability import EVENTS, RECALCULATION_SECONDS, RECALCULATIONS
 from abpilot.service.allocation import (
@@ -87,6 +94,9 @@ _ZERO = MetricTotals()
 
 
 REGISTRATION_ROUNDS = 3
+# How many times a batch is resolved again on a definition another worker changed meanwhile
+# (beyond one round per metric registered meanwhile).
+DEFINITION_ROUNDS = 3
 
 
 class Assignment(NamedTuple):
@@ -551,6 +561,13 @@ class ExperimentService:
     def record_events(self, events: Sequence[EventInput], *, field_prefix: str = "") -> ApplyResult:
         """Validate all events, then count all of them or none.
 
+        The definitions come from this process's cache and no stored assignment is read: the
+        store checks, in the same atomic step as the counting, that each definition is still
+        the stored one (an experiment completed on another worker is refused at once) and that
+        each converting unit has an assignment. A changed definition is read again and the
+        batch resolved anew; a refusal is decided the exact way (definitions and assignments
+        read from the store), which names the event at fault.
+
         Conversions naming a metric new to an experiment with open metrics register it first
         (a compare-and-set of the definition, retried when another worker changed it), then
         the batch is resolved again against the stored definitions and counted."""
@@ -559,36 +576,86 @@ class ExperimentService:
                 f"a batch holds at most {self.max_batch_events} events (got {len(events)})",
                 field=field_prefix or "events",
             )
+        prefix = (lambda i: f"{field_prefix}[{i}]") if field_prefix else (lambda i: "")
         try:
-            for _ in range(REGISTRATION_ROUNDS):
-                new_metrics: dict[str, list[Metric]] = {}
-                records = resolve_events(
-                    events,
-                    load=self.get_experiment,
-                    stored_assignments=self.store.get_assignments,
-                    bucketing=lambda exp: self.lookup.cached(exp.id).bucketing,
-                    current_period=lambda exp: self.lookup.cached(exp.id).period,
-                    now=self.clock(),
-                    field_prefix=(
-                        (lambda i: f"{field_prefix}[{i}]") if field_prefix else (lambda i: "")
-                    ),
-                    new_metrics=new_metrics,
-                )
-                if not new_metrics:
-                    break
-                for experiment_id, metrics in new_metrics.items():
-                    self._register_metrics(experiment_id, metrics)
-            else:  # pragma: no cover - each round registers what the previous one found
-                raise ConcurrentModification(
-                    "the experiment's metrics kept changing while this batch was resolved; retry"
-                )
+            result = self._count_events(events, prefix)
         except AbpilotError:
             EVENTS.labels("refused").inc(len(events))
             raise
-        result = self.store.apply_events(records)
         EVENTS.labels("applied").inc(result.applied)
         EVENTS.labels("duplicate").inc(result.duplicates)
         return result
+
+    def _count_events(
+        self, events: Sequence[EventInput], prefix: Callable[[int], str]
+    ) -> ApplyResult:
+        exact = False  # first on the cached definitions, without reading assignments
+        for _ in range(DEFINITION_ROUNDS + MAX_METRICS):
+            versions: dict[str, int] = {}
+            try:
+                records = self._resolve(events, prefix, versions, exact=exact)
+                if records is None:  # a new metric to register: only once the batch is good
+                    exact = True
+                    continue
+                return self.store.apply_current_events(records, versions)
+            except DefinitionChanged as changed:
+                self.lookup.forget(changed.experiment_id)  # read it again from the store
+            except StoreUnavailable:
+                raise
+            except AbpilotError:
+                if exact:
+                    raise
+                exact = True  # refused on the cache, without assignments: decide it exactly
+        raise ConcurrentModification(
+            "the experiment kept changing while this batch was counted; send it again",
+            field="experiment_id",
+        )
+
+    def _resolve(
+        self,
+        events: Sequence[EventInput],
+        prefix: Callable[[int], str],
+        versions: dict[str, int],
+        *,
+        exact: bool,
+    ) -> list[EventRecord] | None:
+        """The batch's records, ``versions`` filled with the definitions they were resolved
+        against: cached ones, or (``exact``) read from the store with each unit's assignment.
+        A batch naming a new metric is None unless ``exact``: a metric is registered only for
+        a batch resolved with its units' assignments, so a refused event registers nothing."""
+
+        def load(reference: str) -> Experiment:
+            entry = self.lookup.load(reference) if exact else self.lookup.cached(reference)
+            versions[entry.experiment.id] = entry.experiment.version
+            return entry.experiment
+
+        def rules_of(experiment: Experiment) -> ExperimentRules | None:
+            entry = self.lookup.cached(experiment.id)  # the rules cached with the definition
+            return entry.rules if entry.experiment is experiment else experiment_rules(experiment)
+
+        for _ in range(REGISTRATION_ROUNDS):
+            new_metrics: dict[str, list[Metric]] = {}
+            records = resolve_events(
+                events,
+                load=load,
+                stored_assignments=self.store.get_assignments,
+                bucketing=lambda exp: self.lookup.cached(exp.id).bucketing,
+                current_period=lambda exp: self.lookup.cached(exp.id).period,
+                now=self.clock(),
+                field_prefix=prefix,
+                new_metrics=new_metrics,
+                read_assignments=exact,
+                rules_of=rules_of,
+            )
+            if not new_metrics:
+                return records
+            if not exact:
+                return None
+            for experiment_id, metrics in new_metrics.items():
+                self._register_metrics(experiment_id, metrics)
+        raise ConcurrentModification(  # pragma: no cover - each round registers what it found
+            "the experiment's metrics kept changing while this batch was resolved; retry"
+        )
 
     def _register_metrics(self, experiment_id: str, metrics: Sequence[Metric]) -> None:
         """Add ``metrics`` to the stored definition unless it has them (a metric another worker

@@ -35,6 +35,9 @@ from abpilot.store.base import EventKind, EventRecord, EventStore, StoredAssignm
 from abpilot.warehouse.spec import SETTINGS_KEY, analysed_in_warehouse
 
 MAX_ID_LENGTH = 256
+# From this many units of an experiment in a batch on, their variants are hashed in one NumPy
+# pass (below it NumPy's fixed cost per call exceeds what it saves).
+VECTORISED = 32
 MAX_CLOCK_SKEW = timedelta(days=1)
 # Event ids a pruning step removes at most: one short transaction, so intake waits little.
 PRUNE_BATCH = 1000
@@ -90,6 +93,8 @@ def resolve_events(
     now: datetime,
     field_prefix: Callable[[int], str] = lambda i: "",
     new_metrics: dict[str, list[Metric]] | None = None,
+    read_assignments: bool = True,
+    rules_of: Callable[[Experiment], ExperimentRules | None] = experiment_rules,
 ) -> list[EventRecord]:
     """Validate every event and resolve its variant; raise on the first bad one.
 
@@ -103,12 +108,21 @@ def resolve_events(
     A conversion naming a metric its experiment does not have is refused, unless the experiment
     has open metrics and ``new_metrics`` is given: then the metric is added there (experiment id
     -> metrics, the kind set by the first such conversion) for the caller to register before the
-    records are counted.
+    records are counted. ``rules_of`` gives an experiment's counting rules (a cache may hold
+    them with the definition).
+
+    Without ``read_assignments`` no stored assignment is read: a conversion of a unit that no
+    earlier exposure of the batch assigned ``needs_assignment`` (the store's counting step
+    refuses it if the unit has none), and an exposure takes the variant it names or its hash
+    (the step counts it under the unit's stored assignment anyway). A refusal there may be
+    one the stored assignment would have avoided (a unit outside today's traffic that was
+    assigned before): the caller then resolves again reading them.
     """
     experiments: dict[str, Experiment] = {}
+    references: set[str] = set()  # checked once each
     for i, event in enumerate(events):  # the events' own fields first: no store call before
         try:
-            _check_fields(event, now)
+            _check_fields(event, now, references)
         except AbpilotError as error:
             raise _prefixed(error, field_prefix(i)) from None
     for i, event in enumerate(events):
@@ -123,10 +137,39 @@ def resolve_events(
     periods: dict[str, int] = {}
     for ref, experiment in experiments.items():
         units = {e.unit_id for e in events if e.experiment == ref and e.unit_id is not None}
-        known[experiment.id] = stored_assignments(experiment.id, units) if units else {}
+        read = units and read_assignments
+        known[experiment.id] = stored_assignments(experiment.id, units) if read else {}
         periods[experiment.id] = current_period(experiment)
     records = []
     rules: dict[tuple[str, int], ExperimentRules | None] = {}
+    hashed: dict[str, dict[str, int]] = {}  # experiment id -> unit -> variant index
+
+    def variant_index(experiment: Experiment, unit: str) -> int:
+        """The unit's hashed variant index, from one vectorised pass over the batch's units of
+        the experiment that need one (exposures naming no variant); a FeatureVisor feature's
+        units are never hashed (``check_hash_assigned``)."""
+        table = hashed.get(experiment.id)
+        if table is None:
+            check_hash_assigned(experiment)
+            units = list(
+                {
+                    e.unit_id: None
+                    for e in events
+                    if e.kind is EventKind.EXPOSURE
+                    and e.variant is None
+                    and e.unit_id is not None
+                    and experiments[e.experiment].id == experiment.id
+                }
+            )
+            hashing = bucketing(experiment)
+            if len(units) < VECTORISED:
+                indices = [hashing.variant_index(u) for u in units]
+            else:
+                indices = hashing.variant_indices(units).tolist()
+            table = hashed[experiment.id] = dict(zip(units, indices, strict=True))
+        index = table.get(unit)
+        return bucketing(experiment).variant_index(unit) if index is None else index
+
     for i, event in enumerate(events):
         experiment = experiments[event.experiment]
         try:
@@ -136,9 +179,18 @@ def resolve_events(
             assigned, period = known[experiment.id], periods[experiment.id]
             version = (experiment.id, len(experiment.metrics))
             if version not in rules:
-                rules[version] = experiment_rules(experiment)
+                rules[version] = rules_of(experiment)
             records.append(
-                _resolve(event, experiment, assigned, bucketing, period, now, rules[version])
+                _resolve(
+                    event,
+                    experiment,
+                    assigned,
+                    variant_index,
+                    period,
+                    now,
+                    rules[version],
+                    read=read_assignments,
+                )
             )
         except AbpilotError as error:
             raise _prefixed(error, field_prefix(i)) from None
@@ -166,9 +218,12 @@ def _with_new_metric(
     return replace(experiment, metrics=(*experiment.metrics, metric))
 
 
-def _check_fields(event: EventInput, now: datetime) -> None:
-    """What an event says of itself: its ids are text a store can hold, its time is sane."""
-    check_reference(event.experiment)
+def _check_fields(event: EventInput, now: datetime, references: set[str]) -> None:
+    """What an event says of itself: its ids are text a store can hold, its time is sane
+    (``references``: the experiment references checked already, which need no new check)."""
+    if event.experiment not in references:
+        check_reference(event.experiment)
+        references.add(event.experiment)
     if event.unit_id is not None:
         check_text(event.unit_id, field="unit_id", max_length=MAX_ID_LENGTH)
     if event.event_id is not None:
@@ -198,10 +253,12 @@ def _resolve(
     event: EventInput,
     experiment: Experiment,
     assigned: dict[str, StoredAssignment],
-    bucketing: Callable[[Experiment], Bucketing],
+    variant_index: Callable[[Experiment, str], int],
     period: int,
     now: datetime,
     rules: ExperimentRules | None = None,
+    *,
+    read: bool = True,
 ) -> EventRecord:
     unit, variant = event.unit_id, event.variant
     if variant is not None and experiment.variant(variant) is None:
@@ -219,7 +276,7 @@ def _resolve(
             raise ValidationError(
                 "an exposure needs a unit_id or a variant (or both)", field="variant"
             )
-        resolved = stored or variant or _hashed_variant(experiment, unit or "", bucketing)
+        resolved = stored or variant or _hashed_variant(experiment, unit or "", variant_index)
         if unit is not None:
             assigned[unit] = StoredAssignment(resolved, period)
         return EventRecord(
@@ -230,8 +287,10 @@ def _resolve(
             event_id=event.event_id,
             period=period,
             received_at=now,
-            covariates=check_covariates(event.covariates),
-            dimensions=check_unit_dimensions(event.dimensions),
+            covariates=None if event.covariates is None else check_covariates(event.covariates),
+            dimensions=None
+            if event.dimensions is None
+            else check_unit_dimensions(event.dimensions),
             rules=rules,
         )
     metric_key = event.metric or experiment.primary_metric.key
@@ -249,7 +308,7 @@ def _resolve(
             f"metric '{metric.key}' is a value metric; the conversion needs a value", field="value"
         )
     value = 1.0 if event.value is None else check_number(event.value, field="value")
-    if unit is not None and stored is None:
+    if unit is not None and stored is None and read:
         raise UnitNotAssigned(
             f"unit '{unit}' was never assigned in experiment '{experiment.key}'; assign it or "
             "record its exposure first",
@@ -257,6 +316,7 @@ def _resolve(
         )
     if unit is None and variant is None:
         raise ValidationError("a conversion needs a unit_id or a variant", field="variant")
+    # Without a read assignment (``read`` off) a unit's conversion ``needs_assignment``.
     return EventRecord(
         EventKind.CONVERSION,
         experiment.id,
@@ -268,6 +328,7 @@ def _resolve(
         period=period,
         received_at=now,
         rules=rules,
+        needs_assignment=unit is not None and stored is None,
     )
 
 
@@ -285,10 +346,10 @@ def check_hash_assigned(experiment: Experiment) -> None:
 
 
 def _hashed_variant(
-    experiment: Experiment, unit: str, bucketing: Callable[[Experiment], Bucketing]
+    experiment: Experiment, unit: str, variant_index: Callable[[Experiment, str], int]
 ) -> str:
-    check_hash_assigned(experiment)
-    index = bucketing(experiment).variant_index(unit)
+    """The variant of ``unit`` by the hash (``variant_index`` refuses a FeatureVisor feature)."""
+    index = variant_index(experiment, unit)
     if index == NOT_IN_EXPERIMENT:
         raise ValidationError(
             f"unit '{unit}' is outside the traffic allocation of experiment '{experiment.key}'",

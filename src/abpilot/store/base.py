@@ -171,6 +171,15 @@ class EventStore(Protocol):
     def apply_events(self, events: Sequence[EventRecord]) -> ApplyResult:
         """Count a batch atomically: all or nothing, each event id at most once."""
 
+    def apply_current_events(
+        self, events: Sequence[EventRecord], versions: Mapping[str, int]
+    ) -> ApplyResult:
+        """``apply_events``, only while each experiment of ``versions`` has that version of its
+        definition stored (the one its events were resolved against, maybe from a cache):
+        otherwise raise ``DefinitionChanged`` naming one that changed (or is gone) and count
+        nothing. A backend checks inside its atomic step where it can (Redis: the script;
+        memory: the lock); the default reads each definition just before counting."""
+
     def get_counters(self, experiment_id: str) -> dict[str, VariantCounters]:
         """Counters per variant key, summed over periods (variants with nothing recorded may be
         absent)."""

@@ -24,6 +24,7 @@ from abpilot.domain.counting import (
 from abpilot.domain.derived import covariate_cell
 from abpilot.domain.errors import (
     ConcurrentModification,
+    DefinitionChanged,
     DuplicateKey,
     ExperimentNotFound,
     NotFound,
@@ -187,6 +188,17 @@ class MemoryStore(StoreDefaults):
             counted = count_events(step, events)
             step.commit()
             return ApplyResult(applied=counted.applied, duplicates=counted.duplicates)
+
+    def apply_current_events(
+        self, events: Sequence[EventRecord], versions: Mapping[str, int]
+    ) -> ApplyResult:
+        # Replaces the default to check the definitions under the same lock as the counting.
+        with self._lock:
+            for experiment_id, version in versions.items():
+                stored = self._experiments.get(experiment_id)
+                if stored is None or stored.version != version:
+                    raise DefinitionChanged(experiment_id)
+            return self.apply_events(events)
 
     def last_event_at(self, experiment_id: str) -> datetime | None:
         return self._last_event_at.get(experiment_id)

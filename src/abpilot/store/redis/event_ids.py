@@ -5,7 +5,7 @@ With ``event_id_retention_days`` N = 0 an experiment's claimed ids live in one s
 ``p:{id}:events:<D>``, which EXPIREs N + 1 days after the start of D (so at least N days after
 any claim in it), and D is added to ``p:{id}:event_days``. A claim on day D' checks the sets of
 days D' - N .. D' (and ``events``, which holds the ids claimed before the window was set) in the
-one ``_STEP`` call of the intake: an id resent within N days is found. Everything stays under the
+one ``STEP`` call of the intake: an id resent within N days is found. Everything stays under the
 experiment's hash tag.
 
 Expiry alone bounds the state; the leader's ``prune_event_ids`` also UNLINKs (freed off the main

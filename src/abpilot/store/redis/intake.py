@@ -1,30 +1,25 @@
 """Assignments and event counting on Redis (see the key layout in ``abpilot.store.redis``).
 
 The counting rules are ``abpilot.domain.counting``'s. Redis supplies their primitives with an
-optimistic step: one pipeline reads what the batch may touch (claimed event ids, assignments,
-exposed units, unit totals: a snapshot), the rules run in Python against it, and one generic
-script (``_COMMIT``) checks that every value read is still what it was and only then applies the
-writes, all or nothing. Counters change only through HINCRBY/HINCRBYFLOAT inside that script.
-If another client changed a value read in between, the script writes nothing and the step is
-counted again from a fresh snapshot (conflicts need the same unit or event id in two concurrent
-batches). The script holds no counting rule: it knows nothing of events, units or variants.
+optimistic step (``abpilot.store.redis.step``): one call reads what the batch may touch (claimed
+event ids, assignments, exposed units, unit totals: a snapshot), or the step guesses it, the
+rules run in Python against it, and one generic script (``STEP``) checks that every value read
+is still what it was and only then applies the writes, all or nothing. Counters change only
+through HINCRBY/HINCRBYFLOAT inside that script. If another client changed a value read in
+between, the script writes nothing and the step is counted again from a fresh snapshot
+(conflicts need the same unit or event id in two concurrent batches). The script holds no
+counting rule: it knows nothing of events, units or variants.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import hashlib
 import itertools
 import json
 import logging
-import operator
 import random
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -32,19 +27,13 @@ import redis
 
 from abpilot.domain.counting import (
     BatchKeys,
-    CounterIncrements,
     CountingStep,
-    EventKey,
-    UnitKey,
-    UnitMetricKey,
-    UnitTotals,
-    VariantCounts,
     batch_keys,
     count_assignment,
     count_events,
     count_exposure,
 )
-from abpilot.domain.errors import StoreUnavailable
+from abpilot.domain.errors import DefinitionChanged, StoreUnavailable, UnitNotAssigned
 from abpilot.domain.records import METRIC_FIELDS
 from abpilot.store.base import (
     ApplyResult,
@@ -55,11 +44,21 @@ from abpilot.store.base import (
     VariantCounters,
 )
 from abpilot.store.counters import group_counters, sum_periods
-from abpilot.store.event_ids import claim_time, day_number
+from abpilot.store.event_ids import claim_time
 from abpilot.store.redis.cluster import snapshot_pipeline
-from abpilot.store.redis.event_ids import RedisEventIds, day_set, day_set_ttl
-from abpilot.store.redis.history import EPOCH, microseconds, reachable, text
+from abpilot.store.redis.event_ids import RedisEventIds
+from abpilot.store.redis.history import EPOCH, reachable, text
 from abpilot.store.redis.replication import run_and_wait
+from abpilot.store.redis.step import (
+    STEP,
+    STEP_SHA,
+    KnownUnits,
+    Plan,
+    RedisStep,
+    Snapshot,
+    snapshot,
+    stored_assignment,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("abpilot.store")
@@ -93,349 +92,6 @@ RESHARDING_ERRORS = (
 )
 RESHARDING_RETRIES = 25
 
-# Read, check, then write: the one script of the event path, and it holds no counting rule.
-# KEYS: the keys the step touches. ARGV[1]: JSON [reads, checks, writes]. A read is [kind, key
-# index, members]: 'h' (HMGET of the fields) or 's' (SMISMEMBER of the members), or ['S', [key
-# indexes], members] (1 where any of the sets holds the member). A check is a read with the values
-# expected ([kind, key index, members, expected], null: no field), or ['n', [key indexes],
-# members, []]: none of the sets holds any of the members. A write
-# is [op, key index, args]: 'sadd' members, 'hset' field value ..., 'hincrby' or 'hincrbyfloat'
-# field increment ..., 'max' value (SET the key if the value is larger than the number it
-# holds) or 'expire' seconds (after the key's other writes). Returns JSON [1 if written else 0
-# (a check failed: nothing written), what the reads found (before any write)].
-_STEP = """
-local plan, step = cjson.decode(ARGV[1]), 1000
-local memo = {}  -- key -> member -> what was read (nothing is written before the checks end)
-local function fetch(kind, key, members)
-  local out, seen = {}, memo[key] or {}
-  memo[key] = seen
-  for i = 1, #members, step do
-    local last = math.min(i + step - 1, #members)
-    local command = kind == 'h' and 'HMGET' or 'SMISMEMBER'
-    local got = redis.call(command, key, unpack(members, i, last))
-    for j = 1, #got do
-      out[i + j - 1] = got[j]
-      seen[members[i + j - 1]] = got[j]
-    end
-  end
-  return out
-end
-local function lookup(kind, key, members)
-  local seen, out = memo[key], {}
-  if not seen then return fetch(kind, key, members) end
-  for j = 1, #members do
-    local value = seen[members[j]]
-    if value == nil then return fetch(kind, key, members) end
-    out[j] = value
-  end
-  return out
-end
-local function any_of(keys, members)  -- per member: 1 if any of the sets holds it
-  local out = {}
-  for j = 1, #members do out[j] = 0 end
-  for _, k in ipairs(keys) do
-    local got = fetch('s', KEYS[k], members)
-    for j = 1, #got do if got[j] == 1 then out[j] = 1 end end
-  end
-  return out
-end
-local found = {}
-for n, r in ipairs(plan[1]) do
-  if r[1] == 'S' then
-    found[n] = any_of(r[2], r[3])
-  else
-    found[n] = fetch(r[1], KEYS[r[2]], r[3])
-  end
-end
-for _, c in ipairs(plan[2]) do
-  if c[1] == 'n' then
-    for _, held in ipairs(any_of(c[2], c[3])) do
-      if held == 1 then return cjson.encode({0, found}) end
-    end
-  else
-    local got, want = lookup(c[1], KEYS[c[2]], c[3]), c[4]
-    for j = 1, #want do
-      local g, w = got[j], want[j]
-      if (w == cjson.null and g) or (w ~= cjson.null and g ~= w) then
-        return cjson.encode({0, found})
-      end
-    end
-  end
-end
-for _, w in ipairs(plan[3]) do
-  local op, key, args = w[1], KEYS[w[2]], w[3]
-  if op == 'sadd' or op == 'hset' then
-    for i = 1, #args, step do
-      redis.call(op, key, unpack(args, i, math.min(i + step - 1, #args)))
-    end
-  elseif op == 'expire' then
-    redis.call('EXPIRE', key, args[1])
-  elseif op == 'max' then
-    if tonumber(args[1]) > tonumber(redis.call('GET', key) or '-1') then
-      redis.call('SET', key, args[1])
-    end
-  else
-    for i = 1, #args, 2 do
-      redis.call(op, key, args[i], args[i + 1])
-    end
-  end
-end
-return cjson.encode({1, found})
-"""
-_STEP_SHA = hashlib.sha1(_STEP.encode(), usedforsecurity=False).hexdigest()
-
-
-@dataclass(slots=True)
-class _Snapshot:
-    """What a step read, as Redis holds it (raw strings; None: absent)."""
-
-    claimed: dict[EventKey, bool] = dataclasses.field(default_factory=dict)
-    cells: dict[UnitKey, str | None] = dataclasses.field(default_factory=dict)
-    exposed: dict[UnitKey, bool] = dataclasses.field(default_factory=dict)
-    unit_totals: dict[UnitMetricKey, tuple[str | None, str | None]] = dataclasses.field(
-        default_factory=dict
-    )
-
-    @property
-    def empty(self) -> bool:
-        """Nothing the step reads is stored yet."""
-        return not (
-            any(self.claimed.values())
-            or any(c is not None for c in self.cells.values())
-            or any(self.exposed.values())
-            or any(t != (None, None) for t in self.unit_totals.values())
-        )
-
-
-class _KnownUnits:
-    """What this process has seen of units, for better guesses: a unit's assignment cell and
-    that it was exposed never change once stored, so a returning unit is guessed right and
-    counted in one call. Only guesses use this: the script checks every value guessed, so a
-    stale entry (an experiment deleted, a store restored) costs a retry, never a wrong count."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._units: OrderedDict[UnitKey, tuple[str, bool]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def guess(self, units: Iterable[UnitKey]) -> _Snapshot:
-        """A snapshot with what is known of ``units`` and nothing stored for the rest."""
-        guessed = _Snapshot()
-        for unit in units:
-            found = self._units.get(unit)
-            if found is not None:
-                guessed.cells[unit] = found[0]
-                if found[1]:
-                    guessed.exposed[unit] = True
-        return guessed
-
-    def remember(self, state: _Snapshot) -> None:
-        """Remember the stored assignments (and exposure) of ``state``: a snapshot read, or
-        one a successful commit made true."""
-        with self._lock:
-            for unit, cell in state.cells.items():
-                if cell is not None:
-                    self._units[unit] = (cell, state.exposed.get(unit, False))
-            while len(self._units) > self._size:
-                self._units.popitem(last=False)
-
-
-class _Plan:
-    """One call of ``_STEP``: its keys (numbered as they are first used), reads, checks and
-    writes, grouped per key."""
-
-    def __init__(self, store: RedisIntake, claimed_at: datetime) -> None:
-        self._store = store
-        self.claimed_at, self.retention = claimed_at, store.event_id_retention_days
-        # The sets a claim reads: the one set of ids (window 0), or the window's day sets.
-        self.event_sets = store.event_sets(day_number(claimed_at))
-        self._keys: dict[tuple[str, str], int] = {}
-        self.reads: list[list[object]] = []
-        # (kind, key index or indexes) -> (members, expected); (op, key index) -> args
-        self.checks: dict[tuple[str, int | tuple[int, ...]], tuple[list[str], list[object]]] = {}
-        self.writes: dict[tuple[str, int], list[str]] = {}
-
-    def key(self, experiment_id: str, name: str) -> int:
-        return self._keys.setdefault((experiment_id, name), len(self._keys) + 1)
-
-    def event_keys(self, experiment_id: str) -> list[int]:
-        """The indexes of the experiment's sets of claimed ids that a claim checks."""
-        return [self.key(experiment_id, name) for name in self.event_sets]
-
-    def check(self, kind: str, experiment_id: str, name: str) -> tuple[list[str], list[object]]:
-        return self.checks.setdefault((kind, self.key(experiment_id, name)), ([], []))
-
-    def write(self, op: str, experiment_id: str, name: str) -> list[str]:
-        return self.writes.setdefault((op, self.key(experiment_id, name)), [])
-
-    def read_snapshot(self, keys: BatchKeys) -> None:
-        """Read what ``keys`` name: ``snapshot`` turns the answer into a ``_Snapshot``."""
-        for exp, ids, units, unit_metrics in _by_experiment(keys):
-            if ids:
-                self.reads.append(["S", self.event_keys(exp), ids])
-            if units:
-                self.reads.append(["h", self.key(exp, "assign"), units])
-                self.reads.append(["s", self.key(exp, "exposed"), units])
-            if unit_metrics:
-                fields = [f for metric, unit in unit_metrics for f in _unit_fields(metric, unit)]
-                self.reads.append(["h", self.key(exp, "units"), fields])
-
-    def arguments(self) -> tuple[int, list[str]]:
-        """The number of keys, and the keys followed by the JSON plan: EVALSHA's arguments."""
-        checks = [[kind, k, *lists] for (kind, k), lists in self.checks.items()]
-        writes = [[op, k, args] for (op, k), args in self.writes.items()]
-        plan = json.dumps([self.reads, checks, writes], ensure_ascii=False, separators=(",", ":"))
-        keys = [self._store._key(exp, name) for exp, name in self._keys]
-        return len(keys), [*keys, plan]
-
-
-def snapshot(keys: BatchKeys, found: Any) -> _Snapshot:
-    """The snapshot from what ``_Plan.read_snapshot``'s reads found, in their order."""
-    result, at = _Snapshot(), iter(found if isinstance(found, list) else [])
-    for exp, ids, units, unit_metrics in _by_experiment(keys):
-        if ids:
-            result.claimed.update(((exp, i), bool(m)) for i, m in zip(ids, next(at), strict=True))
-        if units:
-            result.cells.update(((exp, u), c or None) for u, c in zip(units, next(at), strict=True))
-            result.exposed.update(((exp, u), bool(m)) for u, m in zip(units, next(at), strict=True))
-        if unit_metrics:
-            values = [v or None for v in next(at)]
-            for i, (metric, unit) in enumerate(unit_metrics):
-                result.unit_totals[(exp, unit, metric)] = (values[2 * i], values[2 * i + 1])
-    return result
-
-
-class _RedisStep:
-    """The counting primitives answered from a snapshot: each answer is recorded in the plan
-    as a check and each change as a write."""
-
-    def __init__(self, plan: _Plan, snapshot: _Snapshot) -> None:
-        self._plan, self._snapshot = plan, snapshot
-
-    def claim_event_ids(self, ids: Sequence[EventKey]) -> set[EventKey]:
-        if self._plan.event_sets == ["events"]:  # window 0: one set, kept forever
-            return self._add_members(ids, "events", self._snapshot.claimed)
-        # The window's day sets: a new id is in none of them (checked at commit) and goes into
-        # the set of its claim's day, which expires once the window has passed. A duplicate
-        # needs no check: an id read as claimed was claimed inside the window.
-        plan, claimed, new = self._plan, self._snapshot.claimed, set()
-        day = day_number(plan.claimed_at)
-        for exp, group in itertools.groupby(ids, key=operator.itemgetter(0)):
-            fresh = [pair for pair in group if not claimed.get(pair, False)]
-            if not fresh:
-                continue
-            absent = plan.checks.setdefault(("n", tuple(plan.event_keys(exp))), ([], []))[0]
-            absent.extend(pair[1] for pair in fresh)
-            plan.write("sadd", exp, day_set(day)).extend(pair[1] for pair in fresh)
-            plan.writes[("expire", plan.key(exp, day_set(day)))] = [
-                str(day_set_ttl(day, plan.retention, plan.claimed_at))
-            ]
-            plan.writes[("sadd", plan.key(exp, "event_days"))] = [str(day)]
-            for pair in fresh:
-                claimed[pair] = True
-                new.add(pair)
-        return new
-
-    def store_assignments(self, first: Mapping[UnitKey, StoredAssignment]) -> set[UnitKey]:
-        units = sorted(first)  # by experiment
-        stored = self.read_assignments(units)
-        cells = self._snapshot.cells
-        new: set[UnitKey] = set()
-        for exp, group in itertools.groupby(units, key=operator.itemgetter(0)):
-            sets = self._plan.write("hset", exp, "assign")
-            for unit in group:
-                if unit not in stored:
-                    variant, period = first[unit]
-                    cell = cells[unit] = _cell(variant, period)
-                    sets.extend((unit[1], cell))
-                    new.add(unit)
-        return new
-
-    def read_assignments(self, units: Sequence[UnitKey]) -> dict[UnitKey, StoredAssignment]:
-        found: dict[UnitKey, StoredAssignment] = {}
-        cells = self._snapshot.cells
-        for exp, group in itertools.groupby(units, key=operator.itemgetter(0)):
-            members, expected = self._plan.check("h", exp, "assign")
-            for unit in group:
-                cell = cells.get(unit)
-                members.append(unit[1])
-                expected.append(cell)
-                if cell is not None:
-                    found[unit] = stored_assignment(cell)
-        return found
-
-    def mark_exposed(self, units: Sequence[UnitKey]) -> set[UnitKey]:
-        return self._add_members(units, "exposed", self._snapshot.exposed)
-
-    def _add_members(
-        self, pairs: Sequence[tuple[str, str]], name: str, known: dict[tuple[str, str], bool]
-    ) -> set[tuple[str, str]]:
-        """Add each (experiment, member) to the experiment's set ``name`` unless ``known``
-        (what was read) has it; the pairs added. Each answer is checked at commit."""
-        new: set[tuple[str, str]] = set()
-        for exp, group in itertools.groupby(pairs, key=operator.itemgetter(0)):
-            members, expected = self._plan.check("s", exp, name)
-            adds = self._plan.write("sadd", exp, name)
-            for pair in group:
-                found = known.get(pair, False)
-                members.append(pair[1])
-                expected.append(int(found))
-                if not found:
-                    adds.append(pair[1])
-                    known[pair] = True
-                    new.add(pair)
-        return new
-
-    def add_unit_totals(
-        self, deltas: Mapping[UnitMetricKey, UnitTotals]
-    ) -> dict[UnitMetricKey, UnitTotals]:
-        before: dict[UnitMetricKey, UnitTotals] = {}
-        stored = self._snapshot.unit_totals
-        for exp, group in itertools.groupby(sorted(deltas), key=operator.itemgetter(0)):
-            members, expected = self._plan.check("h", exp, "units")
-            counts = self._plan.write("hincrby", exp, "units")
-            totals = self._plan.write("hincrbyfloat", exp, "units")
-            for key in group:
-                delta = deltas[key]
-                count, total = stored.get(key, (None, None))
-                c_field, t_field = _unit_fields(key[2], key[1])
-                members.extend((c_field, t_field))
-                expected.extend((count, total))
-                counts.extend((c_field, str(delta.count)))
-                totals.extend((t_field, repr(delta.total)))
-                before[key] = UnitTotals(int(count or 0), float(total or 0.0))
-        return before
-
-    def add_counters(self, increments: CounterIncrements) -> None:
-        for (exp, variant, period), counts in increments.variants.items():
-            args, cell = self._plan.write("hincrby", exp, "counters"), _cell(variant, period)
-            for name, n in zip(VariantCounts._fields, counts, strict=True):
-                if n:
-                    args.extend((f"{cell}|{name}", str(n)))
-        for (exp, variant, period, metric), t in increments.metrics.items():
-            prefix = f"{_cell(variant, period)}|{metric}|"
-            for name, kind in METRIC_FIELDS.items():
-                op = "hincrby" if kind is int else "hincrbyfloat"
-                self._plan.write(op, exp, "metrics").extend((prefix + name, repr(getattr(t, name))))
-        for exp, moment in increments.latest.items():
-            self._plan.writes[("max", self._plan.key(exp, "activity"))] = [
-                str(microseconds(moment))
-            ]
-
-
-def _by_experiment(
-    keys: BatchKeys,
-) -> list[tuple[str, list[str], list[str], list[tuple[str, str]]]]:
-    """Per experiment (in order): its event ids, its units and its (metric, unit) pairs."""
-    grouped: dict[str, tuple[list[str], list[str], list[tuple[str, str]]]] = {}
-    for exp, event_id in keys.event_ids:
-        grouped.setdefault(exp, ([], [], []))[0].append(event_id)
-    for exp, unit in keys.units:
-        grouped.setdefault(exp, ([], [], []))[1].append(unit)
-    for exp, unit, metric in keys.unit_metrics:
-        grouped.setdefault(exp, ([], [], []))[2].append((metric, unit))
-    return [(exp, *lists) for exp, lists in sorted(grouped.items())]
-
 
 def _per_experiment(events: Sequence[EventRecord]) -> list[list[EventRecord]]:
     """``events`` grouped by experiment (each group in the batch's order)."""
@@ -443,21 +99,6 @@ def _per_experiment(events: Sequence[EventRecord]) -> list[list[EventRecord]]:
     for event in events:
         groups.setdefault(event.experiment_id, []).append(event)
     return list(groups.values())
-
-
-def _unit_fields(metric: str, unit: str) -> tuple[str, str]:
-    """The ``units`` hash fields of a unit's count and total for a metric."""
-    return f"c|{metric}|{unit}", f"t|{metric}|{unit}"
-
-
-def stored_assignment(cell: bytes | str) -> StoredAssignment:
-    """A stored assignment ``<variant>|<period>``; a bare variant is from before periods: 0."""
-    variant, _, period = text(cell).partition("|")
-    return StoredAssignment(variant, int(period) if period else 0)
-
-
-def _cell(variant: str, period: int) -> str:
-    return f"{variant}|{period:d}"
 
 
 def _variant_period(parts: Sequence[str]) -> tuple[str, int]:
@@ -503,8 +144,8 @@ class RedisIntake(RedisEventIds):
     _wait_timeout_ms = 100
 
     @functools.cached_property
-    def _known(self) -> _KnownUnits:
-        return _KnownUnits(KNOWN_UNITS)
+    def _known(self) -> KnownUnits:
+        return KnownUnits(KNOWN_UNITS)
 
     @reachable
     def assign(
@@ -545,15 +186,39 @@ class RedisIntake(RedisEventIds):
             return ApplyResult(applied, duplicates, per_experiment=len(groups) > 1)
         return self._apply_together(events)
 
-    def _apply_together(self, events: Sequence[EventRecord]) -> ApplyResult:
+    @reachable
+    def apply_current_events(
+        self, events: Sequence[EventRecord], versions: Mapping[str, int]
+    ) -> ApplyResult:
+        # Replaces the default: on one server the definition (``{id}:def``) shares the
+        # experiment's slot, so the script checks its version before it writes, in the same
+        # call as the counting. On a cluster the definitions live under ``{index}``: read first.
+        if self._cluster or not events:
+            for experiment_id, version in versions.items():
+                stored = self._client.hget(self._definition(experiment_id), "version")
+                if stored is None or int(stored) != version:
+                    raise DefinitionChanged(experiment_id)
+            return self.apply_events(events)
+        return self._apply_together(events, versions)
+
+    def _apply_together(
+        self, events: Sequence[EventRecord], versions: Mapping[str, int] | None = None
+    ) -> ApplyResult:
         def count(step: CountingStep) -> ApplyResult:
             counted = count_events(step, events)
             return ApplyResult(applied=counted.applied, duplicates=counted.duplicates)
 
-        guess = self._guess_nothing_stored()
+        # A conversion that needs a stored assignment would prove a guess of "nothing stored"
+        # wrong (or be refused): read first.
+        guess = self._guess_nothing_stored() and not any(e.needs_assignment for e in events)
         at = claim_time(events)
         return self._count(
-            lambda: batch_keys(events), count, guess=guess, read_along=False, claimed_at=at
+            lambda: batch_keys(events),
+            count,
+            guess=guess,
+            read_along=False,
+            claimed_at=at,
+            versions=versions,
         )
 
     def _count(
@@ -564,6 +229,7 @@ class RedisIntake(RedisEventIds):
         guess: bool,
         read_along: bool,
         claimed_at: datetime | None,
+        versions: Mapping[str, int] | None = None,
     ) -> T:
         """Run ``count`` on a snapshot of what it may touch (``keys``) and commit its writes if
         nothing it read has changed; otherwise count again on a fresh snapshot.
@@ -573,22 +239,35 @@ class RedisIntake(RedisEventIds):
         nothing and costs one more call: the read, which ``read_along`` sends with the guess
         (one unit's few fields: a returning unit costs two calls, as reading first would) and
         which a batch makes only when needed, since a batch guesses only while recent batches'
-        guesses held (``_guess_nothing_stored``)."""
+        guesses held (``_guess_nothing_stored``).
+
+        With ``versions`` the call also checks each experiment's definition version (the
+        script, before any write) and raises ``DefinitionChanged`` when one differs. A refusal
+        the counting raises (``UnitNotAssigned``) stands only when counted on what was read,
+        never on a guess."""
         keys = functools.cache(keys)  # computed once, and only if needed
         at = claim_time([]) if claimed_at is None else claimed_at
-        state = None if guess else self._read(keys(), at)
+        state = None if guess else self._read(keys(), at, versions)
         if state is not None and not read_along:
             self._note_guess(state.empty)
         for attempt in range(MAX_ATTEMPTS):
             if attempt > 1:  # repeated conflicts on hot units: spread the retries out
                 time.sleep(random.uniform(0.0, min(0.05, 0.0005 * 2**attempt)))
-            plan = _Plan(self, at)
+            plan = Plan(self, at)
             # A single unit's call guesses with what this process has seen of the unit; a batch
             # (mostly new units, or it would not guess) with nothing: remembering a thousand
             # units per batch cost more than it saved.
-            current = state or (self._known.guess(keys().units) if read_along else _Snapshot())
-            result = count(_RedisStep(plan, current))
-            if not plan.writes and state is not None:
+            current = state or (self._known.guess(keys().units) if read_along else Snapshot())
+            try:
+                result = count(RedisStep(plan, current))
+            except UnitNotAssigned:
+                if state is not None:
+                    raise
+                state = self._read(keys(), at, versions)  # a guess refused: count on the store
+                continue
+            if versions:
+                plan.guard(versions)
+            elif not plan.writes and state is not None:
                 # Nothing to change, and nothing read can change back (ids stay claimed,
                 # assignments stay stored): the read is the answer.
                 return result
@@ -601,10 +280,13 @@ class RedisIntake(RedisEventIds):
                 if read_along:
                     self._known.remember(current)  # now true: what was read and written
                 return result
+            changed = plan.changed(found)
+            if changed is not None:
+                raise DefinitionChanged(changed)
             if state is None and read_along:
                 state = snapshot(keys(), found)
             else:
-                state = self._read(keys(), at)
+                state = self._read(keys(), at, versions)
             if read_along:
                 self._known.remember(state)
         raise StoreUnavailable(
@@ -622,20 +304,30 @@ class RedisIntake(RedisEventIds):
     def _note_guess(self, nothing_stored: bool) -> None:
         self._guess_rate = 0.9 * self._guess_rate + (0.1 if nothing_stored else 0.0)
 
-    def _read(self, keys: BatchKeys, claimed_at: datetime) -> _Snapshot:
-        plan = _Plan(self, claimed_at)
+    def _read(
+        self, keys: BatchKeys, claimed_at: datetime, versions: Mapping[str, int] | None = None
+    ) -> Snapshot:
+        """A snapshot of what ``keys`` name; with ``versions``, raises ``DefinitionChanged``
+        when a definition has another version (a refusal is then never counted on)."""
+        plan = Plan(self, claimed_at)
         plan.read_snapshot(keys)
-        return snapshot(keys, self._run(plan)[1])
+        if versions:
+            plan.guard(versions)
+        found = self._run(plan)[1]
+        changed = plan.changed(found)
+        if changed is not None:
+            raise DefinitionChanged(changed)
+        return snapshot(keys, found)
 
-    def _run(self, plan: _Plan) -> tuple[bool, Any]:
-        """Call ``_STEP`` with ``plan``: whether it wrote, and what its reads found. A server
+    def _run(self, plan: Plan) -> tuple[bool, Any]:
+        """Call ``STEP`` with ``plan``: whether it wrote, and what its reads found. A server
         that lost the script (NOSCRIPT: nothing ran) gets it loaded and called again."""
         count, arguments = plan.arguments()
         if self._wait_replicas and plan.writes:
             reply, acknowledged = run_and_wait(
                 self._client,
-                _STEP,
-                _STEP_SHA,
+                STEP,
+                STEP_SHA,
                 arguments[:count],
                 arguments[count:],
                 replicas=self._wait_replicas,
@@ -653,10 +345,10 @@ class RedisIntake(RedisEventIds):
             return committed == 1, found
         for attempt in itertools.count():
             try:
-                reply = self._client.evalsha(_STEP_SHA, count, *arguments)
+                reply = self._client.evalsha(STEP_SHA, count, *arguments)
                 break
             except redis.exceptions.NoScriptError:
-                self._client.script_load(_STEP)  # on a cluster: on every primary
+                self._client.script_load(STEP)  # on a cluster: on every primary
             except RESHARDING_ERRORS:
                 # A cluster moving the slot: its keys are split between two nodes (TRYAGAIN)
                 # or the slot has no owner for a moment. The script did not run; once redis-py

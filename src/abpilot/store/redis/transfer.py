@@ -26,7 +26,7 @@ from abpilot.store.counters import stored_cells
 from abpilot.store.redis.event_ids import RedisEventIds
 from abpilot.store.redis.history import _document as allocation_document
 from abpilot.store.redis.history import microseconds, reachable, text
-from abpilot.store.redis.intake import stored_assignment
+from abpilot.store.redis.step import stored_assignment
 from abpilot.store.state import ExperimentState, UnitState
 
 T = TypeVar("T")
