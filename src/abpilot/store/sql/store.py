@@ -35,14 +35,14 @@ from abpilot.store.defaults import StoreDefaults
 from abpilot.store.event_ids import check_retention
 from abpilot.store.sql import engine as sql_engine
 from abpilot.store.sql.activity import SqlActivity
-from abpilot.store.sql.common import CHUNK, chunks, guarded, translate_conflicts
+from abpilot.store.sql.bulk import select_units
+from abpilot.store.sql.common import chunks, guarded, translate_conflicts
 from abpilot.store.sql.contextual import SqlContextual
 from abpilot.store.sql.documents import SqlDocuments
 from abpilot.store.sql.history import SqlHistory
 from abpilot.store.sql.intake import SqlIntake, SqlUnitReads
 from abpilot.store.sql.schema import (
     PER_EXPERIMENT_TABLES,
-    assignments,
     experiments,
     metric_counters,
     variant_counters,
@@ -181,17 +181,13 @@ class SqlStore(
         self, experiment_id: str, unit_ids: Iterable[str]
     ) -> dict[str, StoredAssignment]:
         wanted = sorted(set(unit_ids))
-        found: dict[str, StoredAssignment] = {}
+        if not wanted:
+            return {}
         with self.engine.connect() as conn:
-            for start in range(0, len(wanted), CHUNK):
-                query = sa.select(
-                    assignments.c.unit_id, assignments.c.variant, assignments.c.period
-                ).where(
-                    assignments.c.experiment_id == experiment_id,
-                    assignments.c.unit_id.in_(wanted[start : start + CHUNK]),
-                )
-                for row in conn.execute(query):
-                    found[row.unit_id] = StoredAssignment(row.variant, int(row.period))
+            rows = select_units(
+                conn, "unit_id, variant, period", "assignments", experiment_id, wanted
+            )
+        found = {unit: StoredAssignment(variant, int(period)) for unit, variant, period in rows}
         return found
 
     @guarded
