@@ -158,8 +158,10 @@ def _floats(values: Sequence[Any]) -> str:
 
 
 def _times(values: Sequence[Any]) -> str:
-    quoted = ["NULL" if v is None else '"' + v.isoformat() + '"' for v in values]
-    return "{" + ",".join(quoted) + "}"
+    """A batch's times are one or a few (its claim time, its assignment time): each is
+    formatted once."""
+    text = {v: "NULL" if v is None else '"' + v.isoformat() + '"' for v in set(values)}
+    return "{" + ",".join([text[v] for v in values]) + "}"
 
 
 _ARRAYS = {

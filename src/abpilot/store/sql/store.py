@@ -36,7 +36,7 @@ from abpilot.store.event_ids import check_retention
 from abpilot.store.sql import engine as sql_engine
 from abpilot.store.sql.activity import SqlActivity
 from abpilot.store.sql.bulk import select_units
-from abpilot.store.sql.common import chunks, guarded, translate_conflicts
+from abpilot.store.sql.common import chunks, guarded, one_read, translate_conflicts
 from abpilot.store.sql.contextual import SqlContextual
 from abpilot.store.sql.documents import SqlDocuments
 from abpilot.store.sql.history import SqlHistory
@@ -104,7 +104,7 @@ class SqlStore(
 
     @guarded
     def get_experiment_id(self, key: str) -> str | None:
-        with self.engine.connect() as conn:
+        with one_read(self.engine) as conn:
             query = sa.select(experiments.c.id).where(experiments.c.key == key)
             return conn.execute(query).scalar_one_or_none()
 
@@ -183,7 +183,7 @@ class SqlStore(
         wanted = sorted(set(unit_ids))
         if not wanted:
             return {}
-        with self.engine.connect() as conn:
+        with one_read(self.engine) as conn:
             rows = select_units(
                 conn, "unit_id, variant, period", "assignments", experiment_id, wanted
             )
