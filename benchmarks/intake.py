@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import abpilot
@@ -72,13 +72,11 @@ class IntakeRow:
     note: str = ""
 
 
-def batch_events(tag: str) -> list[EventInput]:
+def batch_events(tag: str, key: str = EXPERIMENT_KEY) -> list[EventInput]:
     units = [f"{tag}-{j}" for j in range(EXPOSURES_PER_BATCH)]
-    events = [
-        EventInput(EventKind.EXPOSURE, EXPERIMENT_KEY, unit_id=u, event_id=f"x-{u}") for u in units
-    ]
+    events = [EventInput(EventKind.EXPOSURE, key, unit_id=u, event_id=f"x-{u}") for u in units]
     events += [
-        EventInput(EventKind.CONVERSION, EXPERIMENT_KEY, unit_id=u, event_id=f"c-{u}")
+        EventInput(EventKind.CONVERSION, key, unit_id=u, event_id=f"c-{u}")
         for u in units[: BATCH - EXPOSURES_PER_BATCH]
     ]
     return events
@@ -307,3 +305,65 @@ def measure_window(batches: int, rounds: int) -> tuple[float, float] | str:
     except Exception as error:  # a server out of reach (or a failure) skips the row
         return f"skipped: {type(error).__name__}: {error}"
     return max(rates[0]), max(rates[1])
+
+
+# hot rows on PostgreSQL -------------------------------------------------------------------------
+
+HOT_SECONDS = 5.0
+
+
+def _hot_worker(url: str, key: str, tag: str, single: bool, ready: Any, out: Any) -> None:
+    """One process: a warm-up batch, then (once every worker is ready) ``HOT_SECONDS`` of
+    batches of ``batch_events`` (or single exposures of new units, each its own
+    ``record_exposure``) into experiment ``key``; puts the events it counted on ``out``."""
+    service = abpilot.open(url)
+    service.record_events(batch_events(f"{tag}-warm-up", key))
+    sent, number = 0, 0
+    ready.wait()
+    stop = time.perf_counter() + HOT_SECONDS
+    try:
+        while time.perf_counter() < stop:
+            if single:
+                for j in range(20):
+                    unit = f"{tag}-{number}-{j}"
+                    service.record_exposure(experiment=key, unit_id=unit, event_id=f"x-{unit}")
+                sent += 20
+            else:
+                service.record_events(batch_events(f"{tag}-{number}", key))
+                sent += BATCH
+            number += 1
+    finally:
+        service.store.close()
+    out.put(sent)
+
+
+def measure_hot_rows(workers: int, *, shared: bool, single: bool) -> float:
+    """Events/s of ``workers`` processes counting into one experiment (``shared``: every batch
+    adds to the same variant and metric counter rows) or one experiment each (no row in
+    common), on a fresh PostgreSQL schema. A batch still running at the end is counted whole,
+    so the rate is slightly high for few long batches."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with BACKENDS["PostgreSQL"]() as (url, _options):
+        keys = [EXPERIMENT_KEY if shared else f"{EXPERIMENT_KEY}-{w}" for w in range(workers)]
+        setup = abpilot.open(url)
+        for key in sorted(set(keys)):
+            setup.create_experiment(
+                key=key,
+                variants=[{"key": "control", "weight": 0.5}, {"key": "treatment", "weight": 0.5}],
+                metrics=[{"key": "conversion"}],
+            )
+            setup.start_experiment(key)
+        setup.store.close()
+        ready, out = context.Barrier(workers), context.Queue()
+        processes = [
+            context.Process(target=_hot_worker, args=(url, keys[w], f"w{w}", single, ready, out))
+            for w in range(workers)
+        ]
+        for process in processes:
+            process.start()
+        sent = [out.get(timeout=300) for _ in processes]
+        for process in processes:
+            process.join()
+    return sum(sent) / HOT_SECONDS

@@ -2,17 +2,16 @@
 
 No statement of its own: each counter row (``variant_counters``, ``metric_counters``) carries
 ``last_event_at``, moved forward by the same ``INSERT .. ON CONFLICT DO UPDATE`` that adds to its
-counts, with ``CASE WHEN newer ..``: an atomic maximum, so concurrent batches never move it back.
-Every counted event touches at least one row of its experiment (an exposure its variant row, a
-conversion its metric row), and each touched row gets the batch's latest time for that
-experiment, so the latest over the experiment's rows is its last event time.
+counts, with ``CASE WHEN newer ..`` (``bulk.adding``): an atomic maximum, so concurrent batches
+never move it back. Every counted event touches at least one row of its experiment (an exposure
+its variant row, a conversion its metric row), and each touched row gets the batch's latest time
+for that experiment, so the latest over the experiment's rows is its last event time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -26,16 +25,6 @@ def stored_time(latest: Mapping[str, datetime], experiment_id: str) -> datetime 
     order and ``as_utc`` reads it back right), or None for a row no event touched."""
     moment = latest.get(experiment_id)
     return None if moment is None else as_utc(moment)
-
-
-def later_time(table: sa.Table, excluded: Any) -> sa.ColumnElement[Any]:
-    """The upsert's new ``last_event_at``: the incoming time when it is later, else the stored
-    one (NULL on either side never wins over a time)."""
-    stored, incoming = table.c.last_event_at, excluded.last_event_at
-    return sa.case(
-        (sa.and_(incoming.is_not(None), sa.or_(stored.is_(None), incoming > stored)), incoming),
-        else_=stored,
-    )
 
 
 class SqlActivity:

@@ -120,6 +120,17 @@ def conflict_error(table: str, columns: Sequence[str], params: Any = None) -> Ab
     return DuplicateKey(f"a row of {table or 'a table'} with this {names} exists", field=column)
 
 
+def one_read(engine: sa.Engine) -> sa.Connection:
+    """A connection for a read of ONE statement: on PostgreSQL in autocommit, since one
+    statement sees one snapshot anyway, and ``BEGIN`` and ``ROLLBACK`` were two of its three
+    round trips. (SQLite keeps its transaction: it has no round trips, and its ``begin`` hook
+    takes the locks.)"""
+    conn = engine.connect()
+    if engine.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn
+
+
 def chunks(rows: Sequence[T]) -> Iterator[Sequence[T]]:
     """Slices of at most ``CHUNK`` items: rows for one bulk statement, ids for one ``IN``."""
     for start in range(0, len(rows), CHUNK):

@@ -19,6 +19,8 @@ MIGRATION_LOCK_ID = 0x61627069
 _LOCK_KEYS = ":id, hashtext(current_database() || '.' || coalesce(current_schema(), ''))"
 _LOCK = {"id": MIGRATION_LOCK_ID}
 MIGRATION_LOCK_POLL_SECONDS = 0.1
+PING_IDLE_SECONDS = 1.0  # PostgreSQL: a pooled connection idle this long is pinged before use
+_RETURNED = "abpilot_returned_at"
 # Above this many rows (the planner's estimate) a migration builds an index CONCURRENTLY (0008).
 CONCURRENT_INDEX_ROWS = 100_000
 
@@ -37,10 +39,37 @@ def create_engine(url: str, **options: Any) -> sa.Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30}, **options)
         _configure_sqlite(engine)
         return engine
-    options.setdefault("pool_pre_ping", True)
     options.setdefault("pool_size", 10)
     options.setdefault("max_overflow", 20)
-    return sa.create_engine(url, **options)
+    engine = sa.create_engine(url, **options)
+    if "pool_pre_ping" not in options:
+        _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: sa.Engine) -> None:
+    """Ping a pooled connection before use only when it sat idle for ``PING_IDLE_SECONDS``
+    (SQLAlchemy's pessimistic disconnect handling, made lazy): ``pool_pre_ping`` cost one round
+    trip on every checkout, a quarter of a single event's. A connection the server dropped
+    while idle is replaced before use, as with ``pool_pre_ping``; one dropped within the last
+    second fails its operation (``StoreUnavailable``, nothing committed) and SQLAlchemy then
+    replaces every pooled connection, so the next operation reconnects."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get(_RETURNED)
+        if returned is None or time.monotonic() - returned < PING_IDLE_SECONDS:
+            return  # new (just connected) or in use a moment ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise sa.exc.DisconnectionError(f"a pooled connection was closed: {error}") from error
+        if not alive:
+            raise sa.exc.DisconnectionError("a pooled connection was closed")
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:

@@ -1,21 +1,14 @@
-"""Counting events in SQL: a batch is a few bulk ``INSERT .. ON CONFLICT`` statements in one
-transaction, in a fixed table order and with rows sorted by key, so concurrent transactions on
-PostgreSQL take row locks in the same order. The batch's new assignments are inserted first and
-the other units' assignments read back in the same transaction, so every event of a unit counts
-under the assignment it has (whatever variant the event names), even one another worker stored
-a moment ago.
-
-Each statement is built once per dialect and executed with a list of parameter rows: SQLAlchemy
-compiles it once and sends the rows as multi-row ``VALUES`` pages ("insertmanyvalues", with
-``RETURNING`` on both SQLite and PostgreSQL). Building ``insert(t).values(rows)`` per call instead
-compiled a new statement for every batch, which was most of the time of a batch on SQLite.
+"""Counting events in SQL: a batch is a few set-based ``INSERT .. ON CONFLICT`` statements (one
+per table, ``abpilot.store.sql.bulk``) in one transaction, in a fixed table order and with rows
+sorted by key, so concurrent transactions on PostgreSQL take row locks in the same order. The
+batch's new assignments are inserted first and the other units' assignments read back in the
+same transaction, so every event of a unit counts under the assignment it has (whatever variant
+the event names), even one another worker stored a moment ago.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,71 +28,59 @@ from abpilot.domain.derived import covariate_cell
 from abpilot.domain.records import METRIC_FIELDS, UnitMetricTotals
 from abpilot.store.base import ApplyResult, AssignResult, EventRecord, StoredAssignment
 from abpilot.store.event_ids import claim_time, window_start
-from abpilot.store.sql.activity import later_time, stored_time
-from abpilot.store.sql.common import adding_upsert, chunks, dialect_insert, guarded
+from abpilot.store.sql.activity import stored_time
+from abpilot.store.sql.bulk import adding, new_only, select_units, time_value
+from abpilot.store.sql.common import guarded
 from abpilot.store.sql.schema import (
     assignments,
-    exposed_units,
-    metric_counters,
     processed_events,
     unit_metrics,
-    variant_counters,
 )
 
 VARIANT_COUNTS = ("assigned_units", "exposures", "unique_units")
 METRIC_TOTALS = tuple(METRIC_FIELDS)  # the columns of metric_counters, named as in MetricTotals
 
 
-@dataclass(frozen=True, slots=True)
-class IntakeStatements:
-    """The event path's statements for one dialect; each takes a list of parameter rows."""
-
-    claim_events: sa.Executable
-    insert_assignments: sa.Executable
-    insert_exposed: sa.Executable
-    add_unit_totals: sa.Executable
-    bump_variants: sa.Executable
-    bump_metrics: sa.Executable
-
-
-@functools.cache
-def intake_statements(dialect: str) -> IntakeStatements:
-    insert = dialect_insert(dialect)
-
-    unit_keys = ("experiment_id", "unit_id", "metric")
-    return IntakeStatements(
-        claim_events=insert(processed_events)
-        .on_conflict_do_nothing()
-        .returning(processed_events.c.experiment_id, processed_events.c.event_id),
-        insert_assignments=insert(assignments)
-        .on_conflict_do_nothing()
-        .returning(
-            assignments.c.experiment_id,
-            assignments.c.unit_id,
-            assignments.c.variant,
-            assignments.c.period,
-        ),
-        insert_exposed=insert(exposed_units)
-        .on_conflict_do_nothing()
-        .returning(exposed_units.c.experiment_id, exposed_units.c.unit_id),
-        add_unit_totals=adding_upsert(
-            dialect, unit_metrics, unit_keys, ("count", "total")
-        ).returning(*(unit_metrics.c[k] for k in (*unit_keys, "count", "total"))),
-        bump_variants=adding_upsert(
-            dialect,
-            variant_counters,
-            ("experiment_id", "variant", "period"),
-            VARIANT_COUNTS,
-            {"last_event_at": functools.partial(later_time, variant_counters)},
-        ),
-        bump_metrics=adding_upsert(
-            dialect,
-            metric_counters,
-            ("experiment_id", "variant", "period", "metric"),
-            METRIC_TOTALS,
-            {"last_event_at": functools.partial(later_time, metric_counters)},
-        ),
-    )
+TEXT, INT, BIG, FLOAT, TIME = "text", "integer", "bigint", "float8", "timestamptz"
+VARIANT_KEY = ("experiment_id", "variant", "period")
+UNIT_METRIC_KEY = ("experiment_id", "unit_id", "metric")
+CLAIM_EVENTS = new_only(
+    "processed_events",
+    ("experiment_id", "event_id", "processed_at"),
+    (TEXT, TEXT, TIME),
+    "RETURNING experiment_id, event_id",
+)
+INSERT_ASSIGNMENTS = new_only(
+    "assignments",
+    ("experiment_id", "unit_id", "variant", "period", "assigned_at"),
+    (TEXT, TEXT, TEXT, INT, TIME),
+    "RETURNING experiment_id, unit_id",
+)
+INSERT_EXPOSED = new_only(
+    "exposed_units", ("experiment_id", "unit_id"), (TEXT, TEXT), "RETURNING experiment_id, unit_id"
+)
+ADD_UNIT_TOTALS = adding(
+    "unit_metrics",
+    (*UNIT_METRIC_KEY, "count", "total"),
+    (TEXT, TEXT, TEXT, BIG, FLOAT),
+    UNIT_METRIC_KEY,
+    ("count", "total"),
+    "RETURNING experiment_id, unit_id, metric, count, total",
+)
+BUMP_VARIANTS = adding(
+    "variant_counters",
+    (*VARIANT_KEY, *VARIANT_COUNTS, "last_event_at"),
+    (TEXT, TEXT, INT, BIG, BIG, BIG, TIME),
+    VARIANT_KEY,
+    VARIANT_COUNTS,
+)
+BUMP_METRICS = adding(
+    "metric_counters",
+    (*VARIANT_KEY, "metric", *METRIC_TOTALS, "last_event_at"),
+    (TEXT, TEXT, INT, TEXT, *(BIG if k is int else FLOAT for k in METRIC_FIELDS.values()), TIME),
+    (*VARIANT_KEY, "metric"),
+    METRIC_TOTALS,
+)
 
 
 class SqlIntake:
@@ -192,88 +173,68 @@ class SqlUnitReads:
 
 
 class _SqlStep:
-    """The counting primitives as bulk statements on one connection, inside the caller's
-    transaction: each ``INSERT .. ON CONFLICT`` takes its rows' locks and tells (``RETURNING``)
-    what was new, so nothing is read in Python and written back."""
+    """The counting primitives as set-based statements on one connection, inside the caller's
+    transaction (``abpilot.store.sql.bulk``): each ``INSERT .. ON CONFLICT`` takes its rows'
+    locks and tells (``RETURNING``) what was new, so nothing is read in Python and written
+    back; each is one statement for the whole batch."""
 
     def __init__(self, conn: sa.Connection, claimed_at: datetime) -> None:
-        self._conn, self._claimed_at = conn, claimed_at
-        self._statements = intake_statements(conn.dialect.name)
+        self._conn = conn
+        self._time = time_value(conn.dialect)
+        self._claimed_at = self._time(claimed_at)
 
     def claim_event_ids(self, ids: Sequence[EventKey]) -> set[EventKey]:
         at = self._claimed_at
-        values = [{"experiment_id": e, "event_id": i, "processed_at": at} for e, i in ids]
-        return {(r[0], r[1]) for r in _run(self._conn, self._statements.claim_events, values)}
+        rows = CLAIM_EVENTS.run(self._conn, [(e, i, at) for e, i in ids])
+        return {(r[0], r[1]) for r in rows}
 
     def store_assignments(self, first: Mapping[UnitKey, StoredAssignment]) -> set[UnitKey]:
-        now = datetime.now(UTC)
-        values = [
-            {"experiment_id": e, "unit_id": u, "variant": v, "period": p, "assigned_at": now}
-            for (e, u), (v, p) in sorted(first.items())
-        ]
-        return {(r[0], r[1]) for r in _run(self._conn, self._statements.insert_assignments, values)}
+        now = self._time(datetime.now(UTC))
+        values = [(e, u, v, p, now) for (e, u), (v, p) in sorted(first.items())]
+        return {(r[0], r[1]) for r in INSERT_ASSIGNMENTS.run(self._conn, values)}
 
     def read_assignments(self, units: Sequence[UnitKey]) -> dict[UnitKey, StoredAssignment]:
         """Rows are only ever inserted (or deleted with their experiment), so what this reads
         after the step's inserts stays true until the transaction ends."""
-        a = assignments.c
         found: dict[UnitKey, StoredAssignment] = {}
-        for chunk in chunks(units):
-            query = sa.select(a.experiment_id, a.unit_id, a.variant, a.period).where(
-                sa.tuple_(a.experiment_id, a.unit_id).in_(chunk)
-            )
-            for exp, unit, variant, period in self._conn.execute(query):
-                found[(exp, unit)] = StoredAssignment(variant, int(period))
+        for experiment_id, unit_ids in _by_experiment(units).items():
+            columns = "unit_id, variant, period"
+            for unit, variant, period in select_units(
+                self._conn, columns, "assignments", experiment_id, unit_ids
+            ):
+                found[(experiment_id, unit)] = StoredAssignment(variant, int(period))
         return found
 
     def mark_exposed(self, units: Sequence[UnitKey]) -> set[UnitKey]:
-        values = [{"experiment_id": e, "unit_id": u} for e, u in units]
-        return {(r[0], r[1]) for r in _run(self._conn, self._statements.insert_exposed, values)}
+        return {(r[0], r[1]) for r in INSERT_EXPOSED.run(self._conn, units)}
 
     def add_unit_totals(
         self, deltas: Mapping[UnitMetricKey, UnitTotals]
     ) -> dict[UnitMetricKey, UnitTotals]:
-        values = [
-            {"experiment_id": e, "unit_id": u, "metric": m, "count": d.count, "total": d.total}
-            for (e, u, m), d in deltas.items()
-        ]
+        values = [(e, u, m, d.count, d.total) for (e, u, m), d in deltas.items()]
         before: dict[UnitMetricKey, UnitTotals] = {}
-        for e, u, m, count, total in _run(self._conn, self._statements.add_unit_totals, values):
+        for e, u, m, count, total in ADD_UNIT_TOTALS.run(self._conn, values):
             delta = deltas[(e, u, m)]
             before[(e, u, m)] = UnitTotals(int(count) - delta.count, float(total) - delta.total)
         return before
 
     def add_counters(self, increments: CounterIncrements) -> None:
-        latest = increments.latest
+        times = {e: self._time(stored_time(increments.latest, e)) for e in increments.latest}
         variants = [
-            {
-                "experiment_id": e,
-                "variant": v,
-                "period": p,
-                **{n: getattr(c, n) for n in VARIANT_COUNTS},
-                "last_event_at": stored_time(latest, e),
-            }
+            (e, v, p, *(getattr(c, n) for n in VARIANT_COUNTS), times.get(e))
             for (e, v, p), c in sorted(increments.variants.items())
         ]
-        _run(self._conn, self._statements.bump_variants, variants)
+        BUMP_VARIANTS.run(self._conn, variants)
         metrics = [
-            {
-                "experiment_id": e,
-                "variant": v,
-                "period": p,
-                "metric": m,
-                **{n: getattr(t, n) for n in METRIC_TOTALS},
-                "last_event_at": stored_time(latest, e),
-            }
+            (e, v, p, m, *(getattr(t, n) for n in METRIC_TOTALS), times.get(e))
             for (e, v, p, m), t in sorted(increments.metrics.items())
         ]
-        _run(self._conn, self._statements.bump_metrics, metrics)
+        BUMP_METRICS.run(self._conn, metrics)
 
 
-def _run(conn: sa.Connection, statement: sa.Executable, values: list[dict[str, Any]]) -> list[Any]:
-    """Execute ``statement`` for every row of ``values`` (nothing for none); the rows it
-    returned, if it has ``RETURNING``."""
-    if not values:
-        return []
-    result = conn.execute(statement, values)
-    return list(result) if result.returns_rows else []
+def _by_experiment(units: Sequence[UnitKey]) -> dict[str, list[str]]:
+    """Unit ids grouped by experiment, in the order given."""
+    grouped: dict[str, list[str]] = {}
+    for experiment_id, unit_id in units:
+        grouped.setdefault(experiment_id, []).append(unit_id)
+    return grouped
