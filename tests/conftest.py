@@ -168,3 +168,13 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
 @pytest.fixture
 def store(store_factory: StoreFactory) -> Store:
     return store_factory()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that drives a real browser (it takes the ``browser`` fixture, Chromium through
+    Playwright) is ``extended``: the README's command leaves it to ``.ci/run``'s extended stage
+    (``-m extended``). Runs before ``-m`` selects, so the mark counts there."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.extended)

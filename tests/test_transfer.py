@@ -79,6 +79,7 @@ def test_sqlite_to_postgres_to_redis_and_back_loses_nothing(
         e["counters"] or e["decisions"] or e["daily_metrics"] for e in original["experiments"]
     )
     assert original["documents"][0]["key"] == "reports/manual"
+    assert any(e["snapshots"] for e in original["experiments"])  # the demo's daily snapshots
     assert any(len(e["allocations"]) > 1 and e["daily_metrics"] for e in original["experiments"])
 
     with postgres_schema_url() as postgres:

@@ -14,6 +14,9 @@ from tests.conftest import backend_url
 from tests.e2e.server import running_server
 from tests.fixtures import FEATUREVISOR_DATAFILES
 
+# Extended stage of .ci/run (not the README command): two-worker servers, client processes.
+pytestmark = pytest.mark.extended
+
 DATAFILE = "production/datafile.json"
 PER_CLIENT = 100
 

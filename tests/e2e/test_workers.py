@@ -11,6 +11,9 @@ import pytest
 from tests.conftest import backend_url
 from tests.e2e.server import running_server
 
+# Extended stage of .ci/run (not the README command): two-worker servers on PostgreSQL and Redis.
+pytestmark = pytest.mark.extended
+
 VARIANTS = [{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}]
 
 

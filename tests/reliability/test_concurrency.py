@@ -21,6 +21,9 @@ from tests.conftest import SERVER_BACKENDS, backend_url
 from tests.factories import make_experiment
 from tests.reliability.harness import serving, store_env
 
+# Extended stage of .ci/run (not the README command): a two-worker server and 64 concurrent clients.
+pytestmark = pytest.mark.extended
+
 KEY = "concurrency"
 WEIGHTS = (0.2, 0.3, 0.5)
 VARIANTS = ["control", "v1", "v2"]

@@ -17,6 +17,9 @@ from tests.conftest import SERVER_BACKENDS, backend_url
 from tests.factories import make_experiment
 from tests.reliability.harness import Service, answers, store_env, wait_until
 
+# Extended stage of .ci/run (not the README command): SIGKILL of a two-worker server.
+pytestmark = pytest.mark.extended
+
 KEY = "crash"
 WEIGHTS = (0.3, 0.7)
 CLIENTS = 4

@@ -22,6 +22,9 @@ import pytest
 from tests.conftest import backend_url
 from tests.reliability.harness import Service, store_env, wait_until
 
+# Extended stage of .ci/run (not the README command): two servers waiting out lease intervals.
+pytestmark = pytest.mark.extended
+
 KEY = "leadership"
 INTERVAL_MINUTES = 0.025
 INTERVAL = INTERVAL_MINUTES * 60  # 1.5 s

@@ -27,6 +27,9 @@ from tests.reliability.harness import (
     wait_until,
 )
 
+# Extended stage of .ci/run (not the README command): a store taken down under a two-worker server.
+pytestmark = pytest.mark.extended
+
 DATAFILE = "production/datafile.json"
 KEY = "outage"
 RECOVERY_SECONDS = 30.0

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis
 
 from abpilot.service import ExperimentService
@@ -33,6 +34,9 @@ from tests.streams.workload import (
     markers,
     wait_until,
 )
+
+# Extended stage of .ci/run (not the README command): consumer processes, one SIGKILLed mid-batch.
+pytestmark = pytest.mark.extended
 
 APPLIED = re.compile(rb"applied (\d+), duplicates (\d+)")
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import abpilot
 from abpilot.streams.consumer import ConsumerThreads
 from tests.reliability.harness import throwaway_redis
@@ -17,6 +19,9 @@ from tests.streams.workload import (
     markers,
     wait_until,
 )
+
+# Extended stage of .ci/run (not the README command): a throwaway Redis taken down under a consumer.
+pytestmark = pytest.mark.extended
 
 
 def test_a_store_outage_loses_nothing_and_dead_letters_nothing(bus: Bus, tmp_path: Path) -> None:

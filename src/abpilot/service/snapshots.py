@@ -7,7 +7,8 @@ experiment starting, then one at the start of every day after). A document holds
 the units and, per metric, the population, converting units, sum and sum of squares, as
 ``get_metrics`` counts them at that moment: cumulative since the start. Nothing else is written
 and nothing is read back on the hot path; the documents live in the store's shared documents
-under ``snapshots/<experiment id>``.
+under ``snapshots/<experiment id>`` (``snapshot_documents.py``: the encoding, which export and
+import share).
 
 ``Snapshots.read`` returns them oldest first, each variant compared with the control on every
 metric at that day (``stats.frequentist``: the rate or mean difference's lift with its interval,
@@ -16,7 +17,6 @@ the same unadjusted comparison the analysis starts from), and the units that cam
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -26,17 +26,13 @@ from typing import Any
 
 from abpilot.domain.experiment import Experiment, ExperimentStatus, ExperimentType, MetricKind
 from abpilot.service.core import ExperimentService
+from abpilot.service.snapshot_documents import encode, namespace
 from abpilot.stats.frequentist import Comparison, compare_means, compare_proportions
 
 log = logging.getLogger("abpilot.snapshots")
 
-NAMESPACE_PREFIX = "snapshots/"
 SNAPSHOT_TICK_SECONDS = 900.0  # how often the leader asks whether today's snapshots are taken
 SNAPSHOTTED = frozenset({ExperimentType.AB_TEST, ExperimentType.BANDIT})
-
-
-def namespace(experiment_id: str) -> str:
-    return f"{NAMESPACE_PREFIX}{experiment_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,31 +84,26 @@ class Snapshots:
         if self.store.get_document(namespace(found.id), day) is not None:
             return False
         metrics = self.service.get_metrics(found.id)
-        content = json.dumps(
-            {
-                "date": day,
-                "taken_at": now.isoformat(),
-                "variants": [
-                    {
-                        "key": v.key,
-                        "units": v.unique_units,
-                        "metrics": {
-                            name: {
-                                "n": s.n,
-                                "conversions": s.conversions,
-                                "sum": s.sum,
-                                "sum_squares": s.sum_squares,
-                            }
-                            for name, s in v.metrics.items()
-                        },
-                    }
-                    for v in metrics.variants
-                ],
-            },
-            allow_nan=False,
-            sort_keys=True,
+        content, digest = encode(
+            day=now.date(),
+            taken_at=now,
+            variants=[
+                {
+                    "key": v.key,
+                    "units": v.unique_units,
+                    "metrics": {
+                        name: {
+                            "n": s.n,
+                            "conversions": s.conversions,
+                            "sum": s.sum,
+                            "sum_squares": s.sum_squares,
+                        }
+                        for name, s in v.metrics.items()
+                    },
+                }
+                for v in metrics.variants
+            ],
         )
-        digest = hashlib.sha256(content.encode()).hexdigest()
         self.store.put_document(namespace(found.id), day, content, digest, now)
         return True
 

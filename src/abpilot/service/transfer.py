@@ -4,8 +4,9 @@
 document of ``transfer_schema``; ``import_`` validates such a document completely (shape, then
 every experiment definition, then every reference to a variant, metric or period) before it
 writes anything, refuses experiments whose id or key is taken (or skips them, if asked), and
-restores each experiment in one atomic step of the target store. Every read answers afterwards
-as it did in the source store, and later events count as they would have there: units keep
+restores each experiment in one atomic step of the target store, then its daily snapshots
+(``snapshot_documents``), then the shared documents. Every read answers afterwards as it did in
+the source store, and later events count as they would have there: units keep
 their variants, a repeated event id is still a duplicate, sums of squares grow from each unit's
 running total.
 
@@ -16,21 +17,21 @@ Export reads one experiment at a time; for an exact snapshot, export while no tr
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pydantic
-
 from abpilot.bandits.config import BanditOptions
 from abpilot.domain.errors import DuplicateKey, ValidationError
-from abpilot.domain.experiment import Experiment, ExperimentType
-from abpilot.domain.text import json_problem
+from abpilot.domain.experiment import Experiment
 from abpilot.service import companion, monitoring
-from abpilot.service.interleaving import IMPRESSION
 from abpilot.service.lookup import ExperimentLookup
+from abpilot.service.snapshot_documents import encode, namespace
 from abpilot.service.specs import COMPLETION, build_experiment
+from abpilot.service.transfer_checks import check_documents, check_references, check_unique, parse
 from abpilot.service.transfer_schema import (
     FORMAT,
     SCHEMA_VERSION,
@@ -44,6 +45,7 @@ from abpilot.service.transfer_schema import (
     ExportFile,
     MetricCell,
     RawEntry,
+    SnapshotEntry,
 )
 from abpilot.store.base import (
     AllocationRecord,
@@ -60,7 +62,10 @@ from abpilot.store.event_ids import window_start
 from abpilot.store.state import ExperimentState, UnitState
 from abpilot.version import __version__
 
-# The namespaces of shared documents an export carries.
+log = logging.getLogger("abpilot.transfer")
+
+# The namespaces of shared documents an export carries (each experiment's daily snapshots go
+# with the experiment).
 DOCUMENT_NAMESPACES = (companion.NAMESPACE, monitoring.NAMESPACE)
 
 
@@ -91,7 +96,7 @@ class TransferService:
             schema_version=SCHEMA_VERSION,
             exported_at=self.lookup.clock(),
             abpilot_version=__version__,
-            experiments=[_entry(self.dump(e)) for e in chosen],
+            experiments=[_entry(self.dump(e), self._snapshots(e)) for e in chosen],
             documents=[
                 DocumentEntry.model_validate(d, from_attributes=True)
                 for namespace in DOCUMENT_NAMESPACES
@@ -121,6 +126,17 @@ class TransferService:
             arm_states=store.get_bandit_states(exp),
         )
 
+    def _snapshots(self, experiment: Experiment) -> list[SnapshotEntry]:
+        """The experiment's daily snapshots, oldest first; one the store cannot read back (no
+        read shows it either) is left out with a warning."""
+        found = []
+        for d in self.store.list_documents(namespace(experiment.id)):
+            try:
+                found.append(SnapshotEntry.model_validate(json.loads(d.content)))
+            except ValueError:  # not JSON, or not a snapshot (pydantic's errors are ValueErrors)
+                log.warning("snapshot %s of %s is unreadable; not exported", d.key, experiment.key)
+        return found
+
     def import_(self, document: Mapping[str, Any], *, skip_existing: bool = False) -> ImportResult:
         """Validate the whole document, then restore its experiments and documents.
 
@@ -128,9 +144,13 @@ class TransferService:
         document is malformed; raises ``DuplicateKey`` and writes nothing when an experiment's
         id or key is taken, unless ``skip_existing``, which leaves those experiments as they are.
         """
-        parsed = _parse(document)
+        parsed = parse(document)
         states = [self._state(entry, n) for n, entry in enumerate(parsed.experiments)]
-        _check_unique(states)
+        check_unique(states)
+        check_documents(parsed)
+        snapshots = {
+            s.experiment.id: e.snapshots for s, e in zip(states, parsed.experiments, strict=True)
+        }
         store = self.store
         fresh, skipped = [], []
         for state in states:
@@ -147,6 +167,7 @@ class TransferService:
                 )
         for state in fresh:
             store.restore_experiment(state)
+            self._restore_snapshots(state.experiment.id, snapshots[state.experiment.id])
         for d in parsed.documents:
             store.put_document(d.namespace, d.key, d.content, d.digest, d.updated_at)
         return ImportResult(
@@ -154,6 +175,18 @@ class TransferService:
             skipped=skipped,
             documents=len(parsed.documents),
         )
+
+    def _restore_snapshots(self, experiment_id: str, snapshots: Sequence[SnapshotEntry]) -> None:
+        """Write the snapshots of a restored experiment, as ``Snapshots.take`` wrote them, after
+        removing any its id left behind in this store. (Documents live outside the experiment,
+        on a Redis Cluster on another shard, so this is a step after its atomic restore.)"""
+        store, where = self.store, namespace(experiment_id)
+        for stale in store.list_documents(where):
+            store.delete_document(where, stale.key)
+        for s in snapshots:
+            variants = [v.model_dump() for v in s.variants]
+            content, digest = encode(day=s.date, taken_at=s.taken_at, variants=variants)
+            store.put_document(where, s.date.isoformat(), content, digest, as_utc(s.taken_at))
 
     def _taken(self, experiment: Experiment) -> str | None:
         """Which of the experiment's id and key the store already has, if any."""
@@ -201,7 +234,7 @@ class TransferService:
                 for a in entry.bandit_states
             ],
         )
-        _check_references(entry, state, where)
+        check_references(entry, state, where)
         return state
 
     def _definition(self, raw: dict[str, Any], where: str) -> Experiment:
@@ -236,103 +269,6 @@ class TransferService:
             field = f"{where}.{error.field}" if error.field else where
             raise ValidationError(f"{field}: {error.message}", field=field) from None
         return experiment
-
-
-def _parse(document: Mapping[str, Any]) -> ExportFile:
-    if not isinstance(document, Mapping):
-        raise ValidationError("an export document must be a JSON object", field="")
-    if document.get("format") != FORMAT:
-        raise ValidationError(f"not an abpilot export: 'format' must be '{FORMAT}'", field="format")
-    if document.get("schema_version") != SCHEMA_VERSION:
-        raise ValidationError(
-            f"schema_version {document.get('schema_version')!r} is not supported (this abpilot "
-            f"reads version {SCHEMA_VERSION})",
-            field="schema_version",
-        )
-    found = json_problem(document, max_depth=None)  # text every store can hold, finite numbers
-    if found is not None:
-        where, problem = found
-        raise ValidationError(f"{where} {problem}", field=where)
-    try:
-        return ExportFile.model_validate(document)
-    except pydantic.ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in first["loc"])
-        field = field.replace(".[", "[")
-        raise ValidationError(
-            f"{field}: {first['msg']} ({error.error_count()} problem(s) in all)", field=field
-        ) from None
-
-
-def _check_unique(states: Sequence[ExperimentState]) -> None:
-    for attribute in ("id", "key"):
-        seen: set[str] = set()
-        for n, state in enumerate(states):
-            value = getattr(state.experiment, attribute)
-            if value in seen:
-                raise ValidationError(
-                    f"experiments[{n}]: {attribute} '{value}' appears twice in the file",
-                    field=f"experiments[{n}].definition.{attribute}",
-                )
-            seen.add(value)
-
-
-def _check_references(entry: ExperimentEntry, state: ExperimentState, where: str) -> None:
-    """Every variant, metric and period named in the recorded state belongs to the experiment."""
-    variants = {v.key for v in state.experiment.variants}
-    # An interleaving experiment logs each impression as a decision of the arm "impression".
-    interleaving = state.experiment.type is ExperimentType.INTERLEAVING
-    arms = variants | {IMPRESSION} if interleaving else variants
-    periods = len(state.allocations)
-
-    def check(ok: bool, field: str, message: str) -> None:
-        if not ok:
-            raise ValidationError(f"{where}.{field}: {message}", field=f"{where}.{field}")
-
-    for i, a in enumerate(entry.allocations):
-        check(a.period == i + 1, f"allocations[{i}].period", f"must be {i + 1} (in order)")
-        check(set(a.weights) <= variants, f"allocations[{i}].weights", "names an unknown variant")
-    for i, (_, variant, period) in enumerate(entry.assignments):
-        check(variant in variants, f"assignments[{i}]", f"unknown variant '{variant}'")
-        check(period <= periods, f"assignments[{i}]", f"period {period} has no allocation")
-    for i, c in enumerate(entry.counters):
-        check(c.variant in variants, f"counters[{i}].variant", f"unknown variant '{c.variant}'")
-        check(c.period <= periods, f"counters[{i}].period", f"{c.period} has no allocation")
-    for i, d in enumerate(entry.daily_metrics):
-        check(d.variant_name in variants, f"daily_metrics[{i}]", "unknown variant")
-        check(d.clicks <= d.impressions, f"daily_metrics[{i}]", "more clicks than impressions")
-    for i, decided in enumerate(entry.decisions):
-        check(decided.arm in arms, f"decisions[{i}].arm", f"unknown arm '{decided.arm}'")
-    decisions = {d.id for d in entry.decisions}
-    for i, (decision, _) in enumerate(entry.feedback):
-        check(decision in decisions, f"feedback[{i}]", f"unknown decision '{decision}'")
-    for i, s in enumerate(entry.bandit_states):
-        check(s.arm in arms, f"bandit_states[{i}].arm", f"unknown arm '{s.arm}'")
-    for field, items in (
-        ("assignments", [a[0] for a in entry.assignments]),
-        ("exposed_units", entry.exposed_units),
-        ("unit_totals", [t[:2] for t in entry.unit_totals]),
-        ("event_ids", [i if isinstance(i, str) else i[0] for i in entry.event_ids]),
-        ("counters", [(c.period, c.variant) for c in entry.counters]),
-        ("daily_metrics", [(d.date, d.variant_name) for d in entry.daily_metrics]),
-        ("decisions", [d.id for d in entry.decisions]),
-        ("feedback", entry.feedback),
-        ("bandit_states", [(s.context_key, s.arm) for s in entry.bandit_states]),
-    ):
-        repeated = _first_repeat(items)
-        check(repeated is None, field, f"{repeated!r:.120} appears twice")
-    assigned = state.units.assignments
-    for unit in entry.exposed_units:
-        check(unit in assigned, "exposed_units", f"unit '{unit[:100]}' is exposed, not assigned")
-
-
-def _first_repeat(items: Sequence[object]) -> object | None:
-    seen: set[object] = set()
-    for item in items:
-        if item in seen:
-            return item
-        seen.add(item)
-    return None
 
 
 def _counters(cells: Sequence[CounterCell]) -> dict[int, dict[str, VariantCounters]]:
@@ -385,7 +321,7 @@ def _decision(experiment_id: str, d: DecisionEntry) -> Decision:
     )
 
 
-def _entry(state: ExperimentState) -> ExperimentEntry:
+def _entry(state: ExperimentState, snapshots: list[SnapshotEntry]) -> ExperimentEntry:
     units = state.units
     return ExperimentEntry(
         definition=experiment_to_dict(state.experiment),
@@ -434,4 +370,5 @@ def _entry(state: ExperimentState) -> ExperimentEntry:
         bandit_states=[
             ArmStateEntry.model_validate(a, from_attributes=True) for a in state.arm_states
         ],
+        snapshots=snapshots,
     )

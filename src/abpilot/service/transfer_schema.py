@@ -1,10 +1,10 @@
 """The export file, version 1: a JSON document validated by these models on import.
 
-One file holds experiments, each with everything recorded for it (``abpilot.store.state``), and
-the shared documents. ``schema_version`` grows on every incompatible change; an importer refuses
-a version it does not know. ``python -c "from abpilot.service.transfer_schema import ExportFile;
-import json; print(json.dumps(ExportFile.model_json_schema(), indent=2))"`` prints the JSON
-Schema.
+One file holds experiments, each with everything recorded for it (``abpilot.store.state``) and
+its daily snapshots, and the shared documents. ``schema_version`` grows on every incompatible
+change (the snapshots, optional, were not one); an importer refuses a version it does not know.
+``python -c "from abpilot.service.transfer_schema import ExportFile; import json;
+print(json.dumps(ExportFile.model_json_schema(), indent=2))"`` prints the JSON Schema.
 """
 
 from __future__ import annotations
@@ -97,6 +97,30 @@ class ArmStateEntry(_Strict):
     updated_at: datetime | None
 
 
+class SnapshotMetric(_Strict):
+    """One variant's cumulative figures on one metric in a daily snapshot."""
+
+    n: int = Count
+    conversions: int = Count
+    sum: float
+    sum_squares: float = Field(ge=0)
+
+
+class SnapshotVariant(_Strict):
+    key: Key
+    units: int = Count
+    metrics: dict[Key, SnapshotMetric]
+
+
+class SnapshotEntry(_Strict):
+    """One daily snapshot (``abpilot.service.snapshot_documents``): the UTC day, when it was
+    taken (on that day), and each variant's cumulative counters at that moment."""
+
+    date: date
+    taken_at: datetime
+    variants: list[SnapshotVariant]
+
+
 class ExperimentEntry(_Strict):
     definition: dict[str, Any]  # as ``abpilot.store.codec.experiment_to_dict`` writes it
     assignments: list[tuple[UnitId, Key, Annotated[int, Field(ge=0)]]]  # unit id, variant, period
@@ -115,6 +139,8 @@ class ExperimentEntry(_Strict):
     decisions: list[DecisionEntry]
     feedback: list[tuple[Key, Key]]  # decision id, event
     bandit_states: list[ArmStateEntry]
+    # Daily snapshots, oldest first; absent from files written before they were exported.
+    snapshots: list[SnapshotEntry] = []
 
 
 class DocumentEntry(_Strict):
