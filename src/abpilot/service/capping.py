@@ -89,18 +89,14 @@ def capped(
     )
     cap = threshold.value
     values = totals if cap is None else np.minimum(totals, cap)
-    cells: dict[tuple[str, int], list[float]] = {}
-    for variant, period, value in zip(units.variants, units.periods, values, strict=True):
-        cells.setdefault((variant, period), []).append(float(value))
+    unit_variants = np.asarray(units.variants, dtype=np.str_)
+    unit_periods = np.asarray(units.periods, dtype=np.int64)
 
     def sums(variant: str, period: int | None) -> MetricTotals:
-        found = [
-            v
-            for (key, p), vs in cells.items()
-            if key == variant and period in (None, p)
-            for v in vs
-        ]
-        array = np.asarray(found, dtype=np.float64)
+        chosen = unit_variants == variant
+        if period is not None:
+            chosen &= unit_periods == period
+        array = values[chosen]
         return MetricTotals(sum=float(array.sum()), sum_squares=float(np.dot(array, array)))
 
     return Capped(
