@@ -16,7 +16,11 @@ sections to those stores. Sections, in order:
    and time per pull against MABWiser's Thompson sampling (``benchmarks.bandits``, short runs:
    the full figures are ``python -m benchmarks.bandits``);
 5. ``memory``: resident memory of ``abpilot serve`` idle and after many assignments
-   (``benchmarks.memory``).
+   (``benchmarks.memory``);
+6. ``analysis``: the analysis and the segment analysis of an experiment with 1,000,000 units
+   (3 variants, 4 metrics, a 10-value dimension) on every store against NumPy on the unit-level
+   arrays, answers checked equal first (``benchmarks.analysis``; 20,000 units with ``--quick``).
+   The load alone takes several minutes: leave it out with ``--only`` for a short run.
 
 ``ratio`` is always the figure divided by its reference, in the row's unit: for requests or
 events per second above 1.0x is faster than the reference, for microseconds or megabytes above
@@ -38,7 +42,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from benchmarks import assignment, bandits, http_load, intake, memory
+from benchmarks import analysis, assignment, bandits, http_load, intake, memory
 from benchmarks.common import (
     BACKENDS,
     cpu_model,
@@ -49,7 +53,7 @@ from benchmarks.common import (
     version,
 )
 
-SECTIONS = ("http", "intake", "assignment", "bandits", "memory")
+SECTIONS = ("http", "intake", "assignment", "bandits", "memory", "analysis")
 PACKAGES = (
     "abpilot",
     "fastapi",
@@ -83,11 +87,16 @@ class Sizes:
     seeds: int
     horizon_divisor: int
     assignments: int
+    analysis_units: int
     stores: tuple[str, ...] = tuple(BACKENDS)  # the stores of the http and intake sections
 
 
-QUICK = Sizes(http_load.LoadSettings(8, 1.0, 1, 0.3), 5, 1, 50_000, 10_000, 2, 2, 10, 100_000)
-FULL = Sizes(http_load.LoadSettings(8, 3.0, 3, 1.0), 20, 3, 200_000, 100_000, 5, 6, 4, 1_000_000)
+QUICK = Sizes(
+    http_load.LoadSettings(8, 1.0, 1, 0.3), 5, 1, 50_000, 10_000, 2, 2, 10, 100_000, 20_000
+)
+FULL = Sizes(
+    http_load.LoadSettings(8, 3.0, 3, 1.0), 20, 3, 200_000, 100_000, 5, 6, 4, 1_000_000, 1_000_000
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +348,35 @@ def memory_rows(sizes: Sizes, console: Console) -> list[Row]:
     return out
 
 
+def analysis_rows(sizes: Sizes, console: Console) -> list[Row]:
+    with console.status(f"analysis: loading {sizes.analysis_units:,} units...") as progress:
+        found = analysis.measure_all(sizes.analysis_units, 3, report=progress.update)
+    reference = "NumPy on the unit-level arrays, same numbers"
+    out = []
+    for row in found:
+        note = f"answers agree with NumPy to {row.agreement:.1e} (max relative difference)"
+        for name, seconds, numpy_seconds in (
+            ("analysis", row.analysis_seconds, row.numpy_analysis_seconds),
+            (
+                f"segment analysis ({analysis.DIMENSION})",
+                row.segments_seconds,
+                row.numpy_segments_seconds,
+            ),
+        ):
+            out.append(
+                Row(
+                    "analysis",
+                    f"{name}, {row.store}, {row.units:,} units",
+                    analysis.seconds_text(seconds),
+                    reference,
+                    analysis.seconds_text(numpy_seconds),
+                    None if seconds is None else seconds / numpy_seconds,
+                    row.note or note,
+                )
+            )
+    return out
+
+
 def megabytes(size: int) -> str:
     return f"{size / MB:,.0f} MB"
 
@@ -437,6 +475,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "assignment": assignment_rows,
         "bandits": bandit_rows,
         "memory": memory_rows,
+        "analysis": analysis_rows,
     }
     for section in SECTIONS:
         if section in args.sections:

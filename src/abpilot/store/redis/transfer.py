@@ -31,6 +31,7 @@ from abpilot.store.state import ExperimentState, UnitState
 
 T = TypeVar("T")
 PAGE = 10_000  # units per HMGET of the per-unit read
+SCAN = 50_000  # fields HSCAN looks at per call of the per-unit read (a hint to the server)
 _CHUNK = 1000
 
 # KEYS: feedback, states. ARGV[1]: JSON [[decision id, event], ...]; ARGV[2]: JSON
@@ -98,32 +99,49 @@ class RedisTransfer(RedisEventIds):
     def get_unit_totals(
         self, experiment_id: str, metric: str, covariate: str | None = None
     ) -> UnitMetricTotals:
-        """One walk of the ``units`` hash (HSCAN of the metric's fields), then the units'
-        assignments and covariates by HMGET in pages: exact, though not one snapshot (what
-        changes meanwhile may be in or out)."""
+        """One walk of the ``units`` hash (HSCAN of the metric's fields, large pages, each page
+        read as a whole), then the units' assignments and covariates by HMGET pages sent in one
+        pipeline: exact, though not one snapshot (what changes meanwhile may be in or out)."""
         key = self._key(experiment_id, "units")
-        sums: dict[str, list[Any]] = {}
-        for field, value in self._client.hscan_iter(key, match=f"?|{metric}|*", count=10_000):
-            kind, _, unit = text(field).split("|", 2)
-            entry = sums.setdefault(unit, [0, 0.0])
-            if kind == "c":
-                entry[0] = int(value)
-            else:
-                entry[1] = float(value)
-        units = [u for u, (count, _) in sums.items() if count > 0]
-        found = UnitMetricTotals()
+        skip = len(f"c|{metric}|")  # a field is <c or t>|<metric>|<unit>
+        counts: dict[str, int] = {}
+        sums: dict[str, float] = {}
+        cursor: int = 0
+        while True:
+            cursor, page = self._client.hscan(key, cursor, match=f"?|{metric}|*", count=SCAN)
+            assert isinstance(page, dict)  # fields with their values (no ``no_values``)
+            for field, value in page.items():
+                name = text(field)
+                if name[0] == "c":
+                    counts[name[skip:]] = int(value)
+                else:
+                    sums[name[skip:]] = float(value)
+            if not cursor:
+                break
+        units = [u for u, count in counts.items() if count > 0]
+        if not units:
+            return UnitMetricTotals()
+        pages = [units[start : start + PAGE] for start in range(0, len(units), PAGE)]
         fact = None if covariate is None else covariate_cell(covariate)
-        for start in range(0, len(units), PAGE):
-            page = units[start : start + PAGE]
-            cells = self._client.hmget(self._key(experiment_id, "assign"), page)
-            xs: list[Any] = [None] * len(page)
-            if fact is not None:
-                xs = self._client.hmget(key, [f"t|{fact}|{u}" for u in page])
-            for unit, cell, x in zip(page, cells, xs, strict=True):
-                if cell is not None:
-                    count, total = sums[unit]
-                    found.add(unit, stored_assignment(cell), count, total, float(x or 0.0))
-        return found
+        with self._client.pipeline(transaction=False) as pipe:
+            for page_units in pages:
+                pipe.hmget(self._key(experiment_id, "assign"), page_units)
+                if fact is not None:
+                    pipe.hmget(key, [f"t|{fact}|{u}" for u in page_units])
+            replies: list[Any] = pipe.execute()
+        step = 1 if fact is None else 2
+        cells = [cell for reply in replies[::step] for cell in reply]
+        xs = [x for reply in replies[1::2] for x in reply] if fact is not None else None
+        kept = [i for i, cell in enumerate(cells) if cell is not None]
+        assigned = [stored_assignment(cells[i]) for i in kept]
+        return UnitMetricTotals(
+            units=[units[i] for i in kept],
+            variants=[a.variant for a in assigned],
+            periods=[a.period for a in assigned],
+            counts=[counts[units[i]] for i in kept],
+            totals=[sums.get(units[i], 0.0) for i in kept],
+            covariates=[0.0] * len(kept) if xs is None else [float(xs[i] or 0.0) for i in kept],
+        )
 
     @reachable
     def restore_experiment(self, state: ExperimentState) -> None:

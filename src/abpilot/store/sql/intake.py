@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -24,17 +23,14 @@ from abpilot.domain.counting import (
     count_events,
     count_exposure,
 )
-from abpilot.domain.derived import covariate_cell
-from abpilot.domain.records import METRIC_FIELDS, UnitMetricTotals
+from abpilot.domain.records import METRIC_FIELDS
 from abpilot.store.base import ApplyResult, AssignResult, EventRecord, StoredAssignment
 from abpilot.store.event_ids import claim_time, window_start
 from abpilot.store.sql.activity import stored_time
 from abpilot.store.sql.bulk import adding, new_only, select_units, time_value
 from abpilot.store.sql.common import guarded
 from abpilot.store.sql.schema import (
-    assignments,
     processed_events,
-    unit_metrics,
 )
 
 VARIANT_COUNTS = ("assigned_units", "exposures", "unique_units")
@@ -130,46 +126,6 @@ class SqlIntake:
         delete = processed_events.delete().where(sa.tuple_(p.experiment_id, p.event_id).in_(old))
         with self._write() as conn, conn.begin():
             return int(conn.execute(delete).rowcount or 0)
-
-
-class SqlUnitReads:
-    """Mixed into ``SqlStore``: the per-unit read of issue 18."""
-
-    engine: sa.Engine
-
-    @guarded
-    def get_unit_totals(
-        self, experiment_id: str, metric: str, covariate: str | None = None
-    ) -> UnitMetricTotals:
-        """Three single-table index scans joined in Python, in one transaction (a join in SQL
-        ran as nested loops on fresh tables without statistics: quadratic in the units)."""
-        u, a = unit_metrics.c, assignments.c
-
-        def facts(name: str) -> sa.Select[Any]:
-            return sa.select(u.unit_id, u.count, u.total).where(
-                u.experiment_id == experiment_id, u.metric == name
-            )
-
-        found = UnitMetricTotals()
-        with self.engine.connect() as conn, conn.begin():
-            totals = conn.execute(facts(metric).where(u.count > 0)).all()
-            if not totals:
-                return found
-            query = sa.select(a.unit_id, a.variant, a.period).where(
-                a.experiment_id == experiment_id
-            )
-            assigned = {unit: (variant, int(p)) for unit, variant, p in conn.execute(query)}
-            xs: dict[str, float] = {}
-            if covariate is not None:
-                rows = conn.execute(facts(covariate_cell(covariate)).where(u.count > 0))
-                xs = {unit: float(x) for unit, _, x in rows}
-        for unit, count, total in totals:
-            cell = assigned.get(unit)
-            if cell is not None:
-                found.add(
-                    unit, StoredAssignment(*cell), int(count), float(total), xs.get(unit, 0.0)
-                )
-        return found
 
 
 class _SqlStep:

@@ -40,7 +40,7 @@ from abpilot.store.sql.common import chunks, guarded, one_read, translate_confli
 from abpilot.store.sql.contextual import SqlContextual
 from abpilot.store.sql.documents import SqlDocuments
 from abpilot.store.sql.history import SqlHistory
-from abpilot.store.sql.intake import SqlIntake, SqlUnitReads
+from abpilot.store.sql.intake import SqlIntake
 from abpilot.store.sql.schema import (
     PER_EXPERIMENT_TABLES,
     experiments,
@@ -49,6 +49,7 @@ from abpilot.store.sql.schema import (
     variants,
 )
 from abpilot.store.sql.transfer import SqlTransfer
+from abpilot.store.sql.unit_reads import SqlUnitReads
 
 
 class SqlStore(
