@@ -132,9 +132,10 @@ def _arm(numbers: Numbers, scope: tuple[str, ...], y: NDArray[np.float64]) -> fl
 
 
 def _metrics(
-    numbers: Numbers, scope: str, pop: Population, rows: NDArray[np.bool_], cap: bool
+    numbers: Numbers, scope: str, pop: Population, rows: NDArray[np.bool_], threshold: float
 ) -> None:
-    """Every metric of the units ``rows`` (all, or a segment's) under ``scope``."""
+    """Every metric of the units ``rows`` (all, or a segment's) under ``scope``, the capped
+    metric at ``threshold`` (the experiment's one, within segments too)."""
     arms = [rows & (pop.variant == v) for v in range(len(VARIANTS))]
     x, y = pop.pre_revenue[rows], pop.revenue[rows]
     theta = float(np.cov(y, x)[0, 1] / x.var(ddof=1))
@@ -154,13 +155,8 @@ def _metrics(
         numbers[(scope, RATIO, v, "units")] = float(numerator.size)
         numbers[(scope, RATIO, v, "mean")] = means[(RATIO, v)] = float(mean_n / mean_d)
         numbers[(scope, RATIO, v, "variance")] = float(per_unit)
-    basket = pop.basket[rows]
-    if cap:
-        threshold = float(np.quantile(basket, QUANTILE))
-        numbers[(scope, CAPPED, "", "cap")] = threshold
-        capped = np.minimum(pop.basket, threshold)
-    else:
-        capped = pop.basket
+    numbers[(scope, CAPPED, "", "cap")] = threshold
+    capped = np.minimum(pop.basket, threshold)
     for v, arm in zip(VARIANTS, arms, strict=True):
         means[(CAPPED, v)] = _arm(numbers, (scope, CAPPED, v), capped[arm])
     for v in VARIANTS[1:]:
@@ -178,13 +174,19 @@ def _metrics(
 def reference_analysis(pop: Population) -> Numbers:
     """The analysis over every unit: every metric of every variant."""
     numbers: Numbers = {}
-    _metrics(numbers, "all", pop, np.ones(pop.size, dtype=bool), cap=True)
+    _metrics(numbers, "all", pop, np.ones(pop.size, dtype=bool), overall_threshold(pop))
     return numbers
 
 
+def overall_threshold(pop: Population) -> float:
+    """The percentile cap of the capped metric over every unit of every variant."""
+    return float(np.quantile(pop.basket, QUANTILE))
+
+
 def reference_segments(pop: Population) -> Numbers:
-    """The same per country (no cap within a segment)."""
+    """The same per country, the capped metric at the experiment's threshold."""
     numbers: Numbers = {}
+    threshold = overall_threshold(pop)
     for c, country in enumerate(COUNTRIES):
-        _metrics(numbers, country, pop, pop.country == c, cap=False)
+        _metrics(numbers, country, pop, pop.country == c, threshold)
     return numbers
