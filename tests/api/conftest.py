@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from abpilot.api import create_app
+from abpilot.domain.records import AllocationRecord
 from abpilot.settings import Settings
 from tests.conftest import StoreFactory
 
@@ -51,3 +53,22 @@ def running(client: TestClient, key: str = "button", **overrides: Any) -> dict[s
     assert started.status_code == 200, started.text
     body: dict[str, Any] = started.json()
     return body
+
+
+def new_weights(client: TestClient, exp: Mapping[str, Any], weights: dict[str, float]) -> None:
+    """New weights for a running bandit, stored as another worker's recalculation stores them
+    (a new period of constant weights), and seen by this worker as once its cached definition
+    expires (``EXPERIMENT_CACHE_SECONDS``)."""
+    service = client.app.state.service  # type: ignore[attr-defined]
+    service.store.add_allocation(
+        AllocationRecord(
+            experiment_id=exp["id"],
+            period=0,
+            computed_at=datetime(2025, 2, 1, tzinfo=UTC),
+            weights=weights,
+            method="exact",
+            seed=None,
+            source="test",
+        )
+    )
+    service.lookup.forget(exp["id"])

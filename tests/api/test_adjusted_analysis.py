@@ -6,7 +6,6 @@ and on y for the unadjusted figures beside it, the mSPRT closed form under ``seq
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -14,8 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from scipy import stats
 
-from abpilot.domain.records import AllocationRecord
-from tests.api.conftest import API, running
+from tests.api.conftest import API, new_weights, running
 
 METRICS = [
     {"key": "revenue", "kind": "value", "covariate": "pre_revenue"},
@@ -212,21 +210,7 @@ def test_within_periods_of_constant_weights_theta_is_pooled_over_periods(
     for variant in VARIANTS:  # the second period's units are other units, shifted
         second[variant]["x"] = [None if a is None else a + 5.0 for a in second[variant]["x"]]
     post(client, first)
-    store = client.app.state.service.store  # type: ignore[attr-defined]
-    store.add_allocation(
-        AllocationRecord(
-            experiment_id=exp["id"],
-            period=0,
-            computed_at=datetime(2025, 2, 1, tzinfo=UTC),
-            weights={"control": 0.4, "green": 0.6},
-            method="exact",
-            seed=None,
-            source="test",
-        )
-    )
-    # The weights another worker stored reach this one when its cache of the definition
-    # expires (EXPERIMENT_CACHE_SECONDS): let it expire now.
-    client.app.state.service.lookup.forget(exp["id"])  # type: ignore[attr-defined]
+    new_weights(client, exp, {"control": 0.4, "green": 0.6})
     post_period(client, second)
     want = period_reference([first, second])
     body = analysis(client)

@@ -10,7 +10,6 @@ against the same estimators computed in NumPy and SciPy on the unit-level data p
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -18,8 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from scipy import stats
 
-from abpilot.domain.records import AllocationRecord
-from tests.api.conftest import API, running
+from tests.api.conftest import API, new_weights, running
 
 VARIANTS = ("control", "green")
 COUNTRIES = ("de", "fr", "nl")
@@ -126,21 +124,7 @@ def test_a_capped_adjusted_metric_within_periods(client: TestClient, cap: dict[s
     exp = running(client, metrics=[metric], type="bandit")
     first, second = unit_data(3, units=60), unit_data(4, units=80, prefix="p2-")
     post(client, first)
-    store = client.app.state.service.store  # type: ignore[attr-defined]
-    store.add_allocation(
-        AllocationRecord(
-            experiment_id=exp["id"],
-            period=0,
-            computed_at=datetime(2025, 2, 1, tzinfo=UTC),
-            weights={"control": 0.4, "green": 0.6},
-            method="exact",
-            seed=None,
-            source="test",
-        )
-    )
-    # The weights another worker stored reach this one when its cache of the definition
-    # expires (EXPERIMENT_CACHE_SECONDS): let it expire now.
-    client.app.state.service.lookup.forget(exp["id"])  # type: ignore[attr-defined]
+    new_weights(client, exp, {"control": 0.4, "green": 0.6})
     post(client, second)
     periods = [arrays(first), arrays(second)]
     every = np.concatenate([a for y, _ in periods for a in y.values()])

@@ -7,7 +7,6 @@ interval and p-value."""
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -15,8 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from scipy import stats
 
-from abpilot.domain.records import AllocationRecord
-from tests.api.conftest import API, running
+from tests.api.conftest import API, new_weights, running
 
 METRICS = [
     {"key": "rpo", "kind": "ratio", "numerator": "revenue", "denominator": "orders"},
@@ -142,21 +140,7 @@ def test_a_ratio_within_periods_of_constant_weights(client: TestClient) -> None:
     }
     second["green"] = second["green"][:40]  # green's share falls in the second period
     post(client, first)
-    store = client.app.state.service.store  # type: ignore[attr-defined]
-    store.add_allocation(
-        AllocationRecord(
-            experiment_id=exp["id"],
-            period=0,
-            computed_at=datetime(2025, 2, 1, tzinfo=UTC),
-            weights={"control": 0.75, "green": 0.25},
-            method="exact",
-            seed=None,
-            source="test",
-        )
-    )
-    # The weights another worker stored reach this one when its cache of the definition
-    # expires (EXPERIMENT_CACHE_SECONDS): let it expire now.
-    client.app.state.service.lookup.forget(exp["id"])  # type: ignore[attr-defined]
+    new_weights(client, exp, {"control": 0.75, "green": 0.25})
     post(client, second, prefix="p2-")
     differences, weights = [], []
     for period in (first, second):
