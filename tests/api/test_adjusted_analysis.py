@@ -45,11 +45,13 @@ def unit_data(seed: int = 7, units: int = 120) -> dict[str, dict[str, Any]]:
     return data
 
 
-def post(client: TestClient, data: dict[str, dict[str, Any]]) -> None:
+def post(client: TestClient, data: dict[str, dict[str, Any]], prefix: str = "") -> None:
+    """Each unit's exposure (with its covariate) and conversions; ``prefix`` gives another
+    period's units ids of their own."""
     events: list[dict[str, Any]] = []
     for variant, d in data.items():
         for i, (x, values) in enumerate(zip(d["x"], d["values"], strict=True)):
-            unit = f"{variant}-{i}"
+            unit = f"{variant}-{prefix}{i}"
             exposure: dict[str, Any] = {
                 "type": "exposure",
                 "experiment_id": "button",
@@ -211,7 +213,7 @@ def test_within_periods_of_constant_weights_theta_is_pooled_over_periods(
         second[variant]["x"] = [None if a is None else a + 5.0 for a in second[variant]["x"]]
     post(client, first)
     new_weights(client, exp, {"control": 0.4, "green": 0.6})
-    post_period(client, second)
+    post(client, second, prefix="p2-")
     want = period_reference([first, second])
     body = analysis(client)
     assert body["stratified"] is True
@@ -223,35 +225,6 @@ def test_within_periods_of_constant_weights_theta_is_pooled_over_periods(
     close(green["p_value"], want["p_value"], 1e-6)
     close(green["difference_ci"][0], want["low"], 1e-6)
     assert green["variance_reduction"] > 0.3
-
-
-def post_period(client: TestClient, data: dict[str, dict[str, Any]]) -> None:
-    """``post`` with unit ids of their own (the second period's units)."""
-    events: list[dict[str, Any]] = []
-    for variant, d in data.items():
-        for i, (x, values) in enumerate(zip(d["x"], d["values"], strict=True)):
-            unit = f"{variant}-p2-{i}"
-            exposure: dict[str, Any] = {
-                "type": "exposure",
-                "experiment_id": "button",
-                "unit_id": unit,
-                "variant": variant,
-            }
-            if x is not None:
-                exposure["covariates"] = {"pre_revenue": x}
-            events.append(exposure)
-            events.extend(
-                {
-                    "type": "conversion",
-                    "experiment_id": "button",
-                    "unit_id": unit,
-                    "metric": "revenue",
-                    "value": value,
-                }
-                for value in values
-            )
-    response = client.post(f"{API}/events", json={"events": events})
-    assert response.status_code == 200, response.text
 
 
 def test_a_binary_metric_is_adjusted_on_converted_or_not(client: TestClient) -> None:
