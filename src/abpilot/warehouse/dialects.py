@@ -62,71 +62,38 @@ class Percentile(FunctionElement[Any]):
         self.quantile = float(quantile)
 
 
-def _args(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> list[str]:
-    return [compiler.process(arg, **kw) for arg in element.clauses]
+def _spell(element: type[FunctionElement[Any]], spellings: dict[str | None, str]) -> None:
+    """One ``@compiles`` per dialect named (None: every other dialect), each spelling a template
+    of the element's compiled arguments (``{0}``, ``{1}``) and, for ``Percentile``, its
+    quantile (``{q}``)."""
+    for dialect, template in spellings.items():
+
+        def spelled(
+            found: FunctionElement[Any], compiler: SQLCompiler, _template: str = template, **kw: Any
+        ) -> str:
+            args = [compiler.process(arg, **kw) for arg in found.clauses]
+            return _template.format(*args, q=repr(getattr(found, "quantile", None)))
+
+        compiles(element, *([dialect] if dialect else []))(spelled)
 
 
-@compiles(AddSeconds)
-def _add_seconds(element: AddSeconds, compiler: SQLCompiler, **kw: Any) -> str:
-    moment, seconds = _args(element, compiler, **kw)
-    return f"({moment} + {seconds} * INTERVAL '1 second')"
-
-
-@compiles(AddSeconds, "duckdb")
-def _add_seconds_duckdb(element: AddSeconds, compiler: SQLCompiler, **kw: Any) -> str:
-    moment, seconds = _args(element, compiler, **kw)
-    return f"({moment} + to_seconds(CAST({seconds} AS BIGINT)))"
-
-
-@compiles(AddSeconds, "snowflake")
-def _add_seconds_snowflake(element: AddSeconds, compiler: SQLCompiler, **kw: Any) -> str:
-    moment, seconds = _args(element, compiler, **kw)
-    return f"DATEADD(second, {seconds}, {moment})"
-
-
-@compiles(AddSeconds, "clickhousedb")
-def _add_seconds_clickhouse(element: AddSeconds, compiler: SQLCompiler, **kw: Any) -> str:
-    moment, seconds = _args(element, compiler, **kw)
-    return f"addSeconds({moment}, {seconds})"
-
-
-@compiles(AddSeconds, "bigquery")
-def _add_seconds_bigquery(element: AddSeconds, compiler: SQLCompiler, **kw: Any) -> str:
-    moment, seconds = _args(element, compiler, **kw)
-    return f"TIMESTAMP_ADD({moment}, INTERVAL {seconds} SECOND)"
-
-
-@compiles(AddSeconds, "databricks")
-def _add_seconds_databricks(element: AddSeconds, compiler: SQLCompiler, **kw: Any) -> str:
-    moment, seconds = _args(element, compiler, **kw)
-    return f"TIMESTAMPADD(SECOND, {seconds}, {moment})"
-
-
-@compiles(DayOf)
-def _day_of(element: DayOf, compiler: SQLCompiler, **kw: Any) -> str:
-    (moment,) = _args(element, compiler, **kw)
-    return f"CAST({moment} AS DATE)"
-
-
-@compiles(DayOf, "clickhousedb")
-def _day_of_clickhouse(element: DayOf, compiler: SQLCompiler, **kw: Any) -> str:
-    (moment,) = _args(element, compiler, **kw)
-    return f"toDate({moment})"
-
-
-@compiles(Percentile)
-def _percentile(element: Percentile, compiler: SQLCompiler, **kw: Any) -> str:
-    (value,) = _args(element, compiler, **kw)
-    return f"percentile_cont({element.quantile!r}) WITHIN GROUP (ORDER BY {value})"
-
-
-@compiles(Percentile, "clickhousedb")
-def _percentile_clickhouse(element: Percentile, compiler: SQLCompiler, **kw: Any) -> str:
-    (value,) = _args(element, compiler, **kw)
-    return f"quantileExactInclusive({element.quantile!r})({value})"
-
-
-@compiles(Percentile, "bigquery")
-def _percentile_bigquery(element: Percentile, compiler: SQLCompiler, **kw: Any) -> str:
-    (value,) = _args(element, compiler, **kw)
-    return f"PERCENTILE_CONT({value}, {element.quantile!r}) OVER ()"
+_spell(
+    AddSeconds,
+    {
+        None: "({0} + {1} * INTERVAL '1 second')",
+        "duckdb": "({0} + to_seconds(CAST({1} AS BIGINT)))",
+        "snowflake": "DATEADD(second, {1}, {0})",
+        "clickhousedb": "addSeconds({0}, {1})",
+        "bigquery": "TIMESTAMP_ADD({0}, INTERVAL {1} SECOND)",
+        "databricks": "TIMESTAMPADD(SECOND, {1}, {0})",
+    },
+)
+_spell(DayOf, {None: "CAST({0} AS DATE)", "clickhousedb": "toDate({0})"})
+_spell(
+    Percentile,
+    {
+        None: "percentile_cont({q}) WITHIN GROUP (ORDER BY {0})",
+        "clickhousedb": "quantileExactInclusive({q})({0})",
+        "bigquery": "PERCENTILE_CONT({0}, {q}) OVER ()",
+    },
+)
