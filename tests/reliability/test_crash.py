@@ -1,13 +1,19 @@
 """Crash during intake: `abpilot serve --workers 2` is SIGKILLed (with its workers) while several
 client processes stream events with event ids, then restarted on the same port. The clients
-resend whatever was not acknowledged until it is; afterwards every event counts exactly once."""
+resend whatever was not acknowledged until it is; afterwards every event counts exactly once.
+
+Each client sends the first half of its stream freely (the kill may land mid-request) and the
+second half only once the server is dead, and the server comes back only after a client has been
+refused: so the clients always meet the crash, however fast the first half went."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import Manager
 from pathlib import Path
+from threading import Event
 
 import httpx
 import pytest
@@ -27,8 +33,9 @@ UNITS_PER_CLIENT = 40
 RETRY_SECONDS = 60.0
 
 
-def send_until_acknowledged(http: httpx.Client, path: str, body: object) -> int:
-    """POST until a 2xx; returns the attempts it took. A 4xx is a bug, never retried."""
+def send_until_acknowledged(http: httpx.Client, path: str, body: object, refused: Event) -> int:
+    """POST until a 2xx; returns the attempts it took. A 4xx is a bug, never retried. A failed
+    connection sets `refused`."""
     deadline = time.monotonic() + RETRY_SECONDS
     attempts = 0
     while True:
@@ -37,6 +44,7 @@ def send_until_acknowledged(http: httpx.Client, path: str, body: object) -> int:
             response = http.post(path, json=body)
         except httpx.TransportError:
             response = None
+            refused.set()
         if response is not None and response.is_success:
             return attempts
         if response is not None and response.status_code < 500:
@@ -46,12 +54,15 @@ def send_until_acknowledged(http: httpx.Client, path: str, body: object) -> int:
         time.sleep(0.05)
 
 
-def stream(server: str, client: int) -> int:
+def stream(server: str, client: int, killed: Event, refused: Event) -> int:
     """One client process: per unit an exposure, every second unit a conversion, every fifth a
-    batch (a second exposure and a revenue conversion). Returns how many sends were retried."""
+    batch (a second exposure and a revenue conversion); the second half of the units only after
+    `killed`. Returns how many sends were retried."""
     retried = 0
     with httpx.Client(base_url=f"{server}/api/v1", timeout=10) as http:
         for i in range(UNITS_PER_CLIENT):
+            if i == UNITS_PER_CLIENT // 2 and not killed.wait(timeout=RETRY_SECONDS):
+                raise AssertionError("the server was not killed")
             unit = f"c{client}-u{i}"
             sends: list[tuple[str, object]] = [
                 (f"/experiments/{KEY}/exposures", {"unit_id": unit, "event_id": f"x-{unit}"})
@@ -73,7 +84,7 @@ def stream(server: str, client: int) -> int:
                 events[0]["event_id"], events[1]["event_id"] = f"bx-{unit}", f"br-{unit}"
                 sends.append(("/events", {"events": events}))
             for path, body in sends:
-                retried += send_until_acknowledged(http, path, body) - 1
+                retried += send_until_acknowledged(http, path, body, refused) - 1
     return retried
 
 
@@ -121,8 +132,11 @@ def test_events_acknowledged_across_a_sigkill_count_exactly_once(
             started = httpx.put(f"{base}/experiments/{KEY}/status", json={"status": "running"})
             assert started.status_code == 200
 
-            with ProcessPoolExecutor(max_workers=CLIENTS) as pool:
-                clients = [pool.submit(stream, service.url, c) for c in range(CLIENTS)]
+            with Manager() as manager, ProcessPoolExecutor(max_workers=CLIENTS) as pool:
+                killed, refused = manager.Event(), manager.Event()
+                clients = [
+                    pool.submit(stream, service.url, c, killed, refused) for c in range(CLIENTS)
+                ]
                 # Mid-stream: a quarter of the exposures are in, the clients are still sending.
                 wait_until(
                     lambda: exposures_so_far(base) >= CLIENTS * UNITS_PER_CLIENT // 4,
@@ -135,6 +149,8 @@ def test_events_acknowledged_across_a_sigkill_count_exactly_once(
                     seconds=10,
                     what="the killed server going silent",
                 )
+                killed.set()
+                assert refused.wait(timeout=RETRY_SECONDS), "no client met the dead server"
                 service.start()
                 retried = sum(c.result(timeout=120) for c in clients)
             assert retried > 0, "no client noticed the crash"
