@@ -17,7 +17,7 @@ BATCHED = {"get_counters_many", "get_daily_metrics_many", "latest_allocations"}
 # every other default is inherited.
 FASTER_PATHS: dict[type[Store], set[str]] = {
     MemoryStore: {"get_counters_many", "apply_current_events"},
-    SqlStore: BATCHED,
+    SqlStore: BATCHED | {"apply_current_events"},
     RedisStore: BATCHED | {"apply_current_events"},
 }
 

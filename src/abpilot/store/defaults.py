@@ -9,8 +9,9 @@ override. A copy that merely loops is not an override.
 
 The bandit recalculation reads thousands of experiments at once through the batch reads
 (docs/architecture.md §3), so every backend overrides ``get_counters_many`` today, and SQL and
-Redis ``get_daily_metrics_many`` and ``latest_allocations``. Memory and Redis override
-``apply_current_events`` to check the definitions inside their counting step.
+Redis ``get_daily_metrics_many`` and ``latest_allocations``. Memory, Redis and SQL override
+``apply_current_events`` to check the definitions inside their counting step (on a Redis
+Cluster, where the definitions live on another slot, just before it).
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ def select_units(
     where = f"SELECT {columns} FROM {table} WHERE experiment_id = "
     if conn.dialect.name == "postgresql":
         sql = f"{where}%s AND unit_id = ANY(%s::text[])"
-        return _returned(conn.exec_driver_sql(sql, (experiment_id, _texts(unit_ids))))
+        return _returned(conn.exec_driver_sql(sql, (experiment_id, texts_array(unit_ids))))
     found: list[Any] = []
     for start in range(0, len(unit_ids), SQLITE_PARAMETERS):
         page = tuple(unit_ids[start : start + SQLITE_PARAMETERS])
@@ -139,7 +139,7 @@ def _same(value: datetime | None) -> datetime | None:
 # double quotes only a backslash and a double quote need escaping; an unquoted NULL is NULL.
 
 
-def _texts(values: Sequence[Any]) -> str:
+def texts_array(values: Sequence[Any]) -> str:
     quoted = [
         "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
         for v in values
@@ -165,7 +165,7 @@ def _times(values: Sequence[Any]) -> str:
 
 
 _ARRAYS = {
-    "text": _texts,
+    "text": texts_array,
     "integer": _integers,
     "bigint": _integers,
     "float8": _floats,

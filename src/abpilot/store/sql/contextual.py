@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +50,7 @@ class SqlContextual:
 
     engine: sa.Engine
     _insert: Any
-    _write: Callable[[], sa.Connection]
+    _write: Callable[[], AbstractContextManager[sa.Connection]]
 
     @guarded
     def record_decision(self, decision: Decision) -> None:

@@ -9,6 +9,7 @@ stored row is read back in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ class SqlDocuments:
 
     engine: sa.Engine
     _insert: Any
-    _write: Callable[[], sa.Connection]
+    _write: Callable[[], AbstractContextManager[sa.Connection]]
 
     @guarded
     def put_document(

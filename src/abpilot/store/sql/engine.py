@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,27 @@ def create_engine(url: str, **options: Any) -> sa.Engine:
     return engine
 
 
+# SQLite: one lock per engine that this process's writers take before BEGIN IMMEDIATE (below).
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[sa.Engine, threading.RLock] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def write_connection(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A connection for one write transaction (``with write_connection(e) as conn,
+    conn.begin():``). On SQLite the process's writers queue on a lock, held until the
+    connection is returned: SQLite has one writer at a time, and a writer that finds the
+    database locked sleeps in its busy handler for 1 to 100 ms before trying again, where one
+    waiting on this lock starts the moment the other commits (the busy handler still orders
+    the writers of other processes). Re-entrant: a write may be nested in another."""
+    lock = _SQLITE_WRITERS.get(engine)
+    if lock is None:
+        with engine.connect().execution_options(**{WRITE: True}) as conn:
+            yield conn
+        return
+    with lock, engine.connect().execution_options(**{WRITE: True}) as conn:
+        yield conn
+
+
 def _ping_when_idle(engine: sa.Engine) -> None:
     """Ping a pooled connection before use only when it sat idle for ``PING_IDLE_SECONDS``
     (SQLAlchemy's pessimistic disconnect handling, made lazy): ``pool_pre_ping`` cost one round
@@ -74,7 +99,9 @@ def _ping_when_idle(engine: sa.Engine) -> None:
 
 def _configure_sqlite(engine: sa.Engine) -> None:
     """WAL for concurrent readers; writers take the lock up front (BEGIN IMMEDIATE) so two
-    writers never deadlock upgrading a shared lock; pysqlite's own BEGIN handling is off."""
+    writers never deadlock upgrading a shared lock, and queue on the process's lock first
+    (``write_connection``); pysqlite's own BEGIN handling is off."""
+    _SQLITE_WRITERS[engine] = threading.RLock()
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from filelock import FileLock, Timeout
 from abpilot.store.base import AllocationRecord, DailyRow, RawMetrics, period_taken
 from abpilot.store.codec import as_utc
 from abpilot.store.sql.common import chunks, guarded
-from abpilot.store.sql.engine import WRITE
+from abpilot.store.sql.engine import write_connection
 from abpilot.store.sql.schema import allocations, daily_metrics, experiments, raw_metrics
 
 
@@ -67,8 +68,8 @@ class SqlHistory:
     engine: sa.Engine
     _insert: Any
 
-    def _write(self) -> sa.Connection:
-        return self.engine.connect().execution_options(**{WRITE: True})
+    def _write(self) -> AbstractContextManager[sa.Connection]:
+        return write_connection(self.engine)
 
     @guarded
     def record_daily_metrics(

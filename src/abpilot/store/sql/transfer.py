@@ -4,6 +4,7 @@ one transaction (see ``abpilot.store.state``)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +38,7 @@ class SqlTransfer:
     """Mixed into ``SqlStore``: needs ``engine``, ``_write`` and ``_insert_definition``."""
 
     engine: sa.Engine
-    _write: Callable[[], sa.Connection]
+    _write: Callable[[], AbstractContextManager[sa.Connection]]
     _insert_definition: Callable[[sa.Connection, Experiment], None]
 
     @guarded
