@@ -261,9 +261,9 @@ def _first_exposures(events: Iterable[EventRecord]) -> dict[UnitKey, StoredAssig
     found: dict[UnitKey, StoredAssignment] = {}
     for event in events:
         if event.kind is EventKind.EXPOSURE and event.unit_id is not None:
-            found.setdefault(
-                (event.experiment_id, event.unit_id), StoredAssignment(event.variant, event.period)
-            )
+            key = (event.experiment_id, event.unit_id)
+            if key not in found:  # a StoredAssignment, without its Python-level constructor
+                found[key] = tuple.__new__(StoredAssignment, (event.variant, event.period))
     return dict(sorted(found.items()))
 
 

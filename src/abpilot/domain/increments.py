@@ -65,7 +65,8 @@ class CounterIncrements:
     def add_metric(self, key: VariantMetricKey, totals: MetricTotals) -> None:
         """Add to a metric's totals (every field of ``MetricTotals``: a new field is counted
         by every store without more code there, SQL needing only its column)."""
-        self.metrics[key] = add_totals(self.metrics.get(key, MetricTotals()), totals)
+        known = self.metrics.get(key)
+        self.metrics[key] = totals if known is None else add_totals(known, totals)
 
 
 class CountingStep(Protocol):
@@ -112,4 +113,7 @@ def unit_increment(before: UnitTotals, delta: UnitTotals) -> MetricTotals:
 
 
 def add_totals(old: MetricTotals, inc: MetricTotals) -> MetricTotals:
-    return MetricTotals(**{n: getattr(old, n) + getattr(inc, n) for n in METRIC_FIELDS})
+    return MetricTotals(*[getattr(old, n) + getattr(inc, n) for n in _TOTALS])
+
+
+_TOTALS = tuple(METRIC_FIELDS)  # MetricTotals' fields, in their order

@@ -39,6 +39,9 @@ MAX_ID_LENGTH = 256
 # pass (below it NumPy's fixed cost per call exceeds what it saves).
 VECTORISED = 32
 MAX_CLOCK_SKEW = timedelta(days=1)
+# A StoredAssignment from a (variant, period) pair without the NamedTuple's Python-level
+# constructor: a batch makes one per exposure.
+_ASSIGNMENT = tuple.__new__
 # Event ids a pruning step removes at most: one short transaction, so intake waits little.
 PRUNE_BATCH = 1000
 
@@ -120,17 +123,19 @@ def resolve_events(
     """
     experiments: dict[str, Experiment] = {}
     references: set[str] = set()  # checked once each
+    texts = not _plain_ids(events)  # the batch's ids checked at once, else event by event
     for i, event in enumerate(events):  # the events' own fields first: no store call before
         try:
-            _check_fields(event, now, references)
+            _check_fields(event, now, references, texts=texts)
         except AbpilotError as error:
             raise _prefixed(error, field_prefix(i)) from None
     for i, event in enumerate(events):
+        if event.experiment in experiments:
+            continue
         try:
-            if event.experiment not in experiments:
-                experiments[event.experiment] = load(event.experiment)
-            check_running(experiments[event.experiment], "events are accepted")
-            check_ingests_events(experiments[event.experiment])
+            experiment = experiments[event.experiment] = load(event.experiment)
+            check_running(experiment, "events are accepted")
+            check_ingests_events(experiment)
         except AbpilotError as error:
             raise _prefixed(error, field_prefix(i)) from None
     known: dict[str, dict[str, StoredAssignment]] = {}
@@ -142,12 +147,12 @@ def resolve_events(
         periods[experiment.id] = current_period(experiment)
     records = []
     rules: dict[tuple[str, int], ExperimentRules | None] = {}
-    hashed: dict[str, dict[str, int]] = {}  # experiment id -> unit -> variant index
+    hashed: dict[str, dict[str, str | None]] = {}  # experiment id -> unit -> variant key
 
-    def variant_index(experiment: Experiment, unit: str) -> int:
-        """The unit's hashed variant index, from one vectorised pass over the batch's units of
-        the experiment that need one (exposures naming no variant); a FeatureVisor feature's
-        units are never hashed (``check_hash_assigned``)."""
+    def hashed_variant(experiment: Experiment, unit: str) -> str | None:
+        """The unit's variant by the hash (None: outside the traffic), from one vectorised
+        pass over the batch's units of the experiment that need one (exposures naming no
+        variant); a FeatureVisor feature's units are never hashed (``check_hash_assigned``)."""
         table = hashed.get(experiment.id)
         if table is None:
             check_hash_assigned(experiment)
@@ -166,9 +171,15 @@ def resolve_events(
                 indices = [hashing.variant_index(u) for u in units]
             else:
                 indices = hashing.variant_indices(units).tolist()
-            table = hashed[experiment.id] = dict(zip(units, indices, strict=True))
-        index = table.get(unit)
-        return bucketing(experiment).variant_index(unit) if index is None else index
+            keys = [v.key for v in experiment.variants]
+            table = hashed[experiment.id] = {
+                u: None if i == NOT_IN_EXPERIMENT else keys[i]
+                for u, i in zip(units, indices, strict=True)
+            }
+        if unit in table:
+            return table[unit]
+        index = bucketing(experiment).variant_index(unit)
+        return None if index == NOT_IN_EXPERIMENT else experiment.variants[index].key
 
     for i, event in enumerate(events):
         experiment = experiments[event.experiment]
@@ -185,7 +196,7 @@ def resolve_events(
                     event,
                     experiment,
                     assigned,
-                    variant_index,
+                    hashed_variant,
                     period,
                     now,
                     rules[version],
@@ -218,19 +229,48 @@ def _with_new_metric(
     return replace(experiment, metrics=(*experiment.metrics, metric))
 
 
-def _check_fields(event: EventInput, now: datetime, references: set[str]) -> None:
-    """What an event says of itself: its ids are text a store can hold, its time is sane
-    (``references``: the experiment references checked already, which need no new check)."""
+def _plain_ids(events: Sequence[EventInput]) -> bool:
+    """Whether every unit id, event id, variant and metric of the batch is plainly good: text
+    of ASCII without NUL, not blank, at most ``MAX_ID_LENGTH`` long. Checked
+    for the whole batch at once (C loops over joined text); a batch where this fails, or that
+    holds other text, is checked event by event, which names the event at fault."""
+    ids = [
+        text
+        for e in events
+        for text in (e.unit_id, e.event_id, e.variant, e.metric)
+        if text is not None
+    ]
+    if not ids:
+        return True
+    try:
+        joined = "".join(ids)
+    except TypeError:  # not all text
+        return False
+    return (
+        joined.isascii()
+        and "\x00" not in joined
+        and max(map(len, ids)) <= MAX_ID_LENGTH
+        and all(map(str.strip, ids))
+    )
+
+
+def _check_fields(
+    event: EventInput, now: datetime, references: set[str], *, texts: bool = True
+) -> None:
+    """What an event says of itself: its ids are text a store can hold (unless ``texts`` is
+    off: ``_plain_ids`` found all of the batch's good), its time is sane (``references``: the
+    experiment references checked already, which need no new check)."""
     if event.experiment not in references:
         check_reference(event.experiment)
         references.add(event.experiment)
-    if event.unit_id is not None:
-        check_text(event.unit_id, field="unit_id", max_length=MAX_ID_LENGTH)
-    if event.event_id is not None:
-        check_text(event.event_id, field="event_id", max_length=MAX_ID_LENGTH)
-    for name, text in (("variant", event.variant), ("metric", event.metric)):
-        if text is not None:
-            check_text(text, field=name, max_length=MAX_ID_LENGTH)
+    if texts:
+        if event.unit_id is not None:
+            check_text(event.unit_id, field="unit_id", max_length=MAX_ID_LENGTH)
+        if event.event_id is not None:
+            check_text(event.event_id, field="event_id", max_length=MAX_ID_LENGTH)
+        for name, text in (("variant", event.variant), ("metric", event.metric)):
+            if text is not None:
+                check_text(text, field=name, max_length=MAX_ID_LENGTH)
     if event.covariates is not None or event.dimensions is not None:
         if event.kind is not EventKind.EXPOSURE:
             named = "covariates" if event.covariates is not None else "dimensions"
@@ -253,7 +293,7 @@ def _resolve(
     event: EventInput,
     experiment: Experiment,
     assigned: dict[str, StoredAssignment],
-    variant_index: Callable[[Experiment, str], int],
+    hashed_variant: Callable[[Experiment, str], str | None],
     period: int,
     now: datetime,
     rules: ExperimentRules | None = None,
@@ -268,30 +308,33 @@ def _resolve(
             field="variant",
         )
     found = assigned.get(unit) if unit is not None else None
-    stored = found.variant if found is not None else None
+    stored = None
     if found is not None:
-        period = found.period
+        stored, period = found
     if event.kind is EventKind.EXPOSURE:
-        if unit is None and variant is None:
-            raise ValidationError(
-                "an exposure needs a unit_id or a variant (or both)", field="variant"
-            )
-        resolved = stored or variant or _hashed_variant(experiment, unit or "", variant_index)
-        if unit is not None:
-            assigned[unit] = StoredAssignment(resolved, period)
+        if unit is None:
+            if variant is None:
+                raise ValidationError(
+                    "an exposure needs a unit_id or a variant (or both)", field="variant"
+                )
+            resolved = variant
+        else:
+            resolved = stored or variant or _hashed_variant(experiment, unit, hashed_variant)
+            assigned[unit] = _ASSIGNMENT(StoredAssignment, (resolved, period))
+        covariates, dimensions = event.covariates, event.dimensions
         return EventRecord(
             EventKind.EXPOSURE,
             experiment.id,
             resolved,
-            unit_id=unit,
-            event_id=event.event_id,
-            period=period,
-            received_at=now,
-            covariates=None if event.covariates is None else check_covariates(event.covariates),
-            dimensions=None
-            if event.dimensions is None
-            else check_unit_dimensions(event.dimensions),
-            rules=rules,
+            unit,
+            None,
+            1.0,
+            event.event_id,
+            period,
+            now,
+            None if covariates is None else check_covariates(covariates),
+            None if dimensions is None else check_unit_dimensions(dimensions),
+            rules,
         )
     metric_key = event.metric or experiment.primary_metric.key
     metric = experiment.metric(metric_key)
@@ -346,13 +389,14 @@ def check_hash_assigned(experiment: Experiment) -> None:
 
 
 def _hashed_variant(
-    experiment: Experiment, unit: str, variant_index: Callable[[Experiment, str], int]
+    experiment: Experiment, unit: str, hashed_variant: Callable[[Experiment, str], str | None]
 ) -> str:
-    """The variant of ``unit`` by the hash (``variant_index`` refuses a FeatureVisor feature)."""
-    index = variant_index(experiment, unit)
-    if index == NOT_IN_EXPERIMENT:
+    """The variant of ``unit`` by the hash (``hashed_variant`` refuses a FeatureVisor
+    feature)."""
+    variant = hashed_variant(experiment, unit)
+    if variant is None:
         raise ValidationError(
             f"unit '{unit}' is outside the traffic allocation of experiment '{experiment.key}'",
             field="unit_id",
         )
-    return experiment.variants[index].key
+    return variant
