@@ -262,6 +262,34 @@ class TestAssignAndExpose:
         assert sum(c.unique_units for c in counters) == 10
         assert sum(c.exposures for c in counters) == 60
 
+    def test_concurrent_assigns_store_and_count_each_unit_once(
+        self, store_factory: StoreFactory
+    ) -> None:
+        """Clients racing to assign the same units with different variants: each unit's first
+        assignment wins, every client is told the winner, and each unit counts once."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        exp = make_experiment()
+        store_factory().create_experiment(exp)
+        clients = [store_factory() for _ in range(4)]
+        calls = [(f"u{i % 10}", "control" if i % 3 else "v1") for i in range(80)]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(
+                pool.map(
+                    lambda item: clients[item[0] % 4].assign(exp.id, *item[1]),
+                    enumerate(calls),
+                )
+            )
+        assert sum(r.created for r in results) == 10
+        stored = clients[0].get_assignments(exp.id, [f"u{i}" for i in range(10)])
+        for (unit, _), result in zip(calls, results, strict=True):
+            assert (result.variant, result.period) == stored[unit]
+        counters = clients[0].get_counters(exp.id)
+        assert sum(c.assigned_units for c in counters.values()) == 10
+        for key in ("control", "v1"):
+            won = sum(1 for a in stored.values() if a.variant == key)
+            assert (counters[key].assigned_units if key in counters else 0) == won
+
 
 class TestCounters:
     def test_exposures_and_unique_units(self, store: Store) -> None:

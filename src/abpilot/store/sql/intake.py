@@ -30,7 +30,7 @@ from abpilot.store.base import ApplyResult, AssignResult, EventRecord, StoredAss
 from abpilot.store.event_ids import claim_time, window_start
 from abpilot.store.sql.activity import stored_time
 from abpilot.store.sql.bulk import adding, new_only, select_units, texts_array, time_value
-from abpilot.store.sql.common import guarded
+from abpilot.store.sql.common import guarded, one_read
 from abpilot.store.sql.schema import (
     processed_events,
 )
@@ -93,9 +93,11 @@ class SqlIntake:
     def assign(
         self, experiment_id: str, unit_id: str, variant: str, period: int = 0
     ) -> AssignResult:
+        first = StoredAssignment(variant, period)
+        if self.engine.dialect.name == "postgresql":
+            return _assign_in_one_statement(self.engine, experiment_id, unit_id, first)
         with self._write() as conn, conn.begin():
             step = _SqlStep(conn, datetime.now(UTC))
-            first = StoredAssignment(variant, period)
             stored, created = count_assignment(step, experiment_id, unit_id, first)
         return AssignResult(stored.variant, created, stored.period)
 
@@ -145,6 +147,42 @@ class SqlIntake:
         delete = processed_events.delete().where(sa.tuple_(p.experiment_id, p.event_id).in_(old))
         with self._write() as conn, conn.begin():
             return int(conn.execute(delete).rowcount or 0)
+
+
+# PostgreSQL: ``count_assignment`` (rule 2 of ``abpilot.domain.counting``: the first
+# assignment wins, and each one stored adds one to its variant's ``assigned_units``) as ONE
+# statement, so an assignment is one round trip in autocommit where the transaction of two
+# statements took four (BEGIN, the insert, the counter, COMMIT). Its two parts are the
+# counting step's own statements (``INSERT_ASSIGNMENTS``, ``BUMP_VARIANTS``), joined by a
+# data-modifying CTE: the counter grows only for the row the insert stored, atomically.
+ASSIGN_ONE = (
+    "WITH new AS ("
+    "INSERT INTO assignments (experiment_id, unit_id, variant, period, assigned_at) "
+    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING experiment_id, variant, period"
+    "), counted AS ("
+    f"INSERT INTO variant_counters ({', '.join(BUMP_VARIANTS.columns)}) "
+    "SELECT experiment_id, variant, period, 1, 0, 0, NULL::timestamptz FROM new "
+    f"{BUMP_VARIANTS.tail}"
+    ") SELECT variant, period FROM new"
+)
+READ_ONE = "SELECT variant, period FROM assignments WHERE experiment_id = %s AND unit_id = %s"
+
+
+def _assign_in_one_statement(
+    engine: sa.Engine, experiment_id: str, unit_id: str, first: StoredAssignment
+) -> AssignResult:
+    """``assign`` on PostgreSQL (``ASSIGN_ONE``); a unit assigned before is then read (the
+    insert waited for a concurrent one to commit, so the read finds its row)."""
+    at = datetime.now(UTC)
+    with one_read(engine) as conn:
+        values = (experiment_id, unit_id, first.variant, first.period, at)
+        row = conn.exec_driver_sql(ASSIGN_ONE, values).fetchone()
+        if row is not None:
+            return AssignResult(row[0], True, int(row[1]))
+        row = conn.exec_driver_sql(READ_ONE, (experiment_id, unit_id)).fetchone()
+    if row is None:  # the unit's row went with its experiment, deleted meanwhile
+        return AssignResult(first.variant, False, first.period)
+    return AssignResult(row[0], False, int(row[1]))
 
 
 class _SqlStep:
