@@ -29,7 +29,14 @@ from abpilot.domain.records import METRIC_FIELDS
 from abpilot.store.base import ApplyResult, AssignResult, EventRecord, StoredAssignment
 from abpilot.store.event_ids import claim_time, window_start
 from abpilot.store.sql.activity import stored_time
-from abpilot.store.sql.bulk import adding, new_only, select_units, texts_array, time_value
+from abpilot.store.sql.bulk import (
+    adding,
+    new_only,
+    postgres_rows,
+    select_units,
+    texts_array,
+    time_value,
+)
 from abpilot.store.sql.common import guarded, one_read
 from abpilot.store.sql.schema import (
     processed_events,
@@ -176,13 +183,12 @@ def _assign_in_one_statement(
     at = datetime.now(UTC)
     with one_read(engine) as conn:
         values = (experiment_id, unit_id, first.variant, first.period, at)
-        row = conn.exec_driver_sql(ASSIGN_ONE, values).fetchone()
-        if row is not None:
-            return AssignResult(row[0], True, int(row[1]))
-        row = conn.exec_driver_sql(READ_ONE, (experiment_id, unit_id)).fetchone()
-    if row is None:  # the unit's row went with its experiment, deleted meanwhile
-        return AssignResult(first.variant, False, first.period)
-    return AssignResult(row[0], False, int(row[1]))
+        for variant, period in postgres_rows(conn, ASSIGN_ONE, values):
+            return AssignResult(variant, True, int(period))
+        for variant, period in postgres_rows(conn, READ_ONE, (experiment_id, unit_id)):
+            return AssignResult(variant, False, int(period))
+    # The unit's row went with its experiment, deleted meanwhile.
+    return AssignResult(first.variant, False, first.period)
 
 
 class _SqlStep:
@@ -251,11 +257,11 @@ def _check_versions(conn: sa.Connection, versions: Mapping[str, int]) -> None:
     ids = sorted(versions)
     if conn.dialect.name == "postgresql":
         sql = "SELECT id, version FROM experiments WHERE id = ANY(%s::text[])"
-        rows = conn.exec_driver_sql(sql, (texts_array(ids),)).fetchall()
+        rows = postgres_rows(conn, sql, (texts_array(ids),))
     else:
         marks = ", ".join("?" * len(ids))
         sql = f"SELECT id, version FROM experiments WHERE id IN ({marks})"
-        rows = conn.exec_driver_sql(sql, tuple(ids)).fetchall()
+        rows = list(conn.exec_driver_sql(sql, tuple(ids)).fetchall())
     stored = {row[0]: int(row[1]) for row in rows}
     for experiment_id in ids:
         if stored.get(experiment_id) != versions[experiment_id]:
