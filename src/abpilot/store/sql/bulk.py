@@ -1,7 +1,7 @@
 """Set-based statements of the event path: one statement per table per batch, with a fixed text.
 
-Each statement is written once as plain SQL and run through ``Connection.exec_driver_sql`` (the
-transaction, the error hooks and ``guarded``'s retries stay SQLAlchemy's; no statement is
+Each statement is written once as plain SQL and run on the driver's own cursor (``driver_rows``:
+the transaction, the error hooks and ``guarded``'s retries stay SQLAlchemy's; no statement is
 compiled per call and no parameter passes through SQLAlchemy's per-row processing):
 
 - PostgreSQL: the rows go as one array per column, ``INSERT .. SELECT .. FROM unnest(%s::text[],
@@ -48,13 +48,13 @@ class BulkStatement:
                 page = rows[start : start + POSTGRES_CHUNK]
                 columns = zip(*page, strict=True)
                 arrays = tuple(_ARRAYS[t](c) for t, c in zip(self.types, columns, strict=True))
-                found.extend(postgres_rows(conn, sql, arrays))
+                found.extend(driver_rows(conn, sql, arrays))
             return found
         size = max(1, SQLITE_PARAMETERS // len(self.columns))
         for start in range(0, len(rows), size):
             page = rows[start : start + size]
             flat = tuple(value for row in page for value in row)
-            found.extend(_returned(conn.exec_driver_sql(_sqlite_text(self, len(page)), flat)))
+            found.extend(driver_rows(conn, _sqlite_text(self, len(page)), flat))
         return found
 
 
@@ -112,12 +112,12 @@ def select_units(
     where = f"SELECT {columns} FROM {table} WHERE experiment_id = "
     if conn.dialect.name == "postgresql":
         sql = f"{where}%s AND unit_id = ANY(%s::text[])"
-        return postgres_rows(conn, sql, (experiment_id, texts_array(unit_ids)))
+        return driver_rows(conn, sql, (experiment_id, texts_array(unit_ids)))
     found: list[Any] = []
     for start in range(0, len(unit_ids), SQLITE_PARAMETERS):
         page = tuple(unit_ids[start : start + SQLITE_PARAMETERS])
         sql = f"{where}? AND unit_id IN ({', '.join('?' * len(page))})"
-        found.extend(_returned(conn.exec_driver_sql(sql, (experiment_id, *page))))
+        found.extend(driver_rows(conn, sql, (experiment_id, *page)))
     return found
 
 
@@ -173,29 +173,23 @@ _ARRAYS = {
 }
 
 
-def postgres_rows(conn: sa.Connection, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
-    """Run one statement of the event path on PostgreSQL through psycopg's own cursor, inside
-    the connection's transaction; the rows it returned (none for a statement without). An
-    error goes through SQLAlchemy's handling as it would from ``exec_driver_sql`` (wrapped as
-    ``sa.exc.DBAPIError``, the engine's ``handle_error`` hooks, the pool invalidated on a lost
-    connection), so ``guarded`` and ``translate_conflicts`` see what they always saw.
-    SQLAlchemy's execution context cost about 45 µs of CPU per statement, a third of what a
-    statement costs the client, and the statement texts here are fixed and need none of it."""
+def driver_rows(conn: sa.Connection, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+    """Run one statement of the event path through the driver's own cursor (psycopg's or
+    sqlite3's), inside the connection's transaction; the rows it returned, as the driver's
+    tuples (none for a statement without). An error goes through SQLAlchemy's handling as it
+    would from ``exec_driver_sql`` (wrapped as ``sa.exc.DBAPIError``, the engine's
+    ``handle_error`` hooks, the pool invalidated on a lost connection), so ``guarded`` and
+    ``translate_conflicts`` see what they always saw. SQLAlchemy's execution context and
+    ``Row`` objects cost about 45 µs of CPU per statement on PostgreSQL, a third of what a
+    statement costs the client, and these statement texts are fixed and need none of it."""
     raw = conn.connection.driver_connection
     assert raw is not None  # a checked-out connection has its driver's connection
     try:
-        with raw.cursor() as cursor:
+        cursor = raw.cursor()
+        try:
             cursor.execute(sql, parameters)
-            return cursor.fetchall() if cursor.description is not None else []
+            return list(cursor.fetchall()) if cursor.description is not None else []
+        finally:
+            cursor.close()
     except Exception as error:
         conn._handle_dbapi_exception(error, sql, parameters, None, None)
-
-
-def _returned(result: sa.CursorResult[Any]) -> list[Any]:
-    """The rows a statement returned, as the driver's tuples: SQLAlchemy's ``Row`` per row cost
-    more than the statement itself for a batch's ``RETURNING`` on SQLite."""
-    if not result.returns_rows:
-        return []
-    rows = list(result.cursor.fetchall())
-    result.close()
-    return rows

@@ -31,8 +31,8 @@ from abpilot.store.event_ids import claim_time, window_start
 from abpilot.store.sql.activity import stored_time
 from abpilot.store.sql.bulk import (
     adding,
+    driver_rows,
     new_only,
-    postgres_rows,
     select_units,
     texts_array,
     time_value,
@@ -183,9 +183,9 @@ def _assign_in_one_statement(
     at = datetime.now(UTC)
     with one_read(engine) as conn:
         values = (experiment_id, unit_id, first.variant, first.period, at)
-        for variant, period in postgres_rows(conn, ASSIGN_ONE, values):
+        for variant, period in driver_rows(conn, ASSIGN_ONE, values):
             return AssignResult(variant, True, int(period))
-        for variant, period in postgres_rows(conn, READ_ONE, (experiment_id, unit_id)):
+        for variant, period in driver_rows(conn, READ_ONE, (experiment_id, unit_id)):
             return AssignResult(variant, False, int(period))
     # The unit's row went with its experiment, deleted meanwhile.
     return AssignResult(first.variant, False, first.period)
@@ -257,11 +257,11 @@ def _check_versions(conn: sa.Connection, versions: Mapping[str, int]) -> None:
     ids = sorted(versions)
     if conn.dialect.name == "postgresql":
         sql = "SELECT id, version FROM experiments WHERE id = ANY(%s::text[])"
-        rows = postgres_rows(conn, sql, (texts_array(ids),))
+        rows = driver_rows(conn, sql, (texts_array(ids),))
     else:
         marks = ", ".join("?" * len(ids))
         sql = f"SELECT id, version FROM experiments WHERE id IN ({marks})"
-        rows = list(conn.exec_driver_sql(sql, tuple(ids)).fetchall())
+        rows = driver_rows(conn, sql, tuple(ids))
     stored = {row[0]: int(row[1]) for row in rows}
     for experiment_id in ids:
         if stored.get(experiment_id) != versions[experiment_id]:
