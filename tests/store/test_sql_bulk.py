@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from abpilot.domain.errors import StoreUnavailable
 from abpilot.store.base import EventKind, EventRecord
 from abpilot.store.factory import open_store
-from abpilot.store.sql import SqlStore, engine
+from abpilot.store.sql import SqlStore, bulk, engine
 from tests.conftest import backend_url
 from tests.factories import make_experiment
 
@@ -123,4 +123,36 @@ def test_a_pooled_postgres_connection_dropped_while_idle_is_replaced_before_use(
             store.apply_events([exposure(experiment.id, "lost")])
         assert store.apply_events([exposure(experiment.id, "next")]).applied == 1
         assert store.get_counters(experiment.id)["control"].exposures == 2
+        store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_failing_statement_is_sqlalchemys_error_and_rolls_the_step_back(
+    backend: str, tmp_path: Path
+) -> None:
+    """A statement of the event path that fails, even one sent without waiting for its answer
+    (PostgreSQL's pipeline), reaches the store's callers as SQLAlchemy's error, so ``guarded``
+    and the conflict translation see it; what the transaction wrote before it is rolled back
+    and the connection serves the next operation."""
+    with backend_url(backend, tmp_path) as (url, options):
+        store = open_store(url, **options)
+        assert isinstance(store, SqlStore)
+        experiment = make_experiment("failing-step")
+        store.create_experiment(experiment)
+        units = "SELECT count(*) FROM assignments"
+        marks = "%s, %s, %s, %s" if backend == "postgres" else "?, ?, ?, ?"
+        insert = (
+            f"INSERT INTO assignments (experiment_id, unit_id, variant, period) VALUES ({marks})"
+        )
+
+        def failing_step() -> None:
+            with store._write() as conn, conn.begin(), bulk.pipelined(conn):
+                bulk.driver_rows(conn, insert, (experiment.id, "u1", "control", 0))
+                bulk.driver_rows(conn, "UPDATE no_such_table SET x = 1", ())  # answered later
+
+        with pytest.raises(sa.exc.DBAPIError):
+            failing_step()
+        with store._write() as conn:
+            assert conn.exec_driver_sql(units).scalar() == 0
+        assert store.apply_events([exposure(experiment.id, "u2")]).applied == 1
         store.close()

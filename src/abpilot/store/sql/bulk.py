@@ -18,7 +18,8 @@ transactions lock rows in one order.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -188,8 +189,64 @@ def driver_rows(conn: sa.Connection, sql: str, parameters: tuple[Any, ...]) -> l
         cursor = raw.cursor()
         try:
             cursor.execute(sql, parameters)
-            return list(cursor.fetchall()) if cursor.description is not None else []
+            return list(cursor.fetchall()) if _returns_rows(sql) else []
         finally:
             cursor.close()
     except Exception as error:
         conn._handle_dbapi_exception(error, sql, parameters, None, None)
+
+
+@functools.lru_cache(maxsize=512)
+def _returns_rows(sql: str) -> bool:
+    """Whether a statement of the event path returns rows (a read, or ``RETURNING``): known
+    from its text, since in pipeline mode a cursor has no description before its rows come."""
+    text = sql.lstrip().upper()
+    return text.startswith(("SELECT", "WITH")) or " RETURNING " in text
+
+
+@contextmanager
+def pipelined(conn: sa.Connection) -> Iterator[None]:
+    """PostgreSQL: the block's statements in psycopg's pipeline mode, so the transaction's
+    implicit BEGIN, a read whose rows are taken later (``read_later``) and a statement that
+    returns none travel with the next statement whose rows are fetched (or with the block's
+    end), instead of taking a round trip each. An error of such a statement is raised there,
+    wrapped by SQLAlchemy as any other; nothing is committed before the block ends. Elsewhere:
+    nothing."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    try:
+        with raw.pipeline():
+            yield
+    except conn.dialect.loaded_dbapi.Error as error:  # raised by the pipeline's closing sync
+        conn._handle_dbapi_exception(error, None, None, None, None)
+
+
+def read_later(
+    conn: sa.Connection, sql: str, parameters: tuple[Any, ...]
+) -> Callable[[], list[Any]]:
+    """Send a read now and take its rows later (the returned function): under ``pipelined``
+    on PostgreSQL it travels with the next statement that is fetched; elsewhere it runs now."""
+    if conn.dialect.name != "postgresql":
+        found = driver_rows(conn, sql, parameters)
+        return lambda: found
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        cursor.execute(sql, parameters)
+    except Exception as error:
+        cursor.close()
+        conn._handle_dbapi_exception(error, sql, parameters, None, None)
+
+    def fetched() -> list[Any]:
+        try:
+            return list(cursor.fetchall())
+        except Exception as error:
+            conn._handle_dbapi_exception(error, sql, parameters, None, None)
+        finally:
+            cursor.close()
+
+    return fetched

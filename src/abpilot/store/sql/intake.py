@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -33,6 +34,8 @@ from abpilot.store.sql.bulk import (
     adding,
     driver_rows,
     new_only,
+    pipelined,
+    read_later,
     select_units,
     texts_array,
     time_value,
@@ -111,14 +114,14 @@ class SqlIntake:
     @guarded
     def assign_and_expose(self, event: EventRecord) -> AssignResult:
         """One transaction: the assignment (first one wins), then the exposure under it."""
-        with self._write() as conn, conn.begin():
+        with self._write() as conn, conn.begin(), pipelined(conn):
             step = _SqlStep(conn, claim_time([event]))
             stored, created, counted = count_exposure(step, event)
         return AssignResult(stored.variant, created, stored.period, exposed=counted)
 
     @guarded
     def apply_events(self, events: Sequence[EventRecord]) -> ApplyResult:
-        with self._write() as conn, conn.begin():
+        with self._write() as conn, conn.begin(), pipelined(conn):
             counted = count_events(_SqlStep(conn, claim_time(events)), events)
         return ApplyResult(applied=counted.applied, duplicates=counted.duplicates)
 
@@ -126,17 +129,18 @@ class SqlIntake:
     def apply_current_events(
         self, events: Sequence[EventRecord], versions: Mapping[str, int]
     ) -> ApplyResult:
-        """``apply_events`` with the definitions' versions checked in the same transaction, by
-        its last statement before COMMIT (one indexed read, where the default read and decoded
-        each whole definition first, in a transaction of its own). SQLite's write lock, held
-        from BEGIN IMMEDIATE, makes it exact; on PostgreSQL a definition committed between the
-        check and the COMMIT (a few statements' time) is not seen, as with any read under READ
+        """``apply_events`` with the definitions' versions checked in the same transaction (one
+        indexed read, where the default read and decoded each whole definition first, in a
+        transaction of its own). On PostgreSQL the read is sent with BEGIN and the step's first
+        statement (``pipelined``: no round trip of its own), and a definition committed while
+        the transaction runs (a few statements' time) is not seen, as with any read under READ
         COMMITTED: locking the definition row (FOR SHARE) would write a row lock on every
-        batch, and the definition changes rarely."""
-        with self._write() as conn, conn.begin():
+        batch, and the definition changes rarely. SQLite's write lock, held from BEGIN
+        IMMEDIATE, makes the check exact."""
+        with self._write() as conn, conn.begin(), pipelined(conn):
+            stored = _read_versions(conn, versions)
             counted = count_events(_SqlStep(conn, claim_time(events)), events)
-            if versions:
-                _check_versions(conn, versions)
+            _check_versions(stored(), versions)
         return ApplyResult(applied=counted.applied, duplicates=counted.duplicates)
 
     @guarded
@@ -251,19 +255,25 @@ class _SqlStep:
         BUMP_METRICS.run(self._conn, metrics)
 
 
-def _check_versions(conn: sa.Connection, versions: Mapping[str, int]) -> None:
-    """Raise ``DefinitionChanged`` naming an experiment whose stored definition is not at the
-    version given (or is gone)."""
+def _read_versions(conn: sa.Connection, versions: Mapping[str, int]) -> Callable[[], list[Any]]:
+    """The stored (id, version) of the experiments of ``versions``, read later (``read_later``)."""
     ids = sorted(versions)
+    if not ids:
+        return list
     if conn.dialect.name == "postgresql":
         sql = "SELECT id, version FROM experiments WHERE id = ANY(%s::text[])"
-        rows = driver_rows(conn, sql, (texts_array(ids),))
-    else:
-        marks = ", ".join("?" * len(ids))
-        sql = f"SELECT id, version FROM experiments WHERE id IN ({marks})"
-        rows = driver_rows(conn, sql, tuple(ids))
+        return read_later(conn, sql, (texts_array(ids),))
+    marks = ", ".join("?" * len(ids))
+    return read_later(
+        conn, f"SELECT id, version FROM experiments WHERE id IN ({marks})", tuple(ids)
+    )
+
+
+def _check_versions(rows: list[Any], versions: Mapping[str, int]) -> None:
+    """Raise ``DefinitionChanged`` naming an experiment whose stored definition (``rows``) is
+    not at the version given (or is gone)."""
     stored = {row[0]: int(row[1]) for row in rows}
-    for experiment_id in ids:
+    for experiment_id in sorted(versions):
         if stored.get(experiment_id) != versions[experiment_id]:
             raise DefinitionChanged(experiment_id)
 
