@@ -206,12 +206,19 @@ def _returns_rows(sql: str) -> bool:
 
 @contextmanager
 def pipelined(conn: sa.Connection) -> Iterator[None]:
-    """PostgreSQL: the block's statements in psycopg's pipeline mode, so the transaction's
+    """The end of a write transaction (``with write, conn.begin(), pipelined(conn):``).
+
+    PostgreSQL: the block's statements go in psycopg's pipeline mode, so the transaction's
     implicit BEGIN, a read whose rows are taken later (``read_later``) and a statement that
-    returns none travel with the next statement whose rows are fetched (or with the block's
-    end), instead of taking a round trip each. An error of such a statement is raised there,
-    wrapped by SQLAlchemy as any other; nothing is committed before the block ends. Elsewhere:
-    nothing."""
+    returns none travel with the next statement whose rows are fetched, instead of taking a
+    round trip each; a block that ends without an error ends with COMMIT, sent with the last
+    such statements (the counters' upserts). So the counter rows every event of a variant
+    adds to are locked only from their upsert to the COMMIT on the server, never while the
+    client waits for a round trip or for its turn to run: those rows are where concurrent
+    single events queue. An error of a statement answered later, or of the COMMIT, is raised
+    at the block's end, wrapped by SQLAlchemy as any other; then nothing was committed and
+    ``conn.begin()`` rolls back. (SQLAlchemy's own commit after the block finds nothing left
+    to commit.) Elsewhere: nothing; ``conn.begin()`` commits."""
     if conn.dialect.name != "postgresql":
         yield
         return
@@ -220,7 +227,8 @@ def pipelined(conn: sa.Connection) -> Iterator[None]:
     try:
         with raw.pipeline():
             yield
-    except conn.dialect.loaded_dbapi.Error as error:  # raised by the pipeline's closing sync
+            raw.commit()
+    except conn.dialect.loaded_dbapi.Error as error:  # raised by a later sync or the commit
         conn._handle_dbapi_exception(error, None, None, None, None)
 
 
