@@ -19,6 +19,7 @@ from abpilot.store.base import (
     GLOBAL_CONTEXT,
     AllocationRecord,
     ArmState,
+    AssignResult,
     DailyRow,
     Decision,
     Document,
@@ -237,58 +238,38 @@ class TestAssignAndExpose:
         units = ["u1", "u2", "u3"]
         assert store.get_assignments(one.id, units) == store.get_assignments(two.id, units)
 
-    def test_concurrent_calls_assign_each_unit_once(self, store_factory: StoreFactory) -> None:
+    @pytest.mark.parametrize("expose", [True, False], ids=["assign_and_expose", "assign"])
+    def test_concurrent_calls_assign_each_unit_once(
+        self, store_factory: StoreFactory, expose: bool
+    ) -> None:
+        """Four clients racing to assign (and expose) the same 10 units with different variants:
+        each unit's first assignment wins, every client is told the winner, each unit counts
+        once in its winner's ``assigned_units``, and every exposure counts."""
         from concurrent.futures import ThreadPoolExecutor
 
         exp = make_experiment()
         store_factory().create_experiment(exp)
         clients = [store_factory() for _ in range(4)]
         calls = [(f"u{i % 10}", "control" if i % 3 else "v1") for i in range(60)]
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            results = list(
-                pool.map(
-                    lambda item: clients[item[0] % 4].assign_and_expose(
-                        exposure(exp.id, item[1][1], item[1][0])
-                    ),
-                    enumerate(calls),
-                )
-            )
-        assert sum(r.created for r in results) == 10
-        stored = clients[0].get_assignments(exp.id, [f"u{i}" for i in range(10)])
-        for (unit, _), result in zip(calls, results, strict=True):
-            assert (result.variant, result.period) == stored[unit]
-        counters = clients[0].get_counters(exp.id).values()
-        assert sum(c.assigned_units for c in counters) == 10
-        assert sum(c.unique_units for c in counters) == 10
-        assert sum(c.exposures for c in counters) == 60
 
-    def test_concurrent_assigns_store_and_count_each_unit_once(
-        self, store_factory: StoreFactory
-    ) -> None:
-        """Clients racing to assign the same units with different variants: each unit's first
-        assignment wins, every client is told the winner, and each unit counts once."""
-        from concurrent.futures import ThreadPoolExecutor
+        def call(item: tuple[int, tuple[str, str]]) -> AssignResult:
+            client, (unit, variant) = clients[item[0] % 4], item[1]
+            if expose:
+                return client.assign_and_expose(exposure(exp.id, variant, unit))
+            return client.assign(exp.id, unit, variant)
 
-        exp = make_experiment()
-        store_factory().create_experiment(exp)
-        clients = [store_factory() for _ in range(4)]
-        calls = [(f"u{i % 10}", "control" if i % 3 else "v1") for i in range(80)]
         with ThreadPoolExecutor(max_workers=4) as pool:
-            results = list(
-                pool.map(
-                    lambda item: clients[item[0] % 4].assign(exp.id, *item[1]),
-                    enumerate(calls),
-                )
-            )
+            results = list(pool.map(call, enumerate(calls)))
         assert sum(r.created for r in results) == 10
         stored = clients[0].get_assignments(exp.id, [f"u{i}" for i in range(10)])
         for (unit, _), result in zip(calls, results, strict=True):
             assert (result.variant, result.period) == stored[unit]
         counters = clients[0].get_counters(exp.id)
-        assert sum(c.assigned_units for c in counters.values()) == 10
         for key in ("control", "v1"):
             won = sum(1 for a in stored.values() if a.variant == key)
             assert (counters[key].assigned_units if key in counters else 0) == won
+        assert sum(c.unique_units for c in counters.values()) == (10 if expose else 0)
+        assert sum(c.exposures for c in counters.values()) == (60 if expose else 0)
 
 
 class TestCounters:
