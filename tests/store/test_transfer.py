@@ -4,9 +4,7 @@ the original, and later events count on it exactly as they would have on the ori
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,11 +23,9 @@ from abpilot.store.base import (
     FeedbackOutcome,
     Store,
 )
-from abpilot.store.factory import open_store
 from abpilot.store.memory import MemoryStore
 from abpilot.store.redis import RedisStore
 from abpilot.store.state import ExperimentState
-from tests.conftest import BACKENDS, backend_url
 from tests.factories import make_experiment
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -241,25 +237,6 @@ def test_a_taken_id_or_key_is_refused_and_nothing_is_written(store: Store) -> No
 
 TYPES = ["ab_test", "bandit", "contextual_bandit", "interleaving"]
 TWO_ARMS = [{"key": "control", "weight": 0.5}, {"key": "treatment", "weight": 0.5}]
-
-
-@pytest.fixture(params=BACKENDS)
-def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
-    """Two separate, fresh stores of the same backend."""
-    (tmp_path / "one").mkdir()
-    (tmp_path / "two").mkdir()
-    with (
-        backend_url(request.param, tmp_path / "one") as (url, options),
-        backend_url(request.param, tmp_path / "two") as (other_url, other_options),
-    ):
-        if request.param == "redis":  # one server, two prefixes
-            assert options["prefix"] != other_options["prefix"]
-        one, two = open_store(url, **options), open_store(other_url, **other_options)
-        try:
-            yield one, two
-        finally:
-            one.close()
-            two.close()
 
 
 def populate(service: ExperimentService, kind: str) -> str:

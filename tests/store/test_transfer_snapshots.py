@@ -5,9 +5,7 @@ documents; a file with a bad snapshot row is refused naming the row, before anyt
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,9 +16,7 @@ from abpilot.domain.inputs import EventInput
 from abpilot.service import ExperimentService
 from abpilot.service.snapshots import Snapshots
 from abpilot.store.base import EventKind, Store
-from abpilot.store.factory import open_store
 from abpilot.store.memory import MemoryStore
-from tests.conftest import BACKENDS, backend_url
 
 START = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -31,23 +27,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture(params=BACKENDS)
-def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
-    """Two separate, fresh stores of the same backend."""
-    (tmp_path / "one").mkdir()
-    (tmp_path / "two").mkdir()
-    with (
-        backend_url(request.param, tmp_path / "one") as (url, options),
-        backend_url(request.param, tmp_path / "two") as (other_url, other_options),
-    ):
-        one, two = open_store(url, **options), open_store(other_url, **other_options)
-        try:
-            yield one, two
-        finally:
-            one.close()
-            two.close()
 
 
 Sent = dict[str, tuple[list[str], list[float]]]  # variant -> (units, revenue values)
