@@ -22,7 +22,7 @@ from abpilot.service.contextual import ContextualService
 router = APIRouter(tags=["contextual bandits"], responses=ERRORS)
 
 
-def get_contextual(request: Request) -> ContextualService:
+async def get_contextual(request: Request) -> ContextualService:
     contextual: ContextualService = request.app.state.contextual
     return contextual
 

@@ -23,7 +23,7 @@ router = APIRouter(tags=["featurevisor"], responses=ERRORS)
 CACHE_CONTROL = "public, max-age=30"
 
 
-def get_companion(request: Request) -> Companion:
+async def get_companion(request: Request) -> Companion:
     companion: Companion = request.app.state.companion
     return companion
 

@@ -13,7 +13,7 @@ from abpilot.service.monitoring import DEFAULT_DAYS, MAX_DAYS, Monitor
 router = APIRouter(prefix="/monitoring", tags=["monitoring"], responses=ERRORS)
 
 
-def get_monitor(request: Request) -> Monitor:
+async def get_monitor(request: Request) -> Monitor:
     monitor: Monitor = request.app.state.monitor
     return monitor
 
