@@ -16,6 +16,13 @@ subprocess. Four targets, measured in interleaved rounds:
 route serves a quarter of the requests the framework alone could on that server. Each figure is
 the target's best round (requests/s, with the p50 and p99 latency of that round); the median
 round's rate is kept too.
+
+``HttpRow.paired_ratio`` is the ratio the report states: in each round the real route runs right
+after its bare twin, so the two see the same load on the machine; the ratio of each such pair,
+and the median of the rounds' ratios. On this 2-core machine, shared by the server, the load
+generator and the store, the rate of one endpoint moves by up to a third between rounds; a
+ratio of two best rounds, which may come from different moments, moved by up to 0.7x between
+runs of the same code, where the median of paired rounds moves by about 0.1x.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import contextlib
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +71,7 @@ class Figure:
     p99_ms: float
     errors: int
     first_error: str
+    rates: tuple[float, ...] = ()  # requests/s of each round, in round order
 
     @classmethod
     def of(cls, found: dict[str, Any]) -> Figure:
@@ -74,6 +83,7 @@ class Figure:
             found["p99_ms"],
             found["errors"],
             found["first_error"],
+            tuple(found.get("rates", ())),
         )
 
 
@@ -85,6 +95,17 @@ class HttpRow:
     real: Figure | None = None
     bare: Figure | None = None
     note: str = ""
+
+    def round_ratios(self) -> list[float]:
+        """real / bare of each round (the two measured back to back)."""
+        if self.real is None or self.bare is None:
+            return []
+        return [r / b for r, b in zip(self.real.rates, self.bare.rates, strict=True) if b > 0]
+
+    def paired_ratio(self) -> float | None:
+        """The median of the rounds' real / bare (see the module's docstring)."""
+        ratios = self.round_ratios()
+        return statistics.median(ratios) if ratios else None
 
 
 def free_port() -> int:

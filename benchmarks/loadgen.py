@@ -12,7 +12,8 @@ waiting for its answer before sending the next (closed loop, no pipelining), for
 counter), so every assignment and exposure is a unit's first one. The targets run one after the
 other in ``rounds`` rounds (after one untimed warm-up pass of each), so a change of load on the
 machine hits every target alike. A target's figures are those of its best round (the most
-requests per second, i.e. the least disturbed one), with the median rate of its rounds beside them.
+requests per second, i.e. the least disturbed one), with the median rate of its rounds beside them
+and every round's rate (``rates``, in round order), so a caller can pair two targets' same rounds.
 
 Raw asyncio streams (on uvloop when installed) rather than an HTTP client library: the generator
 shares the machine with the server, so it should spend as little CPU per request as it can.
@@ -116,6 +117,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             "seconds": best["seconds"],
             "per_second": max(rates),
             "median_per_second": statistics.median(rates),
+            "rates": rates,  # per round, in order: paired with other targets' same round
             "p50_ms": percentile(latencies, 0.50) * 1e3,
             "p99_ms": percentile(latencies, 0.99) * 1e3,
             "errors": sum(r["errors"] for r in results),
