@@ -18,7 +18,7 @@ transactions lock rows in one order.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -174,7 +174,9 @@ _ARRAYS = {
 }
 
 
-def driver_rows(conn: sa.Connection, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+def driver_rows(
+    conn: sa.Connection, sql: str, parameters: tuple[Any, ...] | Mapping[str, Any]
+) -> list[Any]:
     """Run one statement of the event path through the driver's own cursor (psycopg's or
     sqlite3's), inside the connection's transaction; the rows it returned, as the driver's
     tuples (none for a statement without). An error goes through SQLAlchemy's handling as it

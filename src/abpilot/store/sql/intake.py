@@ -24,8 +24,10 @@ from abpilot.domain.counting import (
     count_assignment,
     count_events,
     count_exposure,
+    latest_received,
 )
 from abpilot.domain.errors import DefinitionChanged
+from abpilot.domain.inputs import EventKind
 from abpilot.domain.records import METRIC_FIELDS
 from abpilot.store.base import ApplyResult, AssignResult, EventRecord, StoredAssignment
 from abpilot.store.event_ids import claim_time, window_start
@@ -137,6 +139,10 @@ class SqlIntake:
         COMMITTED: locking the definition row (FOR SHARE) would write a row lock on every
         batch, and the definition changes rarely. SQLite's write lock, held from BEGIN
         IMMEDIATE, makes the check exact."""
+        if self.engine.dialect.name == "postgresql" and _plain_exposure(events, versions):
+            found = _expose_in_one_statement(self.engine, events[0], versions)
+            if found is not None:
+                return found
         with self._write() as conn, conn.begin(), pipelined(conn):
             stored = _read_versions(conn, versions)
             counted = count_events(_SqlStep(conn, claim_time(events)), events)
@@ -193,6 +199,103 @@ def _assign_in_one_statement(
             return AssignResult(variant, False, int(period))
     # The unit's row went with its experiment, deleted meanwhile.
     return AssignResult(first.variant, False, first.period)
+
+
+# PostgreSQL: ``count_events`` for ONE plain exposure (a unit's exposure, no issue-18 rules:
+# no covariates, dimensions or derived counters) as ONE statement in autocommit, one round trip
+# where the transaction took three, and far fewer thread hand-offs in a busy worker. It applies
+# the rules ``abpilot.domain.counting`` states for this case, with the definition's version
+# checked first (``apply_current_events``):
+#   1. the event id, if any, is claimed, else the exposure is a duplicate and nothing changes;
+#   2. the unit's assignment is stored if it has none (``assigned_units`` + 1);
+#   3. the exposure counts under the assignment the unit has, whatever the event names;
+#   4. ``exposures`` + 1, and ``unique_units`` + 1 if the unit was not exposed before;
+#   7. ``last_event_at`` keeps the later time.
+# Each part is the counting step's own statement (the same tables, keys and ``ON CONFLICT``
+# clauses as ``_SqlStep``), in the step's table order, joined by data-modifying CTEs. The
+# general path and this one are checked against each other (tests/store/test_sql_expose_one.py).
+# The one case a single statement cannot answer: the unit's first assignment committed by
+# another transaction while this one ran. The insert then waits for it and skips, but the
+# statement's snapshot, taken before, does not show the row it must count under. The statement
+# then fails on purpose (``RACE``, a cast error, so that all of it rolls back) and the exposure
+# goes through the general path, whose later statement sees the row.
+RACE = "abpilot: the unit was assigned concurrently"
+EXPOSE_ONE = (
+    "WITH current AS ("
+    "SELECT 1 FROM experiments WHERE id = %(experiment)s AND version = %(version)s"
+    "), claim AS ("
+    "INSERT INTO processed_events (experiment_id, event_id, processed_at) "
+    "SELECT %(experiment)s, %(event)s::text, %(claimed)s::timestamptz FROM current "
+    "WHERE %(event)s::text IS NOT NULL ON CONFLICT DO NOTHING RETURNING 1"
+    "), go AS ("
+    "SELECT 1 FROM current WHERE %(event)s::text IS NULL OR EXISTS (SELECT 1 FROM claim)"
+    "), new AS ("
+    "INSERT INTO assignments (experiment_id, unit_id, variant, period, assigned_at) "
+    "SELECT %(experiment)s, %(unit)s, %(variant)s, %(period)s::integer, %(now)s::timestamptz "
+    "FROM go ON CONFLICT DO NOTHING RETURNING variant, period"
+    "), stored AS ("
+    "SELECT variant, period FROM new UNION ALL "
+    "SELECT variant, period FROM assignments "
+    "WHERE experiment_id = %(experiment)s AND unit_id = %(unit)s "
+    "AND EXISTS (SELECT 1 FROM go) AND NOT EXISTS (SELECT 1 FROM new)"
+    "), exposed AS ("
+    "INSERT INTO exposed_units (experiment_id, unit_id) SELECT %(experiment)s, %(unit)s FROM go "
+    "ON CONFLICT DO NOTHING RETURNING 1"
+    "), counted AS ("
+    f"INSERT INTO variant_counters ({', '.join(BUMP_VARIANTS.columns)}) "
+    "SELECT %(experiment)s, variant, period, (SELECT count(*) FROM new), 1, "
+    "(SELECT count(*) FROM exposed), %(at)s::timestamptz FROM stored "
+    f"{BUMP_VARIANTS.tail}"
+    ") SELECT n.current, n.go, "
+    f"CASE WHEN n.go > 0 AND n.stored = 0 THEN ('{RACE} ' || n.go)::integer END FROM ("
+    "SELECT (SELECT count(*) FROM current) AS current, (SELECT count(*) FROM go) AS go, "
+    "(SELECT count(*) FROM stored) AS stored) AS n"
+)
+
+
+def _plain_exposure(events: Sequence[EventRecord], versions: Mapping[str, int]) -> bool:
+    """Whether ``events`` is one exposure of a unit that ``EXPOSE_ONE`` counts."""
+    if len(events) != 1:
+        return False
+    event = events[0]
+    return (
+        event.kind is EventKind.EXPOSURE
+        and event.unit_id is not None
+        and event.rules is None
+        and event.covariates is None
+        and event.dimensions is None
+        and event.experiment_id in versions
+    )
+
+
+def _expose_in_one_statement(
+    engine: sa.Engine, event: EventRecord, versions: Mapping[str, int]
+) -> ApplyResult | None:
+    """``apply_current_events`` of one plain exposure on PostgreSQL (``EXPOSE_ONE``); None
+    when the unit's assignment was stored concurrently (nothing was written: count it through
+    the general path)."""
+    experiment_id = event.experiment_id
+    values = {
+        "experiment": experiment_id,
+        "version": versions[experiment_id],
+        "event": event.event_id,
+        "claimed": claim_time([event]),
+        "unit": event.unit_id,
+        "variant": event.variant,
+        "period": event.period,
+        "now": datetime.now(UTC),
+        "at": stored_time(latest_received([event]), experiment_id),
+    }
+    try:
+        with one_read(engine) as conn:
+            ((current, go, _),) = driver_rows(conn, EXPOSE_ONE, values)
+    except sa.exc.DataError as error:
+        if RACE in str(error.orig):
+            return None
+        raise
+    if not current:
+        raise DefinitionChanged(experiment_id)
+    return ApplyResult(applied=1, duplicates=0) if go else ApplyResult(applied=0, duplicates=1)
 
 
 class _SqlStep:
