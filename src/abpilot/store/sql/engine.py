@@ -15,6 +15,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 
+from abpilot.store.sql.bulk import driver_rows
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITE = "abpilot_write"
 # The first key of the two-int4 advisory lock migrations take (the second: the schema's hash); any
@@ -115,7 +117,9 @@ def _configure_sqlite(engine: sa.Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         immediate = conn.get_execution_options().get(WRITE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # On the driver's cursor (``driver_rows``: SQLAlchemy's error handling, without its
+        # execution context, a third of a single exposure's statements' cost).
+        driver_rows(conn, "BEGIN IMMEDIATE" if immediate else "BEGIN", ())
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
