@@ -19,7 +19,7 @@ import numpy as np
 from abpilot.bandits.config import Method as Method
 from abpilot.bandits.config import ThompsonConfig as ThompsonConfig
 from abpilot.domain.errors import ValidationError
-from abpilot.stats.bayes import best_arm, beta_posterior
+from abpilot.stats.bayes import Posterior, beta_posterior, probability_best
 
 BASIS_POINTS = 10_000
 
@@ -43,9 +43,7 @@ class Allocation:
 
 
 def probability_best_exact(posteriors: Sequence[tuple[float, float]]) -> tuple[float, ...]:
-    from abpilot.stats.bayes import Posterior
-
-    return best_arm([Posterior("beta", a, b) for a, b in posteriors]).probability_best
+    return probability_best([Posterior("beta", a, b) for a, b in posteriors])
 
 
 def probability_best_monte_carlo(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from abpilot import notebook
 from abpilot.stats import guardrails, stratified
-from abpilot.stats.bayes import best_arm
+from abpilot.stats.bayes import probability_best
 from abpilot.stats.comparisons import Adjustment, Compared, compare_metric, guardrail_checks
 from abpilot.stats.corrections import adjust
 from abpilot.stats.decision import Decision, decide
@@ -165,7 +165,7 @@ def _analyse(
         p_adjusted = adjusted.get((metric, i))
         chance = None
         if posteriors is not None and not arm.is_control:
-            chance = best_arm([posteriors[i], posteriors[control_at]]).probability_best[0]
+            chance = probability_best([posteriors[i], posteriors[control_at]])[0]
         results.append(
             VariantResult(
                 key=arm.key,

@@ -131,6 +131,22 @@ def best_arm(posteriors: Sequence[Posterior]) -> BestArm:
     """
     if any(_singular(p) for p in posteriors):
         return _best_arm_adaptive(posteriors)
+    probability, points, node_weights = _probability_on_grid(posteriors)
+    loss = _loss_integrand(posteriors, points) @ node_weights
+    return BestArm(probability, tuple(np.maximum(loss, 0.0).tolist()))
+
+
+def probability_best(posteriors: Sequence[Posterior]) -> tuple[float, ...]:
+    """``best_arm``'s P(best) alone, for the callers that use nothing else (bandit weights,
+    a contextual decision, chance to win). The expected loss takes SciPy's incomplete beta
+    function at every node for every arm, 40 times the cost of P(best) for 10 arms."""
+    if any(_singular(p) for p in posteriors):
+        return _best_arm_adaptive(posteriors, loss=False).probability_best
+    return _probability_on_grid(posteriors)[0]
+
+
+def _probability_on_grid(posteriors: Sequence[Posterior]) -> tuple[tuple[float, ...], Array, Array]:
+    """P(best) on the Gauss-Legendre grid (``best_arm``), and the grid's points and weights."""
     k = len(posteriors)
     edges = np.unique(np.concatenate([_landmarks(p) for p in posteriors]))
     half = np.diff(edges) / 2
@@ -151,8 +167,7 @@ def best_arm(posteriors: Sequence[Posterior]) -> BestArm:
     probability = probability / probability.sum()
     points = x.reshape(-1)
     node_weights = (half[:, None] * WEIGHTS).reshape(-1)
-    loss = _loss_integrand(posteriors, points) @ node_weights
-    return BestArm(tuple(probability.tolist()), tuple(np.maximum(loss, 0.0).tolist()))
+    return tuple(probability.tolist()), points, node_weights
 
 
 def _cdf_and_log_cdf(p: Posterior, x: Array) -> tuple[Array, Array]:
@@ -180,7 +195,7 @@ def _loss_integrand(posteriors: Sequence[Posterior], x: Array) -> Array:
     return np.asarray(cdf * -np.expm1(others), dtype=np.float64)
 
 
-def _best_arm_adaptive(posteriors: Sequence[Posterior]) -> BestArm:
+def _best_arm_adaptive(posteriors: Sequence[Posterior], *, loss: bool = True) -> BestArm:
     from scipy import integrate
 
     distributions = [p.distribution for p in posteriors]
@@ -200,15 +215,17 @@ def _best_arm_adaptive(posteriors: Sequence[Posterior]) -> BestArm:
     values, _ = integrate.quad_vec(integrand, lo, hi, epsabs=1e-13, epsrel=1e-11)
     probability = np.clip(values, 0.0, None)
     probability = probability / probability.sum()
+    if not loss:
+        return BestArm(tuple(probability.tolist()), (), "adaptive_quadrature")
     # A separate integral so that the loss's tolerance is relative to the losses, not to P(best).
-    loss, _ = integrate.quad_vec(loss_integrand, lo, hi, epsabs=0.0, epsrel=1e-10)
+    losses, _ = integrate.quad_vec(loss_integrand, lo, hi, epsabs=0.0, epsrel=1e-10)
     return BestArm(
         tuple(probability.tolist()),
-        tuple(np.maximum(loss, 0.0).tolist()),
+        tuple(np.maximum(losses, 0.0).tolist()),
         "adaptive_quadrature",
     )
 
 
 def chance_to_beat(variant: Posterior, control: Posterior) -> float:
-    """P(variant > control), the two-arm case of ``best_arm``."""
-    return best_arm([variant, control]).probability_best[0]
+    """P(variant > control), the two-arm case of ``probability_best``."""
+    return probability_best([variant, control])[0]
