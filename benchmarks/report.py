@@ -3,8 +3,8 @@
 Run ``python -m benchmarks.report [--quick] [--only SECTIONS] [--markdown FILE]`` from the
 repository root with the ``bench`` extra installed, PostgreSQL and Redis running (a server out of
 reach skips its rows). ``--quick`` is a short smoke run (about 2 minutes); the full run takes
-about 9 minutes on 2 cores. ``--stores Redis`` (a comma list) limits the ``http`` and ``intake``
-sections to those stores. Sections, in order:
+about 23 minutes on 2 cores (the analysis at 1,000,000 units is half of it). ``--stores Redis``
+(a comma list) limits the ``http`` and ``intake`` sections to those stores. Sections, in order:
 
 1. ``http``: assign and single exposure over HTTP against the same server's bare endpoint
    (``benchmarks.http_load``), for SQLite, PostgreSQL and Redis, 1 and 2 uvicorn workers;
