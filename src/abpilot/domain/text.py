@@ -46,6 +46,14 @@ def safe_text(value: str) -> str:
 
 def check_text(value: str, *, field: str, max_length: int, required: bool = True) -> str:
     """Refuse non-strings, empty (when required), overlong, unencodable or NUL-carrying text."""
+    if (
+        type(value) is str
+        and value.isascii()
+        and len(value) <= max_length
+        and "\x00" not in value
+        and ((value and not value.isspace()) or not required)
+    ):
+        return value  # the common case, answered in one expression (every assignment asks)
     if not isinstance(value, str):
         raise ValidationError(f"{field} must be a string", field=field)
     if required and not value.strip():

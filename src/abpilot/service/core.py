@@ -420,26 +420,13 @@ class ExperimentService:
         """
         cached = self.lookup.cached(experiment)
         exp = cached.experiment
-        check_running(exp, "units are assigned")
-        check_hash_assigned(exp)
+        if not cached.hash_assignable:
+            check_running(exp, "units are assigned")
+            check_hash_assigned(exp)
         check_unit_id(unit_id)
-        if event_id is not None and not expose:
-            raise ValidationError("event_id names the exposure: it needs expose", field="event_id")
-        if expose:
-            if not record:
-                raise ValidationError(
-                    "an exposure is recorded with the assignment: expose needs record",
-                    field="expose",
-                )
-            if event_id is not None:
-                check_text(event_id, field="event_id", max_length=MAX_UNIT_ID)
-            check_ingests_events(exp)
-            facts = (check_covariates(covariates), check_unit_dimensions(dimensions))
-            return self._assign_exposed(cached, unit_id, event_id, facts)
-        if covariates is not None or dimensions is not None:
-            named = "covariates" if covariates is not None else "dimensions"
-            raise ValidationError(
-                f"{named} describe the unit at its exposure: they need expose", field=named
+        if expose or event_id is not None or covariates is not None or dimensions is not None:
+            return self._assign_with_facts(
+                cached, unit_id, record, expose, event_id, covariates, dimensions
             )
         if cached.sticky and not record:
             stored = self.store.get_assignments(exp.id, [unit_id]).get(unit_id)
@@ -454,6 +441,35 @@ class ExperimentService:
             if result.variant != variant.key:
                 variant = exp.variant(result.variant) or variant
         return Assignment(exp.id, unit_id, in_experiment=True, variant=variant)
+
+    def _assign_with_facts(
+        self,
+        cached: CachedExperiment,
+        unit_id: str,
+        record: bool,
+        expose: bool,
+        event_id: str | None,
+        covariates: Mapping[str, float] | None,
+        dimensions: Mapping[str, str] | None,
+    ) -> Assignment:
+        """``get_variant_for_user`` with an exposure, an event id, covariates or dimensions."""
+        if event_id is not None and not expose:
+            raise ValidationError("event_id names the exposure: it needs expose", field="event_id")
+        if expose:
+            if not record:
+                raise ValidationError(
+                    "an exposure is recorded with the assignment: expose needs record",
+                    field="expose",
+                )
+            if event_id is not None:
+                check_text(event_id, field="event_id", max_length=MAX_UNIT_ID)
+            check_ingests_events(cached.experiment)
+            facts = (check_covariates(covariates), check_unit_dimensions(dimensions))
+            return self._assign_exposed(cached, unit_id, event_id, facts)
+        named = "covariates" if covariates is not None else "dimensions"
+        raise ValidationError(
+            f"{named} describe the unit at its exposure: they need expose", field=named
+        )
 
     def _assign_exposed(
         self,

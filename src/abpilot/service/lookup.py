@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from abpilot.domain.assignment import Bucketing
 from abpilot.domain.errors import ExperimentNotFound
-from abpilot.domain.experiment import UUID_PATTERN, Experiment, ExperimentType
+from abpilot.domain.experiment import UUID_PATTERN, Experiment, ExperimentStatus, ExperimentType
 from abpilot.domain.rules import ExperimentRules, experiment_rules
 from abpilot.service.allocation import Allocator
 from abpilot.service.specs import check_reference
@@ -40,15 +40,21 @@ class CachedExperiment:
     sticky: bool = False
     # The counting rules of issue 18 (covariates, caps, ratios, dimensions), or None.
     rules: ExperimentRules | None = None
+    # Running and not a FeatureVisor feature: units may be assigned by the hash (the checks
+    # ``check_running`` and ``check_hash_assigned`` make, answered once per definition).
+    hash_assignable: bool = False
 
 
 class ExperimentCache:
     """Cached experiments by id, key and the reference they were asked by, shared by the
     threads of a worker (routes run in a threadpool while the scheduler thread recalculates).
 
-    Every access holds the lock: a lookup is one ``get`` (never a check, then an index that
-    another thread's ``clear`` may have emptied in between), and iteration never meets a
-    concurrent write. Each ``forget`` and ``clear`` starts a new generation; an entry built
+    Every write holds the lock, and ``forget`` and ``clear`` swap in a new dict rather than
+    emptying the one a reader may hold. A lookup is one ``dict.get`` without the lock (never a
+    check, then an index that another thread's ``clear`` may have emptied in between): a single
+    dict operation is atomic, and the assignment path makes one on every call.
+
+    Each ``forget`` and ``clear`` starts a new generation; an entry built
     from a read that began in an older generation is not stored (``put`` answers False), so a
     slow load never puts back what this process has just changed.
     """
@@ -59,8 +65,7 @@ class ExperimentCache:
         self._generation = 0
 
     def get(self, name: str) -> CachedExperiment | None:
-        with self._lock:
-            return self._entries.get(name)
+        return self._entries.get(name)
 
     def generation(self) -> int:
         """Take this before reading the store for an entry, and give it to ``put``."""
@@ -166,6 +171,7 @@ class ExperimentLookup:
             period,
             sticky,
             experiment_rules(experiment),
+            experiment.status is ExperimentStatus.RUNNING and not experiment.featurevisor_feature,
         )
         self._cache.put({experiment_ref, experiment.id, experiment.key}, entry, generation)
         return entry
