@@ -87,14 +87,20 @@ def test_conversion_values_reach_the_unit_totals_bit_for_bit(backend: str, tmp_p
 
 
 def _drop_pooled_connections(store: SqlStore, url: str) -> None:
-    """The server ends every connection in the store's pool (an admin, a restart)."""
-    pool = store.engine.pool
-    assert isinstance(pool, sa.pool.QueuePool)
-    checked_in = pool.checkedin()
-    held = [store.engine.connect() for _ in range(checked_in)]
-    pids = [conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() for conn in held]
-    for conn in held:
-        conn.close()
+    """The server ends every connection in the store's pools (an admin, a restart): the main
+    pool's and its autocommit twin's (the one-statement paths')."""
+    pids = []
+    twin = engine.autocommit_twin(store.engine)
+    assert twin is not None
+    for each in (store.engine, twin):
+        pool = each.pool
+        assert isinstance(pool, sa.pool.QueuePool)
+        assert pool.checkedin() > 0
+        held = [each.connect() for _ in range(pool.checkedin())]
+        pids += [conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() for conn in held]
+        for conn in held:
+            conn.close()
+    assert pids
     admin = sa.create_engine(engine.normalise_url(url))
     with admin.connect() as conn:
         for pid in pids:
@@ -110,10 +116,12 @@ def test_a_pooled_postgres_connection_dropped_while_idle_is_replaced_before_use(
         assert isinstance(store, SqlStore)
         experiment = make_experiment("dropped")
         store.create_experiment(experiment)
+        store.assign(experiment.id, "before-drop", "control", 0)  # a connection in each pool
 
         monkeypatch.setattr(engine, "PING_IDLE_SECONDS", 0.0)  # every reuse counts as idle
         _drop_pooled_connections(store, url)
         assert store.apply_events([exposure(experiment.id, "after-drop")]).applied == 1
+        assert store.assign(experiment.id, "assigned-after-drop", "control", 0).created
 
         # In use a moment ago: not pinged, so the operation fails cleanly (nothing counted)
         # and the pool is renewed for the next one.

@@ -17,6 +17,7 @@ from abpilot.domain.errors import (
     StoreUnavailable,
 )
 from abpilot.store.base import experiment_taken
+from abpilot.store.sql.engine import autocommit_twin
 from abpilot.store.sql.schema import metadata
 
 P = ParamSpec("P")
@@ -123,12 +124,15 @@ def conflict_error(table: str, columns: Sequence[str], params: Any = None) -> Ab
 def one_read(engine: sa.Engine) -> sa.Connection:
     """A connection for a read of ONE statement: on PostgreSQL in autocommit, since one
     statement sees one snapshot anyway, and ``BEGIN`` and ``ROLLBACK`` were two of its three
-    round trips. (SQLite keeps its transaction: it has no round trips, and its ``begin`` hook
-    takes the locks.)"""
-    conn = engine.connect()
-    if engine.dialect.name == "postgresql":
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-    return conn
+    round trips; from the engine's autocommit twin when it has one (``autocommit_twin``), whose
+    connections stay in autocommit. (SQLite keeps its transaction: it has no round trips, and
+    its ``begin`` hook takes the locks.)"""
+    if engine.dialect.name != "postgresql":
+        return engine.connect()
+    twin = autocommit_twin(engine)
+    if twin is not None:
+        return twin.connect()
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 def chunks(rows: Sequence[T]) -> Iterator[Sequence[T]]:

@@ -65,8 +65,11 @@ class SqlStore(
     def __init__(self, engine: sa.Engine, *, event_id_retention_days: int = 0) -> None:
         self.engine = engine
         self.event_id_retention_days = check_retention(event_id_retention_days)
-        if not sa.event.contains(engine, "handle_error", translate_conflicts):
-            sa.event.listen(engine, "handle_error", translate_conflicts)
+        for each in (engine, sql_engine.autocommit_twin(engine)):
+            if each is not None and not sa.event.contains(
+                each, "handle_error", translate_conflicts
+            ):
+                sa.event.listen(each, "handle_error", translate_conflicts)
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._insert = dialect.insert
 
@@ -80,7 +83,7 @@ class SqlStore(
             try:
                 sql_engine.upgrade(engine)
             except sa.exc.OperationalError as error:
-                engine.dispose()
+                sql_engine.dispose(engine)
                 raise StoreUnavailable(f"the database is unavailable: {error.orig}") from error
         return cls(engine, event_id_retention_days=retention)
 
@@ -270,7 +273,7 @@ class SqlStore(
             conn.execute(sa.text("SELECT 1"))
 
     def close(self) -> None:
-        self.engine.dispose()
+        sql_engine.dispose(self.engine)
 
 
 def _experiment_row(experiment: Experiment) -> dict[str, Any]:
