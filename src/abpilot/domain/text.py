@@ -44,16 +44,24 @@ def safe_text(value: str) -> str:
     return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def check_text(value: str, *, field: str, max_length: int, required: bool = True) -> str:
-    """Refuse non-strings, empty (when required), overlong, unencodable or NUL-carrying text."""
-    if (
+def plain_text(value: object, max_length: int) -> bool:
+    """Whether ``value`` is text ``check_text`` takes without looking further: ASCII, not blank,
+    at most ``max_length`` long, without NUL. The common case, answered in one expression (every
+    assignment asks); anything else goes through ``check_text``'s checks one by one."""
+    return (
         type(value) is str
         and value.isascii()
         and len(value) <= max_length
         and "\x00" not in value
-        and ((value and not value.isspace()) or not required)
-    ):
-        return value  # the common case, answered in one expression (every assignment asks)
+        and bool(value)
+        and not value.isspace()
+    )
+
+
+def check_text(value: str, *, field: str, max_length: int, required: bool = True) -> str:
+    """Refuse non-strings, empty (when required), overlong, unencodable or NUL-carrying text."""
+    if plain_text(value, max_length):
+        return value
     if not isinstance(value, str):
         raise ValidationError(f"{field} must be a string", field=field)
     if required and not value.strip():

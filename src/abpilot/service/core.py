@@ -35,7 +35,7 @@ from abpilot.domain.rules import (
     check_unit_dimensions,
     experiment_rules,
 )
-from abpilot.domain.text import check_text
+from abpilot.domain.text import check_text, plain_text
 from abpilot.observability import EVENTS, RECALCULATION_SECONDS, RECALCULATIONS
 from abpilot.service.allocation import (
     AllocationResult,
@@ -506,7 +506,8 @@ class ExperimentService:
         check_running(cached.experiment, "units are assigned")
         check_hash_assigned(cached.experiment)
         for i, unit_id in enumerate(unit_ids):
-            check_text(unit_id, field=f"unit_ids[{i}]", max_length=MAX_UNIT_ID)
+            if not plain_text(unit_id, MAX_UNIT_ID):  # the field's name only for an error
+                check_text(unit_id, field=f"unit_ids[{i}]", max_length=MAX_UNIT_ID)
         keys = [v.key for v in cached.experiment.variants]
         return [
             None if i == NOT_IN_EXPERIMENT else keys[i]
