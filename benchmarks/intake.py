@@ -19,6 +19,17 @@ References, in the same run, on the same server, with the same batch size:
   server's own ceiling for the command abpilot's counters use; and, as a second reference, redis-py
   pipelines of 1,000 ``HINCRBY`` (the same keys as the SQL loops), what one Python client can push.
 
+A third reference does the same writes as the service, by hand (``same_writes``): on the same
+database (SQLite file, PostgreSQL schema, Redis server) and for a second experiment of the same
+service, per batch and in one transaction (SQL) or one pipeline (Redis), the rows a batch adds:
+1,000 event-id claims, 800 assignments, 800 exposed units, 200 units' conversion totals and the
+variants' and metric's counters (4 upserts, summed per batch as the service sums them), through
+the driver's ``executemany`` (sqlite3, psycopg) or redis-py's pipeline (one command per row:
+``SADD``, ``HSETNX``, ``SADD``, ``HINCRBYFLOAT``, ``HINCRBY``). It computes nothing: variants
+alternate, no hash; it reads nothing back (the service learns which ids, assignments and units
+were new, and counts only those). It is the work no implementation of the same counting can skip,
+so ``vs same writes`` tells how much the service adds to the store's own writes.
+
 ``vs ceiling`` divides the service's events/s by the reference's upserts/s (1.0x would mean the
 service counts events as fast as the store can take bare single-row upserts). The service does
 more per event than one upsert (the event-id claim, the unit's assignment and exposure marks, the
@@ -42,6 +53,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -70,6 +82,8 @@ class IntakeRow:
     python_client: float | None = None
     """Redis only: redis-py pipelined HINCRBY per second."""
     note: str = ""
+    same_writes: float | None = None
+    """Events per second of the batches' writes done by hand (``same_writes``)."""
 
 
 def batch_events(tag: str, key: str = EXPERIMENT_KEY) -> list[EventInput]:
@@ -232,6 +246,142 @@ def redis_client_ceiling(prefix: str) -> Iterator[Callable[[int, int], float]]:
         client.close()
 
 
+# the same writes, by hand -----------------------------------------------------------------------
+
+SQL_SAME_WRITES = (
+    "INSERT INTO processed_events (experiment_id, event_id, processed_at) VALUES ({m}, {m}, {m}) "
+    "ON CONFLICT DO NOTHING",
+    "INSERT INTO assignments (experiment_id, unit_id, variant, period, assigned_at) "
+    "VALUES ({m}, {m}, {m}, 0, {m}) ON CONFLICT DO NOTHING",
+    "INSERT INTO exposed_units (experiment_id, unit_id) VALUES ({m}, {m}) ON CONFLICT DO NOTHING",
+    "INSERT INTO unit_metrics (experiment_id, unit_id, metric, count, total) "
+    "VALUES ({m}, {m}, 'conversion', 1, 1.0) ON CONFLICT (experiment_id, unit_id, metric) "
+    "DO UPDATE SET count = unit_metrics.count + 1, total = unit_metrics.total + 1.0",
+    "INSERT INTO variant_counters (experiment_id, variant, period, assigned_units, exposures, "
+    "unique_units, last_event_at) VALUES ({m}, {m}, 0, {m}, {m}, {m}, {m}) "
+    "ON CONFLICT (experiment_id, variant, period) DO UPDATE SET "
+    "assigned_units = variant_counters.assigned_units + excluded.assigned_units, "
+    "exposures = variant_counters.exposures + excluded.exposures, "
+    "unique_units = variant_counters.unique_units + excluded.unique_units, "
+    "last_event_at = excluded.last_event_at",
+    "INSERT INTO metric_counters (experiment_id, variant, period, metric, count, units, sum, "
+    "sum_squares, last_event_at) VALUES ({m}, {m}, 0, 'conversion', {m}, {m}, {m}, {m}, {m}) "
+    "ON CONFLICT (experiment_id, variant, period, metric) DO UPDATE SET "
+    "count = metric_counters.count + excluded.count, "
+    "units = metric_counters.units + excluded.units, sum = metric_counters.sum + excluded.sum, "
+    "sum_squares = metric_counters.sum_squares + excluded.sum_squares, "
+    "last_event_at = excluded.last_event_at",
+)
+VARIANTS = ("control", "treatment")
+
+
+def same_rows(experiment_id: str, tag: str, at: object) -> tuple[list[tuple[object, ...]], ...]:
+    """The rows one batch of ``batch_events(tag)`` adds, per statement of ``SQL_SAME_WRITES``."""
+    units = [f"{tag}-{j}" for j in range(EXPOSURES_PER_BATCH)]
+    converted = units[: BATCH - EXPOSURES_PER_BATCH]
+    e = experiment_id
+    claims = [(e, f"x-{u}", at) for u in units] + [(e, f"c-{u}", at) for u in converted]
+    half = EXPOSURES_PER_BATCH // 2
+    return (
+        claims,
+        [(e, u, VARIANTS[j % 2], at) for j, u in enumerate(units)],
+        [(e, u) for u in units],
+        [(e, u) for u in converted],
+        [(e, v, half, half, half, at) for v in VARIANTS],
+        [(e, v, len(converted) // 2, len(converted) // 2, 100.0, 100.0, at) for v in VARIANTS],
+    )
+
+
+def _reference_experiment(run: ServiceRun) -> str:
+    """A second running experiment of the service, for a reference's rows."""
+    created = run.service.create_experiment(
+        key=f"{EXPERIMENT_KEY}-by-hand",
+        variants=[{"key": v, "weight": 0.5} for v in VARIANTS],
+        metrics=[{"key": "conversion"}],
+    )
+    return created.id
+
+
+@contextlib.contextmanager
+def same_writes(
+    store: str, url: str, options: dict[str, Any], run: ServiceRun
+) -> Iterator[Callable[[int, int], float]]:
+    """``run(number, batches)``: events/s of the batches' writes done by hand (the module's
+    docstring), on the database or server of ``url``."""
+    experiment_id = _reference_experiment(run)
+
+    def rate(apply: Callable[[str], None], number: int, batches: int) -> float:
+        return batches * BATCH / timed([f"h{number}-b{b}" for b in range(batches)], apply)
+
+    if store == "SQLite":
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        statements = [sql.format(m="?") for sql in SQL_SAME_WRITES]
+        at = "2026-01-01 00:00:00.000000"
+
+        def apply_sqlite(tag: str) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            for sql, rows in zip(statements, same_rows(experiment_id, tag, at), strict=True):
+                conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+
+        try:
+            yield lambda number, batches: rate(apply_sqlite, number, batches)
+        finally:
+            conn.close()
+    elif store == "PostgreSQL":
+        import psycopg
+
+        statements = [sql.format(m="%s") for sql in SQL_SAME_WRITES]
+        moment = datetime.now(UTC)
+        dsn = url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn) as pg:
+
+            def apply_postgres(tag: str) -> None:
+                with pg.cursor() as cursor:
+                    for sql, rows in zip(
+                        statements, same_rows(experiment_id, tag, moment), strict=True
+                    ):
+                        cursor.executemany(sql, rows)
+                pg.commit()
+
+            yield lambda number, batches: rate(apply_postgres, number, batches)
+    else:
+        import redis
+
+        client = redis.Redis.from_url(url)
+        names = ("ids", "assigned", "exposed", "totals", "counters")
+        keys = {name: f"{options['prefix']}:{{{experiment_id}}}:by-hand:{name}" for name in names}
+
+        def apply_redis(tag: str) -> None:
+            claims, assigned, exposed, converted, variants, metrics = same_rows(
+                experiment_id, tag, 0
+            )
+            pipe = client.pipeline(transaction=True)
+            for _e, event_id, _at in claims:
+                pipe.sadd(keys["ids"], event_id)
+            for _e, unit, variant, _at in assigned:
+                pipe.hsetnx(keys["assigned"], unit, variant)
+            for _e, unit in exposed:
+                pipe.sadd(keys["exposed"], unit)
+            for _e, unit in converted:
+                pipe.hincrbyfloat(keys["totals"], f"{unit}|conversion", 1.0)
+            for _e, variant, assigned_units, exposures, unique_units, _at in variants:
+                pipe.hincrby(keys["counters"], f"{variant}|assigned", assigned_units)
+                pipe.hincrby(keys["counters"], f"{variant}|exposures", exposures)
+                pipe.hincrby(keys["counters"], f"{variant}|units", unique_units)
+            for _e, variant, count, units, total, squares, _at in metrics:
+                pipe.hincrby(keys["counters"], f"{variant}|conversion|count", count)
+                pipe.hincrby(keys["counters"], f"{variant}|conversion|units", units)
+                pipe.hincrbyfloat(keys["counters"], f"{variant}|conversion|sum", total)
+                pipe.hincrbyfloat(keys["counters"], f"{variant}|conversion|squares", squares)
+            pipe.execute()
+
+        try:
+            yield lambda number, batches: rate(apply_redis, number, batches)
+        finally:
+            client.close()
+
+
 # the table rows ---------------------------------------------------------------------------------
 
 
@@ -261,9 +411,12 @@ def measure_store(store: str, batches: int, rounds: int, redis_requests: int) ->
                 def ceiling(_number: int, _batches: int) -> float:
                     return redis_benchmark(prefix, redis_requests)
 
+            by_hand = stack.enter_context(same_writes(store, url, options, run))
+            same_rates: list[float] = []
             for number in range(rounds):
                 service_rates.append(run.round(number, batches))
                 ceiling_rates.append(ceiling(number, batches))
+                same_rates.append(by_hand(number, batches))
                 if store == "Redis":
                     client_rates.append(client(number, batches))
             run.check()
@@ -275,6 +428,7 @@ def measure_store(store: str, batches: int, rounds: int, redis_requests: int) ->
         max(ceiling_rates),
         label,
         max(client_rates) if client_rates else None,
+        same_writes=max(same_rates),
     )
 
 

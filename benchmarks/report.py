@@ -177,6 +177,19 @@ def intake_rows(sizes: Sizes, console: Console) -> list[Row]:
                 row.service / row.ceiling,
             )
         )
+        if row.same_writes is not None:
+            out.append(
+                Row(
+                    "intake",
+                    figure,
+                    f"{row.service:,.0f} events/s",
+                    "the same writes by hand, one transaction per batch"
+                    if store != "Redis"
+                    else "the same writes by hand, one MULTI/EXEC pipeline per batch",
+                    f"{row.same_writes:,.0f} events/s",
+                    row.service / row.same_writes,
+                )
+            )
         if row.python_client is not None:
             out.append(
                 Row(
