@@ -23,6 +23,12 @@ and the median of the rounds' ratios. On this 2-core machine, shared by the serv
 generator and the store, the rate of one endpoint moves by up to a third between rounds; a
 ratio of two best rounds, which may come from different moments, moved by up to 0.7x between
 runs of the same code, where the median of paired rounds moves by about 0.1x.
+
+The load generator opens ``connections`` (8) per server worker: 8 for one worker, 16 for two.
+Uvicorn's workers share one listening socket and each accepts what it can, so 8 connections
+split unevenly over two workers (6 and 2, or 8 and 0), and the 2-worker rows' round ratios
+scattered from 0.3x to 1.4x; a bare endpoint whose connections land on one worker is measured
+at half the machine, which flattered the 2-worker ratios.
 """
 
 from __future__ import annotations
@@ -192,14 +198,15 @@ def targets() -> list[dict[str, str]]:
     return found
 
 
-def drive(url: str, load: LoadSettings) -> dict[str, Any]:
-    """Run the load generator in its own process against ``url``; its JSON summary."""
+def drive(url: str, load: LoadSettings, workers: int = 1) -> dict[str, Any]:
+    """Run the load generator in its own process against ``url`` (``load.connections`` per
+    server worker); its JSON summary."""
     port = int(url.rsplit(":", 1)[1])
     found = targets()
     spec = {
         "host": "127.0.0.1",
         "port": port,
-        "connections": load.connections,
+        "connections": load.connections * workers,
         "seconds": load.seconds,
         "rounds": load.rounds,
         "warm_up_seconds": load.warm_up_seconds,
@@ -232,7 +239,7 @@ def measure_store(store: str, workers: int, load: LoadSettings) -> list[HttpRow]
             base, _pid = stack.enter_context(server(bench_server_command(workers), env))
             start_experiment(base)
             time.sleep(1.0 if workers > 1 else 0.2)  # every worker up and its cache warm
-            found = drive(base, load)
+            found = drive(base, load, workers)
     except Exception as error:  # any failure is reported in the store's rows
         note = f"error: {type(error).__name__}: {error}"
         return [HttpRow(store, workers, route, note=note) for route in ROUTES]

@@ -497,11 +497,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     console.print(table(rows))
     elapsed = time.perf_counter() - started
     console.print(
-        f"HTTP: {sizes.http.connections} keep-alive connections from a separate load-generator "
-        f"process, {sizes.http.rounds} interleaved round(s) of {sizes.http.seconds:g} s per "
-        "endpoint, the best round's figures shown; the ratio is the median of the rounds' "
-        "real / bare, each pair measured back to back; the load generator shares the "
-        "machine's CPUs with the server."
+        f"HTTP: {sizes.http.connections} keep-alive connections per server worker from a "
+        f"separate load-generator process, {sizes.http.rounds} interleaved round(s) of "
+        f"{sizes.http.seconds:g} s per endpoint, the best round's figures shown; the ratio is "
+        "the median of the rounds' real / bare, each pair measured back to back; the load "
+        "generator shares the machine's CPUs with the server."
     )
     console.print(f"Total time: {elapsed:.0f} s")
     if args.markdown is not None:
