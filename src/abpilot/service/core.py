@@ -423,7 +423,8 @@ class ExperimentService:
         if not cached.hash_assignable:
             check_running(exp, "units are assigned")
             check_hash_assigned(exp)
-        check_unit_id(unit_id)
+        if not plain_text(unit_id, MAX_UNIT_ID):  # else one call less on every assignment
+            check_unit_id(unit_id)
         if expose or event_id is not None or covariates is not None or dimensions is not None:
             return self._assign_with_facts(
                 cached, unit_id, record, expose, event_id, covariates, dimensions
