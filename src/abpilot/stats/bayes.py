@@ -16,11 +16,9 @@ Binary metrics use Beta posteriors, value metrics a normal approximation N(mean,
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -202,8 +200,8 @@ def _best_arm_adaptive(posteriors: Sequence[Posterior], *, loss: bool = True) ->
 
     distributions = [p.distribution for p in posteriors]
     k = len(distributions)
-    lo = min(_tail_bound(d, lower=True) for d in distributions)
-    hi = max(_tail_bound(d, lower=False) for d in distributions)
+    lo = min(_tail_bound(p, lower=True) for p in posteriors)
+    hi = max(_tail_bound(p, lower=False) for p in posteriors)
 
     def integrand(x: float) -> Array:
         pdf = np.array([d.pdf(x) for d in distributions])
@@ -228,21 +226,21 @@ def _best_arm_adaptive(posteriors: Sequence[Posterior], *, loss: bool = True) ->
     )
 
 
-def _tail_bound(distribution: Any, *, lower: bool) -> float:
-    """The point with ``TAIL`` of the distribution's mass beyond it (below it when ``lower``),
-    the end of an integration range. For a beta with a parameter below 1 the quantile lies
-    within 1e-25 of the support's end, where Boost's root finding stops early and warns (into
-    the service's log, on every analysis); its answer still leaves at most ``TAIL`` of the mass
-    outside (``tests/stats/test_bayes.py`` checks the probabilities against quadrature over the
-    whole support), so the warning is not passed on. A bound that is not finite falls back to
-    the support's end."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        found = float(distribution.ppf(TAIL) if lower else distribution.isf(TAIL))
-    if math.isfinite(found):
-        return found
-    start, end = distribution.support()
-    return float(start if lower else end)
+def _tail_bound(posterior: Posterior, *, lower: bool) -> float:
+    """The point with ``TAIL`` of the posterior's mass beyond it (below it when ``lower``), the
+    end of an integration range. A beta's comes from ``special.betaincinv`` (as
+    ``_landmarks``'), not ``stats.beta.ppf``: for a parameter below 1 the quantile lies within
+    1e-25 of the support's end, where ``ppf``'s Boost root finding stopped early and warned
+    into the service's log on every analysis, while ``betaincinv`` answers exactly and quietly.
+    (Silencing the warning instead would take ``warnings.catch_warnings``, which is not thread
+    safe: analyses run on a server's threads.)"""
+    from scipy import special
+
+    if posterior.family == "beta":
+        level = TAIL if lower else 1 - TAIL
+        return float(special.betaincinv(posterior.a, posterior.b, level))
+    distribution = posterior.distribution
+    return float(distribution.ppf(TAIL) if lower else distribution.isf(TAIL))
 
 
 def chance_to_beat(variant: Posterior, control: Posterior) -> float:
