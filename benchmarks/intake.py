@@ -86,8 +86,13 @@ class IntakeRow:
     """Events per second of the batches' writes done by hand (``same_writes``)."""
 
 
+def batch_units(tag: str) -> list[str]:
+    """The units a batch exposes (the first ``BATCH - EXPOSURES_PER_BATCH`` also convert)."""
+    return [f"{tag}-{j}" for j in range(EXPOSURES_PER_BATCH)]
+
+
 def batch_events(tag: str, key: str = EXPERIMENT_KEY) -> list[EventInput]:
-    units = [f"{tag}-{j}" for j in range(EXPOSURES_PER_BATCH)]
+    units = batch_units(tag)
     events = [EventInput(EventKind.EXPOSURE, key, unit_id=u, event_id=f"x-{u}") for u in units]
     events += [
         EventInput(EventKind.CONVERSION, key, unit_id=u, event_id=f"c-{u}")
@@ -98,7 +103,7 @@ def batch_events(tag: str, key: str = EXPERIMENT_KEY) -> list[EventInput]:
 
 def batch_keys(tag: str) -> list[str]:
     """The upsert keys of a batch: each event's unit, as in ``batch_events``."""
-    units = [f"{tag}-{j}" for j in range(EXPOSURES_PER_BATCH)]
+    units = batch_units(tag)
     return units + units[: BATCH - EXPOSURES_PER_BATCH]
 
 
@@ -277,7 +282,7 @@ VARIANTS = ("control", "treatment")
 
 def same_rows(experiment_id: str, tag: str, at: object) -> tuple[list[tuple[object, ...]], ...]:
     """The rows one batch of ``batch_events(tag)`` adds, per statement of ``SQL_SAME_WRITES``."""
-    units = [f"{tag}-{j}" for j in range(EXPOSURES_PER_BATCH)]
+    units = batch_units(tag)
     converted = units[: BATCH - EXPOSURES_PER_BATCH]
     e = experiment_id
     claims = [(e, f"x-{u}", at) for u in units] + [(e, f"c-{u}", at) for u in converted]
