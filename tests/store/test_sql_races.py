@@ -4,6 +4,7 @@ lease leaves no transaction open."""
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from abpilot.domain.errors import ConcurrentModification, DuplicateKey
 from abpilot.store.base import AllocationRecord
 from abpilot.store.factory import open_store
 from abpilot.store.sql import SqlStore
+from abpilot.store.sql import engine as sql_engine
 from abpilot.store.sql.schema import allocations, experiments
 from tests.conftest import backend_url
 from tests.factories import make_experiment
@@ -112,6 +114,52 @@ def test_unique_violations_of_any_statement_are_translated_in_one_place(
             insert(experiments, {**row, "id": "third", "key": "third", "name": None})
         assert [e.key for e in store.list_experiments()] == ["checkout"]
         store.close()
+
+
+# Engines opened and closed until this many new ones sat at a closed one's address.
+ADDRESSES_REUSED, MOST_ENGINES = 3, 3_000
+
+
+def test_a_store_whose_engine_takes_a_closed_one_s_address_translates_unique_violations(
+    tmp_path: Path,
+) -> None:
+    """Stores opened and closed one after another in one process (a test suite, a script, a
+    host of tenants): a new engine can sit at a closed one's address, while the closed one's
+    dialect lives on in SQLAlchemy's PostgreSQL dialect cache (its schema was checked), and
+    with it the event registry's entry for that address. Such a store must still answer a
+    unique violation with the domain's error; one in about 150 escaped as IntegrityError."""
+    with backend_url("postgres", tmp_path) as (url, options):
+        first = open_store(url, **options)  # migrates once
+        exp = make_experiment("checkout")
+        first.create_experiment(exp)
+        first.close()
+        row = {"id": "another", "key": "checkout", "name": "n", "description": "", "salt": "s"}
+        row |= {"type": "ab_test", "status": "draft", "traffic_allocation": 1.0, "version": 1}
+        row |= {"metrics": [], "settings": {}, "created_at": exp.created_at}
+        row |= {"updated_at": exp.updated_at}
+        closed: dict[int, weakref.ref[sa.Dialect]] = {}  # address -> the closed engine's dialect
+        answers: list[str] = []
+        for _ in range(MOST_ENGINES):
+            engine = sql_engine.create_engine(url, **options)
+            dialect = closed.get(id(engine))
+            reused = dialect is not None and dialect() is not None
+            store = SqlStore(engine)
+            with engine.connect() as conn:  # what opening a store does: check the schema
+                assert sa.inspect(conn).has_table("experiments")
+            if reused:
+                try:
+                    with engine.begin() as conn:
+                        conn.execute(experiments.insert().values(**row))
+                except DuplicateKey:
+                    answers.append("DuplicateKey")
+                except sa.exc.IntegrityError:
+                    answers.append("IntegrityError")
+            closed[id(engine)] = weakref.ref(engine.dialect)
+            store.close()
+            del store, engine
+            if len(answers) == ADDRESSES_REUSED:
+                break
+        assert answers == ["DuplicateKey"] * ADDRESSES_REUSED
 
 
 def test_a_postgres_lease_keeps_no_transaction_open(tmp_path: Path) -> None:

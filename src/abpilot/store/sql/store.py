@@ -52,6 +52,16 @@ from abpilot.store.sql.transfer import SqlTransfer
 from abpilot.store.sql.unit_reads import SqlUnitReads
 
 
+def _translates_conflicts(engine: sa.Engine) -> bool:
+    """Whether ``translate_conflicts`` is among the engine's ``handle_error`` hooks, asked of its
+    dialect, where SQLAlchemy keeps them. Not ``sa.event.contains(engine, ...)``: that answers
+    by the engine's ``id()``, and a closed engine's id stays in SQLAlchemy's event registry as
+    long as its dialect lives (an ``lru_cache`` in SQLAlchemy's PostgreSQL dialect holds it), so
+    a new engine at the same address looked hooked and its unique violations escaped as
+    ``IntegrityError`` (2 of 200 stores opened and closed in one process)."""
+    return translate_conflicts in list(engine.dialect.dispatch.handle_error)
+
+
 class SqlStore(
     SqlIntake,
     SqlUnitReads,
@@ -66,9 +76,7 @@ class SqlStore(
         self.engine = engine
         self.event_id_retention_days = check_retention(event_id_retention_days)
         for each in (engine, sql_engine.autocommit_twin(engine)):
-            if each is not None and not sa.event.contains(
-                each, "handle_error", translate_conflicts
-            ):
+            if each is not None and not _translates_conflicts(each):
                 sa.event.listen(each, "handle_error", translate_conflicts)
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._insert = dialect.insert
