@@ -221,6 +221,15 @@ def test_a_bad_api_port_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "PORT or API_PORT: Input should be a valid integer" in result.output
 
 
+def test_a_redis_wait_timeout_of_zero_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis's WAIT with a timeout of 0 never returns while a replica is missing."""
+    monkeypatch.setenv("REDIS_WAIT_TIMEOUT_MS", "0")
+    result = CliRunner().invoke(cli, ["recalculate", "--store-url", "memory://"])
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())  # rich wraps the message at the terminal's width
+    assert "REDIS_WAIT_TIMEOUT_MS: Input should be greater than or equal to 1" in said
+
+
 def monte_carlo_bandit(client: Any) -> None:
     """A three-arm bandit with Monte Carlo weights and one day of totals."""
     body = {

@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     # REDIS_WAIT_REPLICAS=n: an intake step is acknowledged once n replicas hold it (Redis WAIT,
     # at most REDIS_WAIT_TIMEOUT_MS); 0 acknowledges once the master applied it.
     redis_wait_replicas: int = Field(default=0, ge=0)
-    redis_wait_timeout_ms: int = Field(default=100, ge=0)
+    redis_wait_timeout_ms: int = Field(default=100, ge=1)  # WAIT with 0 never returns
     # API_HOST / API_PORT: the names the Multi-Armed Bandit Optimization API reads (HOST wins).
     host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("host", "api_host"))
     port: int = Field(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -24,6 +27,7 @@ from abpilot.store.base import (
 )
 from abpilot.store.memory import MemoryStore
 from abpilot.store.redis import RedisStore
+from abpilot.store.redis import store as redis_store_module
 from tests.conftest import REDIS_URL, redis_prefix
 from tests.factories import make_experiment
 from tests.processes import process_context
@@ -202,6 +206,50 @@ def test_an_unreachable_cluster_is_store_unavailable_without_its_password() -> N
     with pytest.raises(StoreUnavailable, match=r"Redis Cluster at 127\.0\.0\.1:1 ") as caught:
         RedisStore.from_url("redis+cluster://:secret@127.0.0.1:1", socket_connect_timeout=0.5)
     assert "secret" not in str(caught.value)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP server that takes connections and never answers (a paused Redis, or one behind a
+    half-open connection): the URL of it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(listener.accept()[0])
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    finally:
+        stop.set()
+        acceptor.join(timeout=10)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+def test_a_redis_that_stops_answering_fails_the_operation_instead_of_holding_it(
+    silent_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py waits for an answer forever unless told otherwise; the store gives every
+    command ``SOCKET_TIMEOUT_S`` (shortened here) and then answers StoreUnavailable."""
+    monkeypatch.setattr(redis_store_module, "SOCKET_TIMEOUT_S", 0.2)
+    silent = RedisStore.from_url(silent_server)
+    with pytest.raises(StoreUnavailable, match="Timeout"):
+        silent.get_counters("anything")
+    silent.close()
+
+
+def test_a_wait_that_could_block_forever_is_refused() -> None:
+    """Redis's ``WAIT n 0`` waits for n replicas however long it takes: refused up front."""
+    with pytest.raises(ValueError, match="wait_timeout_ms must be at least 1"):
+        RedisStore.from_url(REDIS_URL, wait_replicas=1, wait_timeout_ms=0)
 
 
 def _allocation(experiment_id: str, **changes: Any) -> AllocationRecord:

@@ -63,6 +63,9 @@ from abpilot.store.redis.history import HISTORY_KEYS, RedisHistory, reachable, t
 from abpilot.store.redis.intake import EVENT_KEYS, RedisIntake
 from abpilot.store.redis.transfer import RedisTransfer
 
+# Seconds a command may wait for Redis's answer (``socket_timeout``, unless given) before the
+# operation fails as StoreUnavailable.
+SOCKET_TIMEOUT_S = 30.0
 _ALL_KEYS = ("def", *EVENT_KEYS, *HISTORY_KEYS, *CONTEXTUAL_KEYS)
 
 # KEYS: def, index:keys, index:ids. ARGV: id, key, doc, version, created_at score.
@@ -134,8 +137,10 @@ class RedisStore(
         self._cluster = isinstance(client, RedisCluster)
         self._prefix = prefix
         self.location = location(client)
-        if wait_replicas < 0 or wait_timeout_ms < 0:
-            raise ValueError("wait_replicas and wait_timeout_ms must not be negative")
+        if wait_replicas < 0:
+            raise ValueError("wait_replicas must not be negative")
+        if wait_timeout_ms < 1:  # WAIT n 0 blocks until n replicas answer, however long
+            raise ValueError("wait_timeout_ms must be at least 1: a WAIT of 0 ms waits forever")
         self._wait_replicas, self._wait_timeout_ms = wait_replicas, wait_timeout_ms
         self.event_id_retention_days = check_retention(event_id_retention_days)
         self._create: Script = client.register_script(_CREATE)
@@ -161,6 +166,10 @@ class RedisStore(
             "wait_replicas": int(options.pop("wait_replicas", 0)),
             "wait_timeout_ms": int(options.pop("wait_timeout_ms", 100)),
         }
+        # A Redis that stops answering (paused, a half-open connection after a network fault)
+        # fails the operation (StoreUnavailable, a 503) instead of holding its request forever:
+        # redis-py's default is no timeout. Longer than any script here runs, and than WAIT.
+        options.setdefault("socket_timeout", SOCKET_TIMEOUT_S + waiting["wait_timeout_ms"] / 1000)
         client = (
             connect_cluster(url, **options)
             if is_cluster_url(url)
