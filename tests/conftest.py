@@ -52,8 +52,41 @@ def postgres_schema_url() -> Iterator[str]:
     try:
         yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
     finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        _drop_schema(schema)
+
+
+# DROP SCHEMA waits for every transaction that touched the schema's tables: one left open by the
+# test (a connection it leaked, a thread still blocked) would hold the teardown forever.
+DROP_LOCK_TIMEOUT = "60s"
+
+
+def _drop_schema(schema: str) -> None:
+    """Drop a test's schema; if a session holds it past ``DROP_LOCK_TIMEOUT``, end that session,
+    drop the schema, and fail the test's teardown naming what held it."""
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"SET lock_timeout = '{DROP_LOCK_TIMEOUT}'")
+        try:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            return
+        except psycopg.errors.LockNotAvailable:
+            pass
+        holders = conn.execute(
+            "SELECT a.pid, a.state, now() - a.state_change, left(a.query, 200) "
+            "FROM pg_stat_activity a WHERE a.pid IN (SELECT l.pid FROM pg_locks l "
+            "JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND l.pid <> pg_backend_pid())",
+            (schema,),
+        ).fetchall()
+        for pid, *_ in holders:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        conn.execute("SET lock_timeout = 0")
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    raise AssertionError(
+        f"schema {schema} was still held {DROP_LOCK_TIMEOUT} after the test (a transaction left "
+        f"open); these sessions were ended: {holders}"
+    )
 
 
 def redis_cluster_url() -> str:
