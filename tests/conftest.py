@@ -49,12 +49,17 @@ def postgres_schema_url() -> Iterator[str]:
     except psycopg.OperationalError as error:
         _server_missing("PostgreSQL", error)
     sep = "&" if "?" in POSTGRES_URL else "?"
+    # A statement of the test's waits at most TEST_LOCK_TIMEOUT for a lock, then fails with
+    # PostgreSQL's "canceling statement due to lock timeout": a lock never released is a
+    # failure that names itself, not a run that hangs (no test waits half as long on purpose).
+    options = f"-csearch_path%3D{schema}%20-clock_timeout%3D{TEST_LOCK_TIMEOUT}"
     try:
-        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+        yield f"{POSTGRES_URL}{sep}options={options}"
     finally:
         _drop_schema(schema)
 
 
+TEST_LOCK_TIMEOUT = "120s"
 # DROP SCHEMA waits for every transaction that touched the schema's tables: one left open by the
 # test (a connection it leaked, a thread still blocked) would hold the teardown forever.
 DROP_LOCK_TIMEOUT = "60s"
