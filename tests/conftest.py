@@ -28,6 +28,10 @@ POSTGRES_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("ABPILOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# Every barrier of the concurrency tests has this timeout: a party that never arrives (its
+# thread or process failed before the barrier, say on opening its store) breaks the barrier for
+# the others (BrokenBarrierError) instead of holding them, and the test, forever.
+BARRIER_SECONDS = 120
 
 
 def _server_missing(name: str, error: Exception) -> None:

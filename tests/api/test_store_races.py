@@ -16,7 +16,7 @@ from abpilot.settings import Settings
 from abpilot.store.factory import open_store
 from abpilot.store.sql import SqlStore
 from tests.api.conftest import API, experiment_body
-from tests.conftest import StoreFactory, backend_url
+from tests.conftest import BARRIER_SECONDS, StoreFactory, backend_url
 
 
 def worker(store_factory: StoreFactory) -> TestClient:
@@ -34,7 +34,7 @@ def test_two_workers_creating_one_key_give_201_and_409(store_factory: StoreFacto
         for n, client in enumerate((one, two)):  # each app builds its models before the race
             assert client.post(f"{API}/experiments", json=experiment_body(f"warm-{n}")).is_success
         for r in range(6):
-            barrier = threading.Barrier(2)
+            barrier = threading.Barrier(2, timeout=BARRIER_SECONDS)
             with ThreadPoolExecutor(max_workers=2) as pool:
                 answers = list(pool.map(post, (one, two), [f"same-{r}"] * 2, [barrier] * 2))
             assert sorted(a.status_code for a in answers) == [201, 409]

@@ -26,7 +26,7 @@ from abpilot.service import ExperimentService
 from abpilot.service.allocation import DailyInput
 from abpilot.store.base import AllocationRecord, EventKind, Store
 from abpilot.store.factory import open_store
-from tests.conftest import BACKENDS, StoreFactory, backend_url
+from tests.conftest import BACKENDS, BARRIER_SECONDS, StoreFactory, backend_url
 
 MOMENT = datetime(2026, 5, 1, 12, tzinfo=UTC)
 ARMS = ("control", "b", "c")
@@ -287,7 +287,7 @@ def test_two_workers_recalculating_at_once_store_one_period(
     for r in range(6):
         # Yesterday's figures again, with the other leader: new weights each round.
         post_day(one, 1, (30, 60, 40) if r % 2 else (60, 30, 40))
-        barrier = threading.Barrier(2)
+        barrier = threading.Barrier(2, timeout=BARRIER_SECONDS)
 
         def recalculate(worker: ExperimentService, barrier: threading.Barrier = barrier) -> str:
             barrier.wait()

@@ -22,6 +22,7 @@ from abpilot.service.allocation import DailyInput
 from abpilot.service.specs import ExperimentChanges
 from abpilot.store.base import AllocationRecord
 from abpilot.store.memory import MemoryStore
+from tests.conftest import BARRIER_SECONDS
 
 ASSIGNERS = 4
 UNITS = 600  # per assigning thread
@@ -49,7 +50,7 @@ def running(service: ExperimentService, key: str, **options: object) -> None:
 
 def run_all(tasks: list[Callable[[], object]]) -> list[object]:
     """Run every task on its own thread, released together; re-raise the first failure."""
-    barrier = threading.Barrier(len(tasks))
+    barrier = threading.Barrier(len(tasks), timeout=BARRIER_SECONDS)
 
     def start(task: Callable[[], object]) -> object:
         barrier.wait()

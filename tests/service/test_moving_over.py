@@ -26,7 +26,7 @@ from abpilot.domain.errors import (
 from abpilot.domain.experiment import ExperimentStatus, MetricKind
 from abpilot.service import ExperimentChanges, ExperimentService
 from abpilot.store.base import Store
-from tests.conftest import StoreFactory
+from tests.conftest import BARRIER_SECONDS, StoreFactory
 
 
 def openinsight_homepage_test(manager: ExperimentService) -> abpilot.Experiment:
@@ -297,7 +297,7 @@ def test_workers_registering_at_once_lose_no_event(store_factory: StoreFactory) 
     units = [f"u{i}" for i in range(UNITS)]
     for unit in units:
         services[0].get_variant_for_user("race", unit)
-    barrier = threading.Barrier(WORKERS)
+    barrier = threading.Barrier(WORKERS, timeout=BARRIER_SECONDS)
 
     def worker(index: int) -> None:
         barrier.wait()

@@ -26,7 +26,7 @@ import pytest
 import abpilot
 from abpilot.store.base import GLOBAL_CONTEXT, Decision, EventKind, FeedbackOutcome
 from abpilot.store.factory import open_store
-from tests.conftest import SHARED_BACKENDS, backend_url
+from tests.conftest import BARRIER_SECONDS, SHARED_BACKENDS, backend_url
 from tests.factories import make_experiment
 from tests.processes import process_context
 
@@ -41,7 +41,7 @@ def run_together(target: Any, url: str, options: dict[str, Any]) -> None:
     """Run ``target(url, options, w, barrier)`` in PROCESSES processes at once; each must exit
     cleanly."""
     context = process_context()
-    barrier = context.Barrier(PROCESSES)
+    barrier = context.Barrier(PROCESSES, timeout=BARRIER_SECONDS)
     processes = [
         context.Process(target=target, args=(url, options, w, barrier)) for w in range(PROCESSES)
     ]
@@ -193,7 +193,7 @@ def test_document_versions_from_eight_processes(backend: str, tmp_path: Path) ->
     with backend_url(backend, tmp_path) as (url, options):
         store = open_store(url, **options)  # migrates once, before the workers start
         context = process_context()
-        barrier, out = context.Barrier(PROCESSES), context.Queue()
+        barrier, out = context.Barrier(PROCESSES, timeout=BARRIER_SECONDS), context.Queue()
         processes = [
             context.Process(target=document_worker, args=(url, options, w, barrier, out))
             for w in range(PROCESSES)
@@ -265,7 +265,7 @@ def test_exact_feedback_from_eight_processes(backend: str, tmp_path: Path) -> No
                 )
             )
         context = process_context()
-        barrier, out = context.Barrier(PROCESSES), context.Queue()
+        barrier, out = context.Barrier(PROCESSES, timeout=BARRIER_SECONDS), context.Queue()
         processes = [
             context.Process(target=feedback_worker, args=(url, options, exp.id, w, barrier, out))
             for w in range(PROCESSES)

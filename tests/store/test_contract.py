@@ -30,7 +30,7 @@ from abpilot.store.base import (
     Store,
 )
 from abpilot.store.memory import MemoryStore
-from tests.conftest import SHARED_BACKENDS, StoreFactory, backend_url
+from tests.conftest import BARRIER_SECONDS, SHARED_BACKENDS, StoreFactory, backend_url
 from tests.factories import make_experiment
 from tests.processes import process_context
 
@@ -818,7 +818,7 @@ def test_batches_from_several_processes_take_consecutive_periods(
         for exp in (a, b):
             store.create_experiment(exp)
         context = process_context()
-        barrier, out = context.Barrier(BATCH_PROCESSES), context.Queue()
+        barrier, out = context.Barrier(BATCH_PROCESSES, timeout=BARRIER_SECONDS), context.Queue()
         processes = [
             context.Process(
                 target=allocation_worker, args=(url, options, (a.id, b.id), barrier, out)

@@ -19,7 +19,7 @@ import pytest
 
 from abpilot.domain.errors import ConcurrentModification, DuplicateKey
 from abpilot.store.base import AllocationRecord, EventKind, EventRecord, MetricTotals, Store
-from tests.conftest import StoreFactory
+from tests.conftest import BARRIER_SECONDS, StoreFactory
 from tests.factories import make_experiment
 
 ROUNDS = 8
@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 def race(one: Callable[[], T], two: Callable[[], T]) -> tuple[T, T]:
     """Run both at once (released together) and return their answers."""
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(2, timeout=BARRIER_SECONDS)
 
     def run(action: Callable[[], T]) -> T:
         barrier.wait()

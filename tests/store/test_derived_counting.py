@@ -30,7 +30,7 @@ from abpilot.domain.experiment import Experiment, Metric, MetricKind
 from abpilot.domain.rules import ExperimentRules, experiment_rules
 from abpilot.service.core import ExperimentService
 from abpilot.store.base import EventKind, EventRecord, MetricTotals, Store, VariantCounters
-from tests.conftest import StoreFactory
+from tests.conftest import BARRIER_SECONDS, StoreFactory
 from tests.factories import make_experiment
 
 EXPOSURE, CONVERSION = EventKind.EXPOSURE, EventKind.CONVERSION
@@ -413,9 +413,10 @@ def test_concurrent_batches_count_exactly(store_factory: StoreFactory) -> None:
     store_factory().create_experiment(exp)
     countries = ("nl", "de", "fr")
     units = [f"t{t}-u{i}" for t in range(THREADS) for i in range(UNITS_PER_THREAD)]
+    assigning = store_factory()  # one client (each holds its own connections)
     for i, unit in enumerate(units):
-        store_factory().assign(exp.id, unit, VARIANTS[i % 2])
-    barrier = threading.Barrier(THREADS * 2)
+        assigning.assign(exp.id, unit, VARIANTS[i % 2])
+    barrier = threading.Barrier(THREADS * 2, timeout=BARRIER_SECONDS)
 
     def expose(t: int) -> None:
         client = store_factory()

@@ -28,7 +28,7 @@ from abpilot.store.base import (
 from abpilot.store.memory import MemoryStore
 from abpilot.store.redis import RedisStore
 from abpilot.store.redis import store as redis_store_module
-from tests.conftest import REDIS_URL, redis_prefix
+from tests.conftest import BARRIER_SECONDS, REDIS_URL, redis_prefix
 from tests.factories import make_experiment
 from tests.processes import process_context
 
@@ -410,7 +410,7 @@ def test_many_processes_count_exactly_once(store: RedisStore, prefix: str) -> No
     exp = make_experiment()
     store.create_experiment(exp)
     ctx = process_context()
-    start, results = ctx.Barrier(WORKERS), ctx.Queue()
+    start, results = ctx.Barrier(WORKERS, timeout=BARRIER_SECONDS), ctx.Queue()
     processes = [
         ctx.Process(target=_run_worker, args=(prefix, exp.id, w, start, results))
         for w in range(WORKERS)
