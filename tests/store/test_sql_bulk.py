@@ -135,6 +135,31 @@ def test_a_pooled_postgres_connection_dropped_while_idle_is_replaced_before_use(
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_pool_with_every_connection_busy_is_store_unavailable(
+    backend: str, tmp_path: Path
+) -> None:
+    """A worker whose connections are all in use (the database slow, more threads than
+    connections) answers StoreUnavailable, a 503, once ``pool_timeout`` passes: not
+    SQLAlchemy's TimeoutError, a 500."""
+    with backend_url(backend, tmp_path) as (url, options):
+        pools = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.2}
+        store = open_store(url, **options, **pools)
+        assert isinstance(store, SqlStore)
+        experiment = make_experiment("busy")
+        store.create_experiment(experiment)
+        engines = [store.engine, engine.autocommit_twin(store.engine)]
+        held = [each.connect() for each in engines if each is not None]  # every connection
+        with pytest.raises(StoreUnavailable, match="no database connection came free in time"):
+            store.get_counters(experiment.id)
+        with pytest.raises(StoreUnavailable, match="no database connection came free in time"):
+            store.apply_events([exposure(experiment.id, "u1")])
+        for conn in held:
+            conn.close()
+        assert store.apply_events([exposure(experiment.id, "u1")]).applied == 1
+        store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_a_failing_statement_is_sqlalchemys_error_and_rolls_the_step_back(
     backend: str, tmp_path: Path
 ) -> None:

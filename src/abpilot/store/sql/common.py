@@ -47,6 +47,10 @@ def guarded(method: Callable[P, T]) -> Callable[P, T]:
                 if code in RETRYABLE:
                     raise
                 raise StoreUnavailable(f"the database is unavailable: {error.orig}") from error
+            except sa.exc.TimeoutError as error:  # the pool's, not a statement's
+                raise StoreUnavailable(
+                    f"no database connection came free in time: {error}"
+                ) from error
         raise AssertionError("unreachable")
 
     return wrapper
