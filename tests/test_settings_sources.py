@@ -230,6 +230,37 @@ def test_a_redis_wait_timeout_of_zero_is_named(monkeypatch: pytest.MonkeyPatch) 
     assert "REDIS_WAIT_TIMEOUT_MS: Input should be greater than or equal to 1" in said
 
 
+def test_the_postgres_pool_settings_size_each_worker_s_pools(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """DATABASE_POOL_SIZE and DATABASE_MAX_OVERFLOW size the pools a worker opens on PostgreSQL:
+    the transactions' pool and the one-statement paths' autocommit twin."""
+    from abpilot.service.compose import open_store
+    from abpilot.store.sql import SqlStore
+    from abpilot.store.sql.engine import autocommit_twin
+    from tests.conftest import backend_url
+
+    with backend_url("postgres", tmp_path) as (url, _):
+        monkeypatch.setenv("DATABASE_URL", url)
+        monkeypatch.setenv("DATABASE_POOL_SIZE", "3")
+        monkeypatch.setenv("DATABASE_MAX_OVERFLOW", "1")
+        store = open_store(Settings())
+        assert isinstance(store, SqlStore)
+        twin = autocommit_twin(store.engine)
+        assert twin is not None
+        pools = [store.engine.pool, twin.pool]
+        assert [(p.size(), p._max_overflow) for p in pools] == [(3, 1), (3, 0)]  # type: ignore[attr-defined]
+        store.close()
+
+
+def test_a_pool_of_no_connections_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_POOL_SIZE", "0")
+    result = CliRunner().invoke(cli, ["recalculate", "--store-url", "memory://"])
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())
+    assert "DATABASE_POOL_SIZE: Input should be greater than or equal to 1" in said
+
+
 def monte_carlo_bandit(client: Any) -> None:
     """A three-arm bandit with Monte Carlo weights and one day of totals."""
     body = {

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite:///./abpilot.db"
+    # PostgreSQL: each worker's pool for transactions (DATABASE_POOL_SIZE connections kept, up to
+    # DATABASE_MAX_OVERFLOW more under load) and its autocommit twin for one-statement paths
+    # (DATABASE_POOL_SIZE): at most 2 * DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW per worker.
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=20, ge=0)
     store: Literal["sql", "redis", "memory"] = "sql"
     redis_url: str | None = None
     redis_host: str = "127.0.0.1"

@@ -138,6 +138,13 @@ def open_store(settings: Settings, url: str | None = None) -> Store:
             wait_timeout_ms=settings.redis_wait_timeout_ms,
             event_id_retention_days=retention,
         )
+    if url.split(":", 1)[0].lower().startswith("postgres"):
+        return open_url(
+            url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            event_id_retention_days=retention,
+        )
     return open_url(url, event_id_retention_days=retention)
 
 
