@@ -47,6 +47,13 @@ from abpilot.store.counters import group_counters, sum_periods
 from abpilot.store.event_ids import claim_time
 from abpilot.store.redis.cluster import snapshot_pipeline
 from abpilot.store.redis.event_ids import RedisEventIds
+from abpilot.store.redis.expose_one import (
+    EXPOSE_ONE,
+    EXPOSE_ONE_SHA,
+    expose_one_call,
+    expose_one_result,
+    plain_exposure,
+)
 from abpilot.store.redis.history import EPOCH, reachable, text
 from abpilot.store.redis.replication import run_and_wait
 from abpilot.store.redis.step import (
@@ -193,6 +200,10 @@ class RedisIntake(RedisEventIds):
         # Replaces the default: on one server the definition (``{id}:def``) shares the
         # experiment's slot, so the script checks its version before it writes, in the same
         # call as the counting. On a cluster the definitions live under ``{index}``: read first.
+        if not self._cluster and plain_exposure(events, versions):
+            keys, args = expose_one_call(self, events[0], versions)
+            reply = self._call(EXPOSE_ONE, EXPOSE_ONE_SHA, keys, args)
+            return expose_one_result(reply, events[0].experiment_id)
         if self._cluster or not events:
             for experiment_id, version in versions.items():
                 stored = self._client.hget(self._definition(experiment_id), "version")
@@ -320,16 +331,26 @@ class RedisIntake(RedisEventIds):
         return snapshot(keys, found)
 
     def _run(self, plan: Plan) -> tuple[bool, Any]:
-        """Call ``STEP`` with ``plan``: whether it wrote, and what its reads found. A server
-        that lost the script (NOSCRIPT: nothing ran) gets it loaded and called again."""
+        """Call ``STEP`` with ``plan``: whether it wrote, and what its reads found."""
         count, arguments = plan.arguments()
-        if self._wait_replicas and plan.writes:
+        reply = self._call(STEP, STEP_SHA, arguments[:count], arguments[count:], plan.writes)
+        committed, found = json.loads(reply)
+        return committed == 1, found
+
+    def _call(
+        self, script: str, sha: str, keys: list[str], args: list[str], writes: object = True
+    ) -> Any:
+        """EVALSHA an intake script: a server that lost the script (NOSCRIPT: nothing ran) gets
+        it loaded and called again; a cluster moving the slot is waited for. With
+        ``REDIS_WAIT_REPLICAS``, a call that ``writes`` is acknowledged only once the replicas
+        hold it (or the wait timed out: logged)."""
+        if self._wait_replicas and writes:
             reply, acknowledged = run_and_wait(
                 self._client,
-                STEP,
-                STEP_SHA,
-                arguments[:count],
-                arguments[count:],
+                script,
+                sha,
+                keys,
+                args,
                 replicas=self._wait_replicas,
                 timeout_ms=self._wait_timeout_ms,
             )
@@ -341,14 +362,12 @@ class RedisIntake(RedisEventIds):
                     self._wait_replicas,
                     self._wait_timeout_ms,
                 )
-            committed, found = json.loads(reply)
-            return committed == 1, found
+            return reply
         for attempt in itertools.count():
             try:
-                reply = self._client.evalsha(STEP_SHA, count, *arguments)
-                break
+                return self._client.evalsha(sha, len(keys), *keys, *args)
             except redis.exceptions.NoScriptError:
-                self._client.script_load(STEP)  # on a cluster: on every primary
+                self._client.script_load(script)  # on a cluster: on every primary
             except RESHARDING_ERRORS:
                 # A cluster moving the slot: its keys are split between two nodes (TRYAGAIN)
                 # or the slot has no owner for a moment. The script did not run; once redis-py
@@ -356,8 +375,7 @@ class RedisIntake(RedisEventIds):
                 if attempt >= RESHARDING_RETRIES:
                     raise
                 time.sleep(min(0.5, 0.02 * 2**attempt))
-        committed, found = json.loads(reply)
-        return committed == 1, found
+        raise AssertionError("unreachable")
 
     @reachable
     def get_assignments(
