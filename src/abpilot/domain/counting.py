@@ -31,10 +31,12 @@ The rules, all decided here:
 7. **Last event time.** Each experiment keeps the latest ``received_at`` of its counted events.
 
 A new counter is added here (in ``CounterIncrements`` and the rule that fills it) and in the one
-statement or script field per store that applies an increment. Two PostgreSQL statements restate
-rules for one case each, for speed: ``ASSIGN_ONE`` (rule 2 for one assignment) and ``EXPOSE_ONE``
-(rules 1 to 4 and 7 for one plain exposure) in ``abpilot.store.sql.intake``; a rule changed here
-for those cases is changed there too, and ``tests/store/test_sql_expose_one.py`` compares them.
+statement or script field per store that applies an increment. Two PostgreSQL statements and one
+Redis script restate rules for one case each, for speed: ``ASSIGN_ONE`` (rule 2 for one
+assignment) and ``EXPOSE_ONE`` (rules 1 to 4 and 7 for one plain exposure) in
+``abpilot.store.sql.intake``, and Redis's ``EXPOSE_ONE`` (the same rules, the same case) in
+``abpilot.store.redis.expose_one``; a rule changed here for those cases is changed there too, and
+``tests/store/test_sql_expose_one.py`` and ``tests/store/test_redis_expose_one.py`` compare them.
 """
 
 from __future__ import annotations

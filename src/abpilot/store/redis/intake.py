@@ -8,7 +8,8 @@ is still what it was and only then applies the writes, all or nothing. Counters 
 through HINCRBY/HINCRBYFLOAT inside that script. If another client changed a value read in
 between, the script writes nothing and the step is counted again from a fresh snapshot
 (conflicts need the same unit or event id in two concurrent batches). The script holds no
-counting rule: it knows nothing of events, units or variants.
+counting rule: it knows nothing of events, units or variants. One plain exposure, the hottest
+write, is the exception: one small script (``abpilot.store.redis.expose_one``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ the plan of one call of it, the snapshot a step answers from and the guesses of 
 ``RedisIntake`` (``abpilot.store.redis.intake``) runs the counting core on a ``RedisStep``: each
 primitive is answered from a ``Snapshot`` (read, or guessed empty) and recorded in the ``Plan``
 as a check and a write; the script applies the writes only if every check still holds. The
-script holds no counting rule: it knows nothing of events, units or variants.
+script holds no counting rule: it knows nothing of events, units or variants. (One plain
+exposure takes a script of its own that does restate the rules for that case:
+``abpilot.store.redis.expose_one``.)
 """
 
 from __future__ import annotations
