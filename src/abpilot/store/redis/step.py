@@ -62,36 +62,43 @@ class PlanStore(Protocol):
 # (a check failed: nothing written), what the reads found (before any write)].
 STEP = """
 local plan, step = cjson.decode(ARGV[1]), 1000
-local memo = {}  -- key -> member -> what was read (nothing is written before the checks end)
-local function fetch(kind, key, members)
-  local out, seen = {}, memo[key] or {}
-  memo[key] = seen
+local memo = {}  -- key -> member -> what the reads found (nothing is written before the checks end)
+local function fetch(kind, key, members, remember)
+  local out, seen = {}, nil
+  if remember then
+    seen = memo[key] or {}
+    memo[key] = seen
+  end
   for i = 1, #members, step do
     local last = math.min(i + step - 1, #members)
     local command = kind == 'h' and 'HMGET' or 'SMISMEMBER'
     local got = redis.call(command, key, unpack(members, i, last))
-    for j = 1, #got do
-      out[i + j - 1] = got[j]
-      seen[members[i + j - 1]] = got[j]
+    if i == 1 and last == #members then
+      out = got
+    else
+      for j = 1, #got do out[i + j - 1] = got[j] end
+    end
+    if remember then
+      for j = 1, #got do seen[members[i + j - 1]] = got[j] end
     end
   end
   return out
 end
-local function lookup(kind, key, members)
+local function lookup(kind, key, members)  -- what the reads found, else read now
   local seen, out = memo[key], {}
-  if not seen then return fetch(kind, key, members) end
+  if not seen then return fetch(kind, key, members, false) end
   for j = 1, #members do
     local value = seen[members[j]]
-    if value == nil then return fetch(kind, key, members) end
+    if value == nil then return fetch(kind, key, members, false) end
     out[j] = value
   end
   return out
 end
-local function any_of(keys, members)  -- per member: 1 if any of the sets holds it
+local function any_of(keys, members, remember)  -- per member: 1 if any of the sets holds it
   local out = {}
   for j = 1, #members do out[j] = 0 end
   for _, k in ipairs(keys) do
-    local got = fetch('s', KEYS[k], members)
+    local got = fetch('s', KEYS[k], members, remember)
     for j = 1, #got do if got[j] == 1 then out[j] = 1 end end
   end
   return out
@@ -99,14 +106,14 @@ end
 local found = {}
 for n, r in ipairs(plan[1]) do
   if r[1] == 'S' then
-    found[n] = any_of(r[2], r[3])
+    found[n] = any_of(r[2], r[3], true)
   else
-    found[n] = fetch(r[1], KEYS[r[2]], r[3])
+    found[n] = fetch(r[1], KEYS[r[2]], r[3], true)
   end
 end
 for _, c in ipairs(plan[2]) do
   if c[1] == 'n' then
-    for _, held in ipairs(any_of(c[2], c[3])) do
+    for _, held in ipairs(any_of(c[2], c[3], false)) do
       if held == 1 then return cjson.encode({0, found}) end
     end
   else
