@@ -19,13 +19,10 @@ by the reference's (above 1.0x is faster).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,38 +45,6 @@ class Row:
     @property
     def ratio(self) -> float:
         return self.events / self.reference_events
-
-
-@contextlib.contextmanager
-def master_with_replica() -> Iterator[str]:
-    """A redis-server master and its replica on free ports; the master's URL."""
-    from tests.redis_cluster import _free_ports
-
-    master, replica = _free_ports(2)
-    folder = Path(tempfile.mkdtemp(prefix="abp-wait-"))
-    processes = []
-    for port, extra in ((master, []), (replica, ["--replicaof", "127.0.0.1", str(master)])):
-        command = [
-            "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(folder), *extra,
-        ]  # fmt: skip
-        processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            role = subprocess.run(
-                ["redis-cli", "-p", str(replica), "role"], capture_output=True, text=True
-            ).stdout.split()
-            if role[:1] == ["slave"] and "connected" in role:
-                break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("the replica did not connect")
-        yield f"redis://127.0.0.1:{master}/0"
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=10)
 
 
 class Run:
@@ -125,7 +90,7 @@ def best(runs: dict[str, Run], measure: Callable[[Run], float], rounds: int) -> 
 
 
 def measure(quick: bool) -> list[Row]:
-    from tests.redis_cluster import local_cluster, stop_local_cluster
+    from tests.redis_cluster import local_cluster, master_with_replica, stop_local_cluster
 
     singles, batches, rounds = (300, 3, 2) if quick else (2000, 10, 5)
     rows = []

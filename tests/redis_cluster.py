@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 MASTERS = 3
@@ -252,3 +253,50 @@ def local_cluster() -> LocalCluster:
 def stop_local_cluster() -> None:
     while _RUNNING:
         _RUNNING.pop().stop()
+
+
+@contextlib.contextmanager
+def master_with_replica() -> Iterator[str]:
+    """A redis-server master and its replica on free ports (no cluster); the master's URL.
+    ``replica_port`` finds the replica."""
+    master, replica = _free_ports(2)
+    folder = Path(tempfile.mkdtemp(prefix="abp-wait-"))
+    processes = []
+    # No delay before the first sync (Redis waits 5 s for more replicas by default).
+    first = ["--repl-diskless-sync-delay", "0"]
+    for port, extra in ((master, first), (replica, ["--replicaof", "127.0.0.1", str(master)])):
+        command = [
+            "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(folder), *extra,
+        ]  # fmt: skip
+        processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            role = subprocess.run(
+                ["redis-cli", "-p", str(replica), "role"], capture_output=True, text=True
+            ).stdout.split()
+            if role[:1] == ["slave"] and "connected" in role:
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("the replica did not connect")
+        yield f"redis://127.0.0.1:{master}/0"
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def replica_port(master_url: str) -> int:
+    """The port of the (one) replica connected to the master at ``master_url``."""
+    port = master_url.rsplit(":", 1)[1].split("/")[0]
+    info = subprocess.run(
+        ["redis-cli", "-p", port, "info", "replication"], capture_output=True, text=True
+    ).stdout
+    for line in info.splitlines():
+        if line.startswith("slave0:"):
+            fields = dict(part.split("=", 1) for part in line.split(":", 1)[1].split(","))
+            return int(fields["port"])
+    raise RuntimeError(f"no replica is connected to {master_url}")

@@ -5,6 +5,7 @@ server, and compare every key the experiment has."""
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,11 +15,13 @@ from typing import Any
 import pytest
 import redis
 
+import abpilot
 from abpilot.domain.errors import DefinitionChanged
 from abpilot.store.base import ApplyResult, EventKind, EventRecord
 from abpilot.store.factory import open_store
 from abpilot.store.redis import RedisStore, expose_one, intake
-from tests.conftest import backend_url
+from tests import redis_cluster
+from tests.conftest import IN_CI, backend_url
 from tests.factories import make_experiment
 
 
@@ -178,3 +181,52 @@ def test_an_id_claimed_days_ago_or_before_the_window_is_a_duplicate(
         result = fast.apply_current_events([again], {exp.id: exp.version})
         assert (result.applied, result.duplicates) == (0, 1), event_id
     assert "u2" not in fast.get_assignments(exp.id, ["u2"])  # a duplicate changes nothing
+
+
+@pytest.fixture
+def master_url() -> Iterator[str]:
+    """A Redis master with one replica on free ports (started for the test)."""
+    reason = redis_cluster.missing_reason()
+    if reason is not None:
+        if IN_CI:
+            pytest.fail(f"CI=true and {reason}", pytrace=False)
+        pytest.skip(reason)
+    with redis_cluster.master_with_replica() as url:
+        yield url
+
+
+def test_with_wait_replicas_a_counted_exposure_is_on_the_replica(
+    master_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``REDIS_WAIT_REPLICAS`` holds for the one script too: each single exposure is
+    acknowledged once the replica has it, and too few replicas in time is logged."""
+    calls: list[object] = []
+    counted = expose_one.expose_one_result
+    monkeypatch.setattr(
+        intake, "expose_one_result", lambda reply, exp: calls.append(reply) or counted(reply, exp)
+    )
+    service = abpilot.open(master_url, prefix="w", wait_replicas=1, wait_timeout_ms=5000)
+    experiment = service.create_experiment(
+        key="waited", variants=[{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}]
+    )
+    service.start_experiment("waited")
+    port = redis_cluster.replica_port(master_url)
+    replica = redis.Redis(port=port, decode_responses=True)
+    counters = f"w:{{{experiment.id}}}:counters"
+    for n in range(10):
+        service.record_exposure(experiment="waited", unit_id=f"u{n}")
+        exposures = replica.hgetall(counters)
+        assert sum(int(v) for k, v in exposures.items() if k.endswith("|exposures")) == n + 1
+    assert calls == [1] * 10  # each through the one script
+    replica.close()
+    service.store.close()
+    too_many = abpilot.open(master_url, prefix="w", wait_replicas=2, wait_timeout_ms=20)
+    with caplog.at_level(logging.WARNING, logger="abpilot.store"):
+        too_many.record_exposure(experiment="waited", unit_id="late")
+    assert "1 of 2 replicas acknowledged" in caplog.text
+    assert (
+        too_many.get_metrics("waited").variants[0].exposures
+        + too_many.get_metrics("waited").variants[1].exposures
+        == 11
+    )
+    too_many.store.close()
