@@ -42,7 +42,7 @@ assignment) and ``EXPOSE_ONE`` (rules 1 to 4 and 7 for one plain exposure) in
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -229,6 +229,25 @@ def count_exposure(step: CountingStep, event: EventRecord) -> tuple[StoredAssign
     first = StoredAssignment(event.variant, event.period)
     stored, created = count_assignment(step, event.experiment_id, event.unit_id, first)
     return stored, created, False
+
+
+def plain_exposure(events: Sequence[EventRecord], versions: Mapping[str, int]) -> bool:
+    """Whether ``events`` is the one case the stores count with a statement or script of its own
+    (``EXPOSE_ONE`` on PostgreSQL and Redis): one exposure of a unit, without the issue-18 facts
+    or rules, with an event id that is not empty, of an experiment whose definition version is
+    checked (``versions``)."""
+    if len(events) != 1:
+        return False
+    event = events[0]
+    return (
+        event.kind is EventKind.EXPOSURE
+        and event.unit_id is not None
+        and event.rules is None
+        and event.covariates is None
+        and event.dimensions is None
+        and event.event_id != ""  # Redis's script takes '' for "no id"
+        and event.experiment_id in versions
+    )
 
 
 def latest_received(events: Iterable[EventRecord]) -> dict[str, datetime]:

@@ -26,12 +26,12 @@ an exposure of a unit without the issue-18 facts (covariates, dimensions, derive
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Protocol
 
 from abpilot.domain.counting import latest_received
 from abpilot.domain.errors import DefinitionChanged
-from abpilot.store.base import ApplyResult, EventKind, EventRecord
+from abpilot.store.base import ApplyResult, EventRecord
 from abpilot.store.event_ids import claim_time, day_number
 from abpilot.store.redis.event_ids import day_set, day_set_ttl
 from abpilot.store.redis.history import microseconds
@@ -84,22 +84,6 @@ class ExposeStore(Protocol):
     def event_sets(self, day: int) -> list[str]: ...
 
     def _key(self, experiment_id: str, name: str) -> str: ...
-
-
-def plain_exposure(events: Sequence[EventRecord], versions: Mapping[str, int]) -> bool:
-    """Whether ``events`` is one exposure of a unit that ``EXPOSE_ONE`` counts."""
-    if len(events) != 1:
-        return False
-    event = events[0]
-    return (
-        event.kind is EventKind.EXPOSURE
-        and event.unit_id is not None
-        and event.rules is None
-        and event.covariates is None
-        and event.dimensions is None
-        and event.event_id != ""  # '' is the script's "no id"
-        and event.experiment_id in versions
-    )
 
 
 def expose_one_call(

@@ -33,6 +33,7 @@ from abpilot.domain.counting import (
     count_assignment,
     count_events,
     count_exposure,
+    plain_exposure,
 )
 from abpilot.domain.errors import DefinitionChanged, StoreUnavailable, UnitNotAssigned
 from abpilot.domain.records import METRIC_FIELDS
@@ -53,7 +54,6 @@ from abpilot.store.redis.expose_one import (
     EXPOSE_ONE_SHA,
     expose_one_call,
     expose_one_result,
-    plain_exposure,
 )
 from abpilot.store.redis.history import EPOCH, reachable, text
 from abpilot.store.redis.replication import run_and_wait

@@ -25,9 +25,9 @@ from abpilot.domain.counting import (
     count_events,
     count_exposure,
     latest_received,
+    plain_exposure,
 )
 from abpilot.domain.errors import DefinitionChanged
-from abpilot.domain.inputs import EventKind
 from abpilot.domain.records import METRIC_FIELDS
 from abpilot.store.base import ApplyResult, AssignResult, EventRecord, StoredAssignment
 from abpilot.store.event_ids import claim_time, window_start
@@ -139,7 +139,7 @@ class SqlIntake:
         COMMITTED: locking the definition row (FOR SHARE) would write a row lock on every
         batch, and the definition changes rarely. SQLite's write lock, held from BEGIN
         IMMEDIATE, makes the check exact."""
-        if self.engine.dialect.name == "postgresql" and _plain_exposure(events, versions):
+        if self.engine.dialect.name == "postgresql" and plain_exposure(events, versions):
             found = _expose_in_one_statement(self.engine, events[0], versions)
             if found is not None:
                 return found
@@ -251,21 +251,6 @@ EXPOSE_ONE = (
     "SELECT (SELECT count(*) FROM current) AS current, (SELECT count(*) FROM go) AS go, "
     "(SELECT count(*) FROM stored) AS stored) AS n"
 )
-
-
-def _plain_exposure(events: Sequence[EventRecord], versions: Mapping[str, int]) -> bool:
-    """Whether ``events`` is one exposure of a unit that ``EXPOSE_ONE`` counts."""
-    if len(events) != 1:
-        return False
-    event = events[0]
-    return (
-        event.kind is EventKind.EXPOSURE
-        and event.unit_id is not None
-        and event.rules is None
-        and event.covariates is None
-        and event.dimensions is None
-        and event.experiment_id in versions
-    )
 
 
 def _expose_in_one_statement(
