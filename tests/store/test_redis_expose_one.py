@@ -230,3 +230,30 @@ def test_with_wait_replicas_a_counted_exposure_is_on_the_replica(
         == 11
     )
     too_many.store.close()
+
+
+def test_a_server_that_lost_its_scripts_counts_on(master_url: str) -> None:
+    """A Redis that restarted (or ran SCRIPT FLUSH) answers NOSCRIPT: the intake scripts, the
+    one-exposure script and the generic one, are loaded again and nothing is lost or counted
+    twice."""
+    service = abpilot.open(master_url, prefix="flush")
+    service.create_experiment(
+        key="flushed", variants=[{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}]
+    )
+    service.start_experiment("flushed")
+    client = redis.Redis.from_url(master_url)
+    for n in range(3):
+        client.script_flush()
+        service.record_exposure(experiment="flushed", unit_id=f"single{n}", event_id=f"s{n}")
+        client.script_flush()
+        batch = [
+            abpilot.EventInput(EventKind.EXPOSURE, "flushed", unit_id=f"batch{n}-{i}")
+            for i in range(3)
+        ]
+        service.record_events(batch)
+    service.record_exposure(experiment="flushed", unit_id="single0", event_id="s0")  # a resend
+    variants = service.get_metrics("flushed").variants
+    assert sum(v.exposures for v in variants) == 12
+    assert sum(v.unique_units for v in variants) == 12
+    client.close()
+    service.store.close()
