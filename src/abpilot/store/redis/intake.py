@@ -15,7 +15,6 @@ write, is the exception: one small script (``abpilot.store.redis.expose_one``).
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import logging
 import random
@@ -334,12 +333,12 @@ class RedisIntake(RedisEventIds):
     def _run(self, plan: Plan) -> tuple[bool, Any]:
         """Call ``STEP`` with ``plan``: whether it wrote, and what its reads found."""
         count, arguments = plan.arguments()
-        reply = self._call(STEP, STEP_SHA, arguments[:count], arguments[count:], plan.writes)
+        reply = self._call(STEP, STEP_SHA, arguments[:count], arguments[count:], bool(plan.writes))
         committed, found = json.loads(reply)
         return committed == 1, found
 
     def _call(
-        self, script: str, sha: str, keys: list[str], args: list[str], writes: object = True
+        self, script: str, sha: str, keys: list[str], args: list[str], writes: bool = True
     ) -> Any:
         """EVALSHA an intake script: a server that lost the script (NOSCRIPT: nothing ran) gets
         it loaded and called again; a cluster moving the slot is waited for. With
@@ -364,7 +363,8 @@ class RedisIntake(RedisEventIds):
                     self._wait_timeout_ms,
                 )
             return reply
-        for attempt in itertools.count():
+        moves = 0
+        while True:
             try:
                 return self._client.evalsha(sha, len(keys), *keys, *args)
             except redis.exceptions.NoScriptError:
@@ -373,10 +373,10 @@ class RedisIntake(RedisEventIds):
                 # A cluster moving the slot: its keys are split between two nodes (TRYAGAIN)
                 # or the slot has no owner for a moment. The script did not run; once redis-py
                 # gave up following the move, wait and call it again.
-                if attempt >= RESHARDING_RETRIES:
+                if moves >= RESHARDING_RETRIES:
                     raise
-                time.sleep(min(0.5, 0.02 * 2**attempt))
-        raise AssertionError("unreachable")
+                time.sleep(min(0.5, 0.02 * 2**moves))
+                moves += 1
 
     @reachable
     def get_assignments(
